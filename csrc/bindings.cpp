@@ -1,0 +1,116 @@
+// plada_edge._native: thin pybind11 wrappers over the C++ kernels.
+//
+// Every function here has a numpy twin with the identical signature in plada_edge/core/twins.py;
+// tests/test_*_parity.py hold the two to the same answers. Argument checks raise the same
+// exception types as the twins, and the GIL is released while the kernels run.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <string>
+
+#include "dispatch.h"
+#include "kernels.h"
+
+namespace py = pybind11;
+
+namespace {
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(a.shape(i));
+  }
+  if (a.ndim() == 1) s += ",";
+  return s + ")";
+}
+
+py::tuple energy_stats(py::array logits, double temperature, int threads,
+                       const std::string& nan_policy) {
+  const py::dtype dt = logits.dtype();
+  if (dt.kind() != 'f' || (dt.itemsize() != 4 && dt.itemsize() != 2)) {
+    throw py::type_error("logits must be float32 or float16, got " +
+                         std::string(py::str(dt)));
+  }
+  if (logits.ndim() != 2) {
+    throw py::value_error("logits must be 2-D (N, C), got shape " + shape_str(logits));
+  }
+  if (!(std::isfinite(temperature) && temperature > 0.0)) {
+    throw py::value_error("temperature must be a finite number > 0, got " +
+                          std::to_string(temperature));
+  }
+  if (nan_policy != "raise" && nan_policy != "flag") {
+    throw py::value_error("nan_policy must be 'raise' or 'flag', got '" + nan_policy + "'");
+  }
+  if (threads < 0) throw py::value_error("threads must be >= 0 (0 = all CPUs)");
+  const int64_t n = logits.shape(0), C = logits.shape(1);
+  if (C < 1) throw py::value_error("logits need at least one class column, got shape " + shape_str(logits));
+
+  const bool half = dt.itemsize() == 2;
+  // Non-contiguous input is copied once into C order.
+  py::array data = py::array::ensure(logits, py::array::c_style);
+  if (!data) throw py::error_already_set();
+
+  py::array_t<float> energy(n), entropy(n);
+  py::array_t<uint8_t> flags(n);
+  int label_bytes;
+  py::array label;
+  if (C <= 256) {
+    label_bytes = 1;
+    label = py::array_t<uint8_t>(n);
+  } else if (C <= 65536) {
+    label_bytes = 2;
+    label = py::array_t<uint16_t>(n);
+  } else {
+    label_bytes = 4;
+    label = py::array_t<uint32_t>(n);
+  }
+  const void* src = data.data();
+  plada::EnergyOut out{energy.mutable_data(), label.mutable_data(), label_bytes,
+                       entropy.mutable_data(), flags.mutable_data()};
+  const plada::EnergyRowsFn rows = plada::energy_rows_fn();
+  const int64_t item = half ? 2 : 4;
+  {
+    py::gil_scoped_release release;
+    // ~64 KiB of logits per task at least, so tiny inputs stay on one thread.
+    const int64_t min_rows = (16384 + C - 1) / C;
+    plada::parallel_for(n, min_rows, threads, [&](int64_t begin, int64_t end) {
+      plada::EnergyOut o{out.energy + begin,
+                         static_cast<char*>(out.label) + begin * label_bytes, label_bytes,
+                         out.entropy + begin, out.flags + begin};
+      rows(static_cast<const char*>(src) + begin * C * item, half, end - begin, C,
+           static_cast<float>(temperature), o);
+    });
+  }
+  if (nan_policy == "raise") {
+    const uint8_t* f = flags.data();
+    for (int64_t i = 0; i < n; ++i) {
+      if (f[i] & plada::kFlagPosInf) {
+        throw py::value_error("logits row " + std::to_string(i) +
+                              " contains +inf (or overflows at this temperature); pass "
+                              "nan_policy='flag' to flag such rows instead of raising");
+      }
+    }
+  }
+  return py::make_tuple(energy, label, entropy, flags);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "plada-edge native kernels (see plada_edge.core.native for the Python face)";
+  m.def("energy_stats", &energy_stats, py::arg("logits"), py::arg("temperature") = 1.0,
+        py::arg("threads") = 0, py::arg("nan_policy") = "raise",
+        "Per row of (N, C) logits: energy -T*logsumexp(z/T) (float32), argmax label (smallest "
+        "unsigned type fitting C), softmax entropy (float32) and flag bits (uint8).");
+  m.def("simd_level", &plada::simd_level, "The instruction set the kernels use now.");
+  m.def("available_simd", &plada::available_simd, "Instruction sets this CPU supports, best first.");
+  m.def("set_simd_level", &plada::set_simd_level, py::arg("level"),
+        "Switch the kernels to another available instruction set (for tests and benchmarks).");
+  m.def("hardware_threads", &plada::hardware_threads, "CPUs this process may run on.");
+  m.attr("FLAG_NAN") = static_cast<int>(plada::kFlagNaN);
+  m.attr("FLAG_POSINF") = static_cast<int>(plada::kFlagPosInf);
+  m.attr("FLAG_EMPTY") = static_cast<int>(plada::kFlagEmpty);
+}

@@ -1,0 +1,102 @@
+"""Numpy twins of the native kernels in csrc/: identical signatures, identical answers.
+
+They serve when ``plada_edge._native`` cannot load (an unsupported platform, a source tree
+without a build) and they are the executable specification the C++ is tested against
+(tests/test_energy_parity.py). Paper §3: energy E(x) = -T * logsumexp(z / T).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLAG_NAN = 1  # a NaN anywhere in the row
+FLAG_POSINF = 2  # a +inf logit (kept only with nan_policy="flag")
+FLAG_EMPTY = 4  # every logit is -inf
+
+EXP_FLOOR = np.float32(-87.0)  # as csrc/energy_row.h: exp() stays normal and 0 * -inf never occurs
+_BLOCK_BYTES = 1 << 22  # rows are processed in ~4 MiB blocks so temporaries stay cache-sized
+
+
+def label_dtype(num_classes: int) -> np.dtype:
+    """The smallest unsigned integer type that holds labels 0..num_classes-1."""
+    if num_classes <= 1 << 8:
+        return np.dtype(np.uint8)
+    if num_classes <= 1 << 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32)
+
+
+def check_logits(logits, temperature: float, threads: int, nan_policy: str) -> np.ndarray:
+    """Validate energy_stats arguments exactly as the native binding does."""
+    arr = np.asarray(logits)
+    if arr.dtype not in (np.float32, np.float16):
+        raise TypeError(f"logits must be float32 or float16, got {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"logits must be 2-D (N, C), got shape {arr.shape}")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    if nan_policy not in ("raise", "flag"):
+        raise ValueError(f"nan_policy must be 'raise' or 'flag', got '{nan_policy}'")
+    if threads < 0:
+        raise ValueError("threads must be >= 0 (0 = all CPUs)")
+    if arr.shape[1] < 1:
+        raise ValueError(f"logits need at least one class column, got shape {arr.shape}")
+    return arr
+
+
+def energy_stats(logits, temperature: float = 1.0, threads: int = 0, nan_policy: str = "raise"):
+    """Per row of (N, C) logits: (energy, label, entropy, flags).
+
+    energy = -T * logsumexp(z / T) as float32 (lower = more in-distribution); label = first
+    argmax, in the smallest unsigned type fitting C; entropy of softmax(z / T) as float32; flags
+    as FLAG_* bits. Rows with a NaN (or +inf, under nan_policy="flag") get energy and entropy NaN
+    and label 0; all -inf rows get energy +inf, entropy NaN, label 0. ``threads`` is accepted for
+    signature parity and ignored.
+    """
+    arr = check_logits(logits, temperature, threads, nan_policy)
+    n, c = arr.shape
+    t = np.float32(temperature)
+    inv_t = np.float32(1.0) / t
+    energy = np.empty(n, np.float32)
+    entropy = np.empty(n, np.float32)
+    flags = np.zeros(n, np.uint8)
+    label = np.empty(n, label_dtype(c))
+    rows = max(1, _BLOCK_BYTES // (4 * c))
+    for b0 in range(0, n, rows):
+        x = arr[b0 : b0 + rows].astype(np.float32)  # a private copy we may overwrite
+        sl = slice(b0, b0 + len(x))
+        has_nan = np.isnan(x).any(axis=1)
+        np.nan_to_num(x, copy=False, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
+        lab = x.argmax(axis=1)  # first occurrence: ties go to the lowest index
+        x *= inv_t
+        m = x.max(axis=1)
+        has_pinf = np.isposinf(m)
+        empty = np.isneginf(m) & ~has_nan & ~has_pinf
+        bad = has_nan | has_pinf | empty
+        m_safe = np.where(bad, np.float32(0), m).astype(np.float32)
+        x -= m_safe[:, None]
+        np.maximum(x, EXP_FLOOR, out=x)
+        e = np.exp(x)
+        sum_e = e.sum(axis=1, dtype=np.float64)
+        e *= x
+        sum_ey = e.sum(axis=1, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_s = np.log(sum_e)
+            en = -np.float64(t) * (m_safe.astype(np.float64) + log_s)
+            h = log_s - sum_ey / sum_e
+        en[has_nan | has_pinf] = np.nan
+        en[empty] = np.inf
+        h[bad] = np.nan
+        lab[bad] = 0
+        energy[sl] = en
+        entropy[sl] = h
+        label[sl] = lab
+        flags[sl] = (has_nan * FLAG_NAN) | (has_pinf * FLAG_POSINF) | (empty * FLAG_EMPTY)
+    if nan_policy == "raise":
+        bad_rows = np.flatnonzero(flags & FLAG_POSINF)
+        if bad_rows.size:
+            raise ValueError(
+                f"logits row {bad_rows[0]} contains +inf (or overflows at this temperature); "
+                "pass nan_policy='flag' to flag such rows instead of raising"
+            )
+    return energy, label, entropy, flags

@@ -1,0 +1,37 @@
+"""``plada-edge doctor``: what this installation runs on (native kernels, SIMD, threads, stack).
+
+Versions come from package metadata, so the report is instant and never imports torch.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+
+from . import __version__
+from .core import native
+
+STACK = ("numpy", "torch", "torchvision", "onnx", "onnxruntime", "faiss-cpu", "typer")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def doctor() -> dict:
+    """A JSON-able report: backend ("native"/"numpy"), SIMD level, threads, package versions."""
+    return {
+        "plada_edge": __version__,
+        "python": sys.version.split()[0],
+        "platform": f"{platform.system()}-{platform.machine()}",
+        "kernels": native.BACKEND,
+        "native_load_error": native.LOAD_ERROR,
+        "simd": native.simd_level(),
+        "simd_available": native.available_simd(),
+        "threads": native.hardware_threads(),
+        "packages": {name: _version(name) for name in STACK},
+    }

@@ -1,0 +1,63 @@
+"""The command line: version, help on every command, doctor's report."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+import plada_edge
+from plada_edge.cli import app
+from plada_edge.core import native
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"plada-edge {plada_edge.__version__}"
+
+
+def _commands(group, prefix=()):
+    import typer.main
+
+    cmd = typer.main.get_command(group)
+    stack = [(prefix, cmd)]
+    while stack:
+        path, c = stack.pop()
+        yield path
+        for name, sub in getattr(c, "commands", {}).items():
+            stack.append(((*path, name), sub))
+
+
+@pytest.mark.parametrize("path", list(_commands(app)), ids=lambda p: " ".join(p) or "root")
+def test_every_command_has_help(path):
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_doctor_json_reports_the_backend():
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["kernels"] == native.BACKEND
+    assert report["simd"] == native.simd_level()
+    assert report["threads"] >= 1
+    assert "torch" in report["packages"]
+
+
+def test_doctor_text():
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 0
+    assert "kernels" in result.output and "threads" in result.output
+
+
+@pytest.mark.skipif(os.environ.get("PLADA_EDGE_NATIVE") == "0", reason="native kernels disabled on purpose")
+def test_native_kernels_are_loaded():
+    # tools/setup.sh always builds them: silently falling back to numpy would hide a broken build.
+    assert native.BACKEND == "native", native.LOAD_ERROR
+    assert native.simd_level() in native.available_simd()
