@@ -6,7 +6,10 @@ Shared: reference, inspect, doctor. Every command has ``--help``; reporting comm
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -24,6 +27,31 @@ app = typer.Typer(
 
 def _print_json(obj) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def _clean_errors(fn):
+    """Expected failures (bad input, missing files) become one 'error:' line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, TypeError, KeyError, IndexError, FileNotFoundError, FileExistsError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+reference_app = typer.Typer(help="Reference packs: the unlabeled image set every device stores.", no_args_is_help=True)
+app.add_typer(reference_app, name="reference")
+
+
+def _print_pack(info: dict) -> None:
+    typer.echo(f"{info['path']}: {info['n']:,} images of {info['size'][0]}x{info['size'][1]} RGB, {info['bytes'] / 2**20:,.1f} MiB")
+    typer.echo(f"fingerprint {info['fingerprint']}")
+    for s in info["sources"]:
+        typer.echo(f"  [{s['start']:>9,} .. {s['stop']:>9,})  {s['name']:<20} {s['kind']:<7} {s['count']:>9,} kept  {s['skipped']:>6,} skipped")
 
 
 def _version_callback(value: bool) -> None:
@@ -59,6 +87,51 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     typer.echo(f"threads   {report['threads']}")
     for name, ver in report["packages"].items():
         typer.echo(f"{name:<12}{ver or 'not installed'}")
+
+
+@reference_app.command("build")
+@_clean_errors
+def reference_build(
+    sources: List[str] = typer.Argument(..., help="Folders, .npy, .npz:KEY or IDX files, in index order; NAME=PATH names one."),
+    out: Path = typer.Option(..., "--out", "-o", help="Pack directory to create."),
+    size: int = typer.Option(32, help="Side of the square RGB images, in pixels."),
+    resize: str = typer.Option("crop", help="crop: shorter side to SIZE, then center crop. pad: fit inside, pad with white."),
+    workers: int = typer.Option(0, help="Decoding processes (0 = one per CPU)."),
+    max_pixels: int = typer.Option(4096 * 4096, help="Skip images with more pixels than this."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing pack at OUT."),
+    as_json: bool = typer.Option(False, "--json", help="Print the pack's info as JSON."),
+) -> None:
+    """Build a reference pack: decode, resize to SIZE x SIZE RGB, fingerprint. Same inputs → same bytes."""
+    from .core.reference import build_pack
+
+    pack = build_pack(sources, out, size=size, resize=resize, workers=workers, max_pixels=max_pixels, overwrite=force)
+    _print_json(pack.info()) if as_json else _print_pack(pack.info())
+
+
+@reference_app.command("info")
+@_clean_errors
+def reference_info(
+    pack: Path = typer.Argument(..., help="Pack directory."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show a pack's size, sources and fingerprint (reads the manifest only)."""
+    from .core.reference import ReferencePack
+
+    info = ReferencePack.open(pack).info()
+    _print_json(info) if as_json else _print_pack(info)
+
+
+@reference_app.command("verify")
+@_clean_errors
+def reference_verify(
+    pack: Path = typer.Argument(..., help="Pack directory."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Recompute the fingerprint from every pixel; exit 2 if the pack was modified."""
+    from .core.reference import ReferencePack
+
+    fp = ReferencePack.open(pack).verify()
+    _print_json({"ok": True, "fingerprint": fp}) if as_json else typer.echo(f"ok {fp}")
 
 
 def main() -> None:

@@ -1,0 +1,347 @@
+"""The reference pack: the unlabeled image set every server and device share (paper §3).
+
+A pack is a directory:
+  images.npy     (N, H, W, 3) uint8 in index order, a plain .npy that numpy can memory-map
+  manifest.json  format version, N, H, W, sources with index ranges, build settings, skipped
+                 inputs and the fingerprint
+  paths-K.txt    for each folder source K, the relative path of every kept image, one per line
+
+The fingerprint is SHA-256 over the shape and the pixels in index order. It travels in every
+payload; a device never trains on a payload whose fingerprint differs from its own pack's.
+Nothing here reads the whole pack into memory: building streams, gather reads k images, verify
+streams in chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from . import atomic, native
+from .images import DEFAULT_MAX_PIXELS, RESIZE_METHODS, ImageSkipped, array_to_rgb_tiles, decode_file
+from .progress import bar
+from .sources import Source, list_folder, load_array, parse_source
+
+PACK_FORMAT = 1
+IMAGES, MANIFEST = "images.npy", "manifest.json"
+_HEADER_BYTES = 128  # fixed .npy header size, so the final N can be written after streaming
+_CHUNK = 4096  # images per streamed chunk (12 MiB at 32 px)
+
+
+class PackError(ValueError):
+    """A reference pack that is missing, incomplete, inconsistent or not the one expected."""
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    d = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {tuple(shape)}, }}"
+    pad = _HEADER_BYTES - 10 - len(d) - 1
+    if pad < 0:
+        raise ValueError(f"shape {shape} too long for the fixed header")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", _HEADER_BYTES - 10) + (d + " " * pad + "\n").encode("latin1")
+
+
+def _fingerprint(pixel_digest: bytes, n: int, h: int, w: int) -> str:
+    return hashlib.sha256(b"plada-pack-v1" + struct.pack("<QIII", n, h, w, 3) + pixel_digest).hexdigest()
+
+
+class _ImageWriter:
+    """Appends (k, H, W, 3) tiles to images.npy while hashing them; fixes the header at the end."""
+
+    def __init__(self, path: Path, size: int):
+        self.path, self.size, self.count = path, size, 0
+        self._f = open(path, "wb")
+        self._f.write(_npy_header((0, size, size, 3)))
+        self._sha = hashlib.sha256()
+
+    def append(self, tiles: np.ndarray) -> None:
+        data = np.ascontiguousarray(tiles, dtype=np.uint8)
+        assert data.shape[1:] == (self.size, self.size, 3), data.shape
+        buf = memoryview(data).cast("B")
+        self._f.write(buf)
+        self._sha.update(buf)
+        self.count += len(data)
+
+    def finish(self) -> str:
+        self._f.seek(0)
+        self._f.write(_npy_header((self.count, self.size, self.size, 3)))
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        return _fingerprint(self._sha.digest(), self.count, self.size, self.size)
+
+
+def _decode_batch(args):
+    root, rels, size, method, max_pixels = args
+    out = []
+    for rel in rels:
+        try:
+            out.append((rel, decode_file(Path(root, rel), size, method, max_pixels), None))
+        except ImageSkipped as exc:
+            out.append((rel, None, str(exc)))
+    return out
+
+
+def _decoded_folder(src: Source, size: int, method: str, workers: int, max_pixels: int, b):
+    """Yield (relative path, tile or None, skip reason) in sorted order, decoding in parallel."""
+    batch = 64
+    jobs = [(str(src.path), src.items[i : i + batch], size, method, max_pixels) for i in range(0, len(src.items), batch)]
+    if workers <= 1 or len(jobs) <= 1:
+        results = map(_decode_batch, jobs)
+        pool = None
+    else:
+        import multiprocessing as mp
+
+        pool = mp.get_context("fork" if hasattr(os, "fork") else "spawn").Pool(workers)
+        results = pool.imap(_decode_batch, jobs)  # ordered: the index order never depends on timing
+    try:
+        for res in results:
+            yield from res
+            b.advance(len(res))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+def build_pack(
+    sources,
+    out: str | os.PathLike,
+    size: int = 32,
+    resize: str = "crop",
+    workers: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> "ReferencePack":
+    """Build a pack from sources (specs as in plada_edge.core.sources) into directory ``out``.
+
+    Same inputs → byte-identical images.npy, manifest and fingerprint. Unreadable, corrupt,
+    truncated or oversized files are skipped and listed in the manifest. The pack appears at
+    ``out`` only when complete (built in a temp directory, then renamed).
+    """
+    if resize not in RESIZE_METHODS:
+        raise ValueError(f"resize must be one of {RESIZE_METHODS}, got {resize!r}")
+    if not 1 <= size <= 4096:
+        raise ValueError(f"size must be in 1..4096, got {size}")
+    workers = workers or native.hardware_threads()
+    srcs = [parse_source(s) for s in sources]
+    if not srcs:
+        raise ValueError("a reference pack needs at least one source")
+    names = [s.name for s in srcs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"source names must be unique, got {names} (name them as NAME=PATH)")
+    counts = []
+    for s in srcs:
+        s.items = list_folder(s.path) if s.kind == "folder" else []
+        counts.append(len(s.items) if s.kind == "folder" else len(load_array(s)))
+    with atomic.staging_dir(out, overwrite=overwrite) as tmp:
+        writer = _ImageWriter(tmp / IMAGES, size)
+        described, skipped = [], []
+        with bar("building pack", sum(counts), progress, unit="img") as b:
+            for k, (s, count) in enumerate(zip(srcs, counts)):
+                method = s.resize or resize
+                start = writer.count
+                entry = s.describe()
+                if s.kind == "folder":
+                    kept = []
+                    pending = []
+                    for rel, tile, reason in _decoded_folder(s, size, method, workers, max_pixels, b):
+                        if tile is None:
+                            skipped.append({"source": s.name, "path": rel, "reason": reason})
+                            continue
+                        pending.append(tile)
+                        kept.append(rel)
+                        if len(pending) == _CHUNK:
+                            writer.append(np.stack(pending))
+                            pending.clear()
+                    if pending:
+                        writer.append(np.stack(pending))
+                    entry["paths"] = f"paths-{k}.txt"
+                    atomic.write_bytes(tmp / entry["paths"], "".join(p + "\n" for p in kept).encode("utf-8", "surrogateescape"))
+                else:
+                    arr = load_array(s)
+                    for c0 in range(0, len(arr), _CHUNK):
+                        writer.append(array_to_rgb_tiles(arr[c0 : c0 + _CHUNK], size, method))
+                        b.advance(min(_CHUNK, len(arr) - c0))
+                entry.update(start=start, stop=writer.count, count=writer.count - start, skipped=count - (writer.count - start))
+                described.append(entry)
+        fingerprint = writer.finish()
+        manifest = {
+            "format": "plada-reference-pack",
+            "format_version": PACK_FORMAT,
+            "n": writer.count,
+            "height": size,
+            "width": size,
+            "channels": 3,
+            "build": {"size": size, "resize": resize, "max_pixels": max_pixels, "pillow": _pillow_version()},
+            "sources": described,
+            "skipped": skipped,
+            "fingerprint": fingerprint,
+        }
+        atomic.write_json(tmp / MANIFEST, manifest)
+    return ReferencePack.open(out)
+
+
+def _pillow_version() -> str:
+    import PIL
+
+    return PIL.__version__
+
+
+@dataclass(frozen=True)
+class SourceRange:
+    name: str
+    kind: str
+    start: int
+    stop: int
+
+
+class ReferencePack:
+    """A memory-mapped reference pack. Open with ``ReferencePack.open(path)``."""
+
+    def __init__(self, path: Path, manifest: dict, images: np.memmap):
+        self.path, self.manifest, self.images = path, manifest, images
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "ReferencePack":
+        path = Path(path)
+        mpath, ipath = path / MANIFEST, path / IMAGES
+        if not mpath.is_file():
+            raise PackError(f"{path} is not a reference pack (no {MANIFEST}; an interrupted build leaves none)")
+        try:
+            manifest = json.loads(mpath.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PackError(f"{mpath}: unreadable manifest ({exc})") from None
+        if manifest.get("format") != "plada-reference-pack":
+            raise PackError(f"{mpath}: not a plada reference pack manifest")
+        if manifest.get("format_version") != PACK_FORMAT:
+            raise PackError(f"{mpath}: pack format {manifest.get('format_version')} is not supported (this is {PACK_FORMAT})")
+        n, h, w = int(manifest["n"]), int(manifest["height"]), int(manifest["width"])
+        if not ipath.is_file():
+            raise PackError(f"{path}: {IMAGES} is missing")
+        with open(ipath, "rb") as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(f)
+            except ValueError as exc:
+                raise PackError(f"{ipath}: not a valid .npy file ({exc})") from None
+            offset = f.tell()
+        if dtype != np.uint8 or fortran or tuple(shape) != (n, h, w, 3):
+            raise PackError(f"{ipath}: holds {dtype} {tuple(shape)}, manifest says uint8 {(n, h, w, 3)}")
+        expected = offset + n * h * w * 3
+        actual = ipath.stat().st_size
+        if actual != expected:
+            raise PackError(
+                f"{ipath} is {actual:,} bytes but the manifest's {n:,} images of {h}x{w}x3 need {expected:,}: "
+                "the pack is truncated or was modified"
+            )
+        images = np.memmap(ipath, dtype=np.uint8, mode="r", offset=offset, shape=(n, h, w, 3)) if n else np.zeros((0, h, w, 3), np.uint8)
+        return cls(path, manifest, images)
+
+    # --- what it is -------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return int(self.manifest["n"])
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def size(self) -> int:
+        return int(self.manifest["height"])
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @cached_property
+    def sources(self) -> list[SourceRange]:
+        return [SourceRange(s["name"], s["kind"], int(s["start"]), int(s["stop"])) for s in self.manifest["sources"]]
+
+    def source_ids(self, indices) -> np.ndarray:
+        """Index of the source each pack index came from (vectorised)."""
+        starts = np.array([s.start for s in self.sources])
+        return (np.searchsorted(starts, np.asarray(indices), side="right") - 1).astype(np.int32)
+
+    def origin(self, index: int) -> dict:
+        """Where image ``index`` came from: its source and relative path or array index."""
+        if not 0 <= index < self.n:
+            raise IndexError(f"index {index} out of range for a pack of {self.n} images")
+        k = int(self.source_ids([index])[0])
+        s, entry = self.sources[k], self.manifest["sources"][k]
+        if "paths" in entry:
+            return {"source": s.name, "path": self._paths(k)[index - s.start]}
+        return {"source": s.name, "index": index - s.start}
+
+    def _paths(self, k: int) -> list[str]:
+        cache = self.__dict__.setdefault("_path_cache", {})
+        if k not in cache:
+            text = (self.path / self.manifest["sources"][k]["paths"]).read_bytes().decode("utf-8", "surrogateescape")
+            cache[k] = text.splitlines()
+        return cache[k]
+
+    def info(self) -> dict:
+        m = self.manifest
+        return {
+            "path": str(self.path),
+            "n": self.n,
+            "size": [m["height"], m["width"], 3],
+            "bytes": (self.path / IMAGES).stat().st_size,
+            "fingerprint": self.fingerprint,
+            "sources": [{k: s[k] for k in ("name", "kind", "start", "stop", "count", "skipped")} for s in m["sources"]],
+            "skipped": len(m["skipped"]),
+            "build": m["build"],
+        }
+
+    # --- reading -----------------------------------------------------------------------------
+    def gather(self, indices, chunk: int = 65536) -> np.ndarray:
+        """Images at ``indices`` (any order, duplicates allowed), returned in the caller's order.
+
+        Reads in sorted index order, so a selection touches the file front to back once; memory
+        is the k images returned plus one chunk of temporaries.
+        """
+        idx = np.asarray(indices)
+        if idx.ndim != 1:
+            raise ValueError(f"indices must be 1-D, got shape {idx.shape}")
+        if idx.size and not np.issubdtype(idx.dtype, np.integer):
+            raise TypeError(f"indices must be integers, got {idx.dtype}")
+        idx = idx.astype(np.int64, copy=False)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            bad = idx[(idx < 0) | (idx >= self.n)][0]
+            raise IndexError(f"index {bad} out of range for a pack of {self.n} images")
+        order = np.argsort(idx, kind="stable")
+        ordered = idx[order]
+        out = np.empty((len(idx), *self.images.shape[1:]), np.uint8)
+        for c0 in range(0, len(idx), chunk):
+            out[order[c0 : c0 + chunk]] = self.images[ordered[c0 : c0 + chunk]]
+        return out
+
+    def iter_chunks(self, chunk: int = _CHUNK, start: int = 0, stop: int | None = None):
+        """Yield (first index, images) over [start, stop) in chunks, in index order."""
+        stop = self.n if stop is None else stop
+        for c0 in range(start, stop, chunk):
+            yield c0, np.asarray(self.images[c0 : min(c0 + chunk, stop)])
+
+    def verify(self, progress: bool | None = None) -> str:
+        """Recompute the fingerprint from the pixels; raise PackError if it differs."""
+        sha = hashlib.sha256()
+        with bar("verifying", self.n, progress, unit="img") as b:
+            for c0, imgs in self.iter_chunks(16384):
+                sha.update(memoryview(np.ascontiguousarray(imgs)).cast("B"))
+                b.advance(len(imgs))
+        got = _fingerprint(sha.digest(), self.n, self.size, int(self.manifest["width"]))
+        if got != self.fingerprint:
+            raise PackError(f"{self.path}: pixels hash to {got[:16]}…, manifest says {self.fingerprint[:16]}…: the pack was modified")
+        return got
+
+
+def open_pack(path: str | os.PathLike) -> ReferencePack:
+    return ReferencePack.open(path)
