@@ -11,6 +11,7 @@
 #include <string>
 
 #include "dispatch.h"
+#include "gather.h"
 #include "kernels.h"
 
 namespace py = pybind11;
@@ -97,6 +98,37 @@ py::tuple energy_stats(py::array logits, double temperature, int threads,
   return py::make_tuple(energy, label, entropy, flags);
 }
 
+py::array gather_rows(py::array images, py::array indices, int threads) {
+  if (images.ndim() < 1) throw py::value_error("images must have a leading row axis");
+  if (!(images.flags() & py::array::c_style)) throw py::value_error("images must be C-contiguous (a pack memmap is)");
+  if (threads < 0) throw py::value_error("threads must be >= 0 (0 = all CPUs)");
+  const py::dtype it = indices.dtype();
+  if (it.kind() != 'i' && it.kind() != 'u') {
+    throw py::type_error("indices must be integers, got " + std::string(py::str(it)));
+  }
+  if (indices.ndim() != 1) throw py::value_error("indices must be 1-D, got shape " + shape_str(indices));
+  py::array_t<int64_t, py::array::c_style | py::array::forcecast> idx(indices);
+  const int64_t n = images.shape(0), k = idx.shape(0);
+  const int64_t* ip = idx.data();
+  for (int64_t j = 0; j < k; ++j) {
+    if (ip[j] < 0 || ip[j] >= n) {
+      throw py::index_error("index " + std::to_string(ip[j]) + " out of range for a pack of " +
+                            std::to_string(n) + " images");
+    }
+  }
+  std::vector<py::ssize_t> shape(images.shape(), images.shape() + images.ndim());
+  shape[0] = k;
+  py::array out(images.dtype(), shape);
+  const int64_t row_bytes = n ? static_cast<int64_t>(images.nbytes() / n) : 0;
+  const auto* src = static_cast<const uint8_t*>(images.data());
+  auto* dst = static_cast<uint8_t*>(out.mutable_data());
+  {
+    py::gil_scoped_release release;
+    plada::gather_rows(src, row_bytes, ip, k, dst, threads);
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -105,6 +137,9 @@ PYBIND11_MODULE(_native, m) {
         py::arg("threads") = 0, py::arg("nan_policy") = "raise",
         "Per row of (N, C) logits: energy -T*logsumexp(z/T) (float32), argmax label (smallest "
         "unsigned type fitting C), softmax entropy (float32) and flag bits (uint8).");
+  m.def("gather_rows", &gather_rows, py::arg("images"), py::arg("indices"), py::arg("threads") = 0,
+        "images[indices] for a C-contiguous array (e.g. a pack memmap): reads rows in ascending "
+        "index order, returns them in the caller's order, threads split the copy.");
   m.def("simd_level", &plada::simd_level, "The instruction set the kernels use now.");
   m.def("available_simd", &plada::available_simd, "Instruction sets this CPU supports, best first.");
   m.def("set_simd_level", &plada::set_simd_level, py::arg("level"),

@@ -134,6 +134,31 @@ def reference_verify(
     _print_json({"ok": True, "fingerprint": fp}) if as_json else typer.echo(f"ok {fp}")
 
 
+@app.command()
+@_clean_errors
+def audit(
+    target: str = typer.Option(..., "--target", "-t", help="Target .npz / ImageFolder, or a name under data/targets/."),
+    reference: Path = typer.Option(..., "--reference", "-r", help="Reference pack directory."),
+    examples: int = typer.Option(5, help="How many example pairs to show."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Leakage audit: count target images with an exact (paper rule) or near duplicate in the pack."""
+    from .core.reference import ReferencePack
+    from .core.targets import load_target
+    from .server.audit import audit_leakage
+
+    report = audit_leakage(load_target(target), ReferencePack.open(reference), examples=examples)
+    if as_json:
+        _print_json(report)
+        return
+    typer.echo(f"target {report['target']} vs {report['pack']} ({report['pack_n']:,} images)")
+    for kind in ("exact", "near"):
+        r = report[kind]
+        typer.echo(f"{kind:<6} train {r['train']:>6,}  test {r['test']:>6,}   ({r['rule']})")
+        for e in r["examples"]:
+            typer.echo(f"       {e['split']}[{e['index']}] = pack[{e['pack_index']}] {e['origin']}")
+
+
 def main() -> None:
     app()
 

@@ -107,7 +107,7 @@ def test_gather_unsorted_and_duplicate_indices(tmp_path):
     np.save(tmp_path / "a.npy", arr)
     pack = build_pack([str(tmp_path / "a.npy")], tmp_path / "pack", size=4)
     idx = [42, 3, 3, 49, 0, 17, 42]
-    got = pack.gather(idx, chunk=3)
+    got = pack.gather(idx)
     np.testing.assert_array_equal(got[:, 0, 0, 0], idx)
     np.testing.assert_array_equal(got, pack.images[idx])
     assert pack.gather([]).shape == (0, 4, 4, 3)
@@ -205,3 +205,23 @@ def test_cli_build_info_verify(tiny_folder, tmp_path):
     assert r.exit_code == 0 and "ok" in r.output
     r = runner.invoke(app, ["reference", "info", str(tmp_path / "nope")])
     assert r.exit_code != 0 and "not a reference pack" in r.output
+
+
+@pytest.mark.parametrize("impl", ["native", "numpy"])
+def test_gather_kernels_agree(impl):
+    from plada_edge.core import native, twins
+
+    if impl == "native" and native._native is None:
+        pytest.skip("native kernels not built")
+    fn = native._native.gather_rows if impl == "native" else twins.gather_rows
+    images = np.random.default_rng(5).integers(0, 256, (3000, 5, 5, 3), dtype=np.uint8)
+    idx = np.random.default_rng(6).integers(0, 3000, 20000).astype(np.int32)  # many duplicates
+    for threads in (1, 2, 0):
+        np.testing.assert_array_equal(fn(images, idx, threads), images[idx])
+    assert fn(images, np.array([], np.int64), 0).shape == (0, 5, 5, 3)
+    with pytest.raises(IndexError, match="3000"):
+        fn(images, np.array([0, 3000]), 0)
+    with pytest.raises(TypeError):
+        fn(images, np.array([0.5]), 0)
+    with pytest.raises(ValueError):
+        fn(images, np.zeros((2, 2), np.int64), 0)

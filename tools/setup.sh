@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=()  # filled by the data builders' needs (see tools/build_offline_data.py)
+# Offline benchmark data (plada_edge/data/offline.py): real images and fonts from Debian.
+APT_PACKAGES=(dataset-fashion-mnist openclipart-png oxygen-icon-theme fonts-noto-color-emoji unicode-data
+  fonts-dejavu-core fonts-liberation fonts-freefont-ttf)
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
@@ -39,11 +41,11 @@ if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
   "${PIP[@]}" install "${TORCH[@]}"
 fi
 
-log "installing build tools and plada-edge[train,index,dev] (native kernels compile here)"
+log "installing build tools and plada-edge[train,index,data,dev] (native kernels compile here)"
 "${PIP[@]}" install "scikit-build-core>=0.10" "pybind11>=2.12" "${TORCH[@]}"
 # --no-build-isolation: build with the tools above instead of fetching fresh ones each time;
 # keeping the torch pin on the same command line stops the resolver from picking another torch.
-"${PIP[@]}" install --no-build-isolation -e ".[train,index,dev]" "${TORCH[@]}"
+"${PIP[@]}" install --no-build-isolation -e ".[train,index,data,dev]" "${TORCH[@]}"
 
 .venv/bin/plada-edge doctor
 log "done: run '.venv/bin/plada-edge demo' or '.venv/bin/python -m pytest'"

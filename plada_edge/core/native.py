@@ -46,6 +46,12 @@ def energy_stats(logits, temperature: float = 1.0, threads: int = 0, nan_policy:
     return EnergyStats(*impl(logits, temperature, threads, nan_policy))
 
 
+def gather_rows(images, indices, threads: int = 0) -> np.ndarray:
+    """images[indices] for a C-contiguous array (a pack memmap), rows read in ascending order."""
+    impl = _native.gather_rows if _native is not None else twins.gather_rows
+    return impl(images, indices, threads)
+
+
 def simd_level() -> str:
     """Instruction set in use: "avx2", "neon", "scalar", or "numpy" when the twins answer."""
     return _native.simd_level() if _native is not None else "numpy"

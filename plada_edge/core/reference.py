@@ -302,27 +302,16 @@ class ReferencePack:
         }
 
     # --- reading -----------------------------------------------------------------------------
-    def gather(self, indices, chunk: int = 65536) -> np.ndarray:
+    def gather(self, indices, threads: int = 0) -> np.ndarray:
         """Images at ``indices`` (any order, duplicates allowed), returned in the caller's order.
 
-        Reads in sorted index order, so a selection touches the file front to back once; memory
-        is the k images returned plus one chunk of temporaries.
+        Reads in ascending index order, so a selection walks the file front to back once; memory
+        is the k images returned (native kernel: plada_edge.core.native.gather_rows).
         """
         idx = np.asarray(indices)
-        if idx.ndim != 1:
-            raise ValueError(f"indices must be 1-D, got shape {idx.shape}")
-        if idx.size and not np.issubdtype(idx.dtype, np.integer):
-            raise TypeError(f"indices must be integers, got {idx.dtype}")
-        idx = idx.astype(np.int64, copy=False)
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
-            bad = idx[(idx < 0) | (idx >= self.n)][0]
-            raise IndexError(f"index {bad} out of range for a pack of {self.n} images")
-        order = np.argsort(idx, kind="stable")
-        ordered = idx[order]
-        out = np.empty((len(idx), *self.images.shape[1:]), np.uint8)
-        for c0 in range(0, len(idx), chunk):
-            out[order[c0 : c0 + chunk]] = self.images[ordered[c0 : c0 + chunk]]
-        return out
+        if idx.size == 0 and idx.dtype.kind not in "iu":
+            idx = idx.astype(np.int64)
+        return native.gather_rows(self.images, idx, threads)
 
     def iter_chunks(self, chunk: int = _CHUNK, start: int = 0, stop: int | None = None):
         """Yield (first index, images) over [start, stop) in chunks, in index order."""

@@ -100,3 +100,22 @@ def energy_stats(logits, temperature: float = 1.0, threads: int = 0, nan_policy:
                 "pass nan_policy='flag' to flag such rows instead of raising"
             )
     return energy, label, entropy, flags
+
+
+def gather_rows(images, indices, threads: int = 0) -> np.ndarray:
+    """images[indices], reading rows in ascending index order; same checks as the native kernel."""
+    idx = np.asarray(indices)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"indices must be integers, got {idx.dtype}")
+    if idx.ndim != 1:
+        raise ValueError(f"indices must be 1-D, got shape {idx.shape}")
+    if threads < 0:
+        raise ValueError("threads must be >= 0 (0 = all CPUs)")
+    n = len(images)
+    bad = (idx < 0) | (idx >= n)
+    if bad.any():
+        raise IndexError(f"index {idx[bad][0]} out of range for a pack of {n} images")
+    order = np.argsort(idx, kind="stable")
+    out = np.empty((len(idx), *images.shape[1:]), images.dtype)
+    out[order] = images[idx[order]]
+    return out

@@ -1,0 +1,41 @@
+"""Target tasks: .npz and ImageFolder loading, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from plada_edge.core.targets import Target, load_target, save_target
+
+from conftest import write_png
+
+
+def test_npz_roundtrip_and_lookup_by_name(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    t = Target("tiny", rng.integers(0, 256, (6, 8, 8), dtype=np.uint8), np.array([0, 1, 2, 0, 1, 2]),
+               rng.integers(0, 256, (3, 8, 8), dtype=np.uint8), np.array([2, 1, 0]), ["x", "y", "z"])
+    save_target(tmp_path / "targets" / "tiny.npz", t)
+    monkeypatch.setenv("PLADA_EDGE_DATA", str(tmp_path))
+    back = load_target("tiny")
+    np.testing.assert_array_equal(back.x_train, t.x_train)
+    assert back.class_names == ["x", "y", "z"] and back.native_size == 8 and back.channels == 1
+    with pytest.raises(FileNotFoundError, match="build_offline_data"):
+        load_target("missing")
+
+
+def test_image_folder(tmp_path):
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 3), ("test", 2)):
+        for c in ("cat", "dog"):
+            for i in range(n):
+                write_png(tmp_path / "pets" / split / c / f"{i}.png", rng.integers(0, 256, (10, 10, 3), dtype=np.uint8))
+    t = load_target(tmp_path / "pets")
+    assert t.class_names == ["cat", "dog"] and len(t.y_train) == 6 and t.x_test.shape == (4, 10, 10, 3)
+
+
+def test_bad_targets_are_refused():
+    x = np.zeros((2, 8, 8), np.uint8)
+    with pytest.raises(ValueError, match="labels"):
+        Target("bad", x, np.array([0, 5]), x, np.array([0, 1]), ["a", "b"])
+    with pytest.raises(ValueError, match="uint8"):
+        Target("bad", x.astype(np.float32), np.array([0, 1]), x, np.array([0, 1]), ["a", "b"])
