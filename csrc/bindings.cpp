@@ -12,6 +12,7 @@
 
 #include "dispatch.h"
 #include "gather.h"
+#include "select.h"
 #include "kernels.h"
 
 namespace py = pybind11;
@@ -129,6 +130,81 @@ py::array gather_rows(py::array images, py::array indices, int threads) {
   return out;
 }
 
+struct SelectInputs {
+  py::array_t<float, py::array::c_style> scores;
+  py::array_t<uint8_t, py::array::c_style> exclude;
+  bool has_exclude = false;
+};
+
+SelectInputs check_select(py::array scores, py::object exclude, int threads) {
+  SelectInputs in;
+  if (scores.dtype().kind() != 'f' || scores.dtype().itemsize() != 4) {
+    throw py::type_error("scores must be float32, got " + std::string(py::str(scores.dtype())));
+  }
+  if (scores.ndim() != 1) throw py::value_error("scores must be 1-D, got shape " + shape_str(scores));
+  if (scores.shape(0) >= (int64_t(1) << 32)) throw py::value_error("at most 2^32 - 1 rows are supported");
+  if (threads < 0) throw py::value_error("threads must be >= 0 (0 = all CPUs)");
+  in.scores = py::array_t<float, py::array::c_style>::ensure(scores);
+  if (!exclude.is_none()) {
+    py::array ex = py::array::ensure(exclude);
+    if (!ex || ex.ndim() != 1 || ex.shape(0) != scores.shape(0)) {
+      throw py::value_error("exclude must be a 1-D array with one entry per score");
+    }
+    in.exclude = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(ex.attr("astype")("uint8"));
+    in.has_exclude = true;
+  }
+  return in;
+}
+
+py::array_t<int64_t> to_array(std::vector<int64_t>&& v) {
+  py::array_t<int64_t> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
+py::array_t<int64_t> topk_binding(py::array scores, int64_t k, py::object exclude, bool largest, int threads) {
+  if (k < 0) throw py::value_error("k must be >= 0, got " + std::to_string(k));
+  SelectInputs in = check_select(scores, exclude, threads);
+  std::vector<int64_t> out;
+  {
+    py::gil_scoped_release release;
+    out = plada::topk(in.scores.data(), in.scores.shape(0), k, in.has_exclude ? in.exclude.data() : nullptr,
+                      largest, threads);
+  }
+  return to_array(std::move(out));
+}
+
+py::array_t<int64_t> class_topk_binding(py::array scores, py::array labels, py::array quotas, py::object exclude,
+                                        bool largest, int threads) {
+  SelectInputs in = check_select(scores, exclude, threads);
+  const py::dtype lt = labels.dtype();
+  if (lt.kind() != 'u' || (lt.itemsize() != 1 && lt.itemsize() != 2 && lt.itemsize() != 4)) {
+    throw py::type_error("labels must be uint8, uint16 or uint32, got " + std::string(py::str(lt)));
+  }
+  if (labels.ndim() != 1 || labels.shape(0) != scores.shape(0)) {
+    throw py::value_error("labels must be 1-D with one entry per score");
+  }
+  if (quotas.ndim() != 1) throw py::value_error("quotas must be 1-D (one per class)");
+  py::array_t<int64_t, py::array::c_style | py::array::forcecast> q(quotas);
+  for (py::ssize_t c = 0; c < q.shape(0); ++c) {
+    if (q.data()[c] < 0) throw py::value_error("quotas must be >= 0");
+  }
+  py::array lab = py::array::ensure(labels, py::array::c_style);
+  std::vector<int64_t> out;
+  int64_t bad = -1;
+  {
+    py::gil_scoped_release release;
+    out = plada::class_topk(in.scores.data(), lab.data(), static_cast<int>(lt.itemsize()), in.scores.shape(0),
+                            q.data(), q.shape(0), in.has_exclude ? in.exclude.data() : nullptr, largest, threads,
+                            &bad);
+  }
+  if (bad >= 0) {
+    throw py::value_error("labels row " + std::to_string(bad) + " is >= the number of classes (" +
+                          std::to_string(q.shape(0)) + ")");
+  }
+  return to_array(std::move(out));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -140,6 +216,13 @@ PYBIND11_MODULE(_native, m) {
   m.def("gather_rows", &gather_rows, py::arg("images"), py::arg("indices"), py::arg("threads") = 0,
         "images[indices] for a C-contiguous array (e.g. a pack memmap): reads rows in ascending "
         "index order, returns them in the caller's order, threads split the copy.");
+  m.def("topk", &topk_binding, py::arg("scores"), py::arg("k"), py::arg("exclude") = py::none(),
+        py::arg("largest") = false, py::arg("threads") = 0,
+        "Indices of the k smallest (largest) float32 scores in rank order; ties to the lower index; "
+        "excluded and NaN rows are never picked.");
+  m.def("class_topk", &class_topk_binding, py::arg("scores"), py::arg("labels"), py::arg("quotas"),
+        py::arg("exclude") = py::none(), py::arg("largest") = false, py::arg("threads") = 0,
+        "For each class c, the quotas[c] best rows labelled c, grouped by ascending class, each in rank order.");
   m.def("simd_level", &plada::simd_level, "The instruction set the kernels use now.");
   m.def("available_simd", &plada::available_simd, "Instruction sets this CPU supports, best first.");
   m.def("set_simd_level", &plada::set_simd_level, py::arg("level"),

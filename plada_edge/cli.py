@@ -159,6 +159,130 @@ def audit(
             typer.echo(f"       {e['split']}[{e['index']}] = pack[{e['pack_index']}] {e['origin']}")
 
 
+teacher_app = typer.Typer(help="Server side: train a teacher on the target task and export it to ONNX.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
+
+
+@teacher_app.command("train")
+@_clean_errors
+def teacher_train(
+    target: str = typer.Option(..., "--target", "-t", help="Target .npz / ImageFolder, or a name under data/targets/."),
+    arch: str = typer.Option("resnet18", "--arch", "-a", help="Model name (plada-edge models)."),
+    epochs: int = typer.Option(10, help="Training epochs."),
+    size: int = typer.Option(32, "--size", help="Model input size in pixels."),
+    weights: Optional[str] = typer.Option(None, help="Initial weights: a local .pt/.pth, or a cached torchvision weight name."),
+    batch_size: int = typer.Option(128, help="Batch size."),
+    lr: float = typer.Option(1e-3, help="Peak AdamW learning rate (cosine schedule)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    hflip: bool = typer.Option(False, help="Random horizontal flips (off for digits and text)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (teacher.pt, metrics.json, checkpoint.pt)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
+) -> None:
+    """Train a teacher (AdamW, cosine, light augmentation); resumes from OUT/checkpoint.pt."""
+    from .server.teacher import train_teacher
+
+    m = train_teacher(target, arch, out, epochs=epochs, model_size=size, weights=weights, batch_size=batch_size,
+                      lr=lr, seed=seed, hflip=hflip, resume=not fresh)
+    _print_json(m) if as_json else typer.echo(f"{m['arch']} on {m['target']}: test accuracy {m['test_acc']:.4f} → {out}")
+
+
+@teacher_app.command("export")
+@_clean_errors
+def teacher_export(
+    teacher: Path = typer.Argument(..., help="Teacher directory or teacher.pt."),
+    out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write."),
+    input_size: int = typer.Option(32, help="Pixel size of the reference pack the graph will read."),
+    features: bool = typer.Option(True, help="Also output the pooled feature vector."),
+    as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
+) -> None:
+    """Export to ONNX: uint8 NHWC in (as packs store images), logits out; checked against torch."""
+    from .server.teacher import export_onnx
+
+    r = export_onnx(teacher, out, input_size=input_size, with_features=features)
+    _print_json(r) if as_json else typer.echo(f"wrote {out} ({r['bytes'] / 2**20:.1f} MiB), max |logit diff| vs torch {r['max_abs_logit_diff']:.2e}")
+
+
+@app.command()
+@_clean_errors
+def models() -> None:
+    """List the model architectures teachers and students can use."""
+    from .core.models import describe_models
+
+    for name, note in describe_models().items():
+        typer.echo(f"{name:<20} {note}")
+
+
+@app.command()
+@_clean_errors
+def score(
+    teacher: Path = typer.Option(..., "--teacher", help="Exported teacher .onnx."),
+    reference: Path = typer.Option(..., "--reference", "-r", help="Reference pack directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Scores directory (resumable)."),
+    batch_size: int = typer.Option(256, help="Images per onnxruntime call."),
+    chunk: int = typer.Option(16384, help="Images per checkpointed chunk."),
+    threads: int = typer.Option(0, help="onnxruntime intra-op threads (0 = all CPUs)."),
+    keep_logits: bool = typer.Option(False, help="Also store all logits (N x C float32: large)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON."),
+) -> None:
+    """Score every reference image by energy (and entropy, label); rerun to resume after a crash."""
+    from .core.reference import ReferencePack
+    from .server.scoring import score_pack
+
+    sc = score_pack(teacher, ReferencePack.open(reference), out, batch_size=batch_size, chunk=chunk, threads=threads,
+                    keep_logits=keep_logits)
+    info = sc.info()
+    _print_json(info) if as_json else typer.echo(f"scored {info['n']:,} images ({info['flagged']} flagged) → {out}")
+
+
+def _print_selection(report: dict) -> None:
+    typer.echo(f"{report['strategy']}: kept {report['k']:,} of {report['pack_n']:,} ({report['keep']:.2%})"
+               + (f", Safety-Net alpha={report['safety_net']['alpha']} share={report['safety_net']['share']}" if report["safety_net"] else ""))
+    total = max(1, report["k"])
+    for name, c in report["label_histogram"].items():
+        typer.echo(f"  {name:<20} {c:>8,}  {'#' * int(40 * c / total)}")
+    for name, c in report.get("sources", {}).items():
+        typer.echo(f"  from {name:<15} {c:>8,}")
+    for w in report["warnings"]:
+        typer.echo(f"warning: {w}", err=True)
+
+
+@app.command("select")
+@_clean_errors
+def select_cmd(
+    scores: Path = typer.Argument(..., help="Scores directory (plada-edge score)."),
+    keep: Optional[str] = typer.Option(None, help="Budget as a share of the pack, e.g. 1% or 0.01."),
+    count: Optional[int] = typer.Option(None, help="Budget as a number of images."),
+    strategy: str = typer.Option("energy", help="energy | opposite | entropy | random."),
+    safety_net: bool = typer.Option(False, "--safety-net", help="Reserve part of the budget for per-class quotas."),
+    alpha: float = typer.Option(-0.2, help="Safety-Net exponent: K_c ∝ N_c^alpha."),
+    share: float = typer.Option(0.5, help="Safety-Net share of the budget reserved for quotas."),
+    seed: int = typer.Option(0, help="Seed for --strategy random."),
+    reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="Pack, to check the fingerprint and report sources."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write indices and labels to this .npz."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Choose images to send: report the label histogram, warn when classes vanish."""
+    from .core import atomic
+    from .core.reference import ReferencePack
+    from .server.scoring import Scores
+    from .server.selection import select
+
+    pack = ReferencePack.open(reference) if reference else None
+    sc = Scores.open(scores, pack)
+    sel = select(sc, strategy=strategy, keep=keep, count=count, safety_net=safety_net, alpha=alpha, share=share, seed=seed)
+    if out:
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.savez(buf, indices=sel.indices, labels=sel.labels)
+        atomic.write_bytes(out, buf.getvalue())
+    report = sel.report(pack)
+    _print_json(report) if as_json else _print_selection(report)
+
+
 def main() -> None:
     app()
 

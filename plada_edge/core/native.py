@@ -52,6 +52,18 @@ def gather_rows(images, indices, threads: int = 0) -> np.ndarray:
     return impl(images, indices, threads)
 
 
+def topk(scores, k: int, exclude=None, largest: bool = False, threads: int = 0) -> np.ndarray:
+    """Indices of the k smallest (largest) float32 scores, rank order, ties to the lower index."""
+    impl = _native.topk if _native is not None else twins.topk
+    return impl(scores, k, exclude, largest, threads)
+
+
+def class_topk(scores, labels, quotas, exclude=None, largest: bool = False, threads: int = 0) -> np.ndarray:
+    """Per-class quotas of the best rows, grouped by ascending class, each in rank order."""
+    impl = _native.class_topk if _native is not None else twins.class_topk
+    return impl(scores, labels, quotas, exclude, largest, threads)
+
+
 def simd_level() -> str:
     """Instruction set in use: "avx2", "neon", "scalar", or "numpy" when the twins answer."""
     return _native.simd_level() if _native is not None else "numpy"

@@ -119,3 +119,76 @@ def gather_rows(images, indices, threads: int = 0) -> np.ndarray:
     out = np.empty((len(idx), *images.shape[1:]), images.dtype)
     out[order] = images[idx[order]]
     return out
+
+
+def sortable_keys(scores: np.ndarray, largest: bool = False) -> np.ndarray:
+    """uint32 keys whose ascending order is the scores' ascending (descending if largest) order."""
+    u = (np.asarray(scores, np.float32) + np.float32(0.0)).view(np.uint32)  # -0.0 → +0.0
+    u = np.where(u & np.uint32(0x80000000), ~u, u | np.uint32(0x80000000))
+    return ~u if largest else u
+
+
+def _check_select(scores, exclude, threads):
+    s = np.asarray(scores)
+    if s.dtype != np.float32:
+        raise TypeError(f"scores must be float32, got {s.dtype}")
+    if s.ndim != 1:
+        raise ValueError(f"scores must be 1-D, got shape {s.shape}")
+    if len(s) >= 1 << 32:
+        raise ValueError("at most 2^32 - 1 rows are supported")
+    if threads < 0:
+        raise ValueError("threads must be >= 0 (0 = all CPUs)")
+    valid = ~np.isnan(s)
+    if exclude is not None:
+        ex = np.asarray(exclude)
+        if ex.ndim != 1 or len(ex) != len(s):
+            raise ValueError("exclude must be a 1-D array with one entry per score")
+        valid &= ex.astype(np.uint8) == 0
+    return s, valid
+
+
+def _packed(s: np.ndarray, idx: np.ndarray, largest: bool) -> np.ndarray:
+    return (sortable_keys(s[idx], largest).astype(np.uint64) << np.uint64(32)) | idx.astype(np.uint64)
+
+
+def _smallest_keys(keys: np.ndarray, k: int) -> np.ndarray:
+    k = min(k, len(keys))
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    part = np.partition(keys, k - 1)[:k] if k < len(keys) else keys.copy()
+    part.sort()
+    return (part & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
+def topk(scores, k: int, exclude=None, largest: bool = False, threads: int = 0) -> np.ndarray:
+    """Indices of the k smallest (largest) scores in rank order; ties to the lower index."""
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    s, valid = _check_select(scores, exclude, threads)
+    idx = np.flatnonzero(valid)
+    return _smallest_keys(_packed(s, idx, largest), k)
+
+
+def class_topk(scores, labels, quotas, exclude=None, largest: bool = False, threads: int = 0) -> np.ndarray:
+    """For each class c, the quotas[c] best rows labelled c, grouped by ascending class."""
+    s, valid = _check_select(scores, exclude, threads)
+    lab = np.asarray(labels)
+    if lab.dtype not in (np.uint8, np.uint16, np.uint32):
+        raise TypeError(f"labels must be uint8, uint16 or uint32, got {lab.dtype}")
+    if lab.ndim != 1 or len(lab) != len(s):
+        raise ValueError("labels must be 1-D with one entry per score")
+    q = np.asarray(quotas, np.int64)
+    if q.ndim != 1:
+        raise ValueError("quotas must be 1-D (one per class)")
+    if (q < 0).any():
+        raise ValueError("quotas must be >= 0")
+    bad = np.flatnonzero(valid & (lab >= len(q)))
+    if len(bad):
+        raise ValueError(f"labels row {bad[0]} is >= the number of classes ({len(q)})")
+    idx = np.flatnonzero(valid)
+    idx = idx[q[lab[idx]] > 0]
+    order = np.argsort(lab[idx], kind="stable")
+    idx = idx[order]
+    bounds = np.searchsorted(lab[idx], np.arange(len(q) + 1))
+    parts = [_smallest_keys(_packed(s, idx[bounds[c] : bounds[c + 1]], largest), int(q[c])) for c in range(len(q))]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)

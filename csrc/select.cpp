@@ -1,0 +1,169 @@
+// Selection kernels (paper §3, pruning + Safety-Net quotas): partial selection, multithreaded.
+//
+// Each row becomes one 64-bit key, (order-preserving score bits << 32) | index, so comparisons
+// are single integer compares and ties always go to the lower index. Global top-k is a two-pass
+// radix select (histogram of the top 16 key bits, then collect), which needs no N-sized buffer;
+// per-class quotas bucket the keys by label (a counting sort) and select within each class.
+#include "select.h"
+
+#include <algorithm>
+#include <array>
+#include <thread>
+
+#include "dispatch.h"
+
+namespace plada {
+namespace {
+
+constexpr int64_t kMinRowsPerThread = 1 << 16;
+
+inline uint64_t packed(const float* s, int64_t i, bool largest) {
+  return (static_cast<uint64_t>(sortable_key(s[i], largest)) << 32) | static_cast<uint64_t>(i);
+}
+
+inline uint32_t label_at(const void* labels, int bytes, int64_t i) {
+  switch (bytes) {
+    case 1: return static_cast<const uint8_t*>(labels)[i];
+    case 2: return static_cast<const uint16_t*>(labels)[i];
+    default: return static_cast<const uint32_t*>(labels)[i];
+  }
+}
+
+int worker_count(int64_t n, int threads) {
+  if (threads <= 0) threads = hardware_threads();
+  const int64_t w = std::max<int64_t>(1, std::min<int64_t>(threads, n / kMinRowsPerThread));
+  return static_cast<int>(w);
+}
+
+template <class Body>
+void run_split(int64_t n, int workers, Body body) {  // body(worker, begin, end)
+  std::vector<std::thread> pool;
+  const int64_t per = (n + workers - 1) / workers;
+  for (int w = 1; w < workers; ++w) {
+    const int64_t b = w * per, e = std::min(n, b + per);
+    if (b < e) pool.emplace_back(body, w, b, e);
+  }
+  body(0, 0, std::min(n, per));
+  for (auto& t : pool) t.join();
+}
+
+std::vector<int64_t> to_indices(std::vector<uint64_t>& keys) {
+  std::sort(keys.begin(), keys.end());
+  std::vector<int64_t> out(keys.size());
+  for (size_t j = 0; j < keys.size(); ++j) out[j] = static_cast<int64_t>(keys[j] & 0xffffffffu);
+  return out;
+}
+
+}  // namespace
+
+std::vector<int64_t> topk(const float* scores, int64_t n, int64_t k, const uint8_t* exclude,
+                          bool largest, int threads) {
+  if (k <= 0 || n <= 0) return {};
+  const int workers = worker_count(n, threads);
+  // pass 1: histogram of the top 16 bits of the sortable score
+  std::vector<std::vector<int64_t>> hist(workers, std::vector<int64_t>(1 << 16, 0));
+  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+    int64_t* h = hist[w].data();
+    for (int64_t i = b; i < e; ++i) {
+      if ((exclude && exclude[i]) || scores[i] != scores[i]) continue;  // NaN is never selectable
+      ++h[sortable_key(scores[i], largest) >> 16];
+    }
+  });
+  std::vector<int64_t> total(1 << 16, 0);
+  int64_t valid = 0;
+  for (const auto& h : hist) {
+    for (int j = 0; j < (1 << 16); ++j) total[j] += h[j];
+  }
+  for (int64_t c : total) valid += c;
+  k = std::min(k, valid);
+  if (k == 0) return {};
+  int64_t bucket = 0, below = 0;
+  while (below + total[bucket] < k) below += total[bucket++];
+  // pass 2: rows below the bucket are in; rows in it compete for the remaining places
+  std::vector<std::vector<uint64_t>> sure(workers), maybe(workers);
+  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      if ((exclude && exclude[i]) || scores[i] != scores[i]) continue;
+      const uint64_t key = packed(scores, i, largest);
+      const int64_t top = static_cast<int64_t>(key >> 48);
+      if (top < bucket) sure[w].push_back(key);
+      else if (top == bucket) maybe[w].push_back(key);
+    }
+  });
+  std::vector<uint64_t> keys, cand;
+  keys.reserve(static_cast<size_t>(k));
+  for (auto& v : sure) keys.insert(keys.end(), v.begin(), v.end());
+  for (auto& v : maybe) cand.insert(cand.end(), v.begin(), v.end());
+  const int64_t need = k - static_cast<int64_t>(keys.size());
+  std::nth_element(cand.begin(), cand.begin() + need, cand.end());
+  keys.insert(keys.end(), cand.begin(), cand.begin() + need);
+  return to_indices(keys);
+}
+
+std::vector<int64_t> class_topk(const float* scores, const void* labels, int label_bytes, int64_t n,
+                                const int64_t* quotas, int64_t num_classes, const uint8_t* exclude,
+                                bool largest, int threads, int64_t* bad_label) {
+  *bad_label = -1;
+  const int workers = worker_count(n, threads);
+  // counting sort by label: per-worker counts, then per-worker write offsets
+  std::vector<std::vector<int64_t>> counts(workers, std::vector<int64_t>(num_classes, 0));
+  std::vector<int64_t> bad(workers, -1);
+  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+    int64_t* c = counts[w].data();
+    for (int64_t i = b; i < e; ++i) {
+      if ((exclude && exclude[i]) || scores[i] != scores[i]) continue;
+      const uint32_t l = label_at(labels, label_bytes, i);
+      if (l >= static_cast<uint64_t>(num_classes)) {
+        if (bad[w] < 0) bad[w] = i;
+        continue;
+      }
+      if (quotas[l] > 0) ++c[l];
+    }
+  });
+  for (int64_t b : bad) {
+    if (b >= 0) {
+      *bad_label = b;
+      return {};
+    }
+  }
+  std::vector<int64_t> start(num_classes + 1, 0);
+  std::vector<std::vector<int64_t>> offset(workers, std::vector<int64_t>(num_classes, 0));
+  for (int64_t c = 0; c < num_classes; ++c) {
+    int64_t at = start[c];
+    for (int w = 0; w < workers; ++w) {
+      offset[w][c] = at;
+      at += counts[w][c];
+    }
+    start[c + 1] = at;
+  }
+  std::vector<uint64_t> keys(static_cast<size_t>(start[num_classes]));
+  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+    int64_t* off = offset[w].data();
+    for (int64_t i = b; i < e; ++i) {
+      if ((exclude && exclude[i]) || scores[i] != scores[i]) continue;
+      const uint32_t l = label_at(labels, label_bytes, i);
+      if (quotas[l] > 0) keys[off[l]++] = packed(scores, i, largest);
+    }
+  });
+  // select within each class, classes spread over threads
+  std::vector<int64_t> take(num_classes), out_start(num_classes + 1, 0);
+  for (int64_t c = 0; c < num_classes; ++c) {
+    take[c] = std::min(quotas[c], start[c + 1] - start[c]);
+    out_start[c + 1] = out_start[c] + take[c];
+  }
+  std::vector<int64_t> out(static_cast<size_t>(out_start[num_classes]));
+  parallel_for(num_classes, 1, threads, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = cb; c < ce; ++c) {
+      if (take[c] == 0) continue;
+      auto first = keys.begin() + start[c], last = keys.begin() + start[c + 1];
+      std::nth_element(first, first + (take[c] - 1), last);
+      std::sort(first, first + take[c]);
+      for (int64_t j = 0; j < take[c]; ++j) {
+        out[out_start[c] + j] = static_cast<int64_t>(first[j] & 0xffffffffu);
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace plada

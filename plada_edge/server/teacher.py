@@ -1,0 +1,181 @@
+"""Server step 1-2 (paper §3): train a teacher on the target task and export it to ONNX.
+
+The exported graph takes uint8 NHWC images exactly as a reference pack stores them; the sensor
+view (plada_edge.core.view: colour, area-downsample to the task's native size, resize, normalise)
+and the model run inside it, so any server with onnxruntime scores exactly what training saw.
+Outputs: ``logits`` and (optionally) ``features``, the pooled input of the last linear layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..core import atomic
+from ..core.models import create_model, feature_hook
+from ..core.targets import Target, load_target
+from ..core.train import TrainConfig, accuracy, fit
+from ..core.view import ViewSpec, as_nhwc3, torch_view
+
+TEACHER_FILE, METRICS_FILE = "teacher.pt", "metrics.json"
+
+
+def train_teacher(target: Target | str, arch: str, out: str | os.PathLike, epochs: int = 10, model_size: int = 32,
+                  weights: str | None = None, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+                  hflip: bool = False, threads: int = 0, resume: bool = True, progress: bool | None = None) -> dict:
+    """Train ``arch`` on the target's train split; write teacher.pt and metrics.json into ``out``."""
+    import torch
+
+    target = load_target(target) if isinstance(target, (str, os.PathLike)) else target
+    out = Path(out)
+    spec = ViewSpec(native_size=target.native_size, model_size=model_size, gray=target.channels == 1)
+    view = torch_view(spec, input_size=target.native_size)
+    torch.manual_seed(seed)
+    model = create_model(arch, target.num_classes, weights)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, hflip=hflip, threads=threads)
+    test = (as_nhwc3(target.x_test), target.y_test)
+    history = fit(model, view, as_nhwc3(target.x_train), target.y_train, cfg, out, eval_set=test,
+                  resume=resume, progress=progress)
+    state = {"arch": arch, "num_classes": target.num_classes, "class_names": target.class_names,
+             "view": spec.to_dict(), "target": target.describe(), "train": asdict(cfg), "weights": weights,
+             "model": model.state_dict()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic.write_bytes(out / TEACHER_FILE, buf.getvalue())
+    metrics = {"target": target.name, "arch": arch, "test_acc": history[-1]["test_acc"],
+               "train_acc": history[-1]["train_acc"], "epochs": epochs, "history": history,
+               "view": spec.to_dict(), "checkpoint_sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
+    atomic.write_json(out / METRICS_FILE, metrics)
+    return metrics
+
+
+def load_teacher(path: str | os.PathLike):
+    """(model in eval mode, its saved state dict minus weights) from teacher.pt or its directory."""
+    import torch
+
+    path = Path(path)
+    file = path / TEACHER_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no teacher checkpoint at {file} (run: plada-edge teacher train ...)")
+    state = torch.load(file, map_location="cpu", weights_only=False)
+    model = create_model(state["arch"], state["num_classes"])
+    model.load_state_dict(state["model"])
+    model.eval()
+    meta = {k: v for k, v in state.items() if k != "model"}
+    meta["checkpoint_sha256"] = hashlib.sha256(file.read_bytes()).hexdigest()
+    metrics = file.parent / METRICS_FILE
+    if metrics.exists():
+        meta["metrics"] = json.loads(metrics.read_text())
+    return model, meta
+
+
+class _Exported:  # built lazily so importing this module does not import torch
+    @staticmethod
+    def wrap(model, view, with_features: bool):
+        import torch
+
+        class PackToLogits(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.view, self.model = view, model
+                self.holder = feature_hook(model) if with_features else None
+
+            def forward(self, images):
+                logits = self.model(self.view(images))
+                if self.holder is not None:
+                    return logits, self.holder["features"].flatten(1)
+                return logits
+
+        return PackToLogits().eval()
+
+
+def export_onnx(teacher: str | os.PathLike, out: str | os.PathLike, input_size: int = 32, with_features: bool = True,
+                opset: int = 17, parity_batch: int = 16, tolerance: float = 1e-4) -> dict:
+    """Export teacher.pt to ONNX (uint8 NHWC in, logits [+ features] out), check and verify it.
+
+    Raises ValueError when onnxruntime's logits differ from torch's by more than ``tolerance``.
+    """
+    import onnx
+    import torch
+
+    model, meta = load_teacher(teacher)
+    spec = ViewSpec.from_dict(meta["view"])
+    wrapped = _Exported.wrap(model, torch_view(spec, input_size=input_size), with_features)
+    example = torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8)
+    outputs = ["logits", "features"] if with_features else ["logits"]
+    buf = io.BytesIO()
+    # the TorchScript exporter: the dynamo one needs onnxscript and gives the same graph here
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(wrapped, (example,), buf, input_names=["images"], output_names=outputs, opset_version=opset,
+                          dynamic_axes={"images": {0: "batch"}, **{o: {0: "batch"} for o in outputs}}, dynamo=False)
+    proto = onnx.load_from_string(buf.getvalue())
+    props = {
+        "plada.format": "plada-teacher-v1",
+        "plada.arch": meta["arch"],
+        "plada.class_names": json.dumps(meta["class_names"]),
+        "plada.input_size": str(input_size),
+        "plada.view": json.dumps(spec.to_dict()),
+        "plada.normalization": json.dumps({"mean": list(spec.mean), "std": list(spec.std)}),
+        "plada.checkpoint_sha256": meta["checkpoint_sha256"],
+        "plada.target": json.dumps(meta.get("target", {})),
+        "plada.test_acc": str(meta.get("metrics", {}).get("test_acc", "")),
+    }
+    for k, v in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    # parity: onnxruntime against torch on random pack-like images
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).integers(0, 256, (parity_batch, input_size, input_size, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        want = wrapped(torch.from_numpy(x))
+    want = want[0] if with_features else want
+    got = sess.run(["logits"], {"images": x})[0]
+    diff = float(np.abs(got - want.numpy()).max())
+    if not diff <= tolerance:
+        raise ValueError(f"ONNX export disagrees with torch: max |logit diff| {diff:.3g} > {tolerance:g}")
+    atomic.write_bytes(out, data)
+    return {"onnx": str(out), "bytes": len(data), "max_abs_logit_diff": diff, "parity_batch": parity_batch,
+            "input_size": input_size, "outputs": outputs, "checkpoint_sha256": meta["checkpoint_sha256"],
+            "test_acc": meta.get("metrics", {}).get("test_acc")}
+
+
+def onnx_metadata(path: str | os.PathLike) -> dict:
+    """The plada.* metadata of an exported teacher, parsed, plus the file's SHA-256."""
+    import onnx
+
+    data = Path(path).read_bytes()
+    proto = onnx.load_from_string(data)
+    props = {p.key: p.value for p in proto.metadata_props}
+    if props.get("plada.format") != "plada-teacher-v1":
+        raise ValueError(f"{path} is not a plada-edge teacher export (no plada.format metadata)")
+    return {
+        "arch": props["plada.arch"],
+        "class_names": json.loads(props["plada.class_names"]),
+        "input_size": int(props["plada.input_size"]),
+        "view": json.loads(props["plada.view"]),
+        "checkpoint_sha256": props["plada.checkpoint_sha256"],
+        "target": json.loads(props.get("plada.target", "{}")),
+        "test_acc": float(props["plada.test_acc"]) if props.get("plada.test_acc") else None,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "outputs": [o.name for o in proto.graph.output],
+    }
+
+
+def teacher_accuracy(teacher: str | os.PathLike, target: Target) -> float:
+    import torch  # noqa: F401
+
+    model, meta = load_teacher(teacher)
+    spec = ViewSpec.from_dict(meta["view"])
+    return accuracy(model, torch_view(spec, input_size=target.native_size), as_nhwc3(target.x_test), target.y_test)

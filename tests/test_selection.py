@@ -1,0 +1,104 @@
+"""Selection kernels (native vs numpy twin) and the Safety-Net rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from plada_edge.core import native, twins
+from plada_edge.server.selection import safety_net_quotas
+
+IMPLS = {"numpy": (twins.topk, twins.class_topk)}
+if native._native is not None:
+    IMPLS["native"] = (native._native.topk, native._native.class_topk)
+
+
+def reference_topk(scores, k, exclude=None, largest=False):
+    """Independent definition: sort (score, index) pairs, lower index first on ties."""
+    idx = [i for i in range(len(scores)) if not np.isnan(scores[i]) and (exclude is None or not exclude[i])]
+    idx.sort(key=lambda i: ((-scores[i] if largest else scores[i]), i))
+    return np.array(idx[:k], np.int64)
+
+
+CASES = {
+    "random": lambda rng, n: rng.standard_normal(n).astype(np.float32),
+    "all-equal": lambda rng, n: np.full(n, 0.5, np.float32),
+    "few-values": lambda rng, n: rng.integers(-2, 3, n).astype(np.float32),
+    "signed-zeros-infs": lambda rng, n: rng.choice(np.array([-0.0, 0.0, np.inf, -np.inf, 1.0], np.float32), n),
+    "with-nan": lambda rng, n: np.where(rng.random(n) < 0.2, np.nan, rng.standard_normal(n)).astype(np.float32),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("largest", [False, True])
+@pytest.mark.parametrize("k", [0, 1, 17, 500, 10_000])
+def test_topk_matches_reference(case, largest, k):
+    rng = np.random.default_rng(hash(case) % 2**32)
+    s = CASES[case](rng, 997)
+    ex = (rng.random(997) < 0.15).astype(np.uint8)
+    want = reference_topk(s, k, ex, largest)
+    for name, (topk, _) in IMPLS.items():
+        got = topk(s, k, ex, largest, 0)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_topk_large_multithreaded_native_equals_numpy():
+    rng = np.random.default_rng(7)
+    s = rng.standard_normal(3_000_001).astype(np.float32)
+    s[rng.integers(0, len(s), 100_000)] = 0.25  # many ties
+    ex = (rng.random(len(s)) < 0.05).astype(np.uint8)
+    want = twins.topk(s, 30_000, ex)
+    for name, (topk, _) in IMPLS.items():
+        for threads in (1, 2, 4):
+            np.testing.assert_array_equal(topk(s, 30_000, ex, False, threads), want, err_msg=f"{name}/{threads}")
+
+
+@pytest.mark.parametrize("largest", [False, True])
+def test_class_topk_matches_per_class_reference(largest):
+    rng = np.random.default_rng(3)
+    n, c = 5000, 7
+    s = rng.integers(0, 50, n).astype(np.float32)  # heavy ties
+    s[rng.random(n) < 0.05] = np.nan
+    lab = rng.integers(0, c, n).astype(np.uint16)
+    ex = (rng.random(n) < 0.1).astype(np.uint8)
+    quotas = np.array([0, 1, 10, 100, 10_000, 3, 50])
+    want = []
+    for cls in range(c):
+        sub = np.flatnonzero(lab == cls)
+        pick = reference_topk(s[sub], int(quotas[cls]), ex[sub], largest)
+        want.extend(sub[pick])
+    for name, (_, class_topk) in IMPLS.items():
+        np.testing.assert_array_equal(class_topk(s, lab, quotas, ex, largest, 0), want, err_msg=name)
+
+
+def test_selection_kernels_reject_bad_input():
+    for name, (topk, class_topk) in IMPLS.items():
+        with pytest.raises(TypeError):
+            topk(np.zeros(3), 1, None, False, 0)
+        with pytest.raises(ValueError):
+            topk(np.zeros((2, 2), np.float32), 1, None, False, 0)
+        with pytest.raises(ValueError):
+            topk(np.zeros(3, np.float32), -1, None, False, 0)
+        with pytest.raises(ValueError, match="exclude"):
+            topk(np.zeros(3, np.float32), 1, np.zeros(2, np.uint8), False, 0)
+        with pytest.raises(ValueError, match="row 1"):
+            class_topk(np.zeros(3, np.float32), np.array([0, 5, 1], np.uint8), np.array([1, 1]), None, False, 0)
+        with pytest.raises(TypeError):
+            class_topk(np.zeros(3, np.float32), np.array([0, 1, 1], np.int64), np.array([1, 1]), None, False, 0)
+
+
+def test_safety_net_quotas():
+    counts = np.array([1000, 10, 0, 100, 5])
+    q = safety_net_quotas(counts, budget=100, alpha=0.0, share=1.0)
+    # equal shares of 100 over the 4 non-empty classes, each capped at its N_c
+    np.testing.assert_array_equal(q, [25, 10, 0, 25, 5])
+    q = safety_net_quotas(counts, budget=1000, alpha=0.5, share=0.5)
+    assert q.sum() <= 500 and q[0] > q[3] > q[1]  # alpha > 0 favours big classes
+    q = safety_net_quotas(counts, budget=1000, alpha=-0.2, share=0.5)
+    assert q[1] > 0 and q[4] == 5  # alpha < 0 lifts rare classes
+    raw = safety_net_quotas(np.array([3, 3, 3]), budget=10, alpha=0.0, share=1.0)
+    np.testing.assert_array_equal(raw, [3, 3, 3])
+    np.testing.assert_array_equal(safety_net_quotas(np.array([9, 9, 9]), 10, 0.0, 1.0), [4, 3, 3])  # largest remainder
+    with pytest.raises(ValueError):
+        safety_net_quotas(counts, 10, 0.0, 1.5)
