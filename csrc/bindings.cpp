@@ -10,6 +10,7 @@
 #include <cmath>
 #include <string>
 
+#include "codec.h"
 #include "dispatch.h"
 #include "gather.h"
 #include "select.h"
@@ -205,6 +206,52 @@ py::array_t<int64_t> class_topk_binding(py::array scores, py::array labels, py::
   return to_array(std::move(out));
 }
 
+constexpr int64_t kMaxModelClasses = int64_t(1) << 24;
+
+py::bytes model_encode_binding(py::array indices, py::array labels, uint64_t n, int64_t c) {
+  if (c < 1 || c > kMaxModelClasses) throw py::value_error("the model codec needs 1 <= C <= 2^24, got " + std::to_string(c));
+  if (n >= (uint64_t(1) << 32)) throw py::value_error("the model codec supports N < 2^32");
+  py::array_t<int64_t, py::array::c_style | py::array::forcecast> idx(indices), lab(labels);
+  if (idx.ndim() != 1 || lab.ndim() != 1 || idx.shape(0) != lab.shape(0)) {
+    throw py::value_error("indices and labels must be 1-D and of equal length");
+  }
+  const int64_t k = idx.shape(0);
+  const int64_t* ip = idx.data();
+  const int64_t* lp = lab.data();
+  for (int64_t i = 0; i < k; ++i) {
+    if (ip[i] < 0 || static_cast<uint64_t>(ip[i]) >= n || (i && ip[i] <= ip[i - 1])) {
+      throw py::value_error("indices must be strictly increasing and in [0, N): item " + std::to_string(i));
+    }
+    if (lp[i] < 0 || lp[i] >= c) throw py::value_error("label out of range at item " + std::to_string(i));
+  }
+  std::string out;
+  {
+    py::gil_scoped_release release;
+    out = plada::model_encode(ip, lp, k, c);
+  }
+  return py::bytes(out);
+}
+
+py::tuple model_decode_binding(py::bytes body, uint64_t n, int64_t c, int64_t k) {
+  if (c < 1 || c > kMaxModelClasses) throw py::value_error("the model codec needs 1 <= C <= 2^24, got " + std::to_string(c));
+  if (k < 0 || static_cast<uint64_t>(k) > n) throw py::value_error("k must be in [0, N]");
+  std::string_view view(body);
+  py::array_t<int64_t> idx(k), lab(k);
+  int64_t* ip = idx.mutable_data();
+  int64_t* lp = lab.mutable_data();
+  std::string error;
+  {
+    py::gil_scoped_release release;
+    try {
+      plada::model_decode(reinterpret_cast<const uint8_t*>(view.data()), view.size(), n, c, k, ip, lp);
+    } catch (const std::exception& exc) {
+      error = exc.what();
+    }
+  }
+  if (!error.empty()) throw py::value_error(error);
+  return py::make_tuple(idx, lab);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -223,6 +270,10 @@ PYBIND11_MODULE(_native, m) {
   m.def("class_topk", &class_topk_binding, py::arg("scores"), py::arg("labels"), py::arg("quotas"),
         py::arg("exclude") = py::none(), py::arg("largest") = false, py::arg("threads") = 0,
         "For each class c, the quotas[c] best rows labelled c, grouped by ascending class, each in rank order.");
+  m.def("model_encode", &model_encode_binding, py::arg("indices"), py::arg("labels"), py::arg("n"), py::arg("c"),
+        "Encode sorted indices + labels with the adaptive 'model' codec (bytes).");
+  m.def("model_decode", &model_decode_binding, py::arg("body"), py::arg("n"), py::arg("c"), py::arg("k"),
+        "Decode k (index, label) pairs of the 'model' codec; ValueError on any inconsistency.");
   m.def("simd_level", &plada::simd_level, "The instruction set the kernels use now.");
   m.def("available_simd", &plada::available_simd, "Instruction sets this CPU supports, best first.");
   m.def("set_simd_level", &plada::set_simd_level, py::arg("level"),

@@ -100,9 +100,14 @@ std::vector<int64_t> topk(const float* scores, int64_t n, int64_t k, const uint8
   return to_indices(keys);
 }
 
-std::vector<int64_t> class_topk(const float* scores, const void* labels, int label_bytes, int64_t n,
-                                const int64_t* quotas, int64_t num_classes, const uint8_t* exclude,
-                                bool largest, int threads, int64_t* bad_label) {
+namespace {
+
+// Per-class quotas by counting sort: every row of a class with a quota is keyed, then each class
+// selects with nth_element. Memory: one 64-bit key per row. Used when C is too large for the
+// per-class histograms of class_topk_radix.
+std::vector<int64_t> class_topk_sort(const float* scores, const void* labels, int label_bytes, int64_t n,
+                                     const int64_t* quotas, int64_t num_classes, const uint8_t* exclude,
+                                     bool largest, int threads, int64_t* bad_label) {
   *bad_label = -1;
   const int workers = worker_count(n, threads);
   // counting sort by label: per-worker counts, then per-worker write offsets
@@ -164,6 +169,139 @@ std::vector<int64_t> class_topk(const float* scores, const void* labels, int lab
     }
   });
   return out;
+}
+
+constexpr int kClassBins = 2048;
+
+// Per-class quotas by radix select: (1) the key range of the selectable rows, (2) a per-class
+// histogram of keys over 2,048 range-adaptive bins, giving each class's threshold bin, (3) one
+// pass collecting the rows below it (sure) and in it (candidates). Only ~k keys are ever stored.
+std::vector<int64_t> class_topk_radix(const float* scores, const void* labels, int label_bytes, int64_t n,
+                                      const int64_t* quotas, int64_t num_classes, const uint8_t* exclude,
+                                      bool largest, int threads, int64_t* bad_label) {
+  *bad_label = -1;
+  const int workers = worker_count(n, threads);
+  auto selectable = [&](int64_t i, uint32_t& l) {
+    if ((exclude && exclude[i]) || scores[i] != scores[i]) return false;
+    l = label_at(labels, label_bytes, i);
+    return l < static_cast<uint64_t>(num_classes) && quotas[l] > 0;
+  };
+  // pass 1: key range over selectable rows, and the first out-of-range label
+  std::vector<uint32_t> lo(workers, 0xFFFFFFFFu), hi(workers, 0);
+  std::vector<int64_t> bad(workers, -1);
+  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+    uint32_t mn = 0xFFFFFFFFu, mx = 0;
+    for (int64_t i = b; i < e; ++i) {
+      if ((exclude && exclude[i]) || scores[i] != scores[i]) continue;
+      const uint32_t l = label_at(labels, label_bytes, i);
+      if (l >= static_cast<uint64_t>(num_classes)) {
+        if (bad[w] < 0) bad[w] = i;
+        continue;
+      }
+      if (quotas[l] <= 0) continue;
+      const uint32_t k = sortable_key(scores[i], largest);
+      mn = k < mn ? k : mn;
+      mx = k > mx ? k : mx;
+    }
+    lo[w] = mn;
+    hi[w] = mx;
+  });
+  for (int64_t b : bad) {
+    if (b >= 0) {
+      *bad_label = b;
+      return {};
+    }
+  }
+  const uint32_t kmin = *std::min_element(lo.begin(), lo.end());
+  const uint32_t kmax = *std::max_element(hi.begin(), hi.end());
+  if (kmin > kmax) return {};  // nothing selectable
+  int shift = 0;
+  while (((static_cast<uint64_t>(kmax) - kmin) >> shift) >= kClassBins) ++shift;
+  // pass 2: per-class histograms
+  std::vector<std::vector<int32_t>> hist(workers, std::vector<int32_t>(static_cast<size_t>(num_classes) * kClassBins, 0));
+  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+    int32_t* h = hist[w].data();
+    for (int64_t i = b; i < e; ++i) {
+      uint32_t l;
+      if (!selectable(i, l)) continue;
+      ++h[l * kClassBins + ((sortable_key(scores[i], largest) - kmin) >> shift)];
+    }
+  });
+  std::vector<int32_t> thresh(num_classes, -1);  // bins below are sure, the bin itself competes
+  std::vector<int64_t> need(num_classes, 0), take(num_classes, 0);
+  for (int64_t c = 0; c < num_classes; ++c) {
+    if (quotas[c] <= 0) continue;
+    int64_t below = 0;
+    for (int bin = 0; bin < kClassBins; ++bin) {
+      int64_t cnt = 0;
+      for (int w = 0; w < workers; ++w) cnt += hist[w][c * kClassBins + bin];
+      if (below + cnt >= quotas[c]) {
+        thresh[c] = bin;
+        need[c] = quotas[c] - below;
+        break;
+      }
+      below += cnt;
+    }
+    if (thresh[c] < 0) {  // fewer rows than the quota: take them all
+      thresh[c] = kClassBins;
+      need[c] = 0;
+    }
+    take[c] = std::min<int64_t>(quotas[c], below + need[c]);
+  }
+  hist.clear();
+  hist.shrink_to_fit();
+  // pass 3: collect (class, key) for rows below or in their class's threshold bin
+  struct Item {
+    uint32_t cls;
+    uint32_t in_bin;
+    uint64_t key;
+  };
+  std::vector<std::vector<Item>> found(workers);
+  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+    auto& f = found[w];
+    for (int64_t i = b; i < e; ++i) {
+      uint32_t l;
+      if (!selectable(i, l)) continue;
+      const uint64_t key = packed(scores, i, largest);
+      const int bin = static_cast<int>(((key >> 32) - kmin) >> shift);
+      if (bin < thresh[l]) f.push_back({l, 0, key});
+      else if (bin == thresh[l]) f.push_back({l, 1, key});
+    }
+  });
+  std::vector<std::vector<uint64_t>> sure(num_classes), cand(num_classes);
+  for (auto& f : found) {
+    for (const Item& it : f) (it.in_bin ? cand : sure)[it.cls].push_back(it.key);
+  }
+  found.clear();
+  std::vector<int64_t> out_start(num_classes + 1, 0);
+  for (int64_t c = 0; c < num_classes; ++c) out_start[c + 1] = out_start[c] + take[c];
+  std::vector<int64_t> out(static_cast<size_t>(out_start[num_classes]));
+  parallel_for(num_classes, 1, threads, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = cb; c < ce; ++c) {
+      if (take[c] == 0) continue;
+      auto& keys = sure[c];
+      auto& cd = cand[c];
+      const int64_t m = std::min<int64_t>(need[c], static_cast<int64_t>(cd.size()));
+      std::nth_element(cd.begin(), cd.begin() + m, cd.end());
+      keys.insert(keys.end(), cd.begin(), cd.begin() + m);
+      std::sort(keys.begin(), keys.end());
+      for (int64_t j = 0; j < take[c]; ++j) out[out_start[c] + j] = static_cast<int64_t>(keys[j] & 0xffffffffu);
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+std::vector<int64_t> class_topk(const float* scores, const void* labels, int label_bytes, int64_t n,
+                                const int64_t* quotas, int64_t num_classes, const uint8_t* exclude,
+                                bool largest, int threads, int64_t* bad_label) {
+  // the histograms cost num_classes * 2,048 counters per thread: fine up to a few hundred classes
+  const int64_t counters = num_classes * kClassBins * worker_count(n, threads);
+  if (counters <= (int64_t(1) << 24)) {
+    return class_topk_radix(scores, labels, label_bytes, n, quotas, num_classes, exclude, largest, threads, bad_label);
+  }
+  return class_topk_sort(scores, labels, label_bytes, n, quotas, num_classes, exclude, largest, threads, bad_label);
 }
 
 }  // namespace plada

@@ -36,7 +36,7 @@ def _clean_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ValueError, TypeError, KeyError, IndexError, FileNotFoundError, FileExistsError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, OSError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
@@ -281,6 +281,65 @@ def select_cmd(
         atomic.write_bytes(out, buf.getvalue())
     report = sel.report(pack)
     _print_json(report) if as_json else _print_selection(report)
+
+
+@app.command("pack")
+@_clean_errors
+def pack_cmd(
+    scores: Path = typer.Argument(..., help="Scores directory (plada-edge score)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Payload file to write (.plada)."),
+    budget: Optional[str] = typer.Option(None, help="Largest payload that fits this size, e.g. 100KB, 64KiB."),
+    keep: Optional[str] = typer.Option(None, help="Budget as a share of the pack, e.g. 1%."),
+    count: Optional[int] = typer.Option(None, help="Budget as a number of images."),
+    strategy: str = typer.Option("energy", help="energy | opposite | entropy | random."),
+    safety_net: bool = typer.Option(False, "--safety-net", help="Per-class quotas K_c ∝ N_c^alpha."),
+    alpha: float = typer.Option(-0.2, help="Safety-Net exponent."),
+    share: float = typer.Option(0.5, help="Safety-Net share of the budget."),
+    seed: int = typer.Option(0, help="Seed for --strategy random."),
+    codec: str = typer.Option("auto", help="model | paper-idx | paper-bmp | varint | auto (smallest)."),
+    task: Optional[str] = typer.Option(None, help="Task name in the header (default: the target's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the selection report and size as JSON."),
+) -> None:
+    """Select and write a payload: (index, label) pairs, fingerprinted and checksummed."""
+    from .server.payloads import make_payload
+    from .server.scoring import Scores
+
+    if budget is None and keep is None and count is None:
+        keep = "1%"
+    payload, sel, data = make_payload(Scores.open(scores), out, strategy=strategy, keep=keep, count=count, budget=budget,
+                                      safety_net=safety_net, alpha=alpha, share=share, seed=seed, codec=codec, task=task)
+    report = dict(sel.report(), bytes=len(data), codec=payload.header["codec"], out=str(out))
+    if as_json:
+        _print_json(report)
+        return
+    _print_selection(report)
+    typer.echo(f"wrote {out}: {len(data):,} bytes ({payload.header['codec']}), {8 * len(data) / max(1, sel.k):.2f} bits per image")
+
+
+@app.command()
+@_clean_errors
+def inspect(
+    payload: Path = typer.Argument(..., help="A .plada payload."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Validate a payload and show its header, size, bits per image and the information floor."""
+    from .core.payload import inspect_payload
+
+    r = inspect_payload(payload)
+    if as_json:
+        _print_json(r)
+        return
+    h = r["header"]
+    typer.echo(f"{payload}: task '{h['task']}', {r['k']:,} of {r['n']:,} images, {r['classes']} classes, codec {h['codec']}")
+    typer.echo(f"  pack      {h['pack_fingerprint']}")
+    typer.echo(f"  size      {r['bytes']:,} bytes (body {r['body_bytes']:,}), {r['bits_per_image'] or 0:.2f} bits per kept image")
+    typer.echo(f"  floor     {r['floor_bytes']:,.0f} bytes = log2 C(N,k) + k·H(labels); body/floor {r['body_to_floor'] or 0:.3f}")
+    sel = h.get("selection", {})
+    if sel:
+        typer.echo(f"  selection {sel.get('strategy')} keep {sel.get('keep', 0):.2%}" + (", Safety-Net" if sel.get("safety_net") else ""))
+    t = h.get("teacher", {})
+    if t.get("test_acc") is not None:
+        typer.echo(f"  teacher   {t.get('arch')} test accuracy {t['test_acc']:.4f}")
 
 
 def main() -> None:

@@ -102,3 +102,15 @@ def test_safety_net_quotas():
     np.testing.assert_array_equal(safety_net_quotas(np.array([9, 9, 9]), 10, 0.0, 1.0), [4, 3, 3])  # largest remainder
     with pytest.raises(ValueError):
         safety_net_quotas(counts, 10, 0.0, 1.5)
+
+
+def test_class_topk_with_many_classes_uses_the_sorting_path_and_agrees():
+    # 20,000 classes exceed the per-class histogram budget, so the native kernel counting-sorts
+    rng = np.random.default_rng(11)
+    n, c = 200_000, 20_000
+    s = rng.integers(0, 1000, n).astype(np.float32)
+    lab = rng.integers(0, c, n).astype(np.uint16)
+    quotas = rng.integers(0, 12, c)
+    want = twins.class_topk(s, lab, quotas)
+    for name, (_, class_topk) in IMPLS.items():
+        np.testing.assert_array_equal(class_topk(s, lab, quotas, None, False, 0), want, err_msg=name)

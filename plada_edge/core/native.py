@@ -64,6 +64,23 @@ def class_topk(scores, labels, quotas, exclude=None, largest: bool = False, thre
     return impl(scores, labels, quotas, exclude, largest, threads)
 
 
+def model_encode(indices, labels, n: int, c: int) -> bytes:
+    """The adaptive arithmetic 'model' payload codec (csrc/codec.cpp, twin: core/model_codec.py)."""
+    if _native is not None:
+        return _native.model_encode(indices, labels, n, c)
+    from .model_codec import model_encode as twin
+
+    return twin(indices, labels, n, c)
+
+
+def model_decode(body: bytes, n: int, c: int, k: int):
+    if _native is not None:
+        return _native.model_decode(body, n, c, k)
+    from .model_codec import model_decode as twin
+
+    return twin(body, n, c, k)
+
+
 def simd_level() -> str:
     """Instruction set in use: "avx2", "neon", "scalar", or "numpy" when the twins answer."""
     return _native.simd_level() if _native is not None else "numpy"

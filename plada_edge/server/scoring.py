@@ -89,6 +89,7 @@ def score_pack(teacher: str | os.PathLike, pack: ReferencePack | str | os.PathLi
         "checkpoint_sha256": meta_t["checkpoint_sha256"], "num_classes": num_classes,
         "class_names": meta_t["class_names"], "view": meta_t["view"], "target": meta_t["target"],
         "teacher_test_acc": meta_t["test_acc"], "arch": meta_t["arch"], "chunk": chunk, "batch_size": batch_size,
+        "image_size": pack.size,
         "keep_logits": keep_logits,
     }
     old = out / "meta.json"

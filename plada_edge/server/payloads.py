@@ -1,0 +1,82 @@
+"""Server step 5 (paper §3.3): turn a selection into a ``.plada`` payload, optionally to a byte budget.
+
+``make_payload`` selects (plada_edge.server.selection), fills the header from the scores (task,
+classes, pack fingerprint, sensor view, teacher metrics) and encodes with a codec
+(plada_edge.core.codecs). With ``budget`` it finds the largest k whose payload fits, by binary
+search over k: selections never rescore, so each probe costs one selection and one encode.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ..core.payload import Payload, encode_payload, decode_payload
+from ..core import atomic
+from .scoring import Scores
+from .selection import Selection, select
+
+
+def parse_bytes(text: str | int) -> int:
+    """'100KB' → 100000, '100KiB' → 102400, '1.5MB' → 1500000, 4096 → 4096."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([kKmMgG]i?)?[bB]?\s*", text)
+    if not m:
+        raise ValueError(f"budget must look like 100KB, 64KiB or 4096, got {text!r}")
+    unit = (m.group(2) or "").lower()
+    scale = {"": 1, "k": 10**3, "ki": 2**10, "m": 10**6, "mi": 2**20, "g": 10**9, "gi": 2**30}[unit]
+    return int(float(m.group(1)) * scale)
+
+
+def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> dict:
+    meta = scores.meta
+    return {
+        "task": task or meta.get("target", {}).get("name") or "task",
+        "class_names": scores.class_names,
+        "pack_fingerprint": meta["pack_fingerprint"],
+        "n": scores.n,
+        "image_size": meta.get("image_size"),
+        "view": meta["view"],
+        "selection": {"strategy": sel.strategy, "keep": sel.k / scores.n if scores.n else 0.0, "budget": sel.budget,
+                      "safety_net": sel.safety_net},
+        "teacher": {"arch": meta.get("arch"), "test_acc": meta.get("teacher_test_acc"),
+                    "sha256": meta["teacher_sha256"], "checkpoint_sha256": meta.get("checkpoint_sha256")},
+        "target": meta.get("target", {}),
+    }
+
+
+def make_payload(scores: Scores, out: str | os.PathLike | None = None, strategy: str = "energy",
+                 keep: str | float | None = None, count: int | None = None, budget: str | int | None = None,
+                 safety_net: bool = False, alpha: float = -0.2, share: float = 0.5, seed: int = 0,
+                 codec: str = "auto", task: str | None = None) -> tuple[Payload, Selection, bytes]:
+    """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits."""
+    opts = dict(strategy=strategy, safety_net=safety_net, alpha=alpha, share=share, seed=seed)
+    if budget is not None:
+        if keep is not None or count is not None:
+            raise ValueError("give either a byte budget or keep/count, not both")
+        limit = parse_bytes(budget)
+
+        def encoded(k: int):
+            sel = select(scores, count=k, **opts)
+            return sel, encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec)
+
+        lo_sel, lo_data = encoded(0)
+        if len(lo_data) > limit:
+            raise ValueError(f"even an empty payload needs {len(lo_data)} bytes, more than the budget of {limit}")
+        lo, hi = 0, int((scores.flags[:] == 0).sum())
+        best = (lo_sel, lo_data)
+        while lo < hi:  # largest k with size <= limit
+            mid = (lo + hi + 1) // 2
+            sel, data = encoded(mid)
+            if len(data) <= limit:
+                lo, best = mid, (sel, data)
+            else:
+                hi = mid - 1
+        sel, data = best
+    else:
+        sel = select(scores, keep=keep, count=count, **opts)
+        data = encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec)
+    if out is not None:
+        atomic.write_bytes(out, data)
+    return decode_payload(data), sel, data
