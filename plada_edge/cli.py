@@ -342,6 +342,102 @@ def inspect(
         typer.echo(f"  teacher   {t.get('arch')} test accuracy {t['test_acc']:.4f}")
 
 
+@app.command()
+@_clean_errors
+def learn(
+    payload: str = typer.Argument(..., help="A .plada file, or http(s)://host/v1/tasks/NAME of a plada-edge server."),
+    reference: Path = typer.Option(..., "--reference", "-r", help="This device's reference pack."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (student.pt, student.onnx, metrics.json)."),
+    arch: str = typer.Option("mobilenet_v3_small", "--arch", "-a", help="Student architecture (plada-edge models)."),
+    epochs: int = typer.Option(30, help="Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K)."),
+    batch_size: int = typer.Option(128, help="Batch size."),
+    lr: float = typer.Option(1e-3, help="Peak AdamW learning rate (cosine schedule)."),
+    weights: Optional[str] = typer.Option(None, help="Initial weights: a local .pt/.pth or a cached torchvision name."),
+    seed: int = typer.Option(0, help="Random seed."),
+    hflip: bool = typer.Option(False, help="Random horizontal flips."),
+    eval_target: Optional[str] = typer.Option(None, "--eval", help="Evaluate on this target's test split afterwards."),
+    expand: int = typer.Option(0, help="FAISS label expansion: neighbours per payload image (0 = off)."),
+    expand_weight: float = typer.Option(0.5, help="Loss weight of expanded images."),
+    embedder: Optional[str] = typer.Option(None, help="Embedder of the pack index used by --expand."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
+) -> None:
+    """Device side: verify a payload, gather its images from the pack, train and export a student."""
+    from .device.student import learn as run_learn
+
+    m = run_learn(payload, reference, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weights=weights,
+                  seed=seed, hflip=hflip, target=eval_target, expand=expand, expand_weight=expand_weight,
+                  embedder=embedder, resume=not fresh)
+    if as_json:
+        _print_json(m)
+        return
+    typer.echo(f"trained {m['arch']} on {m['trained_on']:,} images from a {m['payload_bytes']:,}-byte payload → {out}")
+    if m.get("expansion"):
+        typer.echo(f"label expansion added {m['expansion']['added']:,} images")
+    if m.get("test_acc") is not None:
+        t = m.get("teacher_test_acc")
+        typer.echo(f"test accuracy {m['test_acc']:.4f}" + (f" (teacher {t:.4f}, ratio {m['ratio_to_teacher']:.3f})" if t else ""))
+
+
+@app.command()
+@_clean_errors
+def evaluate(
+    student: Path = typer.Argument(..., help="Student directory or student.onnx."),
+    target: str = typer.Option(..., "--target", "-t", help="Target .npz / ImageFolder, or a name under data/targets/."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Accuracy of student.onnx on a target's test split, through onnxruntime."""
+    from .device.student import evaluate as run_evaluate
+
+    r = run_evaluate(student, target)
+    _print_json(r) if as_json else typer.echo(f"{r['target']}: accuracy {r['test_acc']:.4f}, macro {r['macro_acc']:.4f} on {r['n']:,} images")
+
+
+@reference_app.command("index")
+@_clean_errors
+def reference_index(
+    pack: Path = typer.Argument(..., help="Pack directory."),
+    embedder: Optional[str] = typer.Option(None, help="efficientnet_lite0 (when installed) or pixels."),
+    out: Optional[Path] = typer.Option(None, help="Index directory (default: PACK/index)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Embed every pack image (resumable) and build a FAISS index for label expansion."""
+    from .device.index import build_index
+
+    meta = build_index(pack, embedder, out)
+    _print_json(meta) if as_json else typer.echo(f"{meta['embedder']} index ({meta['index']}, {meta['dim']}-d) over {meta['n']:,} images")
+
+
+@app.command()
+@_clean_errors
+def build(
+    task_file: Path = typer.Argument(..., help="Task file (TOML) with [server] and [tasks.NAME] tables."),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="Build only these tasks."),
+    as_json: bool = typer.Option(False, "--json", help="Print the build report as JSON."),
+) -> None:
+    """Run the server pipeline for every task whose inputs changed (content-hash cache)."""
+    from .server.tasks import build_tasks
+
+    report = build_tasks(task_file, only=only, log=lambda m: typer.echo(m, err=as_json))
+    if as_json:
+        _print_json(report)
+
+
+@app.command()
+@_clean_errors
+def serve(
+    task_file: Path = typer.Argument(..., help="Task file (TOML); missing payloads are built first."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    token: Optional[str] = typer.Option(None, help="Require 'Authorization: Bearer TOKEN' (or set PLADA_EDGE_TOKEN)."),
+    no_build: bool = typer.Option(False, "--no-build", help="Serve what is published; build nothing."),
+) -> None:
+    """HTTP dataset server: GET /v1/tasks, /v1/tasks/NAME, /v1/tasks/NAME/payload, /healthz."""
+    from .server.http import serve as run_serve
+
+    run_serve(task_file, host=host, port=port, token=token, build=not no_build, log=lambda m: typer.echo(m, err=True))
+
+
 def main() -> None:
     app()
 

@@ -17,40 +17,9 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from plada_edge.core.reference import build_pack  # noqa: E402
-from plada_edge.core.targets import Target, save_target  # noqa: E402
 from plada_edge.server.scoring import Scores, ScoresError, score_pack  # noqa: E402
 from plada_edge.server.selection import select  # noqa: E402
-from plada_edge.server.teacher import export_onnx, onnx_metadata, train_teacher  # noqa: E402
-
-
-def stripes(rng, n, kind, size=16):
-    """Three easy classes: horizontal stripes, vertical stripes, a bright centre blob."""
-    x = rng.integers(0, 60, (n, size, size)).astype(np.int64)
-    if kind == 0:
-        x[:, ::4, :] += 180
-    elif kind == 1:
-        x[:, :, ::4] += 180
-    else:
-        x[:, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] += 180
-    return np.clip(x, 0, 255).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    rng = np.random.default_rng(0)
-    xs = [stripes(rng, 60, k) for k in range(3)]
-    xt = [stripes(rng, 20, k) for k in range(3)]
-    target = Target("stripes", np.concatenate(xs), np.repeat(np.arange(3), 60), np.concatenate(xt),
-                    np.repeat(np.arange(3), 20), ["h", "v", "blob"])
-    save_target(root / "stripes.npz", target)
-    pool = np.concatenate([stripes(rng, 40, k) for k in range(3)] + [rng.integers(0, 256, (380, 16, 16), dtype=np.uint8)])
-    np.save(root / "pool.npy", pool)
-    pack = build_pack([str(root / "pool.npy")], root / "pack", size=16)
-    metrics = train_teacher(root / "stripes.npz", "tiny_cnn", root / "teacher", epochs=4, model_size=16, batch_size=32,
-                            lr=3e-3, progress=False)
-    report = export_onnx(root / "teacher", root / "teacher.onnx", input_size=16)
-    return {"root": root, "pack": pack, "metrics": metrics, "export": report, "target": target}
+from plada_edge.server.teacher import onnx_metadata  # noqa: E402
 
 
 def test_teacher_learns_and_exports_faithfully(tiny):

@@ -1,0 +1,181 @@
+"""The device's half of PLADA (paper §3.3): payload → memory-mapped subset → student → ONNX.
+
+``learn``:
+1. verifies the payload (checksum, version, and the pack fingerprint) before anything else;
+2. decodes it and gathers the k named images from the memory-mapped pack (memory ∝ k, the pack
+   is never loaded);
+3. optionally adds free labels by FAISS label expansion (plada_edge.device.index);
+4. trains the student through the payload's sensor view (the teacher's), with the paper's recipe:
+   AdamW, lr 1e-3, cosine schedule, light augmentation, a checkpoint per epoch, exact resume;
+5. writes student.pt, student.onnx and metrics.json; with a target, evaluates on its test split
+   beside the teacher's accuracy from the payload header.
+
+student.onnx takes uint8 NHWC images at the task's native resolution (what the device's sensor
+delivers) and contains the view; its metadata names the classes, input size and normalisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..core import atomic
+from ..core.models import create_model
+from ..core.payload import Payload, read_payload
+from ..core.reference import ReferencePack
+from ..core.targets import Target, load_target
+from ..core.train import TrainConfig, accuracy, fit, predict
+from ..core.view import ViewSpec, as_nhwc3, torch_view
+
+STUDENT_FILE, STUDENT_ONNX, METRICS_FILE = "student.pt", "student.onnx", "metrics.json"
+
+
+def _load_payload(payload) -> Payload:
+    if isinstance(payload, Payload):
+        return payload
+    text = str(payload)
+    if text.startswith(("http://", "https://")):
+        from .fetch import fetch_payload
+
+        return fetch_payload(text)
+    return read_payload(payload)
+
+
+def learn(payload, reference: ReferencePack | str | os.PathLike, out: str | os.PathLike, arch: str = "mobilenet_v3_small",
+          epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, weights: str | None = None, seed: int = 0,
+          hflip: bool = False, target: Target | str | None = None, expand: int = 0, expand_weight: float = 0.5,
+          embedder: str | None = None, resume: bool = True, progress: bool | None = None,
+          stop_after_epoch: int | None = None) -> dict:
+    """Train a student from a payload; returns the metrics written to out/metrics.json."""
+    import torch
+
+    t0 = time.perf_counter()
+    pack = reference if isinstance(reference, ReferencePack) else ReferencePack.open(reference)
+    p = _load_payload(payload)
+    p.check_pack(pack)  # refuse before any work
+    spec = ViewSpec.from_dict(p.header["view"])
+    images = pack.gather(p.indices)
+    labels = p.labels.copy()
+    sample_weight = None
+    expansion = None
+    if expand > 0:
+        from .index import expand_labels
+
+        extra_idx, extra_lab, expansion = expand_labels(pack, p.indices, p.labels, k=expand, embedder=embedder)
+        if len(extra_idx):
+            images = np.concatenate([images, pack.gather(extra_idx)])
+            labels = np.concatenate([labels, extra_lab])
+            sample_weight = np.concatenate([np.ones(p.k), np.full(len(extra_idx), expand_weight)]).astype(np.float32)
+    out = Path(out)
+    torch.manual_seed(seed)
+    c = p.num_classes
+    model = create_model(arch, c, weights)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, hflip=hflip)
+    tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
+    eval_view = torch_view(spec, input_size=tgt.native_size) if tgt is not None else None
+    history = fit(model, torch_view(spec, input_size=pack.size), images, labels, cfg, out,
+                  sample_weight=sample_weight, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch)
+    if stop_after_epoch is not None and len(history) < epochs:
+        return {"stopped_after_epoch": len(history)}
+    state = {"arch": arch, "num_classes": c, "class_names": p.header["class_names"], "view": spec.to_dict(),
+             "payload_sha256": p.sha256, "train": asdict(cfg), "model": model.state_dict()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic.write_bytes(out / STUDENT_FILE, buf.getvalue())
+    native_size = tgt.native_size if tgt is not None else spec.native_size
+    parity = export_student(model, spec, out / STUDENT_ONNX, native_size, p.header["class_names"],
+                            hashlib.sha256(buf.getvalue()).hexdigest())
+    teacher_acc = p.header.get("teacher", {}).get("test_acc")
+    metrics = {
+        "task": p.header["task"], "arch": arch, "epochs": epochs, "payload_bytes": p.total_bytes, "k": p.k,
+        "payload_sha256": p.sha256, "pack_fingerprint": pack.fingerprint, "trained_on": int(len(labels)),
+        "expansion": expansion, "history": history, "onnx_max_abs_diff": parity, "teacher_test_acc": teacher_acc,
+        "seconds": time.perf_counter() - t0,
+    }
+    if tgt is not None:
+        acc = accuracy(model, eval_view, as_nhwc3(tgt.x_test), tgt.y_test)
+        metrics.update(target=tgt.name, test_acc=acc,
+                       ratio_to_teacher=(acc / teacher_acc) if teacher_acc else None)
+    atomic.write_json(out / METRICS_FILE, metrics)
+    return metrics
+
+
+def export_student(model, spec: ViewSpec, path: Path, input_size: int, class_names: list[str], checkpoint_sha256: str,
+                   tolerance: float = 1e-4) -> float:
+    """student.onnx: uint8 NHWC at ``input_size`` in, logits out; returns max |diff| vs torch."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    view = torch_view(spec, input_size=input_size)
+
+    class ImagesToLogits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.view, self.model = view, model
+
+        def forward(self, images):
+            return self.model(self.view(images))
+
+    wrapped = ImagesToLogits().eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(wrapped, (torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8),), buf,
+                          input_names=["images"], output_names=["logits"], opset_version=17,
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    proto = onnx.load_from_string(buf.getvalue())
+    for k, v in {"plada.format": "plada-student-v1", "plada.class_names": json.dumps(class_names),
+                 "plada.input_size": str(input_size), "plada.view": json.dumps(spec.to_dict()),
+                 "plada.checkpoint_sha256": checkpoint_sha256}.items():
+        e = proto.metadata_props.add()
+        e.key, e.value = k, v
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    x = np.random.default_rng(0).integers(0, 256, (16, input_size, input_size, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        want = wrapped(torch.from_numpy(x)).numpy()
+    got = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(["logits"], {"images": x})[0]
+    diff = float(np.abs(got - want).max())
+    if not diff <= tolerance:
+        raise ValueError(f"student ONNX export disagrees with torch: max |logit diff| {diff:.3g} > {tolerance:g}")
+    atomic.write_bytes(path, data)
+    return diff
+
+
+def evaluate(student: str | os.PathLike, target: Target | str, batch_size: int = 512) -> dict:
+    """Accuracy of student.onnx (via onnxruntime) on the target's test split."""
+    import onnx
+    import onnxruntime as ort
+
+    path = Path(student)
+    path = path / STUDENT_ONNX if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"no student model at {path} (run plada-edge learn first)")
+    tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    names = json.loads(props.get("plada.class_names", "[]"))
+    size = int(props.get("plada.input_size", tgt.native_size))
+    if size != tgt.native_size:
+        raise ValueError(f"student takes {size} px images but target {tgt.name} is {tgt.native_size} px")
+    if names and len(names) != tgt.num_classes:
+        raise ValueError(f"student knows {len(names)} classes, target {tgt.name} has {tgt.num_classes}")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = as_nhwc3(tgt.x_test)
+    pred = np.concatenate([sess.run(["logits"], {"images": np.ascontiguousarray(x[b : b + batch_size])})[0].argmax(1)
+                           for b in range(0, len(x), batch_size)])
+    per_class = [float((pred[tgt.y_test == c] == c).mean()) if (tgt.y_test == c).any() else None for c in range(tgt.num_classes)]
+    valid = [a for a in per_class if a is not None]
+    return {"student": str(path), "target": tgt.name, "test_acc": float((pred == tgt.y_test).mean()),
+            "macro_acc": float(np.mean(valid)) if valid else None, "per_class": per_class, "n": int(len(pred))}
+
+
+__all__ = ["learn", "evaluate", "export_student", "predict"]

@@ -1,0 +1,138 @@
+"""``plada-edge serve``: the dataset server that hands task payloads to devices over HTTP.
+
+A Starlette app on uvicorn. Payloads are small (tens of KB), immutable and named by content, so
+they are read into memory at start and served with strong caching:
+
+  GET /healthz                     liveness (never needs a token)
+  GET /v1/tasks                    every task: name, bytes, sha256, k, N, classes, codec, fingerprint
+  GET /v1/tasks/{name}             one task's metadata (plus the payload header)
+  GET /v1/tasks/{name}/payload     the bytes; ETag = SHA-256, 304 on If-None-Match, single-range
+                                   requests (206 / 416), Cache-Control immutable
+
+Task names must match ``[A-Za-z0-9][A-Za-z0-9._-]{0,63}`` and are looked up in the published
+list, never joined to a path, so traversal (``..``, encoded slashes) can only ever be a 404.
+An optional bearer token (``--token`` or PLADA_EDGE_TOKEN) guards /v1. Binds to 127.0.0.1 unless
+told otherwise; uvicorn writes the access log.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import re
+from pathlib import Path
+
+from ..core.payload import decode_payload
+from .tasks import PUBLISHED, TASK_NAME
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def load_published(cache: str | os.PathLike) -> dict:
+    """name → {bytes, meta} for every published task, each payload re-validated on load."""
+    cache = Path(cache)
+    listing = cache / PUBLISHED
+    if not listing.exists():
+        raise FileNotFoundError(f"{listing} not found: run plada-edge build first")
+    out = {}
+    for name, entry in json.loads(listing.read_text()).items():
+        data = (cache / entry["payload"]).read_bytes()
+        payload = decode_payload(data)  # never serve a payload that does not validate
+        if payload.sha256 != entry["sha256"]:
+            raise ValueError(f"task {name}: payload file does not match the published sha256")
+        out[name] = {"data": data, "meta": {"name": name, **{k: v for k, v in entry.items() if k != "payload"},
+                                              "url": f"/v1/tasks/{name}/payload"}, "header": payload.header}
+    return out
+
+
+def create_app(tasks: dict, token: str | None = None):
+    """The ASGI app serving ``tasks`` (as returned by load_published)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    def auth_failed(request: Request):
+        if not token:
+            return None
+        got = request.headers.get("authorization", "")
+        if got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), token.encode()):
+            return None
+        return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="plada-edge"'})
+
+    def lookup(request: Request):
+        name = request.path_params["name"]
+        if not TASK_NAME.match(name) or name not in tasks:
+            return None, JSONResponse({"error": f"no task named {name!r}"}, status_code=404)
+        return tasks[name], None
+
+    async def healthz(request: Request):
+        return JSONResponse({"ok": True, "tasks": len(tasks)})
+
+    async def list_tasks(request: Request):
+        if (r := auth_failed(request)) is not None:
+            return r
+        return JSONResponse({"tasks": [t["meta"] for t in tasks.values()]})
+
+    async def task_meta(request: Request):
+        if (r := auth_failed(request)) is not None:
+            return r
+        task, err = lookup(request)
+        if err is not None:
+            return err
+        return JSONResponse({**task["meta"], "header": task["header"]})
+
+    async def task_payload(request: Request):
+        if (r := auth_failed(request)) is not None:
+            return r
+        task, err = lookup(request)
+        if err is not None:
+            return err
+        data, etag = task["data"], f'"{task["meta"]["sha256"]}"'
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable", "Accept-Ranges": "bytes",
+                   "Content-Type": "application/vnd.plada"}
+        inm = request.headers.get("if-none-match")
+        if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+            return Response(status_code=304, headers=headers)
+        rng = request.headers.get("range")
+        if rng:
+            m = _RANGE.match(rng.strip())
+            total = len(data)
+            if not m or (m.group(1) == "" and m.group(2) == ""):
+                return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{total}"})
+            if m.group(1) == "":  # suffix: the last N bytes
+                start, end = max(0, total - int(m.group(2))), total - 1
+            else:
+                start = int(m.group(1))
+                end = min(int(m.group(2)), total - 1) if m.group(2) else total - 1
+            if start >= total or start > end:
+                return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{total}"})
+            return Response(data[start : end + 1], status_code=206,
+                            headers={**headers, "Content-Range": f"bytes {start}-{end}/{total}"})
+        return Response(data, headers=headers)
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/v1/tasks", list_tasks),
+        Route("/v1/tasks/{name}", task_meta),
+        Route("/v1/tasks/{name}/payload", task_payload),
+    ]
+    return Starlette(routes=routes)
+
+
+def serve(task_file: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
+          build: bool = True, log=print) -> None:
+    """Build what is missing, then serve the published payloads until interrupted."""
+    import uvicorn
+
+    from .tasks import build_tasks, load_task_file
+
+    if build:
+        build_tasks(task_file, log=log)
+    cache = load_task_file(task_file)["cache"]
+    token = token or os.environ.get("PLADA_EDGE_TOKEN") or None
+    app = create_app(load_published(cache), token=token)
+    log(f"serving {cache / PUBLISHED} on http://{host}:{port} ({'token required' if token else 'no token'})")
+    uvicorn.run(app, host=host, port=port, access_log=True, log_level="info")

@@ -1,0 +1,174 @@
+"""``plada-edge build tasks.toml``: run the server pipeline for every task, cached by content.
+
+A task file (TOML) names a cache directory, a default reference pack and one table per task:
+
+    [server]
+    cache = "runs/server"          # where teachers, scores and payloads are kept
+    reference = "data/offline-mix"
+
+    [tasks.fmnist]
+    target = "fmnist"              # a path (.npz / ImageFolder) or a name under data/targets/
+    arch = "resnet18"
+    epochs = 10
+    hflip = true
+    keep = "1%"                    # or: count = 1000, or: budget = "100KB"
+    strategy = "energy"
+    safety_net = true
+    alpha = -0.2
+    share = 0.5
+    codec = "auto"
+
+Every stage is keyed by a SHA-256 of exactly what it depends on, so a rebuild redoes only what
+changed: the teacher by (target data, model settings); its ONNX export by (teacher checkpoint,
+pack image size); scores by (ONNX file, pack fingerprint); the payload by (scores, selection,
+codec). Changing only ``keep`` re-selects from the cached scores: no training, no scoring.
+The published list (``<cache>/tasks.json``) maps task names to payloads for the HTTP server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+
+from ..core import atomic
+from ..core.payload import read_payload
+from ..core.reference import ReferencePack
+from ..core.targets import data_dir
+
+TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TEACHER_KEYS = ("arch", "epochs", "size", "weights", "batch_size", "lr", "seed", "hflip")
+SELECT_KEYS = ("strategy", "keep", "count", "budget", "safety_net", "alpha", "share", "seed", "codec")
+DEFAULTS = {"arch": "resnet18", "epochs": 10, "size": 32, "weights": None, "batch_size": 128, "lr": 1e-3, "seed": 0,
+            "hflip": False, "strategy": "energy", "keep": None, "count": None, "budget": None, "safety_net": False,
+            "alpha": -0.2, "share": 0.5, "codec": "auto"}
+PUBLISHED = "tasks.json"
+
+
+def _sha(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode() if not isinstance(p, bytes) else p)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def target_hash(spec: str, base: Path) -> tuple[Path, str]:
+    """Resolve a target spec and hash its content (every file of an ImageFolder)."""
+    path = Path(spec) if Path(spec).is_absolute() else base / spec
+    if not path.exists():
+        named = data_dir() / "targets" / f"{spec}.npz"
+        if not named.exists():
+            raise FileNotFoundError(f"target {spec!r} not found (as {path} or {named})")
+        path = named
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return path, _sha(*[(str(p.relative_to(path)), _file_sha(p)) for p in files])
+    return path, _file_sha(path)
+
+
+def load_task_file(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    try:
+        cfg = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"task file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    tasks = cfg.get("tasks")
+    if not isinstance(tasks, dict) or not tasks:
+        raise ValueError(f"{path}: no [tasks.NAME] tables")
+    server = cfg.get("server", {})
+    base = path.parent
+    out = {"cache": base / server.get("cache", "plada-cache"), "tasks": {}, "base": base}
+    for name, t in tasks.items():
+        if not TASK_NAME.match(name):
+            raise ValueError(f"task name {name!r} must match {TASK_NAME.pattern}")
+        unknown = set(t) - set(DEFAULTS) - {"target", "reference", "task"}
+        if unknown:
+            raise ValueError(f"task {name}: unknown settings {sorted(unknown)}")
+        if "target" not in t:
+            raise ValueError(f"task {name}: 'target' is required")
+        ref = t.get("reference", server.get("reference"))
+        if not ref:
+            raise ValueError(f"task {name}: no reference pack (set [server] reference or the task's reference)")
+        full = {**DEFAULTS, **t, "reference": str(base / ref) if not Path(ref).is_absolute() else ref}
+        if full["keep"] is None and full["count"] is None and full["budget"] is None:
+            full["keep"] = "1%"
+        out["tasks"][name] = full
+    return out
+
+
+def build_tasks(task_file: str | os.PathLike, only: list[str] | None = None, progress: bool | None = None,
+                log=lambda msg: None) -> dict:
+    """Build (or reuse) every task's teacher, ONNX, scores and payload; publish the list."""
+    from .payloads import make_payload
+    from .scoring import Scores, score_pack
+    from .teacher import export_onnx, train_teacher
+
+    cfg = load_task_file(task_file)
+    cache: Path = cfg["cache"]
+    report = {}
+    published = {}
+    for name, t in cfg["tasks"].items():
+        if only and name not in only:
+            continue
+        steps = {}
+        pack = ReferencePack.open(t["reference"])
+        tpath, thash = target_hash(t["target"], cfg["base"])
+        tkey = _sha("teacher", thash, {k: t[k] for k in TEACHER_KEYS})
+        tdir = cache / "teachers" / tkey
+        if (tdir / "teacher.pt").exists():
+            steps["teacher"] = "cached"
+        else:
+            log(f"[{name}] training teacher {t['arch']}")
+            train_teacher(tpath, t["arch"], tdir, epochs=t["epochs"], model_size=t["size"], weights=t["weights"],
+                          batch_size=t["batch_size"], lr=t["lr"], seed=t["seed"], hflip=t["hflip"], progress=progress)
+            steps["teacher"] = "built"
+        onnx = cache / "onnx" / f"{_sha('onnx', _file_sha(tdir / 'teacher.pt'), pack.size)}.onnx"
+        if onnx.exists():
+            steps["onnx"] = "cached"
+        else:
+            export_onnx(tdir, onnx, input_size=pack.size)
+            steps["onnx"] = "built"
+        skey = _sha("scores", _file_sha(onnx), pack.fingerprint)
+        sdir = cache / "scores" / skey
+        try:
+            scores = Scores.open(sdir, pack)
+            steps["scores"] = "cached"
+        except ValueError:
+            log(f"[{name}] scoring {pack.n:,} images")
+            scores = score_pack(onnx, pack, sdir, progress=progress)
+            steps["scores"] = "built"
+        pkey = _sha("payload", skey, {k: t[k] for k in SELECT_KEYS}, t.get("task", name))
+        ppath = cache / "payloads" / f"{pkey}.plada"
+        if ppath.exists():
+            steps["payload"] = "cached"
+            payload = read_payload(ppath)
+        else:
+            payload, _, _ = make_payload(scores, ppath, strategy=t["strategy"], keep=t["keep"], count=t["count"],
+                                         budget=t["budget"], safety_net=t["safety_net"], alpha=t["alpha"],
+                                         share=t["share"], seed=t["seed"], codec=t["codec"], task=t.get("task", name))
+            steps["payload"] = "built"
+        published[name] = {"payload": str(ppath.relative_to(cache)), "sha256": payload.sha256, "bytes": payload.total_bytes,
+                           "k": payload.k, "n": payload.n, "classes": payload.num_classes, "codec": payload.header["codec"],
+                           "pack_fingerprint": payload.fingerprint,
+                           "teacher_test_acc": payload.header.get("teacher", {}).get("test_acc")}
+        report[name] = {"steps": steps, **published[name]}
+        log(f"[{name}] " + ", ".join(f"{k} {v}" for k, v in steps.items()) + f" → {payload.total_bytes:,} bytes")
+    old = cache / PUBLISHED
+    if only and old.exists():  # keep the tasks this run did not touch
+        published = {**json.loads(old.read_text()), **published}
+    atomic.write_json(old, published)
+    return report

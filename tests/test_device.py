@@ -1,0 +1,106 @@
+"""Device side: learn from a payload, refuse wrong packs and corrupt payloads, resume exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("faiss")
+
+from plada_edge.core.payload import PayloadError  # noqa: E402
+from plada_edge.core.reference import build_pack  # noqa: E402
+from plada_edge.device.index import build_index, expand_labels  # noqa: E402
+from plada_edge.device.student import evaluate, learn  # noqa: E402
+from plada_edge.server.payloads import make_payload  # noqa: E402
+from plada_edge.server.scoring import score_pack  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def task(tiny, tmp_path_factory):
+    root = tmp_path_factory.mktemp("device")
+    scores = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], root / "scores", batch_size=64, chunk=128, progress=False)
+    payload, sel, data = make_payload(scores, root / "task.plada", count=90, safety_net=True, alpha=0.0, share=1.0)
+    return {**tiny, "dir": root, "payload": root / "task.plada", "k": payload.k}
+
+
+def test_learn_end_to_end_beats_chance(task, tmp_path):
+    m = learn(task["payload"], task["pack"], tmp_path / "s", arch="tiny_cnn", epochs=8, batch_size=32, lr=3e-3,
+              target=task["target"], progress=False)
+    assert m["k"] == task["k"] == 90 and m["trained_on"] == 90
+    assert m["test_acc"] > 0.6  # 3 classes: chance is 1/3
+    assert m["onnx_max_abs_diff"] <= 1e-4
+    assert m["teacher_test_acc"] == pytest.approx(task["metrics"]["test_acc"])
+    for f in ("student.pt", "student.onnx", "metrics.json"):
+        assert (tmp_path / "s" / f).exists()
+    ev = evaluate(tmp_path / "s", task["target"])  # onnxruntime path agrees with the torch evaluation
+    assert ev["test_acc"] == pytest.approx(m["test_acc"], abs=1e-9)
+
+
+def test_wrong_pack_is_refused_before_training(task, tmp_path):
+    np.save(tmp_path / "other.npy", np.zeros((500, 16, 16), np.uint8))
+    other = build_pack([str(tmp_path / "other.npy")], tmp_path / "other", size=16)
+    with pytest.raises(PayloadError) as err:
+        learn(task["payload"], other, tmp_path / "s", arch="tiny_cnn", epochs=1, progress=False)
+    assert task["pack"].fingerprint in str(err.value) and other.fingerprint in str(err.value)
+    assert not (tmp_path / "s").exists()  # nothing was trained or written
+
+
+def test_corrupt_payload_is_refused(task, tmp_path):
+    data = bytearray(task["payload"].read_bytes())
+    data[len(data) // 2] ^= 0x40
+    (tmp_path / "bad.plada").write_bytes(bytes(data))
+    with pytest.raises(PayloadError, match="checksum"):
+        learn(tmp_path / "bad.plada", task["pack"], tmp_path / "s", arch="tiny_cnn", epochs=1, progress=False)
+    (tmp_path / "cut.plada").write_bytes(bytes(data[:50]))
+    with pytest.raises(PayloadError, match="truncated"):
+        learn(tmp_path / "cut.plada", task["pack"], tmp_path / "s", arch="tiny_cnn", epochs=1, progress=False)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(task, tmp_path):
+    import torch
+
+    kw = dict(arch="tiny_cnn", epochs=4, batch_size=32, lr=3e-3, progress=False)
+    learn(task["payload"], task["pack"], tmp_path / "full", **kw)
+    stopped = learn(task["payload"], task["pack"], tmp_path / "cut", stop_after_epoch=2, **kw)
+    assert stopped == {"stopped_after_epoch": 2}
+    assert not (tmp_path / "cut" / "student.pt").exists()
+    learn(task["payload"], task["pack"], tmp_path / "cut", **kw)  # resumes from checkpoint.pt
+    a = torch.load(tmp_path / "full" / "student.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "cut" / "student.pt", weights_only=False)["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    hist = json.loads((tmp_path / "cut" / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+
+
+def test_label_expansion_adds_unanimous_neighbours(task, tmp_path):
+    meta = build_index(task["pack"], "pixels", out=tmp_path / "index", chunk=128, progress=False)
+    assert meta["complete"] and meta["n"] == 500 and meta["index"] == "Flat"
+    from plada_edge.core.payload import read_payload
+
+    p = read_payload(task["payload"])
+    new_idx, new_lab, rep = expand_labels(task["pack"], p.indices, p.labels, k=5, embedder="pixels", out=tmp_path / "index")
+    assert rep["added"] == len(new_idx) > 0
+    assert not set(new_idx) & set(p.indices)
+    # the rule: every payload image that retrieved an added neighbour carries its label
+    import faiss
+
+    index = faiss.read_index(str(tmp_path / "index" / "pixels.faiss"))
+    emb = np.load(tmp_path / "index" / "pixels.npy").astype(np.float32)
+    _, nn = index.search(emb[p.indices], 6)
+    for j, y in zip(new_idx[:20], new_lab[:20]):
+        voters = p.labels[(nn == j).any(axis=1)]
+        assert len(voters) and (voters == y).all()
+
+
+def test_index_build_resumes(task, tmp_path):
+    partial = build_index(task["pack"], "pixels", out=tmp_path / "ix", chunk=100, progress=False, stop_after_chunks=2)
+    assert partial == {"complete": False}
+    assert len(list((tmp_path / "ix" / "pixels.chunks").glob("*.npy"))) == 2
+    full = build_index(task["pack"], "pixels", out=tmp_path / "ix", chunk=100, progress=False)
+    ref = build_index(task["pack"], "pixels", out=tmp_path / "ref", chunk=100, progress=False)
+    assert full["complete"]
+    np.testing.assert_array_equal(np.load(tmp_path / "ix" / "pixels.npy"), np.load(tmp_path / "ref" / "pixels.npy"))
