@@ -5,10 +5,13 @@
 // runs. The model codes, per kept image:
 //   gap class   b = floor(log2 gap), 6-bit binary tree, context: the previous gap class
 //   mantissa    the top 3 bits below the leading one adaptively (context: b), the rest raw
-//   label       C <= 64: a binary tree over the label bits, context: (previous label, gap size)
-//               C >  64: a "same as previous label" bit (context: gap size, previous flag), then,
-//                        if different, a binary tree with order-0 contexts
-// The coder is LZMA's range coder (11-bit probabilities, adaptation shift 5): pure integer
+//   label       relative to the "run label" r (the last label seen twice in a row, which one
+//               stray label does not displace):
+//               C <= 64: a binary tree over the label bits, context: r
+//               C >  64: a "label == r" bit (context: gap size, current streak), then, if not,
+//                        a binary tree with order-0 contexts
+// The coder is LZMA's range coder with 16-bit probabilities, each the mean of a fast (shift 4)
+// and a slow (shift 7) adaptive estimate: quick to learn, precise once learnt. Pure integer
 // arithmetic, so every platform writes the same bytes. plada_edge/core/model_codec.py is the
 // Python twin and must stay bit-for-bit identical.
 #include "codec.h"
@@ -20,9 +23,27 @@ namespace plada {
 namespace {
 
 constexpr uint32_t kTop = 1u << 24;
-constexpr int kProbBits = 11;
-constexpr uint16_t kProbInit = 1u << (kProbBits - 1);
-constexpr int kMove = 5;
+constexpr int kProbBits = 16;
+constexpr uint32_t kProbMin = 64, kProbMax = (1u << kProbBits) - 64;
+constexpr int kFast = 4, kSlow = 7;
+
+// P(bit = 0) in 1/65536, as two estimates adapting at different speeds.
+struct Prob {
+  uint16_t fast = 1u << 15, slow = 1u << 15;
+  uint32_t p() const {
+    const uint32_t m = (static_cast<uint32_t>(fast) + slow) >> 1;
+    return m < kProbMin ? kProbMin : (m > kProbMax ? kProbMax : m);
+  }
+  void update(int bit) {
+    if (bit == 0) {
+      fast = static_cast<uint16_t>(fast + (((1u << kProbBits) - fast) >> kFast));
+      slow = static_cast<uint16_t>(slow + (((1u << kProbBits) - slow) >> kSlow));
+    } else {
+      fast = static_cast<uint16_t>(fast - (fast >> kFast));
+      slow = static_cast<uint16_t>(slow - (slow >> kSlow));
+    }
+  }
+};
 constexpr int kBucketBits = 6;    // gap classes 0..63 (only 0..32 occur for N < 2^32)
 constexpr int kMantissaBits = 3;  // adaptive mantissa bits below the leading one
 constexpr int kMaxBucket = 32;
@@ -39,16 +60,15 @@ int bit_length(uint64_t v) { return v ? 64 - __builtin_clzll(v) : 0; }
 
 class Encoder {
  public:
-  void bit(uint16_t& p, int b) {
-    const uint32_t bound = (range_ >> kProbBits) * p;
+  void bit(Prob& p, int b) {
+    const uint32_t bound = (range_ >> kProbBits) * p.p();
     if (b == 0) {
       range_ = bound;
-      p = static_cast<uint16_t>(p + (((1u << kProbBits) - p) >> kMove));
     } else {
       low_ += bound;
       range_ -= bound;
-      p = static_cast<uint16_t>(p - (p >> kMove));
     }
+    p.update(b);
     while (range_ < kTop) {
       range_ <<= 8;
       shift_low();
@@ -97,19 +117,18 @@ class Decoder {
   Decoder(const uint8_t* data, size_t len) : data_(data), len_(len) {
     for (int i = 0; i < 4; ++i) code_ = (code_ << 8) | next();
   }
-  int bit(uint16_t& p) {
-    const uint32_t bound = (range_ >> kProbBits) * p;
+  int bit(Prob& p) {
+    const uint32_t bound = (range_ >> kProbBits) * p.p();
     int b;
     if (code_ < bound) {
       range_ = bound;
-      p = static_cast<uint16_t>(p + (((1u << kProbBits) - p) >> kMove));
       b = 0;
     } else {
       code_ -= bound;
       range_ -= bound;
-      p = static_cast<uint16_t>(p - (p >> kMove));
       b = 1;
     }
+    p.update(b);
     normalize();
     return b;
   }
@@ -145,17 +164,31 @@ class Decoder {
 // All adaptive probabilities of one stream, laid out identically in the Python twin.
 struct Model {
   explicit Model(int64_t c) : c(c), lbits(label_bits(c)) {
-    bucket.assign((kMaxBucket + 1) << kBucketBits, kProbInit);
-    mantissa.assign((kMaxBucket + 1) << kMantissaBits, kProbInit);
-    if (c > 1 && c <= 64) label1.assign(static_cast<size_t>(c * 3) << lbits, kProbInit);
+    bucket.resize((kMaxBucket + 1) << kBucketBits);
+    mantissa.resize((kMaxBucket + 1) << kMantissaBits);
+    if (c > 1 && c <= 64) label1.resize(static_cast<size_t>(c) << lbits);
     if (c > 64) {
-      same.assign(6, kProbInit);
-      label0.assign(size_t(1) << lbits, kProbInit);
+      is_run.resize(12);
+      label0.resize(size_t(1) << lbits);
     }
   }
   int64_t c;
   int lbits;
-  std::vector<uint16_t> bucket, mantissa, label1, same, label0;
+  std::vector<Prob> bucket, mantissa, label1, is_run, label0;
+};
+
+// The label context: the run label r and how long the current streak of r has lasted.
+struct LabelState {
+  int64_t run = 0, prev = 0;
+  int streak = 0;
+  void update(int64_t label) {
+    streak = label == run ? (streak < 3 ? streak + 1 : 3) : 0;
+    if (label == prev && label != run) {  // seen twice in a row: a new run
+      run = label;
+      streak = 2;
+    }
+    prev = label;
+  }
 };
 
 }  // namespace
@@ -163,12 +196,13 @@ struct Model {
 std::string model_encode(const int64_t* indices, const int64_t* labels, int64_t k, int64_t c) {
   Model m(c);
   Encoder enc;
-  int prev_b = 0, prev_same = 0;
-  int64_t prev_idx = -1, prev_label = 0;
+  int prev_b = 0;
+  int64_t prev_idx = -1;
+  LabelState ls;
   for (int64_t i = 0; i < k; ++i) {
     const uint64_t gap = static_cast<uint64_t>(indices[i] - prev_idx);
     const int b = bit_length(gap) - 1;
-    uint16_t* pb = &m.bucket[static_cast<size_t>(prev_b) << kBucketBits];
+    Prob* pb = &m.bucket[static_cast<size_t>(prev_b) << kBucketBits];
     for (int j = kBucketBits - 1, node = 1; j >= 0; --j) {
       const int bit = (b >> j) & 1;
       enc.bit(pb[node], bit);
@@ -176,7 +210,7 @@ std::string model_encode(const int64_t* indices, const int64_t* labels, int64_t 
     }
     const int t = b < kMantissaBits ? b : kMantissaBits;
     const uint64_t mant = gap - (uint64_t(1) << b);
-    uint16_t* pm = &m.mantissa[static_cast<size_t>(b) << kMantissaBits];
+    Prob* pm = &m.mantissa[static_cast<size_t>(b) << kMantissaBits];
     for (int j = t - 1, node = 1; j >= 0; --j) {
       const int bit = static_cast<int>((mant >> (b - t + j)) & 1);
       enc.bit(pm[node], bit);
@@ -186,27 +220,26 @@ std::string model_encode(const int64_t* indices, const int64_t* labels, int64_t 
     const int64_t label = labels[i];
     const int gc = gap_class(b);
     if (c > 1 && c <= 64) {
-      uint16_t* pl = &m.label1[static_cast<size_t>(prev_label * 3 + gc) << m.lbits];
+      Prob* pl = &m.label1[static_cast<size_t>(ls.run) << m.lbits];
       for (int j = m.lbits - 1, node = 1; j >= 0; --j) {
         const int bit = static_cast<int>((label >> j) & 1);
         enc.bit(pl[node], bit);
         node = node * 2 + bit;
       }
     } else if (c > 64) {
-      const int is_same = label == prev_label;
-      enc.bit(m.same[gc * 2 + prev_same], is_same);
-      if (!is_same) {
+      const int hit = label == ls.run;
+      enc.bit(m.is_run[gc * 4 + ls.streak], hit);
+      if (!hit) {
         for (int j = m.lbits - 1, node = 1; j >= 0; --j) {
           const int bit = static_cast<int>((label >> j) & 1);
           enc.bit(m.label0[node], bit);
           node = node * 2 + bit;
         }
       }
-      prev_same = is_same;
     }
+    ls.update(label);
     prev_b = b;
     prev_idx = indices[i];
-    prev_label = label;
   }
   return enc.finish();
 }
@@ -215,11 +248,12 @@ void model_decode(const uint8_t* data, size_t len, uint64_t n, int64_t c, int64_
                   int64_t* labels) {
   Model m(c);
   Decoder dec(data, len);
-  int prev_b = 0, prev_same = 0;
-  int64_t prev_idx = -1, prev_label = 0;
+  int prev_b = 0;
+  int64_t prev_idx = -1;
+  LabelState ls;
   for (int64_t i = 0; i < k; ++i) {
     int b = 0;
-    uint16_t* pb = &m.bucket[static_cast<size_t>(prev_b) << kBucketBits];
+    Prob* pb = &m.bucket[static_cast<size_t>(prev_b) << kBucketBits];
     for (int j = 0, node = 1; j < kBucketBits; ++j) {
       const int bit = dec.bit(pb[node]);
       node = node * 2 + bit;
@@ -228,7 +262,7 @@ void model_decode(const uint8_t* data, size_t len, uint64_t n, int64_t c, int64_
     if (b > kMaxBucket) throw std::runtime_error("model body: gap class out of range at item " + std::to_string(i));
     const int t = b < kMantissaBits ? b : kMantissaBits;
     uint64_t mant = 0;
-    uint16_t* pm = &m.mantissa[static_cast<size_t>(b) << kMantissaBits];
+    Prob* pm = &m.mantissa[static_cast<size_t>(b) << kMantissaBits];
     for (int j = 0, node = 1; j < t; ++j) {
       const int bit = dec.bit(pm[node]);
       node = node * 2 + bit;
@@ -244,16 +278,15 @@ void model_decode(const uint8_t* data, size_t len, uint64_t n, int64_t c, int64_
     int64_t label = 0;
     const int gc = gap_class(b);
     if (c > 1 && c <= 64) {
-      uint16_t* pl = &m.label1[static_cast<size_t>(prev_label * 3 + gc) << m.lbits];
+      Prob* pl = &m.label1[static_cast<size_t>(ls.run) << m.lbits];
       for (int j = 0, node = 1; j < m.lbits; ++j) {
         const int bit = dec.bit(pl[node]);
         node = node * 2 + bit;
         label = (label << 1) | bit;
       }
     } else if (c > 64) {
-      const int is_same = dec.bit(m.same[gc * 2 + prev_same]);
-      if (is_same) {
-        label = prev_label;
+      if (dec.bit(m.is_run[gc * 4 + ls.streak])) {
+        label = ls.run;
       } else {
         for (int j = 0, node = 1; j < m.lbits; ++j) {
           const int bit = dec.bit(m.label0[node]);
@@ -261,7 +294,6 @@ void model_decode(const uint8_t* data, size_t len, uint64_t n, int64_t c, int64_
           label = (label << 1) | bit;
         }
       }
-      prev_same = is_same;
     }
     if (label >= c) {
       throw std::runtime_error("model body: label " + std::to_string(label) + " at item " + std::to_string(i) +
@@ -269,9 +301,9 @@ void model_decode(const uint8_t* data, size_t len, uint64_t n, int64_t c, int64_
     }
     indices[i] = idx;
     labels[i] = label;
+    ls.update(label);
     prev_b = b;
     prev_idx = idx;
-    prev_label = label;
   }
   if (dec.overrun() > 0) throw std::runtime_error("model body is truncated");
 }

@@ -2,9 +2,10 @@
 
 Slow (one Python loop step per coded bit) but readable; tests hold it to the C++ byte for byte,
 and it serves as the decoder where the native module is missing. See csrc/codec.cpp for the
-design: LZMA's binary range coder; gap classes b = floor(log2 gap) coded with a 6-bit tree in the
-context of the previous class; the top 3 mantissa bits adaptive, the rest raw; labels by a
-context tree on the previous label (C <= 64) or a same-as-previous flag plus an order-0 tree.
+design: LZMA's binary range coder with 16-bit two-speed probabilities; gap classes
+b = floor(log2 gap) coded with a 6-bit tree in the context of the previous class; the top 3
+mantissa bits adaptive, the rest raw; labels relative to the run label r: a context tree on
+r when C <= 64, else a "label == r" bit plus an order-0 tree.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 TOP = 1 << 24
-PROB_BITS = 11
-PROB_INIT = 1 << (PROB_BITS - 1)
-MOVE = 5
+PROB_BITS = 16
+ONE = 1 << PROB_BITS
+PROB_MIN, PROB_MAX = 64, ONE - 64
+FAST, SLOW = 4, 7
 BUCKET_BITS = 6
 MANTISSA_BITS = 3
 MAX_BUCKET = 32
@@ -33,14 +35,46 @@ def gap_class(b: int) -> int:
     return 0 if b < 2 else (1 if b < 8 else 2)
 
 
+def _probs(n: int) -> list:
+    """n adaptive probabilities, each [fast, slow] estimates of P(bit = 0) in 1/65536."""
+    return [[ONE >> 1, ONE >> 1] for _ in range(n)]
+
+
+def _p(prob) -> int:
+    m = (prob[0] + prob[1]) >> 1
+    return PROB_MIN if m < PROB_MIN else (PROB_MAX if m > PROB_MAX else m)
+
+
+def _update(prob, bit: int) -> None:
+    if bit == 0:
+        prob[0] += (ONE - prob[0]) >> FAST
+        prob[1] += (ONE - prob[1]) >> SLOW
+    else:
+        prob[0] -= prob[0] >> FAST
+        prob[1] -= prob[1] >> SLOW
+
+
 class _Model:
     def __init__(self, c: int):
         self.c, self.lbits = c, label_bits(c)
-        self.bucket = [PROB_INIT] * ((MAX_BUCKET + 1) << BUCKET_BITS)
-        self.mantissa = [PROB_INIT] * ((MAX_BUCKET + 1) << MANTISSA_BITS)
-        self.label1 = [PROB_INIT] * ((c * 3) << self.lbits) if 1 < c <= 64 else []
-        self.same = [PROB_INIT] * 6 if c > 64 else []
-        self.label0 = [PROB_INIT] * (1 << self.lbits) if c > 64 else []
+        self.bucket = _probs((MAX_BUCKET + 1) << BUCKET_BITS)
+        self.mantissa = _probs((MAX_BUCKET + 1) << MANTISSA_BITS)
+        self.label1 = _probs(c << self.lbits) if 1 < c <= 64 else []
+        self.is_run = _probs(12) if c > 64 else []
+        self.label0 = _probs(1 << self.lbits) if c > 64 else []
+
+
+class _Labels:
+    """The run label (last label seen twice in a row) and the current streak of it (capped at 3)."""
+
+    def __init__(self):
+        self.run = self.prev = self.streak = 0
+
+    def update(self, label: int) -> None:
+        self.streak = min(self.streak + 1, 3) if label == self.run else 0
+        if label == self.prev and label != self.run:
+            self.run, self.streak = label, 2
+        self.prev = label
 
 
 class _Encoder:
@@ -63,15 +97,13 @@ class _Encoder:
         self.low = (self.low & 0x00FFFFFF) << 8
 
     def bit(self, probs: list, i: int, b: int):
-        p = probs[i]
-        bound = (self.range >> PROB_BITS) * p
+        bound = (self.range >> PROB_BITS) * _p(probs[i])
         if b == 0:
             self.range = bound
-            probs[i] = p + (((1 << PROB_BITS) - p) >> MOVE)
         else:
             self.low += bound
             self.range -= bound
-            probs[i] = p - (p >> MOVE)
+        _update(probs[i], b)
         while self.range < TOP:
             self.range = (self.range << 8) & MASK32
             self._shift_low()
@@ -108,17 +140,15 @@ class _Decoder:
             self.code = ((self.code << 8) | self._next()) & MASK32
 
     def bit(self, probs: list, i: int) -> int:
-        p = probs[i]
-        bound = (self.range >> PROB_BITS) * p
+        bound = (self.range >> PROB_BITS) * _p(probs[i])
         if self.code < bound:
             self.range = bound
-            probs[i] = p + (((1 << PROB_BITS) - p) >> MOVE)
             b = 0
         else:
             self.code -= bound
             self.range -= bound
-            probs[i] = p - (p >> MOVE)
             b = 1
+        _update(probs[i], b)
         self._normalize()
         return b
 
@@ -153,8 +183,8 @@ def model_encode(indices, labels, n: int, c: int) -> bytes:
         raise ValueError("indices must be strictly increasing and in [0, N)")
     if len(lab) and (lab.min() < 0 or lab.max() >= c):
         raise ValueError("label out of range")
-    m, enc = _Model(c), _Encoder()
-    prev_b = prev_same = prev_label = 0
+    m, enc, ls = _Model(c), _Encoder(), _Labels()
+    prev_b = 0
     prev_idx = -1
     for index, label in zip(idx.tolist(), lab.tolist()):
         gap = index - prev_idx
@@ -174,22 +204,22 @@ def model_encode(indices, labels, n: int, c: int) -> bytes:
         enc.direct(mant & ((1 << (b - t)) - 1), b - t)
         gc = gap_class(b)
         if 1 < c <= 64:
-            base, node = (prev_label * 3 + gc) << m.lbits, 1
+            base, node = ls.run << m.lbits, 1
             for j in range(m.lbits - 1, -1, -1):
                 bit = (label >> j) & 1
                 enc.bit(m.label1, base + node, bit)
                 node = node * 2 + bit
         elif c > 64:
-            same = int(label == prev_label)
-            enc.bit(m.same, gc * 2 + prev_same, same)
-            if not same:
+            hit = int(label == ls.run)
+            enc.bit(m.is_run, gc * 4 + ls.streak, hit)
+            if not hit:
                 node = 1
                 for j in range(m.lbits - 1, -1, -1):
                     bit = (label >> j) & 1
                     enc.bit(m.label0, node, bit)
                     node = node * 2 + bit
-            prev_same = same
-        prev_b, prev_idx, prev_label = b, index, label
+        ls.update(label)
+        prev_b, prev_idx = b, index
     return enc.finish()
 
 
@@ -198,10 +228,10 @@ def model_decode(body: bytes, n: int, c: int, k: int):
     _check_classes(n, c)
     if not 0 <= k <= n:
         raise ValueError("k must be in [0, N]")
-    m, dec = _Model(c), _Decoder(bytes(body))
+    m, dec, ls = _Model(c), _Decoder(bytes(body)), _Labels()
     idx = np.empty(k, np.int64)
     lab = np.empty(k, np.int64)
-    prev_b = prev_same = prev_label = 0
+    prev_b = 0
     prev_idx = -1
     for i in range(k):
         b, base, node = 0, prev_b << BUCKET_BITS, 1
@@ -223,26 +253,25 @@ def model_decode(body: bytes, n: int, c: int, k: int):
             raise ValueError(f"model body: index {index} at item {i} is out of range for N = {n}")
         label, gc = 0, gap_class(b)
         if 1 < c <= 64:
-            base, node = (prev_label * 3 + gc) << m.lbits, 1
+            base, node = ls.run << m.lbits, 1
             for _ in range(m.lbits):
                 bit = dec.bit(m.label1, base + node)
                 node = node * 2 + bit
                 label = (label << 1) | bit
         elif c > 64:
-            same = dec.bit(m.same, gc * 2 + prev_same)
-            if same:
-                label = prev_label
+            if dec.bit(m.is_run, gc * 4 + ls.streak):
+                label = ls.run
             else:
                 node = 1
                 for _ in range(m.lbits):
                     bit = dec.bit(m.label0, node)
                     node = node * 2 + bit
                     label = (label << 1) | bit
-            prev_same = same
         if label >= c:
             raise ValueError(f"model body: label {label} at item {i} is >= the number of classes {c}")
         idx[i], lab[i] = index, label
-        prev_b, prev_idx, prev_label = b, index, label
+        ls.update(label)
+        prev_b, prev_idx = b, index
     if dec.pos > len(body):
         raise ValueError("model body is truncated")
     return idx, lab
