@@ -348,7 +348,7 @@ def learn(
     payload: str = typer.Argument(..., help="A .plada file, or http(s)://host/v1/tasks/NAME of a plada-edge server."),
     reference: Path = typer.Option(..., "--reference", "-r", help="This device's reference pack."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (student.pt, student.onnx, metrics.json)."),
-    arch: str = typer.Option("mobilenet_v3_small", "--arch", "-a", help="Student architecture (plada-edge models)."),
+    arch: str = typer.Option("resnet18", "--arch", "-a", help="Student architecture (plada-edge models)."),
     epochs: int = typer.Option(30, help="Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K)."),
     batch_size: int = typer.Option(128, help="Batch size."),
     lr: float = typer.Option(1e-3, help="Peak AdamW learning rate (cosine schedule)."),

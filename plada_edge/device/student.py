@@ -32,7 +32,7 @@ from ..core.models import create_model
 from ..core.payload import Payload, read_payload
 from ..core.reference import ReferencePack
 from ..core.targets import Target, load_target
-from ..core.train import TrainConfig, accuracy, fit, predict
+from ..core.train import TrainConfig, fit, predict
 from ..core.view import ViewSpec, as_nhwc3, torch_view
 
 STUDENT_FILE, STUDENT_ONNX, METRICS_FILE = "student.pt", "student.onnx", "metrics.json"
@@ -49,7 +49,7 @@ def _load_payload(payload) -> Payload:
     return read_payload(payload)
 
 
-def learn(payload, reference: ReferencePack | str | os.PathLike, out: str | os.PathLike, arch: str = "mobilenet_v3_small",
+def learn(payload, reference: ReferencePack | str | os.PathLike, out: str | os.PathLike, arch: str = "resnet18",
           epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, weights: str | None = None, seed: int = 0,
           hflip: bool = False, target: Target | str | None = None, expand: int = 0, expand_weight: float = 0.5,
           embedder: str | None = None, resume: bool = True, progress: bool | None = None,
@@ -101,8 +101,10 @@ def learn(payload, reference: ReferencePack | str | os.PathLike, out: str | os.P
         "seconds": time.perf_counter() - t0,
     }
     if tgt is not None:
-        acc = accuracy(model, eval_view, as_nhwc3(tgt.x_test), tgt.y_test)
-        metrics.update(target=tgt.name, test_acc=acc,
+        pred = predict(model, eval_view, as_nhwc3(tgt.x_test)).argmax(1)
+        acc = float((pred == tgt.y_test).mean())
+        per_class = [float((pred[tgt.y_test == c] == c).mean()) for c in range(tgt.num_classes) if (tgt.y_test == c).any()]
+        metrics.update(target=tgt.name, test_acc=acc, macro_acc=float(np.mean(per_class)),
                        ratio_to_teacher=(acc / teacher_acc) if teacher_acc else None)
     atomic.write_json(out / METRICS_FILE, metrics)
     return metrics

@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""The paper's claims on offline data: accuracy against payload size, per selection strategy.
+
+For each target (fmnist, digits) on offline-mix:
+  - teacher: resnet18 from scratch (and, with --pretrained, EfficientNet-Lite0 ImageNet init)
+  - selections: energy, entropy, opposite, random, energy + Safety-Net (alpha -0.2 and 0.5,
+    share 0.5), at keep 0.5 / 1 / 5 / 10 %; each with its label histogram, pool-source mix and
+    payload bytes per codec
+  - students (resnet18, trained on the payload alone, a fixed budget of ~15,000 sample-steps):
+    3 seeds at 1 % and 5 %, 1 seed at 0.5 % and 10 %
+  - references: an "oracle" (in-domain pool images with TRUE labels, same k), a student trained
+    on the target's own training set (upper bound), and label expansion (--expand 10)
+Every run's result is cached under runs/bench/ (a rerun resumes), and --update-docs rewrites
+docs/results.md and its figures from whatever has been run, saying what is missing.
+
+    .venv/bin/python tools/bench_plada.py --update-docs            # everything (hours on 2 cores)
+    .venv/bin/python tools/bench_plada.py --quick --update-docs    # 1 % and 5 %, one seed
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import DOCS  # noqa: E402
+
+from plada_edge.core import atomic  # noqa: E402
+from plada_edge.core.codecs import list_codecs  # noqa: E402
+from plada_edge.core.payload import encode_payload, write_payload  # noqa: E402
+from plada_edge.core.reference import ReferencePack  # noqa: E402
+from plada_edge.core.targets import data_dir, load_target  # noqa: E402
+from plada_edge.data.offline import load_pool_truth  # noqa: E402
+from plada_edge.server.payloads import payload_header  # noqa: E402
+from plada_edge.server.scoring import Scores, score_pack  # noqa: E402
+from plada_edge.server.selection import select  # noqa: E402
+from plada_edge.server.teacher import export_onnx, train_teacher  # noqa: E402
+
+ROOT = Path("runs/bench")
+TEACHERS = {
+    "fmnist": {"scratch": dict(arch="resnet18", epochs=10, hflip=True, model_size=32),
+               "lite0": dict(arch="efficientnet_lite0", epochs=3, hflip=True, model_size=64)},
+    "digits": {"scratch": dict(arch="resnet18", epochs=30, hflip=False, model_size=32),
+               "lite0": dict(arch="efficientnet_lite0", epochs=15, hflip=False, model_size=64)},
+}
+STRATEGIES = {
+    "energy": dict(strategy="energy"),
+    "entropy": dict(strategy="entropy"),
+    "opposite": dict(strategy="opposite"),
+    "random": dict(strategy="random"),
+    "energy+SN(-0.2)": dict(strategy="energy", safety_net=True, alpha=-0.2, share=0.5),
+    "energy+SN(0.5)": dict(strategy="energy", safety_net=True, alpha=0.5, share=0.5),
+}
+KEEPS = ["0.5%", "1%", "5%", "10%"]
+STUDENT = "resnet18"
+SAMPLE_BUDGET = 15_000
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def teacher_scores(target: str, kind: str, pack: ReferencePack, log) -> Scores:
+    cfg = TEACHERS[target][kind]
+    d = ROOT / f"{target}-{kind}"
+    if not (d / "teacher" / "teacher.pt").exists():
+        log(f"[{target}] training the {kind} teacher")
+        train_teacher(data_dir() / "targets" / f"{target}.npz", cfg["arch"], d / "teacher", epochs=cfg["epochs"],
+                      model_size=cfg["model_size"], hflip=cfg["hflip"])
+    if not (d / "teacher.onnx").exists():
+        export_onnx(d / "teacher", d / "teacher.onnx", input_size=pack.size)
+    try:
+        return Scores.open(d / "scores", pack)
+    except ValueError:
+        log(f"[{target}] scoring the pool with the {kind} teacher")
+        return score_pack(d / "teacher.onnx", pack, d / "scores")
+
+
+def student_run(name: str, payload: Path, pack: ReferencePack, target: str, k: int, seed: int, expand: int = 0) -> dict:
+    from plada_edge.device.student import learn
+
+    out = ROOT / "students" / name
+    cached = out / "result.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    epochs = int(np.clip(round(SAMPLE_BUDGET / max(k, 1)), 2, 30))
+    m = learn(payload, pack, out, arch=STUDENT, epochs=epochs, seed=seed, target=data_dir() / "targets" / f"{target}.npz",
+              hflip=TEACHERS[target]["scratch"]["hflip"], expand=expand, progress=False)
+    r = {"test_acc": m["test_acc"], "macro_acc": m["macro_acc"], "epochs": epochs, "trained_on": m["trained_on"],
+         "expansion": m.get("expansion"), "seconds": m["seconds"]}
+    atomic.write_json(cached, r)
+    return r
+
+
+def selection_record(scores: Scores, pack: ReferencePack, name: str, keep: str, opts: dict, target: str) -> dict:
+    sel = select(scores, keep=keep, **opts)
+    header = payload_header(scores, sel, task=target)
+    sizes = {c: len(encode_payload(sel.indices, sel.labels, header, c)) for c in list_codecs()}
+    best = min(sizes, key=sizes.get)
+    path = ROOT / "payloads" / f"{target}-{_key(name, keep, scores.meta['teacher_sha256'])}.plada"
+    if not path.exists():
+        write_payload(path, sel.indices, sel.labels, header, codec=best)
+    truth_idx, truth_lab = load_pool_truth(target)
+    truth = dict(zip(truth_idx.tolist(), truth_lab.tolist()))
+    correct = [truth.get(int(i)) == int(y) for i, y in zip(sel.indices, sel.labels) if int(i) in truth]
+    rep = sel.report(pack)
+    return {"k": sel.k, "bytes": sizes, "best_codec": best, "payload": str(path), "histogram": rep["label_histogram"],
+            "sources": rep["sources"], "classes_present": rep["classes_present"],
+            "in_domain": len(correct), "pseudo_label_acc": float(np.mean(correct)) if correct else None}
+
+
+def oracle_payload(scores: Scores, target: str, k: int, seed: int) -> Path:
+    idx, lab = load_pool_truth(target)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(idx), min(k, len(idx)), replace=False))
+    order = np.argsort(idx[pick])
+    header = dict(payload_header(scores, select(scores, count=0), task=f"{target}-oracle"))
+    path = ROOT / "payloads" / f"{target}-oracle-{k}-{seed}.plada"
+    if not path.exists():
+        write_payload(path, idx[pick][order], lab[pick][order], header, codec="auto")
+    return path
+
+
+def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print) -> dict:
+    pack = ReferencePack.open(data_dir() / "offline-mix")
+    results = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", "targets": {}}
+    t_start = time.perf_counter()
+    scores = {}
+    for target in targets:  # phase 1: teachers, scores and every selection (cheap)
+        scores[target] = teacher_scores(target, "scratch", pack, log)
+        res = {"teacher_acc": scores[target].meta["teacher_test_acc"], "selections": {}, "students": {}, "oracle": {}}
+        for keep in keeps:
+            for name, opts in STRATEGIES.items():
+                res["selections"][f"{name}@{keep}"] = selection_record(scores[target], pack, name, keep, opts, target)
+        results["targets"][target] = res
+    # phase 2: students, every configuration once (both targets) before any extra seed
+    plan = [(seed, target, keep, name) for target in targets for keep in keeps
+            for seed in range(seeds_at.get(keep, 1)) for name in [*STRATEGIES, "oracle"]]
+    plan.sort(key=lambda p: (p[0], keeps.index(p[2]), targets.index(p[1])))
+    for seed, target, keep, name in plan:
+        res = results["targets"][target]
+        k = res["selections"][f"energy@{keep}"]["k"]
+        tag = f"{target}-{name}-{keep}-s{seed}"
+        log(f"student {tag}")
+        if name == "oracle":
+            res["oracle"].setdefault(keep, []).append(
+                student_run(tag, oracle_payload(scores[target], target, k, seed), pack, target, k, seed))
+        else:
+            sel = res["selections"][f"{name}@{keep}"]
+            res["students"].setdefault(f"{name}@{keep}", []).append(student_run(tag, Path(sel["payload"]), pack, target, sel["k"], seed))
+    for target in targets:  # phase 3: references and extras
+        res = results["targets"][target]
+        up = ROOT / "students" / f"{target}-own-data" / "metrics.json"
+        if not up.exists():
+            log(f"[{target}] student on the target's own training data")
+            train_teacher(load_target(data_dir() / "targets" / f"{target}.npz"), STUDENT, up.parent,
+                          epochs=TEACHERS[target]["scratch"]["epochs"], hflip=TEACHERS[target]["scratch"]["hflip"])
+        res["own_data_acc"] = json.loads(up.read_text())["test_acc"]
+        if expand:
+            from plada_edge.device.index import build_index
+
+            build_index(pack, "efficientnet_lite0")
+            for keep in ("1%", "5%"):
+                if keep not in keeps:
+                    continue
+                sel = res["selections"][f"energy+SN(-0.2)@{keep}"]
+                tag = f"{target}-energy+SN(-0.2)-{keep}-expand10"
+                log(f"student {tag}")
+                res.setdefault("expand", {})[keep] = student_run(tag, Path(sel["payload"]), pack, target, sel["k"], 0, expand=10)
+        if pretrained:
+            pscores = teacher_scores(target, "lite0", pack, log)
+            res["pretrained_teacher_acc"] = pscores.meta["teacher_test_acc"]
+            rec = selection_record(pscores, pack, "energy+SN(-0.2)", "1%", STRATEGIES["energy+SN(-0.2)"], target)
+            tag = f"{target}-lite0-energy+SN(-0.2)-1%-s0"
+            log(f"student {tag}")
+            res["pretrained"] = {"1%": {"selection": rec, "student": student_run(tag, Path(rec["payload"]), pack, target, rec["k"], 0)}}
+    results["seconds"] = time.perf_counter() - t_start
+    return results
+
+
+def _ms(runs: list[dict], key: str = "test_acc") -> str:
+    v = np.array([r[key] for r in runs])
+    return f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+
+
+def write_docs(results: dict, keeps, command: str) -> None:
+    lines = ["# Results: PLADA on offline data", "",
+             "Every number on this page is written by `" + command + "` (tools/bench_plada.py) from its own runs "
+             "(cached under runs/bench/, so the command resumes). Machine: " + results["machine"] +
+             f"; wall time of the last invocation: {results['seconds'] / 60:.1f} min.", "",
+             "Students are resnet18 trained from scratch on the payload alone (AdamW, cosine, ~15,000 sample-steps), "
+             "evaluated on the target's official test split. Keep is a share of the 100,181-image pool.", ""]
+    figs = plot(results, keeps)
+    for target, res in results["targets"].items():
+        lines += [f"## {target}", "",
+                  f"Teacher (resnet18 from scratch): **{res['teacher_acc']:.4f}**. Same student trained on the target's own "
+                  f"training split: **{res['own_data_acc']:.4f}**.", ""]
+        lines += ["### Student accuracy (mean ± std over seeds) and payload bytes", "",
+                  "| selection | " + " | ".join(f"{k} acc" for k in keeps) + " | " + " | ".join(f"{k} bytes" for k in keeps) + " |",
+                  "|---|" + "---:|" * (2 * len(keeps))]
+        for name in STRATEGIES:
+            accs = [(_ms(res["students"][f"{name}@{k}"]) if f"{name}@{k}" in res["students"] else "–") for k in keeps]
+            sizes = [f"{min(res['selections'][f'{name}@{k}']['bytes'].values()):,}" for k in keeps]
+            lines.append(f"| {name} | " + " | ".join(accs) + " | " + " | ".join(sizes) + " |")
+        lines.append("| oracle (true labels, in-domain pool images) | " + " | ".join(
+            (_ms(res["oracle"][k]) if k in res["oracle"] else "–") for k in keeps) + " | " + " | ".join("" for _ in keeps) + " |")
+        lines += ["", "Macro-averaged accuracy (classes weighted equally):", "",
+                  "| selection | " + " | ".join(keeps) + " |", "|---|" + "---:|" * len(keeps)]
+        for name in STRATEGIES:
+            lines.append(f"| {name} | " + " | ".join((_ms(res["students"][f"{name}@{k}"], "macro_acc") if f"{name}@{k}" in res["students"] else "–") for k in keeps) + " |")
+        k1 = "1%" if "1%" in keeps else keeps[0]
+        lines += ["", f"### What the {k1} selections contain", "",
+                  "| selection | classes present | in-domain pool images | their pseudo-label accuracy | " + " | ".join(
+                      res["selections"][f"energy@{k1}"]["sources"]) + " | best codec |",
+                  "|---|---:|---:|---:|" + "---:|" * len(res["selections"][f"energy@{k1}"]["sources"]) + "---|"]
+        for name in STRATEGIES:
+            s = res["selections"][f"{name}@{k1}"]
+            pla = f"{s['pseudo_label_acc']:.3f}" if s["pseudo_label_acc"] is not None else "–"
+            lines.append(f"| {name} | {s['classes_present']} | {s['in_domain']:,} | {pla} | " + " | ".join(str(v) for v in s["sources"].values()) + f" | {s['best_codec']} |")
+        lines += ["", f"Label histograms at {k1}:", "", "| selection | " + " | ".join(res["selections"][f"energy@{k1}"]["histogram"]) + " |",
+                  "|---|" + "---:|" * len(res["selections"][f"energy@{k1}"]["histogram"])]
+        for name in STRATEGIES:
+            lines.append(f"| {name} | " + " | ".join(str(v) for v in res["selections"][f"{name}@{k1}"]["histogram"].values()) + " |")
+        lines += ["", f"Payload bytes per codec at {k1}:", "", "| selection | " + " | ".join(list_codecs()) + " |", "|---|" + "---:|" * len(list_codecs())]
+        for name in STRATEGIES:
+            lines.append(f"| {name} | " + " | ".join(f"{res['selections'][f'{name}@{k1}']['bytes'][c]:,}" for c in list_codecs()) + " |")
+        if res.get("expand"):
+            lines += ["", "### Label expansion (`learn --expand 10`, EfficientNet-Lite0 index, zero extra payload bytes)", "",
+                      "| selection | without | with | images added |", "|---|---:|---:|---:|"]
+            for k, r in res["expand"].items():
+                base = res["students"][f"energy+SN(-0.2)@{k}"][0]["test_acc"]
+                lines.append(f"| energy+SN(-0.2) @ {k} | {base:.3f} | {r['test_acc']:.3f} | {r['expansion']['added']:,} |")
+        if res.get("pretrained"):
+            lines += ["", "### Teacher from scratch vs EfficientNet-Lite0 ImageNet init", "",
+                      "| teacher | teacher acc | student acc (energy+SN(-0.2) @ 1%) | in-domain share of the selection |", "|---|---:|---:|---:|"]
+            s = res["selections"]["energy+SN(-0.2)@1%"]
+            lines.append(f"| resnet18 scratch | {res['teacher_acc']:.4f} | {res['students']['energy+SN(-0.2)@1%'][0]['test_acc']:.3f} | {s['in_domain'] / s['k']:.3f} |")
+            p = res["pretrained"]["1%"]
+            lines.append(f"| efficientnet_lite0 ImageNet | {res['pretrained_teacher_acc']:.4f} | {p['student']['test_acc']:.3f} | {p['selection']['in_domain'] / p['selection']['k']:.3f} |")
+        if target in figs:
+            lines += ["", f"![accuracy vs payload bytes]({figs[target]})"]
+        lines.append("")
+    lines += goals(results)
+    atomic.write_bytes(DOCS / "results.md", ("\n".join(lines) + "\n").encode())
+
+
+def goals(results: dict) -> list[str]:
+    out = ["## Goals, stated plainly", ""]
+    for target, res in results["targets"].items():
+        st = res["students"]
+        want = 0.9 if target == "fmnist" else 0.8
+        best1 = max((np.mean([r["test_acc"] for r in st[k]]), k) for k in st if k.endswith("@1%"))
+        out.append(f"- **{target}, student ≥ {want:.0%} of the teacher at ≤ 1 % keep**: best at 1 % is {best1[1]} with "
+                   f"{best1[0]:.3f} = {best1[0] / res['teacher_acc']:.1%} of the teacher: **{'holds' if best1[0] >= want * res['teacher_acc'] else 'does not hold'}**.")
+        if "random@1%" in st:
+            rnd = np.mean([r["test_acc"] for r in st["random@1%"]])
+            out.append(f"- {target}, best selection beats random by ≥ 10 points at 1 %: {best1[0]:.3f} vs {rnd:.3f}: "
+                       f"**{'holds' if best1[0] - rnd >= 0.10 else 'does not hold'}**.")
+        e = max(np.mean([r["test_acc"] for r in st[k]]) for k in ("energy@1%", "energy+SN(-0.2)@1%", "energy+SN(0.5)@1%") if k in st)
+        others = {k: np.mean([r["test_acc"] for r in st[k]]) for k in ("entropy@1%", "opposite@1%") if k in st}
+        out.append(f"- {target}, energy-based selection (with quotas) beats entropy and opposite at 1 %: {e:.3f} vs "
+                   + ", ".join(f"{k.split('@')[0]} {v:.3f}" for k, v in others.items())
+                   + f": **{'holds' if all(e > v for v in others.values()) else 'does not hold'}**.")
+        if "energy@0.5%" in st and "energy+SN(-0.2)@0.5%" in st:
+            a = np.mean([r["macro_acc"] for r in st["energy+SN(-0.2)@0.5%"]])
+            b = np.mean([r["macro_acc"] for r in st["energy@0.5%"]])
+            out.append(f"- {target}, Safety-Net no worse than vanilla on macro accuracy at 0.5 %: {a:.3f} vs {b:.3f}: "
+                       f"**{'holds' if a >= b else 'does not hold'}**.")
+    return out
+
+
+def plot(results: dict, keeps) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    (DOCS / "figures").mkdir(parents=True, exist_ok=True)
+    for target, res in results["targets"].items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name in STRATEGIES:
+            xs, ys = [], []
+            for k in keeps:
+                if f"{name}@{k}" in res["students"]:
+                    xs.append(min(res["selections"][f"{name}@{k}"]["bytes"].values()))
+                    ys.append(np.mean([r["test_acc"] for r in res["students"][f"{name}@{k}"]]))
+            if xs:
+                ax.plot(xs, ys, marker="o", label=name)
+        ax.axhline(res["teacher_acc"], color="k", ls="--", lw=1, label="teacher")
+        ax.set_xscale("log")
+        ax.set_xlabel("payload bytes")
+        ax.set_ylabel("student test accuracy")
+        ax.set_title(f"{target} on offline-mix")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = f"figures/{target}_accuracy_vs_bytes.png"
+        fig.savefig(DOCS / name, dpi=110)
+        plt.close(fig)
+        out[target] = name
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--targets", default="fmnist,digits")
+    ap.add_argument("--quick", action="store_true", help="keep 1 %% and 5 %% only, one seed, no extras")
+    ap.add_argument("--pretrained", action="store_true", help="also the EfficientNet-Lite0-initialised teacher")
+    ap.add_argument("--expand", action="store_true", help="also label expansion (builds the Lite0 pool index)")
+    ap.add_argument("--update-docs", action="store_true")
+    args = ap.parse_args()
+    keeps = ["1%", "5%"] if args.quick else KEEPS
+    seeds = {"1%": 1, "5%": 1} if args.quick else {"0.5%": 1, "1%": 3, "5%": 3, "10%": 1}
+    results = run(args.targets.split(","), keeps, seeds, args.pretrained, args.expand)
+    atomic.write_json(ROOT / "results.json", results)
+    if args.update_docs:
+        flags = " ".join(f for f, on in (("--quick", args.quick), ("--pretrained", args.pretrained), ("--expand", args.expand)) if on)
+        write_docs(results, keeps, f"python tools/bench_plada.py {flags} --update-docs".replace("  ", " "))
+
+
+if __name__ == "__main__":
+    main()
