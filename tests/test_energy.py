@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -217,3 +219,10 @@ def test_public_api_wraps_results():
     stats = plada_edge.energy_stats(np.zeros((3, 4), np.float32))
     assert isinstance(stats, plada_edge.EnergyStats)
     np.testing.assert_allclose(stats.energy, -np.log(4.0), rtol=1e-6)
+
+
+@pytest.mark.skipif(os.environ.get("PLADA_EDGE_NATIVE") == "0", reason="native kernels disabled on purpose")
+def test_native_kernels_are_loaded():
+    # tools/setup.sh always builds them: silently falling back to numpy would hide a broken build.
+    assert native.BACKEND == "native", native.LOAD_ERROR
+    assert native.simd_level() in native.available_simd()

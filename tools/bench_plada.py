@@ -61,6 +61,7 @@ STRATEGIES = {
 KEEPS = ["0.5%", "1%", "5%", "10%"]
 STUDENT = "resnet18"
 SAMPLE_BUDGET = 15_000
+REPORT_ONLY = False  # --report-only: use cached runs, train nothing
 
 
 def _key(*parts) -> str:
@@ -90,6 +91,8 @@ def student_run(name: str, payload: Path, pack: ReferencePack, target: str, k: i
     cached = out / "result.json"
     if cached.exists():
         return json.loads(cached.read_text())
+    if REPORT_ONLY:
+        return None
     epochs = int(np.clip(round(SAMPLE_BUDGET / max(k, 1)), 2, 30))
     m = learn(payload, pack, out, arch=STUDENT, epochs=epochs, seed=seed, target=data_dir() / "targets" / f"{target}.npz",
               hflip=TEACHERS[target]["scratch"]["hflip"], expand=expand, progress=False)
@@ -150,14 +153,23 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print) -> 
         tag = f"{target}-{name}-{keep}-s{seed}"
         log(f"student {tag}")
         if name == "oracle":
-            res["oracle"].setdefault(keep, []).append(
-                student_run(tag, oracle_payload(scores[target], target, k, seed), pack, target, k, seed))
+            r = student_run(tag, oracle_payload(scores[target], target, k, seed), pack, target, k, seed)
+            bucket = res["oracle"].setdefault(keep, [])
         else:
             sel = res["selections"][f"{name}@{keep}"]
-            res["students"].setdefault(f"{name}@{keep}", []).append(student_run(tag, Path(sel["payload"]), pack, target, sel["k"], seed))
+            r = student_run(tag, Path(sel["payload"]), pack, target, sel["k"], seed)
+            bucket = res["students"].setdefault(f"{name}@{keep}", [])
+        if r is not None:
+            bucket.append(r)
+    for res in results["targets"].values():  # drop configurations with no finished run
+        res["students"] = {k: v for k, v in res["students"].items() if v}
+        res["oracle"] = {k: v for k, v in res["oracle"].items() if v}
     for target in targets:  # phase 3: references and extras
         res = results["targets"][target]
         up = ROOT / "students" / f"{target}-own-data" / "metrics.json"
+        if not up.exists() and REPORT_ONLY:
+            res["own_data_acc"] = None
+            continue
         if not up.exists():
             log(f"[{target}] student on the target's own training data")
             train_teacher(load_target(data_dir() / "targets" / f"{target}.npz"), STUDENT, up.parent,
@@ -166,14 +178,17 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print) -> 
         if expand:
             from plada_edge.device.index import build_index
 
-            build_index(pack, "efficientnet_lite0")
+            if not REPORT_ONLY:
+                build_index(pack, "efficientnet_lite0")
             for keep in ("1%", "5%"):
                 if keep not in keeps:
                     continue
                 sel = res["selections"][f"energy+SN(-0.2)@{keep}"]
                 tag = f"{target}-energy+SN(-0.2)-{keep}-expand10"
                 log(f"student {tag}")
-                res.setdefault("expand", {})[keep] = student_run(tag, Path(sel["payload"]), pack, target, sel["k"], 0, expand=10)
+                r = student_run(tag, Path(sel["payload"]), pack, target, sel["k"], 0, expand=10)
+                if r is not None and f"energy+SN(-0.2)@{keep}" in res["students"]:
+                    res.setdefault("expand", {})[keep] = r
         if pretrained:
             pscores = teacher_scores(target, "lite0", pack, log)
             res["pretrained_teacher_acc"] = pscores.meta["teacher_test_acc"]
@@ -199,9 +214,11 @@ def write_docs(results: dict, keeps, command: str) -> None:
              "evaluated on the target's official test split. Keep is a share of the 100,181-image pool.", ""]
     figs = plot(results, keeps)
     for target, res in results["targets"].items():
+        own = f"**{res['own_data_acc']:.4f}**" if res.get("own_data_acc") is not None else "not run yet"
         lines += [f"## {target}", "",
                   f"Teacher (resnet18 from scratch): **{res['teacher_acc']:.4f}**. Same student trained on the target's own "
-                  f"training split: **{res['own_data_acc']:.4f}**.", ""]
+                  f"training split: {own}.", "", "Seeds per cell: " + ", ".join(
+                      f"{k} {len(v)}" for k, v in sorted(res["students"].items()) if k.startswith("energy@")) + ".", ""]
         lines += ["### Student accuracy (mean ± std over seeds) and payload bytes", "",
                   "| selection | " + " | ".join(f"{k} acc" for k in keeps) + " | " + " | ".join(f"{k} bytes" for k in keeps) + " |",
                   "|---|" + "---:|" * (2 * len(keeps))]
@@ -256,6 +273,9 @@ def goals(results: dict) -> list[str]:
     for target, res in results["targets"].items():
         st = res["students"]
         want = 0.9 if target == "fmnist" else 0.8
+        if not any(k.endswith("@1%") for k in st):
+            out.append(f"- {target}: no 1 % students finished yet.")
+            continue
         best1 = max((np.mean([r["test_acc"] for r in st[k]]), k) for k in st if k.endswith("@1%"))
         out.append(f"- **{target}, student ≥ {want:.0%} of the teacher at ≤ 1 % keep**: best at 1 % is {best1[1]} with "
                    f"{best1[0]:.3f} = {best1[0] / res['teacher_acc']:.1%} of the teacher: **{'holds' if best1[0] >= want * res['teacher_acc'] else 'does not hold'}**.")
@@ -263,7 +283,7 @@ def goals(results: dict) -> list[str]:
             rnd = np.mean([r["test_acc"] for r in st["random@1%"]])
             out.append(f"- {target}, best selection beats random by ≥ 10 points at 1 %: {best1[0]:.3f} vs {rnd:.3f}: "
                        f"**{'holds' if best1[0] - rnd >= 0.10 else 'does not hold'}**.")
-        e = max(np.mean([r["test_acc"] for r in st[k]]) for k in ("energy@1%", "energy+SN(-0.2)@1%", "energy+SN(0.5)@1%") if k in st)
+        e = max([np.mean([r["test_acc"] for r in st[k]]) for k in ("energy@1%", "energy+SN(-0.2)@1%", "energy+SN(0.5)@1%") if k in st] or [float("nan")])
         others = {k: np.mean([r["test_acc"] for r in st[k]]) for k in ("entropy@1%", "opposite@1%") if k in st}
         out.append(f"- {target}, energy-based selection (with quotas) beats entropy and opposite at 1 %: {e:.3f} vs "
                    + ", ".join(f"{k.split('@')[0]} {v:.3f}" for k, v in others.items())
@@ -314,8 +334,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="keep 1 %% and 5 %% only, one seed, no extras")
     ap.add_argument("--pretrained", action="store_true", help="also the EfficientNet-Lite0-initialised teacher")
     ap.add_argument("--expand", action="store_true", help="also label expansion (builds the Lite0 pool index)")
+    ap.add_argument("--report-only", action="store_true", help="write the docs from finished runs; train nothing")
     ap.add_argument("--update-docs", action="store_true")
     args = ap.parse_args()
+    global REPORT_ONLY
+    REPORT_ONLY = args.report_only
     keeps = ["1%", "5%"] if args.quick else KEEPS
     seeds = {"1%": 1, "5%": 1} if args.quick else {"0.5%": 1, "1%": 3, "5%": 3, "10%": 1}
     results = run(args.targets.split(","), keeps, seeds, args.pretrained, args.expand)

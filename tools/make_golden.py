@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Write the cross-architecture golden files in tests/golden/ (run on x86_64; see tests/test_golden.py).
+
+The inputs are generated from fixed seeds, so only the expected outputs are stored: the SHA-256
+of the payload each codec writes for a fixed selection, and energy_stats of a fixed logits array.
+
+    .venv/bin/python tools/make_golden.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from test_golden import GOLDEN, golden_inputs, payload_digests  # noqa: E402
+
+from plada_edge.core import atomic, native  # noqa: E402
+
+
+def main() -> None:
+    selections, logits = golden_inputs()
+    stats = native.energy_stats(logits, nan_policy="flag")
+    atomic.write_json(GOLDEN / "payloads.json", payload_digests(selections))
+    atomic.save_npy(GOLDEN / "energy.npy", np.stack([stats.energy, stats.entropy]).astype(np.float32))
+    atomic.save_npy(GOLDEN / "labels.npy", stats.label)
+    print(json.dumps({"written": str(GOLDEN), "simd": native.simd_level()}))
+
+
+if __name__ == "__main__":
+    main()
