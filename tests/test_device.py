@@ -104,3 +104,52 @@ def test_index_build_resumes(task, tmp_path):
     ref = build_index(task["pack"], "pixels", out=tmp_path / "ref", chunk=100, progress=False)
     assert full["complete"]
     np.testing.assert_array_equal(np.load(tmp_path / "ix" / "pixels.npy"), np.load(tmp_path / "ref" / "pixels.npy"))
+
+
+def test_byte_budget_finds_the_largest_selection_that_fits(task, tmp_path):
+    from plada_edge.core.payload import read_payload
+    from plada_edge.server.payloads import make_payload, parse_bytes
+    from plada_edge.server.scoring import Scores
+
+    scores = Scores.open(task["dir"] / "scores")
+    assert parse_bytes("2KB") == 2000 and parse_bytes("2KiB") == 2048 and parse_bytes(512) == 512
+    empty = len(make_payload(scores, None, count=0)[2])
+    limit = empty + 60
+    payload, sel, data = make_payload(scores, tmp_path / "b.plada", budget=f"{limit}B", safety_net=True)
+    assert len(data) <= limit and sel.k > 0
+    _, _, bigger = make_payload(scores, None, count=sel.k + 1, safety_net=True)
+    assert len(bigger) > limit  # one more image would not fit
+    assert read_payload(tmp_path / "b.plada").k == sel.k
+    with pytest.raises(ValueError, match="empty payload"):
+        make_payload(scores, None, budget="10B")
+    with pytest.raises(ValueError, match="not both"):
+        make_payload(scores, None, budget="1KB", keep="1%")
+
+
+def test_cli_pack_inspect_learn(task, tmp_path):
+    from typer.testing import CliRunner
+
+    from plada_edge.cli import app
+
+    r = CliRunner()
+    out = r.invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "30", "--safety-net", "--alpha", "0", "--share", "1",
+                         "--codec", "model", "--out", str(tmp_path / "t.plada"), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["codec"] == "model"
+    out = r.invoke(app, ["inspect", str(tmp_path / "t.plada"), "--json"])
+    rep = json.loads(out.output)
+    assert out.exit_code == 0 and rep["k"] == 30 and rep["header"]["pack_fingerprint"] == task["pack"].fingerprint
+    assert rep["bits_per_image"] == pytest.approx(rep["bytes"] * 8 / 30)
+    assert rep["floor_bits"] > 0 and rep["body_to_floor"] > 0
+    out = r.invoke(app, ["inspect", str(tmp_path / "nope.plada")])
+    assert out.exit_code == 2 and "does not exist" in out.output
+    (tmp_path / "junk.plada").write_bytes(b"junk")
+    out = r.invoke(app, ["inspect", str(tmp_path / "junk.plada")])
+    assert out.exit_code == 2 and "bad magic" in out.output
+    out = r.invoke(app, ["learn", str(tmp_path / "t.plada"), "--reference", str(task["pack"].path), "--arch", "tiny_cnn",
+                         "--epochs", "2", "--eval", str(task["root"] / "stripes.npz"), "--out", str(tmp_path / "s"), "--json"])
+    assert out.exit_code == 0, out.output
+    m = json.loads(out.output)
+    assert m["k"] == 30 and 0 <= m["test_acc"] <= 1
+    out = r.invoke(app, ["evaluate", str(tmp_path / "s"), "--target", str(task["root"] / "stripes.npz"), "--json"])
+    assert out.exit_code == 0 and json.loads(out.output)["test_acc"] == pytest.approx(m["test_acc"])

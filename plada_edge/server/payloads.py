@@ -40,9 +40,9 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> d
         "view": meta["view"],
         "selection": {"strategy": sel.strategy, "keep": sel.k / scores.n if scores.n else 0.0, "budget": sel.budget,
                       "safety_net": sel.safety_net},
-        "teacher": {"arch": meta.get("arch"), "test_acc": meta.get("teacher_test_acc"),
-                    "sha256": meta["teacher_sha256"], "checkpoint_sha256": meta.get("checkpoint_sha256")},
-        "target": meta.get("target", {}),
+        "teacher": {"arch": meta.get("arch"), "test_acc": meta.get("teacher_test_acc"), "sha256": meta["teacher_sha256"]},
+        # the class names are already above: keep only what the device needs to evaluate
+        "target": {k: v for k, v in meta.get("target", {}).items() if k in ("name", "native_size", "channels")},
     }
 
 
