@@ -223,6 +223,9 @@ def score(
     chunk: int = typer.Option(16384, help="Images per checkpointed chunk."),
     threads: int = typer.Option(0, help="onnxruntime intra-op threads (0 = all CPUs)."),
     keep_logits: bool = typer.Option(False, help="Also store all logits (N x C float32: large)."),
+    engine: str = typer.Option("local", help="local, or ray: spread the chunks over a Ray cluster (pip install plada-edge[ray])."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (auto, ray://host:port); default: a local Ray runtime."),
+    workers: int = typer.Option(0, help="Ray actors (0 = one per CPU of the cluster)."),
     as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON."),
 ) -> None:
     """Score every reference image by energy (and entropy, label); rerun to resume after a crash."""
@@ -230,7 +233,7 @@ def score(
     from .server.scoring import score_pack
 
     sc = score_pack(teacher, ReferencePack.open(reference), out, batch_size=batch_size, chunk=chunk, threads=threads,
-                    keep_logits=keep_logits)
+                    keep_logits=keep_logits, engine=engine, address=address, workers=workers)
     info = sc.info()
     _print_json(info) if as_json else typer.echo(f"scored {info['n']:,} images ({info['flagged']} flagged) → {out}")
 

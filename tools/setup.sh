@@ -41,11 +41,11 @@ if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
   "${PIP[@]}" install "${TORCH[@]}"
 fi
 
-log "installing build tools and plada-edge[train,index,data,serve,dev] (native kernels compile here)"
+log "installing build tools and plada-edge[train,index,data,serve,ray,dev] (native kernels compile here)"
 "${PIP[@]}" install "scikit-build-core>=0.10" "pybind11>=2.12" "${TORCH[@]}"
 # --no-build-isolation: build with the tools above instead of fetching fresh ones each time;
 # keeping the torch pin on the same command line stops the resolver from picking another torch.
-"${PIP[@]}" install --no-build-isolation -e ".[train,index,data,serve,dev]" "${TORCH[@]}"
+"${PIP[@]}" install --no-build-isolation -e ".[train,index,data,serve,ray,dev]" "${TORCH[@]}"
 
 .venv/bin/plada-edge doctor
 log "done: run '.venv/bin/plada-edge demo' or '.venv/bin/python -m pytest'"

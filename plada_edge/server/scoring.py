@@ -69,70 +69,103 @@ def _prefetched(pack: ReferencePack, start: int, stop: int, batch: int):
         yield item
 
 
-def score_pack(teacher: str | os.PathLike, pack: ReferencePack | str | os.PathLike, out: str | os.PathLike,
-               batch_size: int = 256, chunk: int = 16384, threads: int = 0, keep_logits: bool = False,
-               progress: bool | None = None, stop_after_chunks: int | None = None) -> "Scores":
-    """Score ``pack`` with the ONNX ``teacher`` into directory ``out`` (resumable)."""
-    pack = pack if isinstance(pack, ReferencePack) else ReferencePack.open(pack)
+def score_chunk(sess, pack: ReferencePack, c0: int, c1: int, batch_size: int, keep_logits: bool = False,
+                advance=lambda n: None) -> dict:
+    """Score pack images [c0, c1): per-image arrays plus the global index range they cover."""
+    parts = {f: [] for f in FIELDS}
+    logits_all = []
+    for _, imgs in _prefetched(pack, c0, c1, batch_size):
+        logits = sess.run(["logits"], {"images": imgs})[0]
+        for f, v in zip(FIELDS, native.energy_stats(logits, nan_policy="flag")):
+            parts[f].append(v)
+        if keep_logits:
+            logits_all.append(logits)
+        advance(len(imgs))
+    arrays = {f: np.concatenate(v) for f, v in parts.items()}
+    if keep_logits:
+        arrays["logits"] = np.concatenate(logits_all)
+    arrays["start"], arrays["stop"] = np.int64(c0), np.int64(c1)  # the chunk says where it belongs
+    return arrays
+
+
+def chunk_path(out: Path, c0: int) -> Path:
+    return out / "chunks" / f"{c0:012d}.npz"
+
+
+def write_chunk(out: Path, c0: int, arrays: dict) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic.write_bytes(chunk_path(out, c0), buf.getvalue())
+
+
+def prepare_scores(teacher, pack: ReferencePack, out: Path, batch_size: int, chunk: int, keep_logits: bool):
+    """Check inputs, write or check meta.json; returns (meta, chunk starts, starts still to do, complete)."""
     meta_t = onnx_metadata(teacher)
     if meta_t["input_size"] != pack.size:
         raise ValueError(f"teacher takes {meta_t['input_size']} px images but the pack holds {pack.size} px; "
                          f"re-export with --input-size {pack.size}")
     if chunk % batch_size:
         raise ValueError(f"chunk ({chunk}) must be a multiple of batch_size ({batch_size})")
-    out = Path(out)
     (out / "chunks").mkdir(parents=True, exist_ok=True)
-    num_classes = len(meta_t["class_names"])
     meta = {
         "format": "plada-scores", "format_version": SCORES_FORMAT, "complete": False,
         "pack_fingerprint": pack.fingerprint, "pack_n": pack.n, "teacher_sha256": meta_t["sha256"],
-        "checkpoint_sha256": meta_t["checkpoint_sha256"], "num_classes": num_classes,
+        "checkpoint_sha256": meta_t["checkpoint_sha256"], "num_classes": len(meta_t["class_names"]),
         "class_names": meta_t["class_names"], "view": meta_t["view"], "target": meta_t["target"],
         "teacher_test_acc": meta_t["test_acc"], "arch": meta_t["arch"], "chunk": chunk, "batch_size": batch_size,
-        "image_size": pack.size,
-        "keep_logits": keep_logits,
+        "image_size": pack.size, "keep_logits": keep_logits,
     }
-    old = out / "meta.json"
-    if old.exists():
-        prev = json.loads(old.read_text())
+    path = out / "meta.json"
+    if path.exists():
+        prev = json.loads(path.read_text())
         same = {k: prev.get(k) for k in ("pack_fingerprint", "teacher_sha256", "chunk", "batch_size", "keep_logits")}
         if same != {k: meta[k] for k in same}:
             raise ScoresError(f"{out} holds scores of another pack, teacher or chunking ({same}); use a new --out")
         if prev.get("complete"):
-            return Scores.open(out, pack)
-    atomic.write_json(old, meta)
-    sess = _session(Path(teacher).read_bytes(), threads)
+            return prev, [], [], True
+    atomic.write_json(path, meta)
     starts = list(range(0, pack.n, chunk))
-    todo = [c0 for c0 in starts if not (out / "chunks" / f"{c0:012d}.npz").exists()]
-    done_chunks = 0
-    t0 = time.perf_counter()
-    with bar("scoring", sum(min(chunk, pack.n - c0) for c0 in todo), progress, unit="img") as b:
-        for c0 in todo:
-            c1 = min(c0 + chunk, pack.n)
-            parts = {f: [] for f in FIELDS}
-            logits_all = []
-            for _, imgs in _prefetched(pack, c0, c1, batch_size):
-                logits = sess.run(["logits"], {"images": imgs})[0]
-                stats = native.energy_stats(logits, nan_policy="flag")
-                for f, v in zip(FIELDS, stats):
-                    parts[f].append(v)
-                if keep_logits:
-                    logits_all.append(logits)
-                b.advance(len(imgs))
-            arrays = {f: np.concatenate(v) for f, v in parts.items()}
-            if keep_logits:
-                arrays["logits"] = np.concatenate(logits_all)
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            atomic.write_bytes(out / "chunks" / f"{c0:012d}.npz", buf.getvalue())
-            done_chunks += 1
-            if stop_after_chunks is not None and done_chunks >= stop_after_chunks:
-                return None  # type: ignore[return-value]  (testing: behave as if killed)
-    seconds = time.perf_counter() - t0
-    _consolidate(out, starts, pack.n, num_classes, keep_logits)
+    todo = [c0 for c0 in starts if not chunk_path(out, c0).exists()]
+    return meta, starts, todo, False
+
+
+def finish_scores(out: Path, meta: dict, starts: list[int], pack: ReferencePack, seconds: float) -> "Scores":
+    _consolidate(out, starts, pack.n, meta["num_classes"], meta["keep_logits"])
     meta.update(complete=True, seconds_last_run=seconds)
-    atomic.write_json(old, meta)
+    atomic.write_json(out / "meta.json", meta)
     return Scores.open(out, pack)
+
+
+def score_pack(teacher: str | os.PathLike, pack: ReferencePack | str | os.PathLike, out: str | os.PathLike,
+               batch_size: int = 256, chunk: int = 16384, threads: int = 0, keep_logits: bool = False,
+               progress: bool | None = None, stop_after_chunks: int | None = None, engine: str = "local",
+               address: str | None = None, workers: int = 0) -> "Scores":
+    """Score ``pack`` with the ONNX ``teacher`` into directory ``out`` (resumable).
+
+    ``engine="ray"`` spreads the chunks over Ray actors (plada_edge.server.scoring_ray) and writes
+    the same files with the same contents.
+    """
+    pack = pack if isinstance(pack, ReferencePack) else ReferencePack.open(pack)
+    out = Path(out)
+    meta, starts, todo, complete = prepare_scores(teacher, pack, out, batch_size, chunk, keep_logits)
+    if complete:
+        return Scores.open(out, pack)
+    t0 = time.perf_counter()
+    if engine == "ray":
+        from .scoring_ray import score_chunks_on_ray
+
+        score_chunks_on_ray(teacher, pack, out, todo, chunk, batch_size, keep_logits, address=address,
+                            workers=workers, progress=progress)
+    elif engine == "local":
+        sess = _session(Path(teacher).read_bytes(), threads)
+        with bar("scoring", sum(min(chunk, pack.n - c0) for c0 in todo), progress, unit="img") as b:
+            for done, c0 in enumerate(todo, 1):
+                write_chunk(out, c0, score_chunk(sess, pack, c0, min(c0 + chunk, pack.n), batch_size, keep_logits, b.advance))
+                if stop_after_chunks is not None and done >= stop_after_chunks:
+                    return None  # type: ignore[return-value]  (testing: behave as if killed)
+    else:
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    return finish_scores(out, meta, starts, pack, time.perf_counter() - t0)
 
 
 def _consolidate(out: Path, starts: list[int], n: int, num_classes: int, keep_logits: bool) -> None:
@@ -145,9 +178,11 @@ def _consolidate(out: Path, starts: list[int], n: int, num_classes: int, keep_lo
         tmp = out / f".{f}.npy.tmp"
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dt, shape=shape)
         for c0 in starts:
-            with np.load(out / "chunks" / f"{c0:012d}.npz") as z:
-                part = z[f]
-            arr[c0 : c0 + len(part)] = part
+            with np.load(chunk_path(out, c0)) as z:
+                part, start, stop = z[f], int(z["start"]), int(z["stop"])
+            if start != c0 or stop - start != len(part):
+                raise ScoresError(f"{chunk_path(out, c0)} covers [{start}, {stop}) with {len(part)} rows, expected to start at {c0}")
+            arr[start:stop] = part
         arr.flush()
         del arr
         os.replace(tmp, out / f"{f}.npy")

@@ -1,0 +1,101 @@
+"""Scale-out scoring on Ray (``plada-edge score --engine ray``): same chunks, same files, same bytes.
+
+Scoring is the server's big job: every reference image goes through the teacher. Ray is the
+idiomatic engine for batch inference on an existing cluster, so plada-edge uses it directly and
+schedules nothing itself:
+
+- the work is the local scorer's chunks (plada_edge.server.scoring), so a Ray run and a local run
+  can resume each other's output;
+- each actor opens the reference pack by memmap (shared storage or a per-node copy at the same
+  path), checks its fingerprint, and builds one onnxruntime session in its constructor (sessions
+  cannot be pickled) with intra-op threads set to its CPU share;
+- each actor writes its finished chunks atomically, with the global index range inside the chunk
+  (Ray does not keep order; nothing is inferred from it);
+- finished chunks are skipped; a chunk whose actor died is retried on a fresh actor; the driver
+  shows one progress bar and joins the chunks exactly as the local engine does.
+
+Ray is an optional extra (``pip install "plada-edge[ray]"``); the local engine never imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MAX_RETRIES = 3
+
+
+def _scorer_class(ray):
+    @ray.remote
+    class Scorer:
+        def __init__(self, teacher: str, pack_path: str, fingerprint: str, threads: int):
+            from ..core.reference import ReferencePack
+            from .scoring import _session
+
+            self.pack = ReferencePack.open(pack_path)
+            if self.pack.fingerprint != fingerprint:
+                raise ValueError(f"node {os.uname().nodename}: pack at {pack_path} is {self.pack.fingerprint[:16]}…, "
+                                 f"the driver's is {fingerprint[:16]}…")
+            self.sess = _session(Path(teacher).read_bytes(), threads)
+
+        def pid(self) -> int:
+            return os.getpid()
+
+        def score(self, out: str, c0: int, c1: int, batch_size: int, keep_logits: bool) -> tuple[int, int]:
+            from .scoring import score_chunk, write_chunk
+
+            write_chunk(Path(out), c0, score_chunk(self.sess, self.pack, c0, c1, batch_size, keep_logits))
+            return c0, c1
+
+    return Scorer
+
+
+def score_chunks_on_ray(teacher, pack, out: Path, todo: list[int], chunk: int, batch_size: int, keep_logits: bool,
+                        address: str | None = None, workers: int = 0, progress: bool | None = None,
+                        on_started=None) -> None:
+    """Score the chunks starting at ``todo`` with Ray actors; every chunk file is written by an actor."""
+    try:
+        import ray
+    except ImportError:
+        raise ImportError('the Ray engine needs Ray: pip install "plada-edge[ray]"') from None
+    from ..core.progress import bar
+
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    workers = workers or max(1, cpus)
+    threads = max(1, cpus // workers)
+    Scorer = _scorer_class(ray).options(num_cpus=threads)
+    args = (str(Path(teacher).resolve()), str(pack.path.resolve()), pack.fingerprint, threads)
+    actors = [Scorer.remote(*args) for _ in range(min(workers, max(1, len(todo))))]
+    queue = list(todo)
+    retries: dict[int, int] = {}
+    running = {}  # object ref -> (actor index, c0)
+
+    def submit(i: int) -> None:
+        c0 = queue.pop(0)
+        ref = actors[i].score.remote(str(out.resolve()), c0, min(c0 + chunk, pack.n), batch_size, keep_logits)
+        running[ref] = (i, c0)
+
+    with bar("scoring (ray)", sum(min(chunk, pack.n - c0) for c0 in todo), progress, unit="img") as b:
+        for i in range(len(actors)):
+            if queue:
+                submit(i)
+        if on_started is not None:
+            on_started(actors)
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            i, c0 = running.pop(done[0])
+            try:
+                c0, c1 = ray.get(done[0])
+                b.advance(c1 - c0)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                retries[c0] = retries.get(c0, 0) + 1
+                if retries[c0] > MAX_RETRIES:
+                    raise RuntimeError(f"chunk at {c0} failed {MAX_RETRIES + 1} times; last error: {exc}") from None
+                actors[i] = Scorer.remote(*args)  # a fresh actor replaces the dead one
+                queue.insert(0, c0)
+            if queue:
+                submit(i)
+    for a in actors:
+        ray.kill(a)
