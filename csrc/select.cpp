@@ -29,6 +29,16 @@ inline uint32_t label_at(const void* labels, int bytes, int64_t i) {
   }
 }
 
+enum RowKind { kSkip, kBadLabel, kSelectable };
+
+// Whether row i can be selected at all (not excluded, score not NaN) and has a valid label.
+inline RowKind classify(const float* scores, const void* labels, int label_bytes, const uint8_t* exclude,
+                        int64_t num_classes, int64_t i, uint32_t& label) {
+  if ((exclude && exclude[i]) || scores[i] != scores[i]) return kSkip;
+  label = label_at(labels, label_bytes, i);
+  return label < static_cast<uint64_t>(num_classes) ? kSelectable : kBadLabel;
+}
+
 int worker_count(int64_t n, int threads) {
   if (threads <= 0) threads = hardware_threads();
   const int64_t w = std::max<int64_t>(1, std::min<int64_t>(threads, n / kMinRowsPerThread));
@@ -116,13 +126,10 @@ std::vector<int64_t> class_topk_sort(const float* scores, const void* labels, in
   run_split(n, workers, [&](int w, int64_t b, int64_t e) {
     int64_t* c = counts[w].data();
     for (int64_t i = b; i < e; ++i) {
-      if ((exclude && exclude[i]) || scores[i] != scores[i]) continue;
-      const uint32_t l = label_at(labels, label_bytes, i);
-      if (l >= static_cast<uint64_t>(num_classes)) {
-        if (bad[w] < 0) bad[w] = i;
-        continue;
-      }
-      if (quotas[l] > 0) ++c[l];
+      uint32_t l;
+      const RowKind kind = classify(scores, labels, label_bytes, exclude, num_classes, i, l);
+      if (kind == kBadLabel && bad[w] < 0) bad[w] = i;
+      if (kind == kSelectable && quotas[l] > 0) ++c[l];
     }
   });
   for (int64_t b : bad) {
@@ -145,9 +152,10 @@ std::vector<int64_t> class_topk_sort(const float* scores, const void* labels, in
   run_split(n, workers, [&](int w, int64_t b, int64_t e) {
     int64_t* off = offset[w].data();
     for (int64_t i = b; i < e; ++i) {
-      if ((exclude && exclude[i]) || scores[i] != scores[i]) continue;
-      const uint32_t l = label_at(labels, label_bytes, i);
-      if (quotas[l] > 0) keys[off[l]++] = packed(scores, i, largest);
+      uint32_t l;
+      if (classify(scores, labels, label_bytes, exclude, num_classes, i, l) == kSelectable && quotas[l] > 0) {
+        keys[off[l]++] = packed(scores, i, largest);
+      }
     }
   });
   // select within each class, classes spread over threads
@@ -182,9 +190,7 @@ std::vector<int64_t> class_topk_radix(const float* scores, const void* labels, i
   *bad_label = -1;
   const int workers = worker_count(n, threads);
   auto selectable = [&](int64_t i, uint32_t& l) {
-    if ((exclude && exclude[i]) || scores[i] != scores[i]) return false;
-    l = label_at(labels, label_bytes, i);
-    return l < static_cast<uint64_t>(num_classes) && quotas[l] > 0;
+    return classify(scores, labels, label_bytes, exclude, num_classes, i, l) == kSelectable && quotas[l] > 0;
   };
   // pass 1: key range over selectable rows, and the first out-of-range label
   std::vector<uint32_t> lo(workers, 0xFFFFFFFFu), hi(workers, 0);
@@ -192,13 +198,10 @@ std::vector<int64_t> class_topk_radix(const float* scores, const void* labels, i
   run_split(n, workers, [&](int w, int64_t b, int64_t e) {
     uint32_t mn = 0xFFFFFFFFu, mx = 0;
     for (int64_t i = b; i < e; ++i) {
-      if ((exclude && exclude[i]) || scores[i] != scores[i]) continue;
-      const uint32_t l = label_at(labels, label_bytes, i);
-      if (l >= static_cast<uint64_t>(num_classes)) {
-        if (bad[w] < 0) bad[w] = i;
-        continue;
-      }
-      if (quotas[l] <= 0) continue;
+      uint32_t l;
+      const RowKind kind = classify(scores, labels, label_bytes, exclude, num_classes, i, l);
+      if (kind == kBadLabel && bad[w] < 0) bad[w] = i;
+      if (kind != kSelectable || quotas[l] <= 0) continue;
       const uint32_t k = sortable_key(scores[i], largest);
       mn = k < mn ? k : mn;
       mx = k > mx ? k : mx;

@@ -294,24 +294,33 @@ def pack_cmd(
     budget: Optional[str] = typer.Option(None, help="Largest payload that fits this size, e.g. 100KB, 64KiB."),
     keep: Optional[str] = typer.Option(None, help="Budget as a share of the pack, e.g. 1%."),
     count: Optional[int] = typer.Option(None, help="Budget as a number of images."),
-    strategy: str = typer.Option("energy", help="energy | opposite | entropy | random."),
+    strategy: str = typer.Option("energy", help="energy | opposite | entropy | random | auto (picks energy or opposite "
+                                 "with proxy students on held-out target data; needs --target and --reference)."),
     safety_net: bool = typer.Option(False, "--safety-net", help="Per-class quotas K_c ∝ N_c^alpha."),
     alpha: float = typer.Option(-0.2, help="Safety-Net exponent."),
     share: float = typer.Option(0.5, help="Safety-Net share of the budget."),
-    seed: int = typer.Option(0, help="Seed for --strategy random."),
+    seed: int = typer.Option(0, help="Seed for --strategy random and auto."),
     codec: str = typer.Option("auto", help="model | paper-idx | paper-bmp | varint | auto (smallest)."),
     task: Optional[str] = typer.Option(None, help="Task name in the header (default: the target's)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target data, for --strategy auto."),
+    reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="Reference pack, for --strategy auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the selection report and size as JSON."),
 ) -> None:
     """Select and write a payload: (index, label) pairs, fingerprinted and checksummed."""
+    from .core.reference import ReferencePack
+    from .core.targets import load_target
     from .server.payloads import make_payload
     from .server.scoring import Scores
 
     if budget is None and keep is None and count is None:
         keep = "1%"
-    payload, sel, data = make_payload(Scores.open(scores), out, strategy=strategy, keep=keep, count=count, budget=budget,
-                                      safety_net=safety_net, alpha=alpha, share=share, seed=seed, codec=codec, task=task)
-    report = dict(sel.report(), bytes=len(data), codec=payload.header["codec"], out=str(out))
+    pack = ReferencePack.open(reference) if reference else None
+    payload, sel, data = make_payload(Scores.open(scores, pack), out, strategy=strategy, keep=keep, count=count,
+                                      budget=budget, safety_net=safety_net, alpha=alpha, share=share, seed=seed,
+                                      codec=codec, task=task, target=load_target(target) if target else None, pack=pack)
+    report = dict(sel.report(pack), bytes=len(data), codec=payload.header["codec"], out=str(out))
+    if getattr(sel, "auto", None):
+        report["auto"] = sel.auto
     if as_json:
         _print_json(report)
         return

