@@ -12,7 +12,7 @@ from importlib import metadata
 from . import __version__
 from .core import native
 
-STACK = ("numpy", "torch", "torchvision", "onnx", "onnxruntime", "faiss-cpu", "typer")
+STACK = ("numpy", "torch", "torchvision", "onnx", "onnxruntime", "faiss-cpu", "zstandard", "ray", "typer")
 
 
 def _version(dist: str) -> str | None:

@@ -131,7 +131,7 @@ def oracle_payload(scores: Scores, target: str, k: int, seed: int) -> Path:
     return path
 
 
-def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print) -> dict:
+def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, expand_only: bool = False) -> dict:
     pack = ReferencePack.open(data_dir() / "offline-mix")
     results = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", "targets": {}}
     t_start = time.perf_counter()
@@ -146,6 +146,8 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print) -> 
     # phase 2: students, every configuration once (both targets) before any extra seed
     plan = [(seed, target, keep, name) for target in targets for keep in keeps
             for seed in range(seeds_at.get(keep, 1)) for name in [*STRATEGIES, "oracle"]]
+    if expand_only:  # just the baselines the expansion runs are compared with
+        plan = [p for p in plan if p[3] == "energy+SN(-0.2)" and p[0] == 0 and p[2] in ("1%", "5%")]
     plan.sort(key=lambda p: (p[0], keeps.index(p[2]), targets.index(p[1])))
     for seed, target, keep, name in plan:
         res = results["targets"][target]
@@ -167,14 +169,14 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print) -> 
     for target in targets:  # phase 3: references and extras
         res = results["targets"][target]
         up = ROOT / "students" / f"{target}-own-data" / "metrics.json"
-        if not up.exists() and REPORT_ONLY:
+        if not up.exists() and (REPORT_ONLY or expand_only):
             res["own_data_acc"] = None
-            continue
-        if not up.exists():
+        elif not up.exists():
             log(f"[{target}] student on the target's own training data")
             train_teacher(load_target(data_dir() / "targets" / f"{target}.npz"), STUDENT, up.parent,
                           epochs=TEACHERS[target]["scratch"]["epochs"], hflip=TEACHERS[target]["scratch"]["hflip"])
-        res["own_data_acc"] = json.loads(up.read_text())["test_acc"]
+        if up.exists():
+            res["own_data_acc"] = json.loads(up.read_text())["test_acc"]
         if expand:
             from plada_edge.device.index import build_index
 
@@ -206,18 +208,21 @@ def _ms(runs: list[dict], key: str = "test_acc") -> str:
 
 
 def write_docs(results: dict, keeps, command: str) -> None:
-    lines = ["Written from its own runs (cached under runs/bench/, so the command resumes). Machine: " + results["machine"] +
-             f"; wall time of the last invocation: {results['seconds'] / 60:.1f} min.", "",
+    compute = sum(r["seconds"] for res in results["targets"].values()
+                  for runs in [*res["students"].values(), *res["oracle"].values()] for r in runs)
+    lines = ["Written from its own runs (cached under runs/bench/, so the command resumes and `--report-only` "
+             "rebuilds this page from finished runs). Machine: " + results["machine"] +
+             f"; student training time behind this page: {compute / 3600:.1f} h.", "",
              "Students are resnet18 trained from scratch on the payload alone (AdamW, cosine, ~15,000 sample-steps), "
              "evaluated on the target's official test split. Keep is a share of the 100,181-image pool.", ""]
     figs = plot(results, keeps)
     for target, res in results["targets"].items():
         own = f"**{res['own_data_acc']:.4f}**" if res.get("own_data_acc") is not None else "not run yet"
-        lines += [f"## {target}", "",
+        lines += [f"### {target}", "",
                   f"Teacher (resnet18 from scratch): **{res['teacher_acc']:.4f}**. Same student trained on the target's own "
                   f"training split: {own}.", "", "Seeds per cell: " + ", ".join(
                       f"{k} {len(v)}" for k, v in sorted(res["students"].items()) if k.startswith("energy@")) + ".", ""]
-        lines += ["### Student accuracy (mean ± std over seeds) and payload bytes", "",
+        lines += ["#### Student accuracy (mean ± std over seeds) and payload bytes", "",
                   "| selection | " + " | ".join(f"{k} acc" for k in keeps) + " | " + " | ".join(f"{k} bytes" for k in keeps) + " |",
                   "|---|" + "---:|" * (2 * len(keeps))]
         for name in STRATEGIES:
@@ -231,7 +236,7 @@ def write_docs(results: dict, keeps, command: str) -> None:
         for name in STRATEGIES:
             lines.append(f"| {name} | " + " | ".join((_ms(res["students"][f"{name}@{k}"], "macro_acc") if f"{name}@{k}" in res["students"] else "–") for k in keeps) + " |")
         k1 = "1%" if "1%" in keeps else keeps[0]
-        lines += ["", f"### What the {k1} selections contain", "",
+        lines += ["", f"#### What the {k1} selections contain", "",
                   "| selection | classes present | in-domain pool images | their pseudo-label accuracy | " + " | ".join(
                       res["selections"][f"energy@{k1}"]["sources"]) + " | best codec |",
                   "|---|---:|---:|---:|" + "---:|" * len(res["selections"][f"energy@{k1}"]["sources"]) + "---|"]
@@ -247,13 +252,13 @@ def write_docs(results: dict, keeps, command: str) -> None:
         for name in STRATEGIES:
             lines.append(f"| {name} | " + " | ".join(f"{res['selections'][f'{name}@{k1}']['bytes'][c]:,}" for c in list_codecs()) + " |")
         if res.get("expand"):
-            lines += ["", "### Label expansion (`learn --expand 10`, EfficientNet-Lite0 index, zero extra payload bytes)", "",
+            lines += ["", "#### Label expansion (`learn --expand 10`, EfficientNet-Lite0 index, zero extra payload bytes)", "",
                       "| selection | without | with | images added |", "|---|---:|---:|---:|"]
             for k, r in res["expand"].items():
                 base = res["students"][f"energy+SN(-0.2)@{k}"][0]["test_acc"]
                 lines.append(f"| energy+SN(-0.2) @ {k} | {base:.3f} | {r['test_acc']:.3f} | {r['expansion']['added']:,} |")
         if res.get("pretrained"):
-            lines += ["", "### Teacher from scratch vs EfficientNet-Lite0 ImageNet init", "",
+            lines += ["", "#### Teacher from scratch vs EfficientNet-Lite0 ImageNet init", "",
                       "| teacher | teacher acc | student acc (energy+SN(-0.2) @ 1%) | in-domain share of the selection |", "|---|---:|---:|---:|"]
             s = res["selections"]["energy+SN(-0.2)@1%"]
             lines.append(f"| resnet18 scratch | {res['teacher_acc']:.4f} | {res['students']['energy+SN(-0.2)@1%'][0]['test_acc']:.3f} | {s['in_domain'] / s['k']:.3f} |")
@@ -270,7 +275,7 @@ def write_docs(results: dict, keeps, command: str) -> None:
 
 
 def goals(results: dict) -> list[str]:
-    out = ["## Goals, stated plainly", ""]
+    out = ["### Goals, stated plainly", ""]
     for target, res in results["targets"].items():
         st = res["students"]
         want = 0.9 if target == "fmnist" else 0.8
@@ -336,16 +341,19 @@ def main() -> None:
     ap.add_argument("--pretrained", action="store_true", help="also the EfficientNet-Lite0-initialised teacher")
     ap.add_argument("--expand", action="store_true", help="also label expansion (builds the Lite0 pool index)")
     ap.add_argument("--report-only", action="store_true", help="write the docs from finished runs; train nothing")
+    ap.add_argument("--expand-only", action="store_true", help="only label expansion and its baselines (implies --expand)")
     ap.add_argument("--update-docs", action="store_true")
     args = ap.parse_args()
     global REPORT_ONLY
     REPORT_ONLY = args.report_only
     keeps = ["1%", "5%"] if args.quick else KEEPS
     seeds = {"1%": 1, "5%": 1} if args.quick else {"0.5%": 1, "1%": 3, "5%": 3, "10%": 1}
-    results = run(args.targets.split(","), keeps, seeds, args.pretrained, args.expand)
+    results = run(args.targets.split(","), keeps, seeds, args.pretrained, args.expand or args.expand_only,
+                  expand_only=args.expand_only)
     atomic.write_json(ROOT / "results.json", results)
     if args.update_docs:
-        flags = " ".join(f for f, on in (("--quick", args.quick), ("--pretrained", args.pretrained), ("--expand", args.expand)) if on)
+        flags = " ".join(f for f, on in (("--quick", args.quick), ("--pretrained", args.pretrained), ("--expand", args.expand),
+                                          ("--report-only", args.report_only)) if on)
         write_docs(results, keeps, f"python tools/bench_plada.py {flags} --update-docs".replace("  ", " "))
 
 
