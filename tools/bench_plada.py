@@ -265,7 +265,8 @@ def write_docs(results: dict, keeps, command: str) -> None:
             p = res["pretrained"]["1%"]
             lines.append(f"| efficientnet_lite0 ImageNet | {res['pretrained_teacher_acc']:.4f} | {p['student']['test_acc']:.3f} | {p['selection']['in_domain'] / p['selection']['k']:.3f} |")
         if target in figs:
-            lines += ["", f"![accuracy vs payload bytes]({figs[target]})"]
+            lines += ["", f"![accuracy vs payload bytes]({figs[target]})", "",
+                      f"![pool energy by source]({figs[f'{target}-energy']})"]
         lines.append("")
     lines += goals(results)
     path = DOCS / "results.md"
@@ -331,7 +332,29 @@ def plot(results: dict, keeps) -> dict:
         fig.savefig(DOCS / name, dpi=110)
         plt.close(fig)
         out[target] = name
+        out[f"{target}-energy"] = energy_histogram(target, plt)
     return out
+
+
+def energy_histogram(target: str, plt) -> str:
+    """The pool's energy under the target's teacher, one histogram per pool source."""
+    pack = ReferencePack.open(data_dir() / "offline-mix")
+    scores = Scores.open(ROOT / f"{target}-scratch" / "scores", pack)
+    e, ok = np.asarray(scores.energy), np.asarray(scores.flags) == 0
+    bins = np.linspace(np.percentile(e[ok], 0.1), np.percentile(e[ok], 99.9), 80)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for s in pack.sources:
+        part = e[s.start : s.stop][ok[s.start : s.stop]]
+        ax.hist(part, bins=bins, histtype="step", density=True, label=f"{s.name} ({len(part):,})")
+    ax.set_xlabel("energy (lower = more in-distribution)")
+    ax.set_ylabel("density")
+    ax.set_title(f"offline-mix under the {target} teacher")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    name = f"figures/{target}_energy_by_source.png"
+    fig.savefig(DOCS / name, dpi=110)
+    plt.close(fig)
+    return name
 
 
 def main() -> None:
