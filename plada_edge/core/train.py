@@ -72,7 +72,9 @@ def predict(model, view, images: np.ndarray, batch_size: int = 512, with_feature
     logits, feats = [], []
     with torch.inference_mode():
         for b0 in range(0, len(images), batch_size):
-            out = model(view(torch.from_numpy(np.ascontiguousarray(images[b0 : b0 + batch_size]))))
+            batch = images[b0 : b0 + batch_size]
+            batch = batch if batch.flags.writeable and batch.flags.c_contiguous else np.array(batch)  # memmaps are read-only
+            out = model(view(torch.from_numpy(batch)))
             logits.append(out.float().numpy())
             if holder is not None:
                 feats.append(holder["features"].float().numpy())

@@ -80,7 +80,7 @@ def _lite0():
 
     def embed(images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+            x = torch.from_numpy(np.array(images, copy=True)).permute(0, 3, 1, 2).float() / 255.0  # memmaps are read-only
             x = F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
             f = model.extract_features((x - mean) / std).mean(dim=(2, 3))
             return F.normalize(f, dim=1).numpy()
