@@ -327,13 +327,16 @@ def plot(results: dict, keeps) -> dict:
         ax.set_ylabel("student test accuracy")
         ax.set_title(f"{target} on offline-mix")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        name = f"figures/{target}_accuracy_vs_bytes.png"
-        fig.savefig(DOCS / name, dpi=110)
-        plt.close(fig)
-        out[target] = name
+        out[target] = _save(fig, plt, f"figures/{target}_accuracy_vs_bytes.png")
         out[f"{target}-energy"] = energy_histogram(target, plt)
     return out
+
+
+def _save(fig, plt, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(DOCS / name, dpi=110)
+    plt.close(fig)
+    return name
 
 
 def energy_histogram(target: str, plt) -> str:
@@ -350,11 +353,7 @@ def energy_histogram(target: str, plt) -> str:
     ax.set_ylabel("density")
     ax.set_title(f"offline-mix under the {target} teacher")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    name = f"figures/{target}_energy_by_source.png"
-    fig.savefig(DOCS / name, dpi=110)
-    plt.close(fig)
-    return name
+    return _save(fig, plt, f"figures/{target}_energy_by_source.png")
 
 
 def main() -> None:
