@@ -52,8 +52,11 @@ def _scorer_class(ray):
 
 def score_chunks_on_ray(teacher, pack, out: Path, todo: list[int], chunk: int, batch_size: int, keep_logits: bool,
                         address: str | None = None, workers: int = 0, progress: bool | None = None,
-                        on_started=None) -> None:
-    """Score the chunks starting at ``todo`` with Ray actors; every chunk file is written by an actor."""
+                        on_started=None) -> dict:
+    """Score the chunks starting at ``todo`` with Ray actors; every chunk file is written by an actor.
+
+    Returns {"chunks": scored, "retried": chunks rerun after their actor died}.
+    """
     try:
         import ray
     except ImportError:
@@ -99,3 +102,4 @@ def score_chunks_on_ray(teacher, pack, out: Path, todo: list[int], chunk: int, b
                 submit(i)
     for a in actors:
         ray.kill(a)
+    return {"chunks": len(todo), "retried": sum(retries.values())}
