@@ -79,14 +79,17 @@ def test_interrupted_scoring_resumes_to_identical_output(tiny, tmp_path):
 
 def test_kill9_during_scoring_then_rerun(tiny, tmp_path):
     onnx, pack = tiny["root"] / "teacher.onnx", tiny["pack"].path
+    # every chunk is slowed down, so the kill always lands while scoring is running
     code = (
-        "from plada_edge.server.scoring import score_pack;"
-        f"score_pack({str(onnx)!r}, {str(pack)!r}, {str(tmp_path / 'k')!r}, batch_size=32, chunk=32, progress=False)"
+        "import time; import plada_edge.server.scoring as s; real = s.score_chunk;"
+        "s.score_chunk = lambda *a, **k: (time.sleep(0.2), real(*a, **k))[1];"
+        f"s.score_pack({str(onnx)!r}, {str(pack)!r}, {str(tmp_path / 'k')!r}, batch_size=32, chunk=32, progress=False)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 60
     while time.time() < deadline and len(list((tmp_path / "k" / "chunks").glob("*.npz"))) < 2:
         time.sleep(0.005)
+    assert proc.poll() is None, "scoring finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     full = score_pack(onnx, tiny["pack"], tmp_path / "ref", batch_size=32, chunk=32, progress=False)

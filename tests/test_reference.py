@@ -178,15 +178,18 @@ def test_killed_build_leaves_no_pack_that_opens(tmp_path):
     rng = np.random.default_rng(4)
     for i in range(400):
         write_png(tmp_path / "src" / f"{i:04d}.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    # each 64-image batch is slowed down, so the kill always lands while the build is running
     code = (
-        "import sys; from plada_edge.core.reference import build_pack;"
-        f"build_pack([{str(tmp_path / 'src')!r}], {str(tmp_path / 'pack')!r}, size=32, workers=1, progress=False)"
+        "import time; import plada_edge.core.reference as r; real = r._decode_batch;"
+        "r._decode_batch = lambda a: (time.sleep(0.3), real(a))[1];"
+        f"r.build_pack([{str(tmp_path / 'src')!r}], {str(tmp_path / 'pack')!r}, size=32, workers=1, progress=False)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 30
     while time.time() < deadline and not list(tmp_path.glob(".pack.tmp-*/images.npy")):
         time.sleep(0.01)
     time.sleep(0.05)
+    assert proc.poll() is None, "the build finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with pytest.raises(PackError):
