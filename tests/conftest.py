@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +74,18 @@ def tiny(tmp_path_factory):
                             lr=3e-3, progress=False)
     report = export_onnx(root / "teacher", root / "teacher.onnx", input_size=16)
     return {"root": root, "pack": pack, "metrics": metrics, "export": report, "target": target}
+
+
+def sigkill_when(code: str, ready, timeout: float = 60.0) -> None:
+    """Run ``code`` in a fresh Python, wait until ``ready()`` is true, then SIGKILL it mid-run.
+
+    Fails the test if the child finished before it could be killed (the kill must land mid-run).
+    """
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + timeout
+    while time.time() < deadline and not ready():
+        time.sleep(0.005)
+    time.sleep(0.05)
+    assert proc.poll() is None, "the child finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

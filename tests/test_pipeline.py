@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +14,8 @@ from plada_edge.core.reference import build_pack  # noqa: E402
 from plada_edge.server.scoring import Scores, ScoresError, score_pack  # noqa: E402
 from plada_edge.server.selection import select  # noqa: E402
 from plada_edge.server.teacher import onnx_metadata  # noqa: E402
+
+from conftest import sigkill_when  # noqa: E402
 
 
 def test_teacher_learns_and_exports_faithfully(tiny):
@@ -85,13 +81,7 @@ def test_kill9_during_scoring_then_rerun(tiny, tmp_path):
         "s.score_chunk = lambda *a, **k: (time.sleep(0.2), real(*a, **k))[1];"
         f"s.score_pack({str(onnx)!r}, {str(pack)!r}, {str(tmp_path / 'k')!r}, batch_size=32, chunk=32, progress=False)"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.time() + 60
-    while time.time() < deadline and len(list((tmp_path / "k" / "chunks").glob("*.npz"))) < 2:
-        time.sleep(0.005)
-    assert proc.poll() is None, "scoring finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    sigkill_when(code, lambda: len(list((tmp_path / "k" / "chunks").glob("*.npz"))) >= 2)
     full = score_pack(onnx, tiny["pack"], tmp_path / "ref", batch_size=32, chunk=32, progress=False)
     resumed = score_pack(onnx, tiny["pack"], tmp_path / "k", batch_size=32, chunk=32, progress=False)
     for f in ("energy", "label", "entropy", "flags"):

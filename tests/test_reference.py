@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import signal
 import struct
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +14,7 @@ from plada_edge.cli import app
 from plada_edge.core.reference import PackError, ReferencePack, build_pack
 from plada_edge.core.sources import list_folder, read_idx
 
-from conftest import write_png
+from conftest import sigkill_when, write_png
 
 
 def test_folder_order_is_sorted_relative_paths(tiny_folder, tmp_path):
@@ -184,14 +178,7 @@ def test_killed_build_leaves_no_pack_that_opens(tmp_path):
         "r._decode_batch = lambda a: (time.sleep(0.3), real(a))[1];"
         f"r.build_pack([{str(tmp_path / 'src')!r}], {str(tmp_path / 'pack')!r}, size=32, workers=1, progress=False)"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.time() + 30
-    while time.time() < deadline and not list(tmp_path.glob(".pack.tmp-*/images.npy")):
-        time.sleep(0.01)
-    time.sleep(0.05)
-    assert proc.poll() is None, "the build finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    sigkill_when(code, lambda: bool(list(tmp_path.glob(".pack.tmp-*/images.npy"))))
     with pytest.raises(PackError):
         ReferencePack.open(tmp_path / "pack")
 
