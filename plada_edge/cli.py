@@ -257,7 +257,8 @@ def select_cmd(
     keep: Optional[str] = typer.Option(None, help="Budget as a share of the pack, e.g. 1% or 0.01."),
     count: Optional[int] = typer.Option(None, help="Budget as a number of images."),
     strategy: str = typer.Option("energy", help="energy | opposite | entropy | random."),
-    safety_net: bool = typer.Option(False, "--safety-net", help="Reserve part of the budget for per-class quotas."),
+    safety_net: bool = typer.Option(True, "--safety-net/--no-safety-net",
+                                    help="Reserve part of the budget for per-class quotas (default: on; plain energy can collapse)."),
     alpha: float = typer.Option(-0.2, help="Safety-Net exponent: K_c ∝ N_c^alpha."),
     share: float = typer.Option(0.5, help="Safety-Net share of the budget reserved for quotas."),
     seed: int = typer.Option(0, help="Seed for --strategy random."),
@@ -296,7 +297,8 @@ def pack_cmd(
     count: Optional[int] = typer.Option(None, help="Budget as a number of images."),
     strategy: str = typer.Option("energy", help="energy | opposite | entropy | random | auto (picks energy or opposite "
                                  "with proxy students on held-out target data; needs --target and --reference)."),
-    safety_net: bool = typer.Option(False, "--safety-net", help="Per-class quotas K_c ∝ N_c^alpha."),
+    safety_net: bool = typer.Option(True, "--safety-net/--no-safety-net",
+                                    help="Per-class quotas K_c ∝ N_c^alpha (default: on; plain energy can collapse)."),
     alpha: float = typer.Option(-0.2, help="Safety-Net exponent."),
     share: float = typer.Option(0.5, help="Safety-Net share of the budget."),
     seed: int = typer.Option(0, help="Seed for --strategy random and auto."),
@@ -371,6 +373,8 @@ def learn(
     expand: int = typer.Option(0, help="FAISS label expansion: neighbours per payload image (0 = off)."),
     expand_weight: float = typer.Option(0.5, help="Loss weight of expanded images."),
     embedder: Optional[str] = typer.Option(None, help="Embedder of the pack index used by --expand."),
+    model_size: Optional[int] = typer.Option(None, help="Student input pixels (default: the teacher's). "
+                                             "ImageNet-initialised students (efficientnet_lite0) want 64+."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:
@@ -379,7 +383,7 @@ def learn(
 
     m = run_learn(payload, reference, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weights=weights,
                   seed=seed, hflip=hflip, target=eval_target, expand=expand, expand_weight=expand_weight,
-                  embedder=embedder, resume=not fresh)
+                  embedder=embedder, model_size=model_size, resume=not fresh)
     if as_json:
         _print_json(m)
         return
@@ -457,7 +461,8 @@ def demo(
     workdir: Path = typer.Option(Path("runs/demo"), help="Where the demo's cache and student go."),
     keep: str = typer.Option("1%", help="Share of the pool to send."),
     strategy: str = typer.Option("energy", help="energy | opposite | entropy | random."),
-    safety_net: bool = typer.Option(True, help="Per-class quotas (the default; plain energy can collapse)."),
+    safety_net: bool = typer.Option(True, "--safety-net/--no-safety-net",
+                                    help="Per-class quotas (default: on; plain energy can collapse)."),
     student: str = typer.Option("resnet18", help="Student architecture."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:

@@ -39,6 +39,20 @@ def test_learn_end_to_end_beats_chance(task, tmp_path):
     assert ev["test_acc"] == pytest.approx(m["test_acc"], abs=1e-9)
 
 
+def test_student_at_its_own_resolution(task, tmp_path):
+    import onnx
+
+    m = learn(task["payload"], task["pack"], tmp_path / "s", arch="tiny_cnn", epochs=1, batch_size=32, model_size=24,
+              target=task["target"], progress=False)
+    assert m["model_size"] == 24 and m["onnx_max_abs_diff"] <= 1e-4
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "s" / "student.onnx")).metadata_props}
+    assert json.loads(props["plada.view"])["model_size"] == 24
+    assert props["plada.input_size"] == "16"  # still takes the sensor's native images
+    assert evaluate(tmp_path / "s", task["target"])["test_acc"] == pytest.approx(m["test_acc"], abs=1e-9)
+    with pytest.raises(ValueError, match="model_size"):
+        learn(task["payload"], task["pack"], tmp_path / "t", arch="tiny_cnn", epochs=1, model_size=2, progress=False)
+
+
 def test_wrong_pack_is_refused_before_training(task, tmp_path):
     np.save(tmp_path / "other.npy", np.zeros((500, 16, 16), np.uint8))
     other = build_pack([str(tmp_path / "other.npy")], tmp_path / "other", size=16)
@@ -171,3 +185,28 @@ def test_strategy_auto_measures_both_directions(task, tmp_path):
     r = CliRunner().invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "45", "--strategy", "auto",
                                  "--out", str(tmp_path / "b.plada")])
     assert r.exit_code == 2 and "needs the target" in r.output
+
+
+def test_safety_net_is_the_default_everywhere(task, tmp_path):
+    """Plain energy drops classes (docs/results.md): library, CLI and tasks.toml all default to quotas."""
+    from typer.testing import CliRunner
+
+    from plada_edge.cli import app
+    from plada_edge.core.payload import read_payload
+    from plada_edge.server.scoring import Scores
+    from plada_edge.server.selection import select
+    from plada_edge.server.tasks import DEFAULTS
+
+    scores = Scores.open(task["dir"] / "scores")
+    default, quotas, plain = (select(scores, count=30), select(scores, count=30, safety_net=True),
+                              select(scores, count=30, safety_net=False))
+    assert default.safety_net is not None and plain.safety_net is None
+    np.testing.assert_array_equal(default.indices, quotas.indices)
+    assert DEFAULTS["safety_net"] is True
+    r = CliRunner()
+    for flags, on in (([], True), (["--no-safety-net"], False)):
+        out = r.invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "30", *flags, "--out", str(tmp_path / "d.plada")])
+        assert out.exit_code == 0, out.output
+        p = read_payload(tmp_path / "d.plada")
+        assert bool(p.header["selection"]["safety_net"]) is on
+        np.testing.assert_array_equal(p.indices, (default if on else plain).indices)

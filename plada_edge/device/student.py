@@ -22,7 +22,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +52,13 @@ def _load_payload(payload) -> Payload:
 def learn(payload, reference: ReferencePack | str | os.PathLike, out: str | os.PathLike, arch: str = "resnet18",
           epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, weights: str | None = None, seed: int = 0,
           hflip: bool = False, target: Target | str | None = None, expand: int = 0, expand_weight: float = 0.5,
-          embedder: str | None = None, resume: bool = True, progress: bool | None = None,
-          stop_after_epoch: int | None = None) -> dict:
-    """Train a student from a payload; returns the metrics written to out/metrics.json."""
+          embedder: str | None = None, model_size: int | None = None, resume: bool = True,
+          progress: bool | None = None, stop_after_epoch: int | None = None) -> dict:
+    """Train a student from a payload; returns the metrics written to out/metrics.json.
+
+    ``model_size`` overrides the input resolution of the teacher's view (same sensor, colour and
+    normalisation): ImageNet-initialised students such as efficientnet_lite0 want 64 px or more.
+    """
     import torch
 
     t0 = time.perf_counter()
@@ -62,6 +66,10 @@ def learn(payload, reference: ReferencePack | str | os.PathLike, out: str | os.P
     p = _load_payload(payload)
     p.check_pack(pack)  # refuse before any work
     spec = ViewSpec.from_dict(p.header["view"])
+    if model_size is not None:
+        if not 8 <= model_size <= 1024:
+            raise ValueError(f"model_size must be 8..1024 pixels, got {model_size}")
+        spec = replace(spec, model_size=int(model_size))
     images = pack.gather(p.indices)
     labels = p.labels.copy()
     sample_weight = None
@@ -95,7 +103,7 @@ def learn(payload, reference: ReferencePack | str | os.PathLike, out: str | os.P
                             hashlib.sha256(buf.getvalue()).hexdigest())
     teacher_acc = p.header.get("teacher", {}).get("test_acc")
     metrics = {
-        "task": p.header["task"], "arch": arch, "epochs": epochs, "payload_bytes": p.total_bytes, "k": p.k,
+        "task": p.header["task"], "arch": arch, "epochs": epochs, "model_size": spec.model_size, "payload_bytes": p.total_bytes, "k": p.k,
         "payload_sha256": p.sha256, "pack_fingerprint": pack.fingerprint, "trained_on": int(len(labels)),
         "expansion": expansion, "history": history, "onnx_max_abs_diff": parity, "teacher_test_acc": teacher_acc,
         "seconds": time.perf_counter() - t0,

@@ -48,7 +48,7 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> d
 
 def make_payload(scores: Scores, out: str | os.PathLike | None = None, strategy: str = "energy",
                  keep: str | float | None = None, count: int | None = None, budget: str | int | None = None,
-                 safety_net: bool = False, alpha: float = -0.2, share: float = 0.5, seed: int = 0,
+                 safety_net: bool = True, alpha: float = -0.2, share: float = 0.5, seed: int = 0,
                  codec: str = "auto", task: str | None = None, target=None, pack=None) -> tuple[Payload, Selection, bytes]:
     """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits.
 

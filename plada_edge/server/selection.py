@@ -140,9 +140,13 @@ def budget_size(n: int, keep: str | float | None, count: int | None) -> int:
 
 
 def select(scores: Scores, strategy: str = "energy", keep: str | float | None = None, count: int | None = None,
-           safety_net: bool = False, alpha: float = -0.2, share: float = 0.5, seed: int = 0,
+           safety_net: bool = True, alpha: float = -0.2, share: float = 0.5, seed: int = 0,
            threads: int = 0) -> Selection:
-    """Choose images by ``strategy`` within a budget of ``keep`` (fraction) or ``count`` images."""
+    """Choose images by ``strategy`` within a budget of ``keep`` (fraction) or ``count`` images.
+
+    The Safety-Net is on by default: plain lowest-energy selection drops whole classes at small
+    keeps and lost to it on both offline targets (docs/results.md, "Defaults, and why").
+    """
     if strategy not in _STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(list_strategies())}")
     key, largest = _STRATEGIES[strategy](scores, seed)
@@ -174,5 +178,5 @@ def select(scores: Scores, strategy: str = "energy", keep: str | float | None = 
     if missing and sel.k:
         sel.warnings.append(f"{len(missing)} of {scores.num_classes} classes have no images in this selection: "
                             f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}"
-                            + ("" if safety_net else " (try --safety-net)"))
+                            + ("" if safety_net else " (the Safety-Net is off)"))
     return sel
