@@ -51,16 +51,18 @@ TEACHERS = {
                "lite0": dict(arch="efficientnet_lite0", epochs=15, hflip=False, model_size=64)},
 }
 STRATEGIES = {
-    "energy": dict(strategy="energy"),
-    "entropy": dict(strategy="entropy"),
-    "opposite": dict(strategy="opposite"),
-    "random": dict(strategy="random"),
+    "energy": dict(strategy="energy", safety_net=False),
+    "entropy": dict(strategy="entropy", safety_net=False),
+    "opposite": dict(strategy="opposite", safety_net=False),
+    "random": dict(strategy="random", safety_net=False),
     "energy+SN(-0.2)": dict(strategy="energy", safety_net=True, alpha=-0.2, share=0.5),
     "energy+SN(0.5)": dict(strategy="energy", safety_net=True, alpha=0.5, share=0.5),
 }
 KEEPS = ["0.5%", "1%", "5%", "10%"]
-STUDENT = "resnet18"
+STUDENT = {"arch": "resnet18", "model_size": None}  # None: the teacher's view (32 px)
+PRETRAINED_STUDENT = {"arch": "efficientnet_lite0", "model_size": 64}  # ImageNet init from the pip package
 SAMPLE_BUDGET = 15_000
+EPOCH_SWEEP = (30_000, 60_000)  # sample-step budgets beside the default, energy+SN(-0.2) at 1 %
 REPORT_ONLY = False  # --report-only: use cached runs, train nothing
 
 
@@ -68,9 +70,11 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def teacher_scores(target: str, kind: str, pack: ReferencePack, log) -> Scores:
+def teacher_scores(target: str, kind: str, pack: ReferencePack, log) -> Scores | None:
     cfg = TEACHERS[target][kind]
     d = ROOT / f"{target}-{kind}"
+    if REPORT_ONLY and not (d / "teacher.onnx").exists():
+        return None
     if not (d / "teacher" / "teacher.pt").exists():
         log(f"[{target}] training the {kind} teacher")
         train_teacher(data_dir() / "targets" / f"{target}.npz", cfg["arch"], d / "teacher", epochs=cfg["epochs"],
@@ -80,11 +84,14 @@ def teacher_scores(target: str, kind: str, pack: ReferencePack, log) -> Scores:
     try:
         return Scores.open(d / "scores", pack)
     except ValueError:
+        if REPORT_ONLY:
+            return None
         log(f"[{target}] scoring the pool with the {kind} teacher")
         return score_pack(d / "teacher.onnx", pack, d / "scores")
 
 
-def student_run(name: str, payload: Path, pack: ReferencePack, target: str, k: int, seed: int, expand: int = 0) -> dict:
+def student_run(name: str, payload: Path, pack: ReferencePack, target: str, k: int, seed: int, expand: int = 0,
+                budget: int = SAMPLE_BUDGET, student: dict = STUDENT) -> dict:
     from plada_edge.device.student import learn
 
     out = ROOT / "students" / name
@@ -93,11 +100,12 @@ def student_run(name: str, payload: Path, pack: ReferencePack, target: str, k: i
         return json.loads(cached.read_text())
     if REPORT_ONLY:
         return None
-    epochs = int(np.clip(round(SAMPLE_BUDGET / max(k, 1)), 2, 30))
-    m = learn(payload, pack, out, arch=STUDENT, epochs=epochs, seed=seed, target=data_dir() / "targets" / f"{target}.npz",
-              hflip=TEACHERS[target]["scratch"]["hflip"], expand=expand, progress=False)
+    epochs = int(np.clip(round(budget / max(k, 1)), 2, max(30, budget // 1000)))
+    m = learn(payload, pack, out, arch=student["arch"], model_size=student["model_size"], epochs=epochs, seed=seed,
+              target=data_dir() / "targets" / f"{target}.npz", hflip=TEACHERS[target]["scratch"]["hflip"], expand=expand,
+              progress=False)
     r = {"test_acc": m["test_acc"], "macro_acc": m["macro_acc"], "epochs": epochs, "trained_on": m["trained_on"],
-         "expansion": m.get("expansion"), "seconds": m["seconds"]}
+         "expansion": m.get("expansion"), "seconds": m["seconds"], "arch": student["arch"], "model_size": m["model_size"]}
     atomic.write_json(cached, r)
     return r
 
@@ -131,7 +139,8 @@ def oracle_payload(scores: Scores, target: str, k: int, seed: int) -> Path:
     return path
 
 
-def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, expand_only: bool = False) -> dict:
+def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, expand_only: bool = False,
+        sweep: bool = True) -> dict:
     pack = ReferencePack.open(data_dir() / "offline-mix")
     results = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", "targets": {}}
     t_start = time.perf_counter()
@@ -173,7 +182,7 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, exp
             res["own_data_acc"] = None
         elif not up.exists():
             log(f"[{target}] student on the target's own training data")
-            train_teacher(load_target(data_dir() / "targets" / f"{target}.npz"), STUDENT, up.parent,
+            train_teacher(load_target(data_dir() / "targets" / f"{target}.npz"), STUDENT["arch"], up.parent,
                           epochs=TEACHERS[target]["scratch"]["epochs"], hflip=TEACHERS[target]["scratch"]["hflip"])
         if up.exists():
             res["own_data_acc"] = json.loads(up.read_text())["test_acc"]
@@ -191,8 +200,26 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, exp
                 r = student_run(tag, Path(sel["payload"]), pack, target, sel["k"], 0, expand=10)
                 if r is not None and f"energy+SN(-0.2)@{keep}" in res["students"]:
                     res.setdefault("expand", {})[keep] = r
-        if pretrained:
-            pscores = teacher_scores(target, "lite0", pack, log)
+        if sweep and "1%" in keeps and "energy+SN(-0.2)@1%" in res["students"]:  # how long should a student train?
+            sel = res["selections"]["energy+SN(-0.2)@1%"]
+            for budget in EPOCH_SWEEP:
+                tag = f"{target}-energy+SN(-0.2)-1%-s0-budget{budget}"
+                log(f"student {tag}")
+                r = student_run(tag, Path(sel["payload"]), pack, target, sel["k"], 0, budget=budget)
+                if r is not None:
+                    res.setdefault("epoch_sweep", {})[budget] = r
+        if pretrained and "1%" in keeps:  # an ImageNet-initialised student on the same payloads
+            k = res["selections"]["energy@1%"]["k"]
+            for name in ("energy+SN(-0.2)", "oracle"):
+                tag = f"{target}-{name}-1%-s0-lite0student"
+                log(f"student {tag}")
+                payload = (oracle_payload(scores[target], target, k, 0) if name == "oracle"
+                           else Path(res["selections"][f"{name}@1%"]["payload"]))
+                r = student_run(tag, payload, pack, target, k, 0, student=PRETRAINED_STUDENT)
+                if r is not None:
+                    res.setdefault("pretrained_student", {})[name] = r
+        pscores = teacher_scores(target, "lite0", pack, log) if pretrained else None
+        if pscores is not None:
             res["pretrained_teacher_acc"] = pscores.meta["teacher_test_acc"]
             rec = selection_record(pscores, pack, "energy+SN(-0.2)", "1%", STRATEGIES["energy+SN(-0.2)"], target)
             tag = f"{target}-lite0-energy+SN(-0.2)-1%-s0"
@@ -264,11 +291,26 @@ def write_docs(results: dict, keeps, command: str) -> None:
             lines.append(f"| resnet18 scratch | {res['teacher_acc']:.4f} | {res['students']['energy+SN(-0.2)@1%'][0]['test_acc']:.3f} | {s['in_domain'] / s['k']:.3f} |")
             p = res["pretrained"]["1%"]
             lines.append(f"| efficientnet_lite0 ImageNet | {res['pretrained_teacher_acc']:.4f} | {p['student']['test_acc']:.3f} | {p['selection']['in_domain'] / p['selection']['k']:.3f} |")
+        if res.get("epoch_sweep"):
+            rows = {SAMPLE_BUDGET: res["students"]["energy+SN(-0.2)@1%"][0], **res["epoch_sweep"]}
+            lines += ["", "#### How long to train (energy+SN(-0.2) @ 1 %, seed 0)", "",
+                      "| sample-steps | epochs | student acc | seconds |", "|---:|---:|---:|---:|"]
+            for b, r in sorted(rows.items(), key=lambda kv: int(kv[0])):
+                lines.append(f"| {int(b):,} | {r['epochs']} | {r['test_acc']:.3f} | {r['seconds']:.0f} |")
+        if res.get("pretrained_student"):
+            lines += ["", "#### Student from scratch vs ImageNet-initialised student, same 1 % payloads (seed 0)", "",
+                      f"resnet18 from scratch at the teacher's 32 px view vs efficientnet_lite0 from the pip package's ImageNet "
+                      f"weights at {PRETRAINED_STUDENT['model_size']} px (`learn --arch efficientnet_lite0 --model-size "
+                      f"{PRETRAINED_STUDENT['model_size']}`); same sample-step budget.", "",
+                      "| payload | resnet18 scratch | efficientnet_lite0 ImageNet | its seconds |", "|---|---:|---:|---:|"]
+            for name, r in res["pretrained_student"].items():
+                base = res["oracle"]["1%"][0] if name == "oracle" else res["students"][f"{name}@1%"][0]
+                lines.append(f"| {name} | {base['test_acc']:.3f} | {r['test_acc']:.3f} | {r['seconds']:.0f} |")
         if target in figs:
             lines += ["", f"![accuracy vs payload bytes]({figs[target]})", "",
                       f"![pool energy by source]({figs[f'{target}-energy']})"]
         lines.append("")
-    lines += goals(results)
+    lines += goals(results) + [""] + defaults(results)
     path = DOCS / "results.md"
     if not path.exists():
         atomic.write_bytes(path, b"# Results: PLADA on offline data\n\nEach section names the command that wrote it.\n")
@@ -286,6 +328,11 @@ def goals(results: dict) -> list[str]:
         best1 = max((np.mean([r["test_acc"] for r in st[k]]), k) for k in st if k.endswith("@1%"))
         out.append(f"- **{target}, student ≥ {want:.0%} of the teacher at ≤ 1 % keep**: best at 1 % is {best1[1]} with "
                    f"{best1[0]:.3f} = {best1[0] / res['teacher_acc']:.1%} of the teacher: **{'holds' if best1[0] >= want * res['teacher_acc'] else 'does not hold'}**.")
+        ps = res.get("pretrained_student", {}).get("energy+SN(-0.2)")
+        if ps is not None:
+            out.append(f"- {target}, the same with an ImageNet-initialised student (efficientnet_lite0, energy+SN(-0.2) @ 1 %, "
+                       f"seed 0): {ps['test_acc']:.3f} = {ps['test_acc'] / res['teacher_acc']:.1%} of the teacher: "
+                       f"**{'holds' if ps['test_acc'] >= want * res['teacher_acc'] else 'does not hold'}**.")
         if "random@1%" in st:
             rnd = np.mean([r["test_acc"] for r in st["random@1%"]])
             out.append(f"- {target}, best selection beats random by ≥ 10 points at 1 %: {best1[0]:.3f} vs {rnd:.3f}: "
@@ -300,6 +347,53 @@ def goals(results: dict) -> list[str]:
             b = np.mean([r["macro_acc"] for r in st["energy@0.5%"]])
             out.append(f"- {target}, Safety-Net no worse than vanilla on macro accuracy at 0.5 %: {a:.3f} vs {b:.3f}: "
                        f"**{'holds' if a >= b else 'does not hold'}**.")
+    return out
+
+
+def _mean(runs: list[dict], key: str = "test_acc") -> float:
+    return float(np.mean([r[key] for r in runs]))
+
+
+def defaults(results: dict) -> list[str]:
+    """The code's defaults beside what the runs measured, so a reader can see whether they agree."""
+    from inspect import signature
+
+    from plada_edge.device.student import learn
+    from plada_edge.server.selection import select as select_fn
+
+    d = signature(select_fn).parameters
+    default = ("energy+SN(%g)" % d["alpha"].default) if d["safety_net"].default else d["strategy"].default
+    out = ["### Defaults, and why", "",
+           f"The code's defaults (read from it when this page was written): `select`, `pack` and `serve` use strategy "
+           f"`{d['strategy'].default}` with the Safety-Net {'on' if d['safety_net'].default else 'off'} (alpha "
+           f"{d['alpha'].default}, share {d['share'].default}); `learn` trains {signature(learn).parameters['epochs'].default} "
+           "epochs. Mean student accuracy per selection, best first:", ""]
+    best_at = {}
+    for keep in ("0.5%", "1%"):
+        for target, res in results["targets"].items():
+            ranked = sorted(((_mean(res["students"][f"{n}@{keep}"]), n) for n in STRATEGIES if f"{n}@{keep}" in res["students"]),
+                            reverse=True)
+            if ranked:
+                best_at[target, keep] = ranked[0][1]
+                out.append(f"- {target} @ {keep}: " + " > ".join(f"{n} {a:.3f}" for a, n in ranked))
+    if best_at:
+        agree = [tk for tk, n in best_at.items() if n == default]
+        out += ["", f"- **Strategy**: the default `{default}` is the best selection in {len(agree)} of {len(best_at)} "
+                    "(target, keep ≤ 1 %) cells" + ("." if len(agree) == len(best_at) else
+                    "; elsewhere: " + ", ".join(f"{t} @ {k}: {n}" for (t, k), n in best_at.items() if n != default) + ".")
+                + " Plain energy is never the default: it drops whole classes at small keeps (the histograms above)."]
+    cells = [(t, k) for t, res in results["targets"].items() for k in KEEPS
+             if f"energy+SN(-0.2)@{k}" in res["students"] and f"energy+SN(0.5)@{k}" in res["students"]]
+    if cells:
+        wins = [c for c in cells if _mean(results["targets"][c[0]]["students"][f"energy+SN(-0.2)@{c[1]}"])
+                >= _mean(results["targets"][c[0]]["students"][f"energy+SN(0.5)@{c[1]}"])]
+        out.append(f"- **Safety-Net alpha**: -0.2 (more quota to rare classes) matches or beats 0.5 in {len(wins)} of "
+                   f"{len(cells)} (target, keep) cells. The share (0.5, the paper's) was not swept.")
+    for target, res in results["targets"].items():
+        if res.get("epoch_sweep"):
+            rows = {SAMPLE_BUDGET: res["students"]["energy+SN(-0.2)@1%"][0], **res["epoch_sweep"]}
+            out.append(f"- **Epochs**, {target} @ 1 %: " + ", ".join(
+                f"{r['epochs']} epochs {r['test_acc']:.3f}" for _, r in sorted(rows.items(), key=lambda kv: int(kv[0]))))
     return out
 
 
@@ -371,7 +465,7 @@ def main() -> None:
     keeps = ["1%", "5%"] if args.quick else KEEPS
     seeds = {"1%": 1, "5%": 1} if args.quick else {"0.5%": 1, "1%": 3, "5%": 3, "10%": 1}
     results = run(args.targets.split(","), keeps, seeds, args.pretrained, args.expand or args.expand_only,
-                  expand_only=args.expand_only)
+                  expand_only=args.expand_only, sweep=not (args.quick or args.expand_only))
     atomic.write_json(ROOT / "results.json", results)
     if args.update_docs:
         flags = " ".join(f for f, on in (("--quick", args.quick), ("--pretrained", args.pretrained), ("--expand", args.expand),
