@@ -11,11 +11,25 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import platform
 import re
 import tempfile
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def machine() -> str:
+    """'x86_64, AMD EPYC ..., 2 CPUs': what a reader needs to compare timings."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}, {model}, {os.cpu_count()} CPUs"
 
 
 def replace_section(name: str, body: str, command: str, doc: str = "benchmarks.md") -> Path:

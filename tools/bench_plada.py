@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import DOCS, replace_section  # noqa: E402
+from _docs import DOCS, machine, replace_section  # noqa: E402
 
 from plada_edge.core import atomic  # noqa: E402
 from plada_edge.core.codecs import list_codecs  # noqa: E402
@@ -142,7 +141,7 @@ def oracle_payload(scores: Scores, target: str, k: int, seed: int) -> Path:
 def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, expand_only: bool = False,
         sweep: bool = True) -> dict:
     pack = ReferencePack.open(data_dir() / "offline-mix")
-    results = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", "targets": {}}
+    results = {"machine": machine(), "targets": {}}
     t_start = time.perf_counter()
     scores = {}
     for target in targets:  # phase 1: teachers, scores and every selection (cheap)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import replace_section  # noqa: E402
+from _docs import machine, replace_section  # noqa: E402
 
 from plada_edge.data.offline import DEFAULT_TOTAL, build_offline_data  # noqa: E402
 
@@ -34,7 +33,7 @@ def main() -> None:
     if args.update_docs and report["seconds"] is not None:
         rows = "\n".join(f"| {name} | {count:,} |" for name, count in report["sources"].items())
         body = (
-            f"Machine: {platform.machine()}, 2 CPUs. Build time **{report['seconds']:.0f} s** (targets + rendering + decoding + pack).\n\n"
+            f"Machine: {machine()}. Build time **{report['seconds']:.0f} s** (targets + rendering + decoding + pack).\n\n"
             f"- N = **{report['n']:,}** images of 32x32x3, `images.npy` = {report['bytes'] / 2**20:,.1f} MiB\n"
             f"- inputs skipped (unreadable or too large): {report['skipped']}\n"
             f"- fingerprint `{report['fingerprint']}`\n\n| source (index order) | images |\n|---|---:|\n{rows}"
