@@ -240,7 +240,8 @@ def score(
 
 def _print_selection(report: dict) -> None:
     typer.echo(f"{report['strategy']}: kept {report['k']:,} of {report['pack_n']:,} ({report['keep']:.2%})"
-               + (f", Safety-Net alpha={report['safety_net']['alpha']} share={report['safety_net']['share']}" if report["safety_net"] else ""))
+               + (f", Safety-Net alpha={report['safety_net']['alpha']} share={report['safety_net']['share']}" if report["safety_net"] else "")
+               + (f", spread {report['spread']:g}" if report.get("spread", 1) != 1 else ""))
     total = max(1, report["k"])
     for name, c in report["label_histogram"].items():
         typer.echo(f"  {name:<20} {c:>8,}  {'#' * int(40 * c / total)}")
@@ -248,6 +249,10 @@ def _print_selection(report: dict) -> None:
         typer.echo(f"  from {name:<15} {c:>8,}")
     for w in report["warnings"]:
         typer.echo(f"warning: {w}", err=True)
+
+
+SPREAD_HELP = ("Diversity: each quota takes its m images at random from its spread·m best, not the m best "
+               "(1 = strict best-first).")
 
 
 @app.command("select")
@@ -261,7 +266,8 @@ def select_cmd(
                                     help="Reserve part of the budget for per-class quotas (default: on; plain energy can collapse)."),
     alpha: float = typer.Option(-0.2, help="Safety-Net exponent: K_c ∝ N_c^alpha."),
     share: float = typer.Option(0.5, help="Safety-Net share of the budget reserved for quotas."),
-    seed: int = typer.Option(0, help="Seed for --strategy random."),
+    seed: int = typer.Option(0, help="Seed for --strategy random and --spread."),
+    spread: float = typer.Option(1.0, help=SPREAD_HELP),
     reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="Pack, to check the fingerprint and report sources."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write indices and labels to this .npz."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -274,7 +280,8 @@ def select_cmd(
 
     pack = ReferencePack.open(reference) if reference else None
     sc = Scores.open(scores, pack)
-    sel = select(sc, strategy=strategy, keep=keep, count=count, safety_net=safety_net, alpha=alpha, share=share, seed=seed)
+    sel = select(sc, strategy=strategy, keep=keep, count=count, safety_net=safety_net, alpha=alpha, share=share, seed=seed,
+                 spread=spread)
     if out:
         import io
 
@@ -301,7 +308,8 @@ def pack_cmd(
                                     help="Per-class quotas K_c ∝ N_c^alpha (default: on; plain energy can collapse)."),
     alpha: float = typer.Option(-0.2, help="Safety-Net exponent."),
     share: float = typer.Option(0.5, help="Safety-Net share of the budget."),
-    seed: int = typer.Option(0, help="Seed for --strategy random and auto."),
+    seed: int = typer.Option(0, help="Seed for --strategy random, auto and --spread."),
+    spread: float = typer.Option(1.0, help=SPREAD_HELP),
     codec: str = typer.Option("auto", help="model | paper-idx | paper-bmp | varint | auto (smallest)."),
     task: Optional[str] = typer.Option(None, help="Task name in the header (default: the target's)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target data, for --strategy auto."),
@@ -319,7 +327,7 @@ def pack_cmd(
     pack = ReferencePack.open(reference) if reference else None
     payload, sel, data = make_payload(Scores.open(scores, pack), out, strategy=strategy, keep=keep, count=count,
                                       budget=budget, safety_net=safety_net, alpha=alpha, share=share, seed=seed,
-                                      codec=codec, task=task, target=load_target(target) if target else None, pack=pack)
+                                      spread=spread, codec=codec, task=task, target=load_target(target) if target else None, pack=pack)
     report = dict(sel.report(pack), bytes=len(data), codec=payload.header["codec"], out=str(out))
     if getattr(sel, "auto", None):
         report["auto"] = sel.auto

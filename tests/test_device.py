@@ -210,3 +210,22 @@ def test_safety_net_is_the_default_everywhere(task, tmp_path):
         p = read_payload(tmp_path / "d.plada")
         assert bool(p.header["selection"]["safety_net"]) is on
         np.testing.assert_array_equal(p.indices, (default if on else plain).indices)
+
+
+def test_cli_spread_reaches_the_header(task, tmp_path):
+    from typer.testing import CliRunner
+
+    from plada_edge.cli import app
+    from plada_edge.core.payload import read_payload
+    from plada_edge.server.scoring import Scores
+    from plada_edge.server.selection import select
+
+    out = CliRunner().invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "30", "--spread", "3", "--seed", "2",
+                                   "--out", str(tmp_path / "s.plada")])
+    assert out.exit_code == 0, out.output
+    p = read_payload(tmp_path / "s.plada")
+    assert p.header["selection"]["spread"] == 3
+    np.testing.assert_array_equal(p.indices, select(Scores.open(task["dir"] / "scores"), count=30, spread=3, seed=2).indices)
+    bad = CliRunner().invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "30", "--spread", "0.5",
+                                   "--out", str(tmp_path / "b.plada")])
+    assert bad.exit_code != 0 and "spread" in bad.output and not (tmp_path / "b.plada").exists()

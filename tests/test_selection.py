@@ -114,3 +114,66 @@ def test_class_topk_with_many_classes_uses_the_sorting_path_and_agrees():
     want = twins.class_topk(s, lab, quotas)
     for name, (_, class_topk) in IMPLS.items():
         np.testing.assert_array_equal(class_topk(s, lab, quotas, None, False, 0), want, err_msg=name)
+
+
+def _fake_scores(n=5000, c=5, seed=0):
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    label = rng.choice(c, n, p=[0.5, 0.3, 0.1, 0.07, 0.03]).astype(np.uint8)
+    energy = (rng.standard_normal(n) + label).astype(np.float32)  # rarer classes sit at higher energy
+    flags = (rng.random(n) < 0.02).astype(np.uint8)
+    return SimpleNamespace(energy=energy, entropy=energy, label=label, flags=flags, n=n, num_classes=c,
+                           class_names=[str(i) for i in range(c)], meta={"pack_fingerprint": "f" * 64})
+
+
+@pytest.mark.parametrize("safety_net", [True, False])
+def test_spread_one_is_the_strict_order(safety_net):
+    from plada_edge.server.selection import select
+
+    sc = _fake_scores()
+    strict = select(sc, count=300, safety_net=safety_net)
+    np.testing.assert_array_equal(select(sc, count=300, safety_net=safety_net, spread=1.0).indices, strict.indices)
+    if not safety_net:
+        ok = np.flatnonzero(sc.flags == 0)
+        np.testing.assert_array_equal(strict.indices, np.sort(ok[np.argsort(sc.energy[ok], kind="stable")[:300]]))
+
+
+def test_spread_draws_each_quota_from_its_band():
+    from plada_edge.server.selection import safety_net_quotas, select
+
+    sc = _fake_scores()
+    k, spread = 300, 4.0
+    sel = select(sc, count=k, spread=spread, seed=3)
+    strict = select(sc, count=k)
+    assert sel.k == k and sel.spread == spread and len(np.unique(sel.indices)) == k
+    assert not sc.flags[sel.indices].any()
+    e, lab, ok = sc.energy, sc.label, sc.flags == 0
+    quotas = safety_net_quotas(np.bincount(lab[ok], minlength=5), k, -0.2, 0.5)
+    taken = np.zeros(sc.n, bool)
+    for c in range(5):  # the quota part: q_c picks, all within the class's ceil(spread*q_c) lowest energies
+        members = np.flatnonzero(ok & (lab == c))
+        band = set(members[np.argsort(e[members], kind="stable")[: int(np.ceil(spread * quotas[c]))]].tolist())
+        mine = [i for i in sel.indices if lab[i] == c and i in band]
+        assert len(mine) >= quotas[c]
+    for c in range(5):
+        members = np.flatnonzero(ok & (lab == c))
+        taken[members[np.argsort(e[members], kind="stable")[: int(np.ceil(spread * quotas[c]))]]] = True
+    # nothing comes from beyond the union of the class bands and the remainder's band
+    rest_k = k - int(quotas.sum())
+    others = np.flatnonzero(ok & ~taken)
+    rest_band = set(others[np.argsort(e[others], kind="stable")[: int(np.ceil(spread * rest_k))]].tolist())
+    assert all(taken[i] or i in rest_band for i in sel.indices)
+    # more diverse than strict: it reaches past the strict picks, and the seed decides how
+    assert set(sel.indices) != set(strict.indices)
+    assert not np.array_equal(select(sc, count=k, spread=spread, seed=4).indices, sel.indices)
+    np.testing.assert_array_equal(select(sc, count=k, spread=spread, seed=3).indices, sel.indices)
+    np.testing.assert_array_equal(sel.histogram[quotas > 0] >= quotas[quotas > 0], True)
+
+
+@pytest.mark.parametrize("bad", [0.5, 0.0, -1.0, float("nan"), float("inf")])
+def test_spread_must_be_at_least_one(bad):
+    from plada_edge.server.selection import select
+
+    with pytest.raises(ValueError, match="spread"):
+        select(_fake_scores(), count=10, spread=bad)

@@ -34,7 +34,7 @@ def holdout_split(target: Target, share: float = 0.3, seed: int = 0) -> tuple[np
 
 def choose_strategy(scores: Scores, pack: ReferencePack, target: Target, keep=None, count=None, safety_net: bool = True,
                     alpha: float = -0.2, share: float = 0.5, proxy_arch: str = "tiny_cnn", proxy_steps: int = 6000,
-                    seed: int = 0) -> tuple[str, dict]:
+                    seed: int = 0, spread: float = 1.0) -> tuple[str, dict]:
     """(the better direction, a report with each candidate's held-out accuracy)."""
     import torch
 
@@ -45,7 +45,8 @@ def choose_strategy(scores: Scores, pack: ReferencePack, target: Target, keep=No
     eval_view = torch_view(spec, input_size=target.native_size)
     report = {"held_out": int(len(held)), "proxy": proxy_arch, "candidates": {}}
     for name in CANDIDATES:
-        sel = select(scores, strategy=name, keep=keep, count=count, safety_net=safety_net, alpha=alpha, share=share)
+        sel = select(scores, strategy=name, keep=keep, count=count, safety_net=safety_net, alpha=alpha, share=share,
+                     seed=seed, spread=spread)
         if sel.k == 0:
             report["candidates"][name] = {"k": 0, "held_out_acc": 0.0}
             continue

@@ -39,7 +39,7 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> d
         "image_size": meta.get("image_size"),
         "view": meta["view"],
         "selection": {"strategy": sel.strategy, "keep": sel.k / scores.n if scores.n else 0.0, "budget": sel.budget,
-                      "safety_net": sel.safety_net},
+                      "safety_net": sel.safety_net, "spread": sel.spread},
         "teacher": {"arch": meta.get("arch"), "test_acc": meta.get("teacher_test_acc"), "sha256": meta["teacher_sha256"]},
         # the class names are already above: keep only what the device needs to evaluate
         "target": {k: v for k, v in meta.get("target", {}).items() if k in ("name", "native_size", "channels")},
@@ -49,7 +49,7 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> d
 def make_payload(scores: Scores, out: str | os.PathLike | None = None, strategy: str = "energy",
                  keep: str | float | None = None, count: int | None = None, budget: str | int | None = None,
                  safety_net: bool = True, alpha: float = -0.2, share: float = 0.5, seed: int = 0,
-                 codec: str = "auto", task: str | None = None, target=None, pack=None) -> tuple[Payload, Selection, bytes]:
+                 spread: float = 1.0, codec: str = "auto", task: str | None = None, target=None, pack=None) -> tuple[Payload, Selection, bytes]:
     """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits.
 
     ``strategy="auto"`` picks energy or opposite with proxy students on held-out target data
@@ -62,8 +62,8 @@ def make_payload(scores: Scores, out: str | os.PathLike | None = None, strategy:
         from .auto import choose_strategy
 
         strategy, auto_report = choose_strategy(scores, pack, target, keep=keep, count=count if budget is None else None,
-                                                safety_net=safety_net, alpha=alpha, share=share, seed=seed)
-    opts = dict(strategy=strategy, safety_net=safety_net, alpha=alpha, share=share, seed=seed)
+                                                safety_net=safety_net, alpha=alpha, share=share, seed=seed, spread=spread)
+    opts = dict(strategy=strategy, safety_net=safety_net, alpha=alpha, share=share, seed=seed, spread=spread)
     if budget is not None:
         if keep is not None or count is not None:
             raise ValueError("give either a byte budget or keep/count, not both")

@@ -13,6 +13,11 @@ under the strategy; the rest of the budget is then filled globally from the imag
 taken. alpha = 0 with share = 1 is equal per-class quotas. Quotas are rounded by largest
 remainder (ties to the lower class), so they sum to round(share * K) before capping.
 
+Spread (ours, not the paper's): the lowest energies are the most prototypical images, so a strict
+top-k is pure but repetitive. With ``spread`` s > 1, each quota (and the global remainder) draws
+its m images at random, seeded, from that part's s·m best candidates instead of taking the m best:
+purity traded for diversity. s = 1 is the strict order above.
+
 Flagged rows (NaN, +inf, all -inf logits) are never selected. Every selection reports its label
 histogram and warns when classes vanish: with a weak teacher, vanilla lowest energy can collapse
 onto a few classes, and quotas fix it. Scores are never recomputed: selecting again with another
@@ -109,6 +114,7 @@ class Selection:
     pack_n: int
     pack_fingerprint: str
     safety_net: dict | None = None
+    spread: float = 1.0
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -119,7 +125,7 @@ class Selection:
         hist = self.histogram
         r = {
             "strategy": self.strategy, "k": self.k, "budget": self.budget, "pack_n": self.pack_n,
-            "keep": self.k / self.pack_n if self.pack_n else 0.0, "safety_net": self.safety_net,
+            "keep": self.k / self.pack_n if self.pack_n else 0.0, "safety_net": self.safety_net, "spread": self.spread,
             "label_histogram": {self.class_names[c]: int(hist[c]) for c in range(self.num_classes)},
             "classes_present": int((hist > 0).sum()), "warnings": self.warnings,
         }
@@ -139,8 +145,44 @@ def budget_size(n: int, keep: str | float | None, count: int | None) -> int:
     return int(round(parse_keep(keep) * n))
 
 
+class _Picker:
+    """Best-first picks under a key, or with spread > 1, seeded random picks from the spread·m best."""
+
+    def __init__(self, key, largest: bool, labels, spread: float, seed: int, threads: int):
+        self.key, self.largest, self.labels, self.spread, self.threads = key, largest, labels, spread, threads
+        self._seed, self._rand = seed, None
+
+    def _random_key(self):  # drawn once, only when needed: N float32s
+        if self._rand is None:
+            self._rand = np.random.default_rng([self._seed, 0x5EED]).random(len(self.key), dtype=np.float32)
+        return self._rand
+
+    def _band(self, m: int) -> int:
+        return int(np.ceil(self.spread * m))
+
+    def best(self, m: int, exclude: np.ndarray) -> np.ndarray:
+        if self.spread == 1 or m == 0:
+            return native.topk(self.key, m, exclude, self.largest, self.threads)
+        band = native.topk(self.key, self._band(m), exclude, self.largest, self.threads)
+        return native.topk(self._random_key(), m, _only(band, len(exclude)), False, self.threads)
+
+    def per_class(self, quotas: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+        if self.spread == 1 or not quotas.any():
+            return native.class_topk(self.key, self.labels, quotas, exclude, self.largest, self.threads)
+        bands = np.array([self._band(int(q)) for q in quotas], np.int64)
+        band = native.class_topk(self.key, self.labels, bands, exclude, self.largest, self.threads)
+        return native.class_topk(self._random_key(), self.labels, quotas, _only(band, len(exclude)), False, self.threads)
+
+
+def _only(indices: np.ndarray, n: int) -> np.ndarray:
+    """An exclude mask that leaves only ``indices`` selectable."""
+    mask = np.ones(n, np.uint8)
+    mask[indices] = 0
+    return mask
+
+
 def select(scores: Scores, strategy: str = "energy", keep: str | float | None = None, count: int | None = None,
-           safety_net: bool = True, alpha: float = -0.2, share: float = 0.5, seed: int = 0,
+           safety_net: bool = True, alpha: float = -0.2, share: float = 0.5, seed: int = 0, spread: float = 1.0,
            threads: int = 0) -> Selection:
     """Choose images by ``strategy`` within a budget of ``keep`` (fraction) or ``count`` images.
 
@@ -149,6 +191,8 @@ def select(scores: Scores, strategy: str = "energy", keep: str | float | None = 
     """
     if strategy not in _STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(list_strategies())}")
+    if not (np.isfinite(spread) and spread >= 1):
+        raise ValueError(f"spread must be a number ≥ 1 (1 = strict best-first), got {spread!r}")
     key, largest = _STRATEGIES[strategy](scores, seed)
     key = np.ascontiguousarray(key, np.float32)
     labels = np.asarray(scores.label)
@@ -158,19 +202,20 @@ def select(scores: Scores, strategy: str = "energy", keep: str | float | None = 
     budget = budget_size(scores.n, keep, count)
     k = min(budget, valid)
     net = None
+    pick = _Picker(key, largest, labels, spread, seed, threads)
     if safety_net:
         counts = np.bincount(labels[exclude == 0].astype(np.int64), minlength=scores.num_classes)
         quotas = safety_net_quotas(counts, k, alpha, share)
-        picked = native.class_topk(key, labels, quotas, exclude, largest, threads)
+        picked = pick.per_class(quotas, exclude)
         exclude[picked] = 1
-        rest = native.topk(key, k - len(picked), exclude, largest, threads)
+        rest = pick.best(k - len(picked), exclude)
         chosen = np.concatenate([picked, rest])
         net = {"alpha": alpha, "share": share, "quota_total": int(quotas.sum()), "quota_filled": int(len(picked))}
     else:
-        chosen = native.topk(key, k, exclude, largest, threads)
+        chosen = pick.best(k, exclude)
     indices = np.sort(chosen)
     sel = Selection(indices, labels[indices], scores.num_classes, scores.class_names, strategy, int(len(indices)),
-                    budget, scores.n, scores.meta["pack_fingerprint"], net)
+                    budget, scores.n, scores.meta["pack_fingerprint"], net, spread=float(spread))
     hist = sel.histogram
     if budget > valid:
         sel.warnings.append(f"budget {budget:,} exceeds the {valid:,} selectable images; kept all of them")

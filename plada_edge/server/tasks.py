@@ -16,6 +16,7 @@ A task file (TOML) names a cache directory, a default reference pack and one tab
     safety_net = true
     alpha = -0.2
     share = 0.5
+    spread = 1.0                   # >1: random picks among the spread·m best (diversity)
     codec = "auto"
 
 Every stage is keyed by a SHA-256 of exactly what it depends on, so a rebuild redoes only what
@@ -41,10 +42,10 @@ from ..core.targets import data_dir
 
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TEACHER_KEYS = ("arch", "epochs", "size", "weights", "batch_size", "lr", "seed", "hflip")
-SELECT_KEYS = ("strategy", "keep", "count", "budget", "safety_net", "alpha", "share", "seed", "codec")
+SELECT_KEYS = ("strategy", "keep", "count", "budget", "safety_net", "alpha", "share", "seed", "spread", "codec")
 DEFAULTS = {"arch": "resnet18", "epochs": 10, "size": 32, "weights": None, "batch_size": 128, "lr": 1e-3, "seed": 0,
             "hflip": False, "strategy": "energy", "keep": None, "count": None, "budget": None, "safety_net": True,
-            "alpha": -0.2, "share": 0.5, "codec": "auto"}
+            "alpha": -0.2, "share": 0.5, "spread": 1.0, "codec": "auto"}
 PUBLISHED = "tasks.json"
 
 
@@ -159,7 +160,7 @@ def build_tasks(task_file: str | os.PathLike, only: list[str] | None = None, pro
         else:
             payload, _, _ = make_payload(scores, ppath, strategy=t["strategy"], keep=t["keep"], count=t["count"],
                                          budget=t["budget"], safety_net=t["safety_net"], alpha=t["alpha"],
-                                         share=t["share"], seed=t["seed"], codec=t["codec"], task=t.get("task", name))
+                                         share=t["share"], seed=t["seed"], spread=t["spread"], codec=t["codec"], task=t.get("task", name))
             steps["payload"] = "built"
         published[name] = {"payload": str(ppath.relative_to(cache)), "sha256": payload.sha256, "bytes": payload.total_bytes,
                            "k": payload.k, "n": payload.n, "classes": payload.num_classes, "codec": payload.header["codec"],
