@@ -56,7 +56,9 @@ STRATEGIES = {
     "random": dict(strategy="random", safety_net=False),
     "energy+SN(-0.2)": dict(strategy="energy", safety_net=True, alpha=-0.2, share=0.5),
     "energy+SN(0.5)": dict(strategy="energy", safety_net=True, alpha=0.5, share=0.5),
+    "energy+SN(-0.2)+spread8": dict(strategy="energy", safety_net=True, alpha=-0.2, share=0.5, spread=8.0),
 }
+SPREAD_SWEEP = (2, 4, 8, 16)  # energy+SN(-0.2) at 1 %, seed 0, beside spread 1 (the strict order)
 KEEPS = ["0.5%", "1%", "5%", "10%"]
 STUDENT = {"arch": "resnet18", "model_size": None}  # None: the teacher's view (32 px)
 PRETRAINED_STUDENT = {"arch": "efficientnet_lite0", "model_size": 64}  # ImageNet init from the pip package
@@ -207,6 +209,18 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, exp
                 r = student_run(tag, Path(sel["payload"]), pack, target, sel["k"], 0, budget=budget)
                 if r is not None:
                     res.setdefault("epoch_sweep", {})[budget] = r
+        if sweep and "1%" in keeps and "energy+SN(-0.2)@1%" in res["students"]:  # how much diversity?
+            for s in SPREAD_SWEEP:
+                name = f"energy+SN(-0.2)+spread{s}"
+                opts = dict(STRATEGIES["energy+SN(-0.2)"], spread=float(s))
+                rec = res["selections"].get(f"{name}@1%") or selection_record(scores[target], pack, name, "1%", opts, target)
+                tag = f"{target}-{name}-1%-s0"
+                log(f"student {tag}")
+                r = student_run(tag, Path(rec["payload"]), pack, target, rec["k"], 0)
+                if r is not None:
+                    res.setdefault("spread_sweep", {})[s] = {"student": r, "pseudo_label_acc": rec["pseudo_label_acc"],
+                                                             "in_domain": rec["in_domain"], "k": rec["k"],
+                                                             "bytes": min(rec["bytes"].values())}
         if pretrained and "1%" in keeps:  # an ImageNet-initialised student on the same payloads
             k = res["selections"]["energy@1%"]["k"]
             for name in ("energy+SN(-0.2)", "oracle"):
@@ -296,6 +310,19 @@ def write_docs(results: dict, keeps, command: str) -> None:
                       "| sample-steps | epochs | student acc | seconds |", "|---:|---:|---:|---:|"]
             for b, r in sorted(rows.items(), key=lambda kv: int(kv[0])):
                 lines.append(f"| {int(b):,} | {r['epochs']} | {r['test_acc']:.3f} | {r['seconds']:.0f} |")
+        if res.get("spread_sweep"):
+            base = res["students"]["energy+SN(-0.2)@1%"][0]
+            s1 = res["selections"]["energy+SN(-0.2)@1%"]
+            rows = [(1, base, s1["pseudo_label_acc"], s1["in_domain"], s1["k"], min(s1["bytes"].values()))]
+            rows += [(s, v["student"], v["pseudo_label_acc"], v["in_domain"], v["k"], v["bytes"])
+                     for s, v in sorted(res["spread_sweep"].items(), key=lambda kv: int(kv[0]))]
+            lines += ["", "#### Purity or diversity: `--spread` (energy+SN(-0.2) @ 1 %, seed 0)", "",
+                      "Each quota takes its m images at random from its spread·m lowest energies (1 = the strict lowest).", "",
+                      "| spread | student acc | in-domain pool images | their pseudo-label accuracy | payload bytes |",
+                      "|---:|---:|---:|---:|---:|"]
+            for s, r, pla, ind, k, b in rows:
+                lines.append(f"| {s} | {r['test_acc']:.3f} | {ind:,} of {k:,} | "
+                             + (f"{pla:.3f}" if pla is not None else "–") + f" | {b:,} |")
         if res.get("pretrained_student"):
             lines += ["", "#### Student from scratch vs ImageNet-initialised student, same 1 % payloads (seed 0)", "",
                       f"resnet18 from scratch at the teacher's 32 px view vs efficientnet_lite0 from the pip package's ImageNet "
@@ -336,7 +363,7 @@ def goals(results: dict) -> list[str]:
             rnd = np.mean([r["test_acc"] for r in st["random@1%"]])
             out.append(f"- {target}, best selection beats random by ≥ 10 points at 1 %: {best1[0]:.3f} vs {rnd:.3f}: "
                        f"**{'holds' if best1[0] - rnd >= 0.10 else 'does not hold'}**.")
-        e = max([np.mean([r["test_acc"] for r in st[k]]) for k in ("energy@1%", "energy+SN(-0.2)@1%", "energy+SN(0.5)@1%") if k in st] or [float("nan")])
+        e = max([np.mean([r["test_acc"] for r in st[k]]) for k in st if k.startswith("energy") and k.endswith("@1%")] or [float("nan")])
         others = {k: np.mean([r["test_acc"] for r in st[k]]) for k in ("entropy@1%", "opposite@1%") if k in st}
         out.append(f"- {target}, energy-based selection (with quotas) beats entropy and opposite at 1 %: {e:.3f} vs "
                    + ", ".join(f"{k.split('@')[0]} {v:.3f}" for k, v in others.items())
@@ -389,6 +416,12 @@ def defaults(results: dict) -> list[str]:
         out.append(f"- **Safety-Net alpha**: -0.2 (more quota to rare classes) matches or beats 0.5 in {len(wins)} of "
                    f"{len(cells)} (target, keep) cells. The share (0.5, the paper's) was not swept.")
     for target, res in results["targets"].items():
+        if res.get("spread_sweep"):
+            rows = {1: res["students"]["energy+SN(-0.2)@1%"][0]["test_acc"],
+                    **{int(s): v["student"]["test_acc"] for s, v in res["spread_sweep"].items()}}
+            best = max(rows, key=rows.get)
+            out.append(f"- **Spread**, {target} @ 1 %: " + ", ".join(f"{s} → {a:.3f}" for s, a in sorted(rows.items()))
+                       + f" (best: {best}; the default is {d['spread'].default:g}).")
         if res.get("epoch_sweep"):
             rows = {SAMPLE_BUDGET: res["students"]["energy+SN(-0.2)@1%"][0], **res["epoch_sweep"]}
             out.append(f"- **Epochs**, {target} @ 1 %: " + ", ".join(
