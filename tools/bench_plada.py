@@ -140,6 +140,18 @@ def oracle_payload(scores: Scores, target: str, k: int, seed: int) -> Path:
     return path
 
 
+def code_defaults() -> tuple[dict, int]:
+    """select()'s default options and learn()'s default epochs, read from the code."""
+    from inspect import signature
+
+    from plada_edge.device.student import learn
+    from plada_edge.server.selection import select as select_fn
+
+    opts = {k: p.default for k, p in signature(select_fn).parameters.items()
+            if k in ("strategy", "safety_net", "alpha", "share", "spread")}
+    return opts, signature(learn).parameters["epochs"].default
+
+
 def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, expand_only: bool = False,
         sweep: bool = True) -> dict:
     pack = ReferencePack.open(data_dir() / "offline-mix")
@@ -186,7 +198,10 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, exp
             train_teacher(load_target(data_dir() / "targets" / f"{target}.npz"), STUDENT["arch"], up.parent,
                           epochs=TEACHERS[target]["scratch"]["epochs"], hflip=TEACHERS[target]["scratch"]["hflip"])
         if up.exists():
-            res["own_data_acc"] = json.loads(up.read_text())["test_acc"]
+            own = json.loads(up.read_text())
+            res["own_data_acc"], res["own_data_sha256"] = own["test_acc"], own["checkpoint_sha256"]
+            teacher = json.loads((ROOT / f"{target}-scratch" / "teacher" / "metrics.json").read_text())
+            res["teacher_sha256"] = teacher["checkpoint_sha256"]
         if expand:
             from plada_edge.device.index import build_index
 
@@ -221,6 +236,19 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, exp
                     res.setdefault("spread_sweep", {})[s] = {"student": r, "pseudo_label_acc": rec["pseudo_label_acc"],
                                                              "in_domain": rec["in_domain"], "k": rec["k"],
                                                              "bytes": min(rec["bytes"].values())}
+        if sweep and "1%" in keeps:  # what a user gets from the code's own defaults, end to end
+            opts, epochs = code_defaults()
+            name = "defaults-" + _key(opts, epochs)[:8]  # a new cache entry whenever the defaults change
+            rec = selection_record(scores[target], pack, name, "1%", opts, target)
+            runs = [(seed, 0) for seed in range(3)] + ([(0, 10)] if expand else [])
+            for seed, n_expand in runs:
+                tag = f"{target}-{name}-1%-s{seed}" + (f"-expand{n_expand}" if n_expand else "")
+                log(f"student {tag}")
+                r = student_run(tag, Path(rec["payload"]), pack, target, rec["k"], seed, expand=n_expand,
+                                budget=epochs * rec["k"])
+                if r is not None:
+                    d = res.setdefault("defaults", {"options": opts, "epochs": epochs, "selection": rec, "plain": [], "expand": []})
+                    d["expand" if n_expand else "plain"].append(r)
         if pretrained and "1%" in keeps:  # an ImageNet-initialised student on the same payloads
             k = res["selections"]["energy@1%"]["k"]
             for name in ("energy+SN(-0.2)", "oracle"):
@@ -258,6 +286,9 @@ def write_docs(results: dict, keeps, command: str) -> None:
     figs = plot(results, keeps)
     for target, res in results["targets"].items():
         own = f"**{res['own_data_acc']:.4f}**" if res.get("own_data_acc") is not None else "not run yet"
+        if res.get("own_data_sha256") and res["own_data_sha256"] == res.get("teacher_sha256"):
+            own += (" (the student's architecture is the teacher's, so this is the teacher's recipe run again; training "
+                    "is deterministic and the two checkpoints are byte-identical, SHA-256 " + res["teacher_sha256"][:12] + "…)")
         lines += [f"### {target}", "",
                   f"Teacher (resnet18 from scratch): **{res['teacher_acc']:.4f}**. Same student trained on the target's own "
                   f"training split: {own}.", "", "Seeds per cell: " + ", ".join(
@@ -310,6 +341,17 @@ def write_docs(results: dict, keeps, command: str) -> None:
                       "| sample-steps | epochs | student acc | seconds |", "|---:|---:|---:|---:|"]
             for b, r in sorted(rows.items(), key=lambda kv: int(kv[0])):
                 lines.append(f"| {int(b):,} | {r['epochs']} | {r['test_acc']:.3f} | {r['seconds']:.0f} |")
+        if res.get("defaults", {}).get("plain"):
+            d = res["defaults"]
+            lines += ["", "#### The code's defaults, end to end, at 1 %", "",
+                      "`pack --keep 1%` then `learn` with nothing else set: " + ", ".join(f"{k}={v}" for k, v in d["options"].items())
+                      + f", {d['epochs']} epochs.", "",
+                      "| | student acc | / teacher | payload bytes |", "|---|---:|---:|---:|",
+                      f"| {len(d['plain'])} seeds | {_ms(d['plain'])} | {_mean(d['plain']) / res['teacher_acc']:.1%} | "
+                      f"{min(d['selection']['bytes'].values()):,} |"]
+            if d["expand"]:
+                lines.append(f"| + `--expand 10` (seed 0) | {_ms(d['expand'])} | {_mean(d['expand']) / res['teacher_acc']:.1%} | "
+                             f"{min(d['selection']['bytes'].values()):,} |")
         if res.get("spread_sweep"):
             base = res["students"]["energy+SN(-0.2)@1%"][0]
             s1 = res["selections"]["energy+SN(-0.2)@1%"]
@@ -354,6 +396,12 @@ def goals(results: dict) -> list[str]:
         best1 = max((np.mean([r["test_acc"] for r in st[k]]), k) for k in st if k.endswith("@1%"))
         out.append(f"- **{target}, student ≥ {want:.0%} of the teacher at ≤ 1 % keep**: best at 1 % is {best1[1]} with "
                    f"{best1[0]:.3f} = {best1[0] / res['teacher_acc']:.1%} of the teacher: **{'holds' if best1[0] >= want * res['teacher_acc'] else 'does not hold'}**.")
+        for variant, runs in (("the code's defaults (30 epochs)", res.get("defaults", {}).get("plain")),
+                              ("the code's defaults + `--expand 10`", res.get("defaults", {}).get("expand"))):
+            if runs:
+                a = _mean(runs)
+                out.append(f"- {target}, the same with {variant}, {len(runs)} seed(s): {a:.3f} = {a / res['teacher_acc']:.1%} "
+                           f"of the teacher: **{'holds' if a >= want * res['teacher_acc'] else 'does not hold'}**.")
         ps = res.get("pretrained_student", {}).get("energy+SN(-0.2)")
         if ps is not None:
             out.append(f"- {target}, the same with an ImageNet-initialised student (efficientnet_lite0, energy+SN(-0.2) @ 1 %, "
