@@ -14,6 +14,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__
+from .core.defaults import SELECTION, STUDENT_EPOCHS
 
 app = typer.Typer(
     name="plada-edge",
@@ -261,13 +262,13 @@ def select_cmd(
     scores: Path = typer.Argument(..., help="Scores directory (plada-edge score)."),
     keep: Optional[str] = typer.Option(None, help="Budget as a share of the pack, e.g. 1% or 0.01."),
     count: Optional[int] = typer.Option(None, help="Budget as a number of images."),
-    strategy: str = typer.Option("energy", help="energy | opposite | entropy | random."),
-    safety_net: bool = typer.Option(True, "--safety-net/--no-safety-net",
-                                    help="Reserve part of the budget for per-class quotas (default: on; plain energy can collapse)."),
-    alpha: float = typer.Option(-0.2, help="Safety-Net exponent: K_c ∝ N_c^alpha."),
-    share: float = typer.Option(0.5, help="Safety-Net share of the budget reserved for quotas."),
+    strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random."),
+    safety_net: bool = typer.Option(SELECTION["safety_net"], "--safety-net/--no-safety-net",
+                                    help="Reserve part of the budget for per-class quotas (plain energy can collapse)."),
+    alpha: float = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c ∝ N_c^alpha."),
+    share: float = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas."),
     seed: int = typer.Option(0, help="Seed for --strategy random and --spread."),
-    spread: float = typer.Option(1.0, help=SPREAD_HELP),
+    spread: float = typer.Option(SELECTION["spread"], help=SPREAD_HELP),
     reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="Pack, to check the fingerprint and report sources."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write indices and labels to this .npz."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -302,14 +303,14 @@ def pack_cmd(
     budget: Optional[str] = typer.Option(None, help="Largest payload that fits this size, e.g. 100KB, 64KiB."),
     keep: Optional[str] = typer.Option(None, help="Budget as a share of the pack, e.g. 1%."),
     count: Optional[int] = typer.Option(None, help="Budget as a number of images."),
-    strategy: str = typer.Option("energy", help="energy | opposite | entropy | random | auto (picks energy or opposite "
+    strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random | auto (picks energy or opposite "
                                  "with proxy students on held-out target data; needs --target and --reference)."),
-    safety_net: bool = typer.Option(True, "--safety-net/--no-safety-net",
-                                    help="Per-class quotas K_c ∝ N_c^alpha (default: on; plain energy can collapse)."),
-    alpha: float = typer.Option(-0.2, help="Safety-Net exponent."),
-    share: float = typer.Option(0.5, help="Safety-Net share of the budget."),
+    safety_net: bool = typer.Option(SELECTION["safety_net"], "--safety-net/--no-safety-net",
+                                    help="Per-class quotas K_c ∝ N_c^alpha (plain energy can collapse)."),
+    alpha: float = typer.Option(SELECTION["alpha"], help="Safety-Net exponent."),
+    share: float = typer.Option(SELECTION["share"], help="Safety-Net share of the budget."),
     seed: int = typer.Option(0, help="Seed for --strategy random, auto and --spread."),
-    spread: float = typer.Option(1.0, help=SPREAD_HELP),
+    spread: float = typer.Option(SELECTION["spread"], help=SPREAD_HELP),
     codec: str = typer.Option("auto", help="model | paper-idx | paper-bmp | varint | auto (smallest)."),
     task: Optional[str] = typer.Option(None, help="Task name in the header (default: the target's)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target data, for --strategy auto."),
@@ -371,7 +372,7 @@ def learn(
     reference: Path = typer.Option(..., "--reference", "-r", help="This device's reference pack."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (student.pt, student.onnx, metrics.json)."),
     arch: str = typer.Option("resnet18", "--arch", "-a", help="Student architecture (plada-edge models)."),
-    epochs: int = typer.Option(30, help="Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K)."),
+    epochs: int = typer.Option(STUDENT_EPOCHS, help="Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K)."),
     batch_size: int = typer.Option(128, help="Batch size."),
     lr: float = typer.Option(1e-3, help="Peak AdamW learning rate (cosine schedule)."),
     weights: Optional[str] = typer.Option(None, help="Initial weights: a local .pt/.pth or a cached torchvision name."),
@@ -468,17 +469,19 @@ def demo(
     target: str = typer.Option("digits", help="digits (8x8 scans, native-resolution view) or fmnist."),
     workdir: Path = typer.Option(Path("runs/demo"), help="Where the demo's cache and student go."),
     keep: str = typer.Option("1%", help="Share of the pool to send."),
-    strategy: str = typer.Option("energy", help="energy | opposite | entropy | random."),
-    safety_net: bool = typer.Option(True, "--safety-net/--no-safety-net",
-                                    help="Per-class quotas (default: on; plain energy can collapse)."),
+    strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random."),
+    safety_net: bool = typer.Option(SELECTION["safety_net"], "--safety-net/--no-safety-net",
+                                    help="Per-class quotas (plain energy can collapse)."),
+    spread: float = typer.Option(SELECTION["spread"], help=SPREAD_HELP),
     student: str = typer.Option("resnet18", help="Student architecture."),
+    epochs: int = typer.Option(STUDENT_EPOCHS, help="Student training epochs."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run PLADA end to end on offline data: teacher → energy → payload → student, with a summary table."""
     from .demo import format_table, run_demo
 
-    r = run_demo(target=target, workdir=workdir, keep=keep, strategy=strategy, safety_net=safety_net, student=student,
-                 log=lambda m: typer.echo(m, err=True))
+    r = run_demo(target=target, workdir=workdir, keep=keep, strategy=strategy, safety_net=safety_net, spread=spread,
+                 student=student, epochs=epochs, log=lambda m: typer.echo(m, err=True))
     _print_json(r) if as_json else typer.echo("\n" + format_table(r))
 
 

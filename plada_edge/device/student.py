@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import atomic
+from ..core.defaults import STUDENT_EPOCHS
 from ..core.models import create_model
 from ..core.payload import Payload, read_payload
 from ..core.reference import ReferencePack
@@ -50,7 +51,7 @@ def _load_payload(payload) -> Payload:
 
 
 def learn(payload, reference: ReferencePack | str | os.PathLike, out: str | os.PathLike, arch: str = "resnet18",
-          epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, weights: str | None = None, seed: int = 0,
+          epochs: int = STUDENT_EPOCHS, batch_size: int = 128, lr: float = 1e-3, weights: str | None = None, seed: int = 0,
           hflip: bool = False, target: Target | str | None = None, expand: int = 0, expand_weight: float = 0.5,
           embedder: str | None = None, model_size: int | None = None, resume: bool = True,
           progress: bool | None = None, stop_after_epoch: int | None = None) -> dict:

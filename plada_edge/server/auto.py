@@ -14,6 +14,7 @@ import tempfile
 
 import numpy as np
 
+from ..core.defaults import SELECTION
 from ..core.reference import ReferencePack
 from ..core.targets import Target
 from ..core.train import TrainConfig, fit, predict
@@ -32,9 +33,10 @@ def holdout_split(target: Target, share: float = 0.3, seed: int = 0) -> tuple[np
     return np.sort(np.concatenate(held)), target.y_train[np.sort(np.concatenate(held))]
 
 
-def choose_strategy(scores: Scores, pack: ReferencePack, target: Target, keep=None, count=None, safety_net: bool = True,
-                    alpha: float = -0.2, share: float = 0.5, proxy_arch: str = "tiny_cnn", proxy_steps: int = 6000,
-                    seed: int = 0, spread: float = 1.0) -> tuple[str, dict]:
+def choose_strategy(scores: Scores, pack: ReferencePack, target: Target, keep=None, count=None,
+                    safety_net: bool = SELECTION["safety_net"], alpha: float = SELECTION["alpha"],
+                    share: float = SELECTION["share"], proxy_arch: str = "tiny_cnn", proxy_steps: int = 6000,
+                    seed: int = 0, spread: float = SELECTION["spread"]) -> tuple[str, dict]:
     """(the better direction, a report with each candidate's held-out accuracy)."""
     import torch
 

@@ -13,6 +13,7 @@ import re
 
 from ..core.payload import Payload, encode_payload, decode_payload
 from ..core import atomic
+from ..core.defaults import SELECTION
 from .scoring import Scores
 from .selection import Selection, select
 
@@ -46,10 +47,10 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> d
     }
 
 
-def make_payload(scores: Scores, out: str | os.PathLike | None = None, strategy: str = "energy",
+def make_payload(scores: Scores, out: str | os.PathLike | None = None, strategy: str = SELECTION["strategy"],
                  keep: str | float | None = None, count: int | None = None, budget: str | int | None = None,
-                 safety_net: bool = True, alpha: float = -0.2, share: float = 0.5, seed: int = 0,
-                 spread: float = 1.0, codec: str = "auto", task: str | None = None, target=None, pack=None) -> tuple[Payload, Selection, bytes]:
+                 safety_net: bool = SELECTION["safety_net"], alpha: float = SELECTION["alpha"],
+                 share: float = SELECTION["share"], seed: int = 0, spread: float = SELECTION["spread"], codec: str = "auto", task: str | None = None, target=None, pack=None) -> tuple[Payload, Selection, bytes]:
     """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits.
 
     ``strategy="auto"`` picks energy or opposite with proxy students on held-out target data

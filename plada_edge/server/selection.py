@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ..core import native
+from ..core.defaults import SELECTION
 from .scoring import Scores
 
 _STRATEGIES: dict[str, Callable] = {}
@@ -181,8 +182,9 @@ def _only(indices: np.ndarray, n: int) -> np.ndarray:
     return mask
 
 
-def select(scores: Scores, strategy: str = "energy", keep: str | float | None = None, count: int | None = None,
-           safety_net: bool = True, alpha: float = -0.2, share: float = 0.5, seed: int = 0, spread: float = 1.0,
+def select(scores: Scores, strategy: str = SELECTION["strategy"], keep: str | float | None = None,
+           count: int | None = None, safety_net: bool = SELECTION["safety_net"], alpha: float = SELECTION["alpha"],
+           share: float = SELECTION["share"], seed: int = 0, spread: float = SELECTION["spread"],
            threads: int = 0) -> Selection:
     """Choose images by ``strategy`` within a budget of ``keep`` (fraction) or ``count`` images.
 

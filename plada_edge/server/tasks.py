@@ -36,6 +36,7 @@ import tomllib
 from pathlib import Path
 
 from ..core import atomic
+from ..core.defaults import SELECTION
 from ..core.payload import read_payload
 from ..core.reference import ReferencePack
 from ..core.targets import data_dir
@@ -44,8 +45,7 @@ TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TEACHER_KEYS = ("arch", "epochs", "size", "weights", "batch_size", "lr", "seed", "hflip")
 SELECT_KEYS = ("strategy", "keep", "count", "budget", "safety_net", "alpha", "share", "seed", "spread", "codec")
 DEFAULTS = {"arch": "resnet18", "epochs": 10, "size": 32, "weights": None, "batch_size": 128, "lr": 1e-3, "seed": 0,
-            "hflip": False, "strategy": "energy", "keep": None, "count": None, "budget": None, "safety_net": True,
-            "alpha": -0.2, "share": 0.5, "spread": 1.0, "codec": "auto"}
+            "hflip": False, **SELECTION, "keep": None, "count": None, "budget": None, "codec": "auto"}
 PUBLISHED = "tasks.json"
 
 
