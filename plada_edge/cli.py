@@ -252,8 +252,8 @@ def _print_selection(report: dict) -> None:
         typer.echo(f"warning: {w}", err=True)
 
 
-SPREAD_HELP = ("Diversity: each quota takes its m images at random from its spread·m best, not the m best "
-               "(1 = strict best-first).")
+SPREAD_HELP = ("Diversity: each quota takes its m images at random from its spread·m best, not the m best. "
+               "1 = strict best-first; auto = 8 at small keeps, shrinking to 1 as the band nears 8% of the pool.")
 
 
 @app.command("select")
@@ -268,7 +268,7 @@ def select_cmd(
     alpha: float = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c ∝ N_c^alpha."),
     share: float = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas."),
     seed: int = typer.Option(0, help="Seed for --strategy random and --spread."),
-    spread: float = typer.Option(SELECTION["spread"], help=SPREAD_HELP),
+    spread: str = typer.Option(str(SELECTION["spread"]), help=SPREAD_HELP),
     reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="Pack, to check the fingerprint and report sources."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write indices and labels to this .npz."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -310,7 +310,7 @@ def pack_cmd(
     alpha: float = typer.Option(SELECTION["alpha"], help="Safety-Net exponent."),
     share: float = typer.Option(SELECTION["share"], help="Safety-Net share of the budget."),
     seed: int = typer.Option(0, help="Seed for --strategy random, auto and --spread."),
-    spread: float = typer.Option(SELECTION["spread"], help=SPREAD_HELP),
+    spread: str = typer.Option(str(SELECTION["spread"]), help=SPREAD_HELP),
     codec: str = typer.Option("auto", help="model | paper-idx | paper-bmp | varint | auto (smallest)."),
     task: Optional[str] = typer.Option(None, help="Task name in the header (default: the target's)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target data, for --strategy auto."),
@@ -472,7 +472,7 @@ def demo(
     strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random."),
     safety_net: bool = typer.Option(SELECTION["safety_net"], "--safety-net/--no-safety-net",
                                     help="Per-class quotas (plain energy can collapse)."),
-    spread: float = typer.Option(SELECTION["spread"], help=SPREAD_HELP),
+    spread: str = typer.Option(str(SELECTION["spread"]), help=SPREAD_HELP),
     student: str = typer.Option("resnet18", help="Student architecture."),
     epochs: int = typer.Option(STUDENT_EPOCHS, help="Student training epochs."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),

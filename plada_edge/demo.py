@@ -28,7 +28,7 @@ DEMO_DEFAULTS = {  # teachers a little shorter than the benchmark's, to finish i
 
 def run_demo(target: str = "digits", workdir: str | os.PathLike = "runs/demo", keep: str = "1%",
              strategy: str = SELECTION["strategy"], safety_net: bool = SELECTION["safety_net"],
-             alpha: float = SELECTION["alpha"], share: float = SELECTION["share"], spread: float = SELECTION["spread"],
+             alpha: float = SELECTION["alpha"], share: float = SELECTION["share"], spread: float | str = SELECTION["spread"],
              student: str = "resnet18", epochs: int = STUDENT_EPOCHS, log=print) -> dict:
     from .core.targets import data_dir
     from .data.offline import build_offline_data
@@ -53,7 +53,7 @@ def run_demo(target: str = "digits", workdir: str | os.PathLike = "runs/demo", k
         f'target = "{(root / "targets" / f"{target}.npz").resolve()}"\n'
         f'arch = "{d["arch"]}"\nepochs = {d["epochs"]}\nhflip = {str(d["hflip"]).lower()}\n'
         f'keep = "{keep}"\nstrategy = "{strategy}"\nsafety_net = {str(safety_net).lower()}\n'
-        f"alpha = {alpha}\nshare = {share}\nspread = {float(spread)}\n"
+        f"alpha = {alpha}\nshare = {share}\nspread = {json.dumps(spread)}\n"
     )
     log(f"server: teacher {d['arch']} → ONNX → energy scores → {strategy} {keep}" + (" + Safety-Net" if safety_net else ""))
     report = build_tasks(task_file, log=log)[target]
@@ -74,7 +74,7 @@ def format_table(r: dict) -> str:
     rows = [
         ("target", r["target"]),
         ("selection", f"{r['strategy']} {r['keep']}" + (" + Safety-Net" if r["safety_net"] else "")
-         + (f", spread {r['spread']:g}" if r.get("spread", 1) != 1 else "")),
+         + (f", spread {r['spread']}" if r.get("spread", 1) != 1 else "")),
         ("payload", f"{r['payload_bytes']:,} bytes for {r['k']:,} of {r['pool']:,} pool images"),
         ("teacher accuracy", f"{r['teacher_acc']:.4f}"),
         ("student accuracy", f"{r['student_acc']:.4f}  ({r['student']}, trained only on the payload)"),

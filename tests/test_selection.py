@@ -132,8 +132,12 @@ def test_spread_one_is_the_strict_order(safety_net):
     from plada_edge.server.selection import select
 
     sc = _fake_scores()
-    strict = select(sc, count=300, safety_net=safety_net)
-    np.testing.assert_array_equal(select(sc, count=300, safety_net=safety_net, spread=1.0).indices, strict.indices)
+    strict = select(sc, count=300, safety_net=safety_net, spread=1)
+    np.testing.assert_array_equal(select(sc, count=300, safety_net=safety_net, spread="1.0").indices, strict.indices)
+    # "auto" is strict once the budget's band would pass AUTO_BAND of the pool
+    big = select(sc, count=1000, safety_net=safety_net)
+    assert big.spread == 1.0
+    np.testing.assert_array_equal(big.indices, select(sc, count=1000, safety_net=safety_net, spread=1).indices)
     if not safety_net:
         ok = np.flatnonzero(sc.flags == 0)
         np.testing.assert_array_equal(strict.indices, np.sort(ok[np.argsort(sc.energy[ok], kind="stable")[:300]]))
@@ -145,7 +149,7 @@ def test_spread_draws_each_quota_from_its_band():
     sc = _fake_scores()
     k, spread = 300, 4.0
     sel = select(sc, count=k, spread=spread, seed=3)
-    strict = select(sc, count=k)
+    strict = select(sc, count=k, spread=1)
     assert sel.k == k and sel.spread == spread and len(np.unique(sel.indices)) == k
     assert not sc.flags[sel.indices].any()
     e, lab, ok = sc.energy, sc.label, sc.flags == 0
@@ -171,7 +175,23 @@ def test_spread_draws_each_quota_from_its_band():
     np.testing.assert_array_equal(sel.histogram[quotas > 0] >= quotas[quotas > 0], True)
 
 
-@pytest.mark.parametrize("bad", [0.5, 0.0, -1.0, float("nan"), float("inf")])
+def test_auto_spread_shrinks_with_the_budget():
+    from plada_edge.server.selection import AUTO_BAND, AUTO_SPREAD_MAX, resolve_spread, select
+
+    n = 100_000
+    assert resolve_spread("auto", 500, n) == AUTO_SPREAD_MAX  # 0.5 %: capped
+    assert resolve_spread("auto", int(AUTO_BAND * n / 2), n) == pytest.approx(2.0)
+    assert resolve_spread("auto", 10_000, n) == 1.0 and resolve_spread("auto", 0, n) == 1.0
+    assert resolve_spread(" AUTO ", 1000, n) == pytest.approx(AUTO_BAND * n / 1000)
+    assert resolve_spread("3", 10, n) == 3.0 and resolve_spread(2, 10, n) == 2.0
+    sc = _fake_scores()
+    valid = int((sc.flags == 0).sum())
+    sel = select(sc, count=100)  # the default is auto
+    assert sel.spread == pytest.approx(min(AUTO_SPREAD_MAX, AUTO_BAND * valid / 100))
+    np.testing.assert_array_equal(sel.indices, select(sc, count=100, spread=sel.spread).indices)
+
+
+@pytest.mark.parametrize("bad", [0.5, 0.0, -1.0, float("nan"), float("inf"), "wide", ""])
 def test_spread_must_be_at_least_one(bad):
     from plada_edge.server.selection import select
 

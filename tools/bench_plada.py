@@ -57,6 +57,7 @@ STRATEGIES = {
     "energy+SN(-0.2)": dict(strategy="energy", safety_net=True, alpha=-0.2, share=0.5),
     "energy+SN(0.5)": dict(strategy="energy", safety_net=True, alpha=0.5, share=0.5),
     "energy+SN(-0.2)+spread8": dict(strategy="energy", safety_net=True, alpha=-0.2, share=0.5, spread=8.0),
+    "energy+SN(-0.2)+spread-auto": dict(strategy="energy", safety_net=True, alpha=-0.2, share=0.5, spread="auto"),
 }
 SPREAD_SWEEP = (2, 4, 8, 16)  # energy+SN(-0.2) at 1 %, seed 0, beside spread 1 (the strict order)
 KEEPS = ["0.5%", "1%", "5%", "10%"]
@@ -138,6 +139,15 @@ def oracle_payload(scores: Scores, target: str, k: int, seed: int) -> Path:
     if not path.exists():
         write_payload(path, idx[pick][order], lab[pick][order], header, codec="auto")
     return path
+
+
+def strategy_name(opts: dict) -> str:
+    """The matrix row a set of select() options is: energy+SN(-0.2)+spread8 and so on."""
+    name = opts["strategy"] + (f"+SN({opts['alpha']:g})" if opts.get("safety_net") else "")
+    spread = opts.get("spread", 1)
+    if spread == "auto":
+        return name + "+spread-auto"
+    return name + (f"+spread{float(spread):g}" if float(spread) != 1 else "")
 
 
 def code_defaults() -> tuple[dict, int]:
@@ -436,26 +446,34 @@ def defaults(results: dict) -> list[str]:
     from plada_edge.server.selection import select as select_fn
 
     d = signature(select_fn).parameters
-    default = ("energy+SN(%g)" % d["alpha"].default) if d["safety_net"].default else d["strategy"].default
+    opts, _ = code_defaults()
+    default = strategy_name(opts)
     out = ["### Defaults, and why", "",
            f"The code's defaults (read from it when this page was written): `select`, `pack` and `serve` use strategy "
            f"`{d['strategy'].default}` with the Safety-Net {'on' if d['safety_net'].default else 'off'} (alpha "
-           f"{d['alpha'].default}, share {d['share'].default}); `learn` trains {signature(learn).parameters['epochs'].default} "
+           f"{d['alpha'].default}, share {d['share'].default}) and spread `{d['spread'].default}`, i.e. the row "
+           f"`{default}`; `learn` trains {signature(learn).parameters['epochs'].default} "
            "epochs. Mean student accuracy per selection, best first:", ""]
     best_at = {}
-    for keep in ("0.5%", "1%"):
+    for keep in KEEPS:
         for target, res in results["targets"].items():
             ranked = sorted(((_mean(res["students"][f"{n}@{keep}"]), n) for n in STRATEGIES if f"{n}@{keep}" in res["students"]),
                             reverse=True)
             if ranked:
-                best_at[target, keep] = ranked[0][1]
+                mine = [a for a, n in ranked if n == default]
+                best_at[target, keep] = (ranked[0][1], bool(mine) and mine[0] >= ranked[0][0] - 1e-9)  # ties count
                 out.append(f"- {target} @ {keep}: " + " > ".join(f"{n} {a:.3f}" for a, n in ranked))
+    for small in (True, False):
+        cells = {tk: n for tk, n in best_at.items() if (tk[1] in ("0.5%", "1%")) == small}
+        if not cells:
+            continue
+        agree = [tk for tk, (_, tied) in cells.items() if tied]
+        out += ([""] if small else []) + [f"- **Strategy, keep {'≤ 1 %' if small else '5 and 10 %'}**: the default `{default}` is the "
+                f"best selection in {len(agree)} of {len(cells)} (target, keep) cells"
+                + ("." if len(agree) == len(cells) else
+                   "; elsewhere the best is: " + ", ".join(f"{t} @ {k}: {n}" for (t, k), (n, tied) in cells.items() if not tied) + ".")]
     if best_at:
-        agree = [tk for tk, n in best_at.items() if n == default]
-        out += ["", f"- **Strategy**: the default `{default}` is the best selection in {len(agree)} of {len(best_at)} "
-                    "(target, keep ≤ 1 %) cells" + ("." if len(agree) == len(best_at) else
-                    "; elsewhere: " + ", ".join(f"{t} @ {k}: {n}" for (t, k), n in best_at.items() if n != default) + ".")
-                + " Plain energy is never the default: it drops whole classes at small keeps (the histograms above)."]
+        out.append("- Plain energy is never the default: it drops whole classes at small keeps (the histograms above).")
     cells = [(t, k) for t, res in results["targets"].items() for k in KEEPS
              if f"energy+SN(-0.2)@{k}" in res["students"] and f"energy+SN(0.5)@{k}" in res["students"]]
     if cells:
@@ -469,7 +487,7 @@ def defaults(results: dict) -> list[str]:
                     **{int(s): v["student"]["test_acc"] for s, v in res["spread_sweep"].items()}}
             best = max(rows, key=rows.get)
             out.append(f"- **Spread**, {target} @ 1 %: " + ", ".join(f"{s} → {a:.3f}" for s, a in sorted(rows.items()))
-                       + f" (best: {best}; the default is {d['spread'].default:g}).")
+                       + f" (best: {best}; the default is `{d['spread'].default}`).")
         if res.get("epoch_sweep"):
             rows = {SAMPLE_BUDGET: res["students"]["energy+SN(-0.2)@1%"][0], **res["epoch_sweep"]}
             out.append(f"- **Epochs**, {target} @ 1 %: " + ", ".join(

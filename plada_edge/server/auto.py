@@ -36,7 +36,7 @@ def holdout_split(target: Target, share: float = 0.3, seed: int = 0) -> tuple[np
 def choose_strategy(scores: Scores, pack: ReferencePack, target: Target, keep=None, count=None,
                     safety_net: bool = SELECTION["safety_net"], alpha: float = SELECTION["alpha"],
                     share: float = SELECTION["share"], proxy_arch: str = "tiny_cnn", proxy_steps: int = 6000,
-                    seed: int = 0, spread: float = SELECTION["spread"]) -> tuple[str, dict]:
+                    seed: int = 0, spread: float | str = SELECTION["spread"]) -> tuple[str, dict]:
     """(the better direction, a report with each candidate's held-out accuracy)."""
     import torch
 

@@ -16,7 +16,10 @@ remainder (ties to the lower class), so they sum to round(share * K) before capp
 Spread (ours, not the paper's): the lowest energies are the most prototypical images, so a strict
 top-k is pure but repetitive. With ``spread`` s > 1, each quota (and the global remainder) draws
 its m images at random, seeded, from that part's s·m best candidates instead of taking the m best:
-purity traded for diversity. s = 1 is the strict order above.
+purity traded for diversity. s = 1 is the strict order above. ``spread="auto"`` draws from at most
+the lowest AUTO_BAND of the pool and at most AUTO_SPREAD_MAX times the budget:
+s = clip(AUTO_BAND · N / k, 1, AUTO_SPREAD_MAX). So small keeps get diversity and large keeps,
+whose band would reach far out of distribution, stay strict.
 
 Flagged rows (NaN, +inf, all -inf logits) are never selected. Every selection reports its label
 histogram and warns when classes vanish: with a weak teacher, vanilla lowest energy can collapse
@@ -146,6 +149,23 @@ def budget_size(n: int, keep: str | float | None, count: int | None) -> int:
     return int(round(parse_keep(keep) * n))
 
 
+AUTO_BAND, AUTO_SPREAD_MAX = 0.08, 8.0
+
+
+def resolve_spread(spread: float | str, k: int, valid: int) -> float:
+    """The spread a selection of k from ``valid`` images uses; "auto" as in the module docstring."""
+    if isinstance(spread, str):
+        if spread.strip().lower() == "auto":
+            return float(np.clip(AUTO_BAND * valid / k, 1.0, AUTO_SPREAD_MAX)) if k > 0 else 1.0
+        try:
+            spread = float(spread)
+        except ValueError:
+            raise ValueError(f"spread must be 'auto' or a number ≥ 1, got {spread!r}") from None
+    if not (np.isfinite(spread) and spread >= 1):
+        raise ValueError(f"spread must be 'auto' or a number ≥ 1 (1 = strict best-first), got {spread!r}")
+    return float(spread)
+
+
 class _Picker:
     """Best-first picks under a key, or with spread > 1, seeded random picks from the spread·m best."""
 
@@ -184,7 +204,7 @@ def _only(indices: np.ndarray, n: int) -> np.ndarray:
 
 def select(scores: Scores, strategy: str = SELECTION["strategy"], keep: str | float | None = None,
            count: int | None = None, safety_net: bool = SELECTION["safety_net"], alpha: float = SELECTION["alpha"],
-           share: float = SELECTION["share"], seed: int = 0, spread: float = SELECTION["spread"],
+           share: float = SELECTION["share"], seed: int = 0, spread: float | str = SELECTION["spread"],
            threads: int = 0) -> Selection:
     """Choose images by ``strategy`` within a budget of ``keep`` (fraction) or ``count`` images.
 
@@ -193,8 +213,7 @@ def select(scores: Scores, strategy: str = SELECTION["strategy"], keep: str | fl
     """
     if strategy not in _STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(list_strategies())}")
-    if not (np.isfinite(spread) and spread >= 1):
-        raise ValueError(f"spread must be a number ≥ 1 (1 = strict best-first), got {spread!r}")
+    resolve_spread(spread, 1, 1)  # refuse a bad value before any work
     key, largest = _STRATEGIES[strategy](scores, seed)
     key = np.ascontiguousarray(key, np.float32)
     labels = np.asarray(scores.label)
@@ -204,6 +223,7 @@ def select(scores: Scores, strategy: str = SELECTION["strategy"], keep: str | fl
     budget = budget_size(scores.n, keep, count)
     k = min(budget, valid)
     net = None
+    spread = resolve_spread(spread, k, valid)
     pick = _Picker(key, largest, labels, spread, seed, threads)
     if safety_net:
         counts = np.bincount(labels[exclude == 0].astype(np.int64), minlength=scores.num_classes)
@@ -217,7 +237,7 @@ def select(scores: Scores, strategy: str = SELECTION["strategy"], keep: str | fl
         chosen = pick.best(k, exclude)
     indices = np.sort(chosen)
     sel = Selection(indices, labels[indices], scores.num_classes, scores.class_names, strategy, int(len(indices)),
-                    budget, scores.n, scores.meta["pack_fingerprint"], net, spread=float(spread))
+                    budget, scores.n, scores.meta["pack_fingerprint"], net, spread=spread)
     hist = sel.histogram
     if budget > valid:
         sel.warnings.append(f"budget {budget:,} exceeds the {valid:,} selectable images; kept all of them")

@@ -16,7 +16,7 @@ A task file (TOML) names a cache directory, a default reference pack and one tab
     safety_net = true
     alpha = -0.2
     share = 0.5
-    spread = 1.0                   # >1: random picks among the spread·m best (diversity)
+    spread = "auto"                # or a number: random picks among the spread·m best (1 = strict)
     codec = "auto"
 
 Every stage is keyed by a SHA-256 of exactly what it depends on, so a rebuild redoes only what
