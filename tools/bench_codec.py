@@ -68,7 +68,7 @@ def real_cases(root: Path):
             continue
         sc = Scores.open(d)
         for keep, net in (("1%", False), ("5%", False), ("1%", True)):
-            sel = select(sc, "energy", keep=keep, safety_net=net)
+            sel = select(sc, "energy", keep=keep, safety_net=net, spread=1)
             name = f"(c) offline-mix {target}, energy {keep}" + (" + Safety-Net" if net else "")
             yield name, sel.indices, sel.labels, sc.n, sc.num_classes
 

@@ -53,7 +53,7 @@ def main() -> None:
     rows, auto_report = {}, None
     for strategy in ("energy", "opposite", "auto"):
         payload_path = ROOT / f"{strategy}.plada"
-        p, sel, data = make_payload(scores, payload_path, strategy=strategy, keep=args.keep, safety_net=True,
+        p, sel, data = make_payload(scores, payload_path, strategy=strategy, keep=args.keep, safety_net=True, spread=1,
                                     target=target, pack=pack)
         if strategy == "auto":
             auto_report = sel.auto

@@ -60,7 +60,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for keep in args.keeps.split(","):
             p = Path(tmp) / f"{keep.strip('%')}.plada"
-            payload, sel, _ = make_payload(scores, p, keep=keep, safety_net=True)
+            payload, sel, _ = make_payload(scores, p, keep=keep, safety_net=True, spread=1)
             r = run(CHILD, str(p), str(pack.path), str(Path(tmp) / f"s{keep.strip('%')}"))
             gathered = sel.k * pack.size * pack.size * 3 / 2**20
             rows.append((keep, sel.k, gathered, r["maxrss_kib"] / 1024))

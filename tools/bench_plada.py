@@ -49,13 +49,13 @@ TEACHERS = {
     "digits": {"scratch": dict(arch="resnet18", epochs=30, hflip=False, model_size=32),
                "lite0": dict(arch="efficientnet_lite0", epochs=15, hflip=False, model_size=64)},
 }
-STRATEGIES = {
-    "energy": dict(strategy="energy", safety_net=False),
-    "entropy": dict(strategy="entropy", safety_net=False),
-    "opposite": dict(strategy="opposite", safety_net=False),
-    "random": dict(strategy="random", safety_net=False),
-    "energy+SN(-0.2)": dict(strategy="energy", safety_net=True, alpha=-0.2, share=0.5),
-    "energy+SN(0.5)": dict(strategy="energy", safety_net=True, alpha=0.5, share=0.5),
+STRATEGIES = {  # every option pinned: a row must not change when the code's defaults do
+    "energy": dict(strategy="energy", safety_net=False, spread=1.0),
+    "entropy": dict(strategy="entropy", safety_net=False, spread=1.0),
+    "opposite": dict(strategy="opposite", safety_net=False, spread=1.0),
+    "random": dict(strategy="random", safety_net=False, spread=1.0),
+    "energy+SN(-0.2)": dict(strategy="energy", safety_net=True, alpha=-0.2, share=0.5, spread=1.0),
+    "energy+SN(0.5)": dict(strategy="energy", safety_net=True, alpha=0.5, share=0.5, spread=1.0),
     "energy+SN(-0.2)+spread8": dict(strategy="energy", safety_net=True, alpha=-0.2, share=0.5, spread=8.0),
     "energy+SN(-0.2)+spread-auto": dict(strategy="energy", safety_net=True, alpha=-0.2, share=0.5, spread="auto"),
 }

@@ -81,9 +81,9 @@ def main() -> None:
         "",
     ]
     sels = {
-        "energy": select(scores, "energy", keep="1%", safety_net=False),
-        "energy + Safety-Net (alpha -0.2, share 0.5)": select(scores, "energy", keep="1%", safety_net=True),
-        "energy + equal quotas (alpha 0, share 1)": select(scores, "energy", keep="1%", safety_net=True, alpha=0.0, share=1.0),
+        "energy": select(scores, "energy", keep="1%", safety_net=False, spread=1),
+        "energy + Safety-Net (alpha -0.2, share 0.5)": select(scores, "energy", keep="1%", safety_net=True, spread=1),
+        "energy + equal quotas (alpha 0, share 1)": select(scores, "energy", keep="1%", safety_net=True, alpha=0.0, share=1.0, spread=1),
     }
     names = scores.class_names
     lines.append("| selection | " + " | ".join(names) + " | classes present |")
