@@ -74,6 +74,7 @@ count = 60
 safety_net = true
 alpha = 0.0
 share = 1.0
+spread = "auto"
 """)
     report = build_tasks(root / "tasks.toml")
     return {"root": root, "report": report, "tiny": tiny}
