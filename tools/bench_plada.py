@@ -33,7 +33,7 @@ from _docs import DOCS, machine, replace_section  # noqa: E402
 
 from plada_edge.core import atomic  # noqa: E402
 from plada_edge.core.codecs import list_codecs  # noqa: E402
-from plada_edge.core.payload import encode_payload, write_payload  # noqa: E402
+from plada_edge.core.payload import encode_payload, read_payload, write_payload  # noqa: E402
 from plada_edge.core.reference import ReferencePack  # noqa: E402
 from plada_edge.core.targets import data_dir, load_target  # noqa: E402
 from plada_edge.data.offline import load_pool_truth  # noqa: E402
@@ -290,7 +290,8 @@ def write_docs(results: dict, keeps, command: str) -> None:
                   for runs in [*res["students"].values(), *res["oracle"].values()] for r in runs)
     lines = ["Written from its own runs (cached under runs/bench/, so the command resumes and `--report-only` "
              "rebuilds this page from finished runs). Machine: " + results["machine"] +
-             f"; student training time behind this page: {compute / 3600:.1f} h.", "",
+             f"; student training behind this page: {compute / 3600:.1f} h of wall time (some runs shared the 2 cores, so "
+             "no per-run times are shown here).", "",
              "Students are resnet18 trained from scratch on the payload alone (AdamW, cosine, ~15,000 sample-steps), "
              "evaluated on the target's official test split. Keep is a share of the 100,181-image pool.", ""]
     figs = plot(results, keeps)
@@ -348,14 +349,14 @@ def write_docs(results: dict, keeps, command: str) -> None:
         if res.get("epoch_sweep"):
             rows = {SAMPLE_BUDGET: res["students"]["energy+SN(-0.2)@1%"][0], **res["epoch_sweep"]}
             lines += ["", "#### How long to train (energy+SN(-0.2) @ 1 %, seed 0)", "",
-                      "| sample-steps | epochs | student acc | seconds |", "|---:|---:|---:|---:|"]
+                      "| sample-steps | epochs | student acc |", "|---:|---:|---:|"]
             for b, r in sorted(rows.items(), key=lambda kv: int(kv[0])):
-                lines.append(f"| {int(b):,} | {r['epochs']} | {r['test_acc']:.3f} | {r['seconds']:.0f} |")
+                lines.append(f"| {int(b):,} | {r['epochs']} | {r['test_acc']:.3f} |")
         if res.get("defaults", {}).get("plain"):
             d = res["defaults"]
             lines += ["", "#### The code's defaults, end to end, at 1 %", "",
                       "`pack --keep 1%` then `learn` with nothing else set: " + ", ".join(f"{k}={v}" for k, v in d["options"].items())
-                      + f", {d['epochs']} epochs.", "",
+                      + f" (here {read_payload(d['selection']['payload']).header['selection']['spread']:.2f}), {d['epochs']} epochs.", "",
                       "| | student acc | / teacher | payload bytes |", "|---|---:|---:|---:|",
                       f"| {len(d['plain'])} seeds | {_ms(d['plain'])} | {_mean(d['plain']) / res['teacher_acc']:.1%} | "
                       f"{min(d['selection']['bytes'].values()):,} |"]
@@ -380,10 +381,10 @@ def write_docs(results: dict, keeps, command: str) -> None:
                       f"resnet18 from scratch at the teacher's 32 px view vs efficientnet_lite0 from the pip package's ImageNet "
                       f"weights at {PRETRAINED_STUDENT['model_size']} px (`learn --arch efficientnet_lite0 --model-size "
                       f"{PRETRAINED_STUDENT['model_size']}`); same sample-step budget.", "",
-                      "| payload | resnet18 scratch | efficientnet_lite0 ImageNet | its seconds |", "|---|---:|---:|---:|"]
+                      "| payload | resnet18 scratch | efficientnet_lite0 ImageNet |", "|---|---:|---:|"]
             for name, r in res["pretrained_student"].items():
                 base = res["oracle"]["1%"][0] if name == "oracle" else res["students"][f"{name}@1%"][0]
-                lines.append(f"| {name} | {base['test_acc']:.3f} | {r['test_acc']:.3f} | {r['seconds']:.0f} |")
+                lines.append(f"| {name} | {base['test_acc']:.3f} | {r['test_acc']:.3f} |")
         if target in figs:
             lines += ["", f"![accuracy vs payload bytes]({figs[target]})", "",
                       f"![pool energy by source]({figs[f'{target}-energy']})"]
@@ -504,7 +505,7 @@ def plot(results: dict, keeps) -> dict:
     out = {}
     (DOCS / "figures").mkdir(parents=True, exist_ok=True)
     for target, res in results["targets"].items():
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(8.5, 4))
         for name in STRATEGIES:
             xs, ys = [], []
             for k in keeps:
@@ -518,7 +519,7 @@ def plot(results: dict, keeps) -> dict:
         ax.set_xlabel("payload bytes")
         ax.set_ylabel("student test accuracy")
         ax.set_title(f"{target} on offline-mix")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         out[target] = _save(fig, plt, f"figures/{target}_accuracy_vs_bytes.png")
         out[f"{target}-energy"] = energy_histogram(target, plt)
     return out
