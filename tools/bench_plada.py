@@ -4,12 +4,15 @@
 For each target (fmnist, digits) on offline-mix:
   - teacher: resnet18 from scratch (and, with --pretrained, EfficientNet-Lite0 ImageNet init)
   - selections: energy, entropy, opposite, random, energy + Safety-Net (alpha -0.2 and 0.5,
-    share 0.5), at keep 0.5 / 1 / 5 / 10 %; each with its label histogram, pool-source mix and
-    payload bytes per codec
+    share 0.5), and energy + Safety-Net with spread 8 and auto, at keep 0.5 / 1 / 5 / 10 %; each
+    with its label histogram, pool-source mix and payload bytes per codec
   - students (resnet18, trained on the payload alone, a fixed budget of ~15,000 sample-steps):
     3 seeds at 1 % and 5 %, 1 seed at 0.5 % and 10 %
   - references: an "oracle" (in-domain pool images with TRUE labels, same k), a student trained
     on the target's own training set (upper bound), and label expansion (--expand 10)
+  - sweeps behind the defaults: spread 1-16 and 15k-60k sample-steps at 1 %, then the code's
+    own defaults (plada_edge/core/defaults.py) end to end over 3 seeds
+  - with --pretrained: an EfficientNet-Lite0 (ImageNet) teacher, and Lite0 students at 64 px
 Every run's result is cached under runs/bench/ (a rerun resumes), and --update-docs rewrites
 docs/results.md and its figures from whatever has been run, saying what is missing.
 
