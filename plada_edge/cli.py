@@ -242,7 +242,7 @@ def score(
 def _print_selection(report: dict) -> None:
     typer.echo(f"{report['strategy']}: kept {report['k']:,} of {report['pack_n']:,} ({report['keep']:.2%})"
                + (f", Safety-Net alpha={report['safety_net']['alpha']} share={report['safety_net']['share']}" if report["safety_net"] else "")
-               + (f", spread {report['spread']:g}" if report.get("spread", 1) != 1 else ""))
+               + (f", spread {report['spread']:.3g}" if report.get("spread", 1) != 1 else ""))
     total = max(1, report["k"])
     for name, c in report["label_histogram"].items():
         typer.echo(f"  {name:<20} {c:>8,}  {'#' * int(40 * c / total)}")
@@ -252,8 +252,14 @@ def _print_selection(report: dict) -> None:
         typer.echo(f"warning: {w}", err=True)
 
 
-SPREAD_HELP = ("Diversity: each quota takes its m images at random from its spread·m best, not the m best. "
-               "1 = strict best-first; auto = 8 at small keeps, shrinking to 1 as the band nears 8% of the pool.")
+# The selection options select, pack and demo share (defaults: plada_edge/core/defaults.py).
+SAFETY_NET_OPTION = typer.Option(SELECTION["safety_net"], "--safety-net/--no-safety-net",
+                                 help="Per-class quotas K_c ∝ N_c^alpha for part of the budget (plain energy can collapse).")
+ALPHA_OPTION = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c ∝ N_c^alpha.")
+SHARE_OPTION = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas.")
+SPREAD_OPTION = typer.Option(str(SELECTION["spread"]), help=(
+    "Diversity: each quota takes its m images at random from its spread·m best, not the m best. "
+    "1 = strict best-first; auto = 8 at small keeps, shrinking to 1 as the band nears 8% of the pool."))
 
 
 @app.command("select")
@@ -263,12 +269,11 @@ def select_cmd(
     keep: Optional[str] = typer.Option(None, help="Budget as a share of the pack, e.g. 1% or 0.01."),
     count: Optional[int] = typer.Option(None, help="Budget as a number of images."),
     strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random."),
-    safety_net: bool = typer.Option(SELECTION["safety_net"], "--safety-net/--no-safety-net",
-                                    help="Reserve part of the budget for per-class quotas (plain energy can collapse)."),
-    alpha: float = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c ∝ N_c^alpha."),
-    share: float = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas."),
+    safety_net: bool = SAFETY_NET_OPTION,
+    alpha: float = ALPHA_OPTION,
+    share: float = SHARE_OPTION,
     seed: int = typer.Option(0, help="Seed for --strategy random and --spread."),
-    spread: str = typer.Option(str(SELECTION["spread"]), help=SPREAD_HELP),
+    spread: str = SPREAD_OPTION,
     reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="Pack, to check the fingerprint and report sources."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write indices and labels to this .npz."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -305,12 +310,11 @@ def pack_cmd(
     count: Optional[int] = typer.Option(None, help="Budget as a number of images."),
     strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random | auto (picks energy or opposite "
                                  "with proxy students on held-out target data; needs --target and --reference)."),
-    safety_net: bool = typer.Option(SELECTION["safety_net"], "--safety-net/--no-safety-net",
-                                    help="Per-class quotas K_c ∝ N_c^alpha (plain energy can collapse)."),
-    alpha: float = typer.Option(SELECTION["alpha"], help="Safety-Net exponent."),
-    share: float = typer.Option(SELECTION["share"], help="Safety-Net share of the budget."),
+    safety_net: bool = SAFETY_NET_OPTION,
+    alpha: float = ALPHA_OPTION,
+    share: float = SHARE_OPTION,
     seed: int = typer.Option(0, help="Seed for --strategy random, auto and --spread."),
-    spread: str = typer.Option(str(SELECTION["spread"]), help=SPREAD_HELP),
+    spread: str = SPREAD_OPTION,
     codec: str = typer.Option("auto", help="model | paper-idx | paper-bmp | varint | auto (smallest)."),
     task: Optional[str] = typer.Option(None, help="Task name in the header (default: the target's)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target data, for --strategy auto."),
@@ -470,9 +474,8 @@ def demo(
     workdir: Path = typer.Option(Path("runs/demo"), help="Where the demo's cache and student go."),
     keep: str = typer.Option("1%", help="Share of the pool to send."),
     strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random."),
-    safety_net: bool = typer.Option(SELECTION["safety_net"], "--safety-net/--no-safety-net",
-                                    help="Per-class quotas (plain energy can collapse)."),
-    spread: str = typer.Option(str(SELECTION["spread"]), help=SPREAD_HELP),
+    safety_net: bool = SAFETY_NET_OPTION,
+    spread: str = SPREAD_OPTION,
     student: str = typer.Option("resnet18", help="Student architecture."),
     epochs: int = typer.Option(STUDENT_EPOCHS, help="Student training epochs."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
