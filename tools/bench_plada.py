@@ -154,15 +154,10 @@ def strategy_name(opts: dict) -> str:
 
 
 def code_defaults() -> tuple[dict, int]:
-    """select()'s default options and learn()'s default epochs, read from the code."""
-    from inspect import signature
+    """The selection options and student epochs the code uses when nothing is set (core/defaults.py)."""
+    from plada_edge.core.defaults import SELECTION, STUDENT_EPOCHS
 
-    from plada_edge.device.student import learn
-    from plada_edge.server.selection import select as select_fn
-
-    opts = {k: p.default for k, p in signature(select_fn).parameters.items()
-            if k in ("strategy", "safety_net", "alpha", "share", "spread")}
-    return opts, signature(learn).parameters["epochs"].default
+    return dict(SELECTION), STUDENT_EPOCHS
 
 
 def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, expand_only: bool = False,
@@ -444,19 +439,13 @@ def _mean(runs: list[dict], key: str = "test_acc") -> float:
 
 def defaults(results: dict) -> list[str]:
     """The code's defaults beside what the runs measured, so a reader can see whether they agree."""
-    from inspect import signature
-
-    from plada_edge.device.student import learn
-    from plada_edge.server.selection import select as select_fn
-
-    d = signature(select_fn).parameters
-    opts, _ = code_defaults()
+    opts, epochs = code_defaults()
     default = strategy_name(opts)
     out = ["### Defaults, and why", "",
            f"The code's defaults (read from it when this page was written): `select`, `pack` and `serve` use strategy "
-           f"`{d['strategy'].default}` with the Safety-Net {'on' if d['safety_net'].default else 'off'} (alpha "
-           f"{d['alpha'].default}, share {d['share'].default}) and spread `{d['spread'].default}`, i.e. the row "
-           f"`{default}`; `learn` trains {signature(learn).parameters['epochs'].default} "
+           f"`{opts['strategy']}` with the Safety-Net {'on' if opts['safety_net'] else 'off'} (alpha "
+           f"{opts['alpha']}, share {opts['share']}) and spread `{opts['spread']}`, i.e. the row "
+           f"`{default}`; `learn` trains {epochs} "
            "epochs. Mean student accuracy per selection, best first:", ""]
     best_at = {}
     for keep in KEEPS:
@@ -491,7 +480,7 @@ def defaults(results: dict) -> list[str]:
                     **{int(s): v["student"]["test_acc"] for s, v in res["spread_sweep"].items()}}
             best = max(rows, key=rows.get)
             out.append(f"- **Spread**, {target} @ 1 %: " + ", ".join(f"{s} → {a:.3f}" for s, a in sorted(rows.items()))
-                       + f" (best: {best}; the default is `{d['spread'].default}`).")
+                       + f" (best: {best}; the default is `{opts['spread']}`).")
         if res.get("epoch_sweep"):
             rows = {SAMPLE_BUDGET: res["students"]["energy+SN(-0.2)@1%"][0], **res["epoch_sweep"]}
             out.append(f"- **Epochs**, {target} @ 1 %: " + ", ".join(

@@ -50,7 +50,8 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> d
 def make_payload(scores: Scores, out: str | os.PathLike | None = None, strategy: str = SELECTION["strategy"],
                  keep: str | float | None = None, count: int | None = None, budget: str | int | None = None,
                  safety_net: bool = SELECTION["safety_net"], alpha: float = SELECTION["alpha"],
-                 share: float = SELECTION["share"], seed: int = 0, spread: float | str = SELECTION["spread"], codec: str = "auto", task: str | None = None, target=None, pack=None) -> tuple[Payload, Selection, bytes]:
+                 share: float = SELECTION["share"], seed: int = 0, spread: float | str = SELECTION["spread"],
+                 codec: str = "auto", task: str | None = None, target=None, pack=None) -> tuple[Payload, Selection, bytes]:
     """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits.
 
     ``strategy="auto"`` picks energy or opposite with proxy students on held-out target data

@@ -178,19 +178,16 @@ class _Picker:
             self._rand = np.random.default_rng([self._seed, 0x5EED]).random(len(self.key), dtype=np.float32)
         return self._rand
 
-    def _band(self, m: int) -> int:
-        return int(np.ceil(self.spread * m))
-
     def best(self, m: int, exclude: np.ndarray) -> np.ndarray:
         if self.spread == 1 or m == 0:
             return native.topk(self.key, m, exclude, self.largest, self.threads)
-        band = native.topk(self.key, self._band(m), exclude, self.largest, self.threads)
+        band = native.topk(self.key, int(np.ceil(self.spread * m)), exclude, self.largest, self.threads)
         return native.topk(self._random_key(), m, _only(band, len(exclude)), False, self.threads)
 
     def per_class(self, quotas: np.ndarray, exclude: np.ndarray) -> np.ndarray:
         if self.spread == 1 or not quotas.any():
             return native.class_topk(self.key, self.labels, quotas, exclude, self.largest, self.threads)
-        bands = np.array([self._band(int(q)) for q in quotas], np.int64)
+        bands = np.ceil(self.spread * quotas).astype(np.int64)
         band = native.class_topk(self.key, self.labels, bands, exclude, self.largest, self.threads)
         return native.class_topk(self._random_key(), self.labels, quotas, _only(band, len(exclude)), False, self.threads)
 
@@ -213,17 +210,16 @@ def select(scores: Scores, strategy: str = SELECTION["strategy"], keep: str | fl
     """
     if strategy not in _STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(list_strategies())}")
-    resolve_spread(spread, 1, 1)  # refuse a bad value before any work
-    key, largest = _STRATEGIES[strategy](scores, seed)
-    key = np.ascontiguousarray(key, np.float32)
     labels = np.asarray(scores.label)
     flags = np.asarray(scores.flags)
     exclude = (flags != 0).astype(np.uint8)
     valid = int(len(flags) - exclude.sum())
     budget = budget_size(scores.n, keep, count)
     k = min(budget, valid)
+    spread = resolve_spread(spread, k, valid)  # refuses a bad value before the strategy's key is built
+    key, largest = _STRATEGIES[strategy](scores, seed)
+    key = np.ascontiguousarray(key, np.float32)
     net = None
-    spread = resolve_spread(spread, k, valid)
     pick = _Picker(key, largest, labels, spread, seed, threads)
     if safety_net:
         counts = np.bincount(labels[exclude == 0].astype(np.int64), minlength=scores.num_classes)

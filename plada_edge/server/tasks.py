@@ -160,7 +160,8 @@ def build_tasks(task_file: str | os.PathLike, only: list[str] | None = None, pro
         else:
             payload, _, _ = make_payload(scores, ppath, strategy=t["strategy"], keep=t["keep"], count=t["count"],
                                          budget=t["budget"], safety_net=t["safety_net"], alpha=t["alpha"],
-                                         share=t["share"], seed=t["seed"], spread=t["spread"], codec=t["codec"], task=t.get("task", name))
+                                         share=t["share"], seed=t["seed"], spread=t["spread"], codec=t["codec"],
+                                         task=t.get("task", name))
             steps["payload"] = "built"
         published[name] = {"payload": str(ppath.relative_to(cache)), "sha256": payload.sha256, "bytes": payload.total_bytes,
                            "k": payload.k, "n": payload.n, "classes": payload.num_classes, "codec": payload.header["codec"],
