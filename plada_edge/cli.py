@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -49,10 +48,14 @@ app.add_typer(reference_app, name="reference")
 
 
 def _print_pack(info: dict) -> None:
-    typer.echo(f"{info['path']}: {info['n']:,} images of {info['size'][0]}x{info['size'][1]} RGB, {info['bytes'] / 2**20:,.1f} MiB")
+    typer.echo(
+        f"{info['path']}: {info['n']:,} images of {info['size'][0]}x{info['size'][1]} RGB, {info['bytes'] / 2**20:,.1f} MiB"
+    )
     typer.echo(f"fingerprint {info['fingerprint']}")
     for s in info["sources"]:
-        typer.echo(f"  [{s['start']:>9,} .. {s['stop']:>9,})  {s['name']:<20} {s['kind']:<7} {s['count']:>9,} kept  {s['skipped']:>6,} skipped")
+        typer.echo(
+            f"  [{s['start']:>9,} .. {s['stop']:>9,})  {s['name']:<20} {s['kind']:<7} {s['count']:>9,} kept  {s['skipped']:>6,} skipped"
+        )
 
 
 def _version_callback(value: bool) -> None:
@@ -93,10 +96,14 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 @reference_app.command("build")
 @_clean_errors
 def reference_build(
-    sources: List[str] = typer.Argument(..., help="Folders, .npy, .npz:KEY or IDX files, in index order; NAME=PATH names one."),
+    sources: list[str] = typer.Argument(
+        ..., help="Folders, .npy, .npz:KEY or IDX files, in index order; NAME=PATH names one."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Pack directory to create."),
     size: int = typer.Option(32, help="Side of the square RGB images, in pixels."),
-    resize: str = typer.Option("crop", help="crop: shorter side to SIZE, then center crop. pad: fit inside, pad with white."),
+    resize: str = typer.Option(
+        "crop", help="crop: shorter side to SIZE, then center crop. pad: fit inside, pad with white."
+    ),
     workers: int = typer.Option(0, help="Decoding processes (0 = one per CPU)."),
     max_pixels: int = typer.Option(4096 * 4096, help="Skip images with more pixels than this."),
     force: bool = typer.Option(False, "--force", help="Replace an existing pack at OUT."),
@@ -160,7 +167,9 @@ def audit(
             typer.echo(f"       {e['split']}[{e['index']}] = pack[{e['pack_index']}] {e['origin']}")
 
 
-teacher_app = typer.Typer(help="Server side: train a teacher on the target task and export it to ONNX.", no_args_is_help=True)
+teacher_app = typer.Typer(
+    help="Server side: train a teacher on the target task and export it to ONNX.", no_args_is_help=True
+)
 app.add_typer(teacher_app, name="teacher")
 
 
@@ -171,7 +180,9 @@ def teacher_train(
     arch: str = typer.Option("resnet18", "--arch", "-a", help="Model name (plada-edge models)."),
     epochs: int = typer.Option(10, help="Training epochs."),
     size: int = typer.Option(32, "--size", help="Model input size in pixels."),
-    weights: Optional[str] = typer.Option(None, help="Initial weights: a local .pt/.pth, or a cached torchvision weight name."),
+    weights: str | None = typer.Option(
+        None, help="Initial weights: a local .pt/.pth, or a cached torchvision weight name."
+    ),
     batch_size: int = typer.Option(128, help="Batch size."),
     lr: float = typer.Option(1e-3, help="Peak AdamW learning rate (cosine schedule)."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -183,9 +194,22 @@ def teacher_train(
     """Train a teacher (AdamW, cosine, light augmentation); resumes from OUT/checkpoint.pt."""
     from .server.teacher import train_teacher
 
-    m = train_teacher(target, arch, out, epochs=epochs, model_size=size, weights=weights, batch_size=batch_size,
-                      lr=lr, seed=seed, hflip=hflip, resume=not fresh)
-    _print_json(m) if as_json else typer.echo(f"{m['arch']} on {m['target']}: test accuracy {m['test_acc']:.4f} → {out}")
+    m = train_teacher(
+        target,
+        arch,
+        out,
+        epochs=epochs,
+        model_size=size,
+        weights=weights,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        hflip=hflip,
+        resume=not fresh,
+    )
+    _print_json(m) if as_json else typer.echo(
+        f"{m['arch']} on {m['target']}: test accuracy {m['test_acc']:.4f} → {out}"
+    )
 
 
 @teacher_app.command("export")
@@ -201,7 +225,9 @@ def teacher_export(
     from .server.teacher import export_onnx
 
     r = export_onnx(teacher, out, input_size=input_size, with_features=features)
-    _print_json(r) if as_json else typer.echo(f"wrote {out} ({r['bytes'] / 2**20:.1f} MiB), max |logit diff| vs torch {r['max_abs_logit_diff']:.2e}")
+    _print_json(r) if as_json else typer.echo(
+        f"wrote {out} ({r['bytes'] / 2**20:.1f} MiB), max |logit diff| vs torch {r['max_abs_logit_diff']:.2e}"
+    )
 
 
 @app.command()
@@ -224,8 +250,12 @@ def score(
     chunk: int = typer.Option(16384, help="Images per checkpointed chunk."),
     threads: int = typer.Option(0, help="onnxruntime intra-op threads (0 = all CPUs)."),
     keep_logits: bool = typer.Option(False, help="Also store all logits (N x C float32: large)."),
-    engine: str = typer.Option("local", help="local, or ray: spread the chunks over a Ray cluster (pip install plada-edge[ray])."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (auto, ray://host:port); default: a local Ray runtime."),
+    engine: str = typer.Option(
+        "local", help="local, or ray: spread the chunks over a Ray cluster (pip install plada-edge[ray])."
+    ),
+    address: str | None = typer.Option(
+        None, help="Ray cluster address (auto, ray://host:port); default: a local Ray runtime."
+    ),
     workers: int = typer.Option(0, help="Ray actors (0 = one per CPU of the cluster)."),
     as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON."),
 ) -> None:
@@ -233,16 +263,32 @@ def score(
     from .core.reference import ReferencePack
     from .server.scoring import score_pack
 
-    sc = score_pack(teacher, ReferencePack.open(reference), out, batch_size=batch_size, chunk=chunk, threads=threads,
-                    keep_logits=keep_logits, engine=engine, address=address, workers=workers)
+    sc = score_pack(
+        teacher,
+        ReferencePack.open(reference),
+        out,
+        batch_size=batch_size,
+        chunk=chunk,
+        threads=threads,
+        keep_logits=keep_logits,
+        engine=engine,
+        address=address,
+        workers=workers,
+    )
     info = sc.info()
     _print_json(info) if as_json else typer.echo(f"scored {info['n']:,} images ({info['flagged']} flagged) → {out}")
 
 
 def _print_selection(report: dict) -> None:
-    typer.echo(f"{report['strategy']}: kept {report['k']:,} of {report['pack_n']:,} ({report['keep']:.2%})"
-               + (f", Safety-Net alpha={report['safety_net']['alpha']} share={report['safety_net']['share']}" if report["safety_net"] else "")
-               + (f", spread {report['spread']:.3g}" if report.get("spread", 1) != 1 else ""))
+    typer.echo(
+        f"{report['strategy']}: kept {report['k']:,} of {report['pack_n']:,} ({report['keep']:.2%})"
+        + (
+            f", Safety-Net alpha={report['safety_net']['alpha']} share={report['safety_net']['share']}"
+            if report["safety_net"]
+            else ""
+        )
+        + (f", spread {report['spread']:.3g}" if report.get("spread", 1) != 1 else "")
+    )
     total = max(1, report["k"])
     for name, c in report["label_histogram"].items():
         typer.echo(f"  {name:<20} {c:>8,}  {'#' * int(40 * c / total)}")
@@ -253,29 +299,38 @@ def _print_selection(report: dict) -> None:
 
 
 # The selection options select, pack and demo share (defaults: plada_edge/core/defaults.py).
-SAFETY_NET_OPTION = typer.Option(SELECTION["safety_net"], "--safety-net/--no-safety-net",
-                                 help="Per-class quotas K_c ∝ N_c^alpha for part of the budget (plain energy can collapse).")
+SAFETY_NET_OPTION = typer.Option(
+    SELECTION["safety_net"],
+    "--safety-net/--no-safety-net",
+    help="Per-class quotas K_c ∝ N_c^alpha for part of the budget (plain energy can collapse).",
+)
 ALPHA_OPTION = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c ∝ N_c^alpha.")
 SHARE_OPTION = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas.")
-SPREAD_OPTION = typer.Option(str(SELECTION["spread"]), help=(
-    "Diversity: each quota takes its m images at random from its spread·m best, not the m best. "
-    "1 = strict best-first; auto = 8 at small keeps, shrinking to 1 as the band nears 8% of the pool."))
+SPREAD_OPTION = typer.Option(
+    str(SELECTION["spread"]),
+    help=(
+        "Diversity: each quota takes its m images at random from its spread·m best, not the m best. "
+        "1 = strict best-first; auto = 8 at small keeps, shrinking to 1 as the band nears 8% of the pool."
+    ),
+)
 
 
 @app.command("select")
 @_clean_errors
 def select_cmd(
     scores: Path = typer.Argument(..., help="Scores directory (plada-edge score)."),
-    keep: Optional[str] = typer.Option(None, help="Budget as a share of the pack, e.g. 1% or 0.01."),
-    count: Optional[int] = typer.Option(None, help="Budget as a number of images."),
+    keep: str | None = typer.Option(None, help="Budget as a share of the pack, e.g. 1% or 0.01."),
+    count: int | None = typer.Option(None, help="Budget as a number of images."),
     strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random."),
     safety_net: bool = SAFETY_NET_OPTION,
     alpha: float = ALPHA_OPTION,
     share: float = SHARE_OPTION,
     seed: int = typer.Option(0, help="Seed for --strategy random and --spread."),
     spread: str = SPREAD_OPTION,
-    reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="Pack, to check the fingerprint and report sources."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write indices and labels to this .npz."),
+    reference: Path | None = typer.Option(
+        None, "--reference", "-r", help="Pack, to check the fingerprint and report sources."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write indices and labels to this .npz."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Choose images to send: report the label histogram, warn when classes vanish."""
@@ -286,8 +341,17 @@ def select_cmd(
 
     pack = ReferencePack.open(reference) if reference else None
     sc = Scores.open(scores, pack)
-    sel = select(sc, strategy=strategy, keep=keep, count=count, safety_net=safety_net, alpha=alpha, share=share, seed=seed,
-                 spread=spread)
+    sel = select(
+        sc,
+        strategy=strategy,
+        keep=keep,
+        count=count,
+        safety_net=safety_net,
+        alpha=alpha,
+        share=share,
+        seed=seed,
+        spread=spread,
+    )
     if out:
         import io
 
@@ -305,20 +369,23 @@ def select_cmd(
 def pack_cmd(
     scores: Path = typer.Argument(..., help="Scores directory (plada-edge score)."),
     out: Path = typer.Option(..., "--out", "-o", help="Payload file to write (.plada)."),
-    budget: Optional[str] = typer.Option(None, help="Largest payload that fits this size, e.g. 100KB, 64KiB."),
-    keep: Optional[str] = typer.Option(None, help="Budget as a share of the pack, e.g. 1%."),
-    count: Optional[int] = typer.Option(None, help="Budget as a number of images."),
-    strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random | auto (picks energy or opposite "
-                                 "with proxy students on held-out target data; needs --target and --reference)."),
+    budget: str | None = typer.Option(None, help="Largest payload that fits this size, e.g. 100KB, 64KiB."),
+    keep: str | None = typer.Option(None, help="Budget as a share of the pack, e.g. 1%."),
+    count: int | None = typer.Option(None, help="Budget as a number of images."),
+    strategy: str = typer.Option(
+        SELECTION["strategy"],
+        help="energy | opposite | entropy | random | auto (picks energy or opposite "
+        "with proxy students on held-out target data; needs --target and --reference).",
+    ),
     safety_net: bool = SAFETY_NET_OPTION,
     alpha: float = ALPHA_OPTION,
     share: float = SHARE_OPTION,
     seed: int = typer.Option(0, help="Seed for --strategy random, auto and --spread."),
     spread: str = SPREAD_OPTION,
     codec: str = typer.Option("auto", help="model | paper-idx | paper-bmp | varint | auto (smallest)."),
-    task: Optional[str] = typer.Option(None, help="Task name in the header (default: the target's)."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target data, for --strategy auto."),
-    reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="Reference pack, for --strategy auto."),
+    task: str | None = typer.Option(None, help="Task name in the header (default: the target's)."),
+    target: str | None = typer.Option(None, "--target", "-t", help="Target data, for --strategy auto."),
+    reference: Path | None = typer.Option(None, "--reference", "-r", help="Reference pack, for --strategy auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the selection report and size as JSON."),
 ) -> None:
     """Select and write a payload: (index, label) pairs, fingerprinted and checksummed."""
@@ -330,9 +397,23 @@ def pack_cmd(
     if budget is None and keep is None and count is None:
         keep = "1%"
     pack = ReferencePack.open(reference) if reference else None
-    payload, sel, data = make_payload(Scores.open(scores, pack), out, strategy=strategy, keep=keep, count=count,
-                                      budget=budget, safety_net=safety_net, alpha=alpha, share=share, seed=seed,
-                                      spread=spread, codec=codec, task=task, target=load_target(target) if target else None, pack=pack)
+    payload, sel, data = make_payload(
+        Scores.open(scores, pack),
+        out,
+        strategy=strategy,
+        keep=keep,
+        count=count,
+        budget=budget,
+        safety_net=safety_net,
+        alpha=alpha,
+        share=share,
+        seed=seed,
+        spread=spread,
+        codec=codec,
+        task=task,
+        target=load_target(target) if target else None,
+        pack=pack,
+    )
     report = dict(sel.report(pack), bytes=len(data), codec=payload.header["codec"], out=str(out))
     if getattr(sel, "auto", None):
         report["auto"] = sel.auto
@@ -340,7 +421,9 @@ def pack_cmd(
         _print_json(report)
         return
     _print_selection(report)
-    typer.echo(f"wrote {out}: {len(data):,} bytes ({payload.header['codec']}), {8 * len(data) / max(1, sel.k):.2f} bits per image")
+    typer.echo(
+        f"wrote {out}: {len(data):,} bytes ({payload.header['codec']}), {8 * len(data) / max(1, sel.k):.2f} bits per image"
+    )
 
 
 @app.command()
@@ -357,13 +440,22 @@ def inspect(
         _print_json(r)
         return
     h = r["header"]
-    typer.echo(f"{payload}: task '{h['task']}', {r['k']:,} of {r['n']:,} images, {r['classes']} classes, codec {h['codec']}")
+    typer.echo(
+        f"{payload}: task '{h['task']}', {r['k']:,} of {r['n']:,} images, {r['classes']} classes, codec {h['codec']}"
+    )
     typer.echo(f"  pack      {h['pack_fingerprint']}")
-    typer.echo(f"  size      {r['bytes']:,} bytes (body {r['body_bytes']:,}), {r['bits_per_image'] or 0:.2f} bits per kept image")
-    typer.echo(f"  floor     {r['floor_bytes']:,.0f} bytes = log2 C(N,k) + k·H(labels); body/floor {r['body_to_floor'] or 0:.3f}")
+    typer.echo(
+        f"  size      {r['bytes']:,} bytes (body {r['body_bytes']:,}), {r['bits_per_image'] or 0:.2f} bits per kept image"
+    )
+    typer.echo(
+        f"  floor     {r['floor_bytes']:,.0f} bytes = log2 C(N,k) + k·H(labels); body/floor {r['body_to_floor'] or 0:.3f}"
+    )
     sel = h.get("selection", {})
     if sel:
-        typer.echo(f"  selection {sel.get('strategy')} keep {sel.get('keep', 0):.2%}" + (", Safety-Net" if sel.get("safety_net") else ""))
+        typer.echo(
+            f"  selection {sel.get('strategy')} keep {sel.get('keep', 0):.2%}"
+            + (", Safety-Net" if sel.get("safety_net") else "")
+        )
     t = h.get("teacher", {})
     if t.get("test_acc") is not None:
         typer.echo(f"  teacher   {t.get('arch')} test accuracy {t['test_acc']:.4f}")
@@ -379,24 +471,42 @@ def learn(
     epochs: int = typer.Option(STUDENT_EPOCHS, help="Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K)."),
     batch_size: int = typer.Option(128, help="Batch size."),
     lr: float = typer.Option(1e-3, help="Peak AdamW learning rate (cosine schedule)."),
-    weights: Optional[str] = typer.Option(None, help="Initial weights: a local .pt/.pth or a cached torchvision name."),
+    weights: str | None = typer.Option(None, help="Initial weights: a local .pt/.pth or a cached torchvision name."),
     seed: int = typer.Option(0, help="Random seed."),
     hflip: bool = typer.Option(False, help="Random horizontal flips."),
-    eval_target: Optional[str] = typer.Option(None, "--eval", help="Evaluate on this target's test split afterwards."),
+    eval_target: str | None = typer.Option(None, "--eval", help="Evaluate on this target's test split afterwards."),
     expand: int = typer.Option(0, help="FAISS label expansion: neighbours per payload image (0 = off)."),
     expand_weight: float = typer.Option(0.5, help="Loss weight of expanded images."),
-    embedder: Optional[str] = typer.Option(None, help="Embedder of the pack index used by --expand."),
-    model_size: Optional[int] = typer.Option(None, help="Student input pixels (default: the teacher's). "
-                                             "ImageNet-initialised students (efficientnet_lite0) want 64+."),
+    embedder: str | None = typer.Option(None, help="Embedder of the pack index used by --expand."),
+    model_size: int | None = typer.Option(
+        None,
+        help="Student input pixels (default: the teacher's). "
+        "ImageNet-initialised students (efficientnet_lite0) want 64+.",
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:
     """Device side: verify a payload, gather its images from the pack, train and export a student."""
     from .device.student import learn as run_learn
 
-    m = run_learn(payload, reference, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weights=weights,
-                  seed=seed, hflip=hflip, target=eval_target, expand=expand, expand_weight=expand_weight,
-                  embedder=embedder, model_size=model_size, resume=not fresh)
+    m = run_learn(
+        payload,
+        reference,
+        out,
+        arch=arch,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weights=weights,
+        seed=seed,
+        hflip=hflip,
+        target=eval_target,
+        expand=expand,
+        expand_weight=expand_weight,
+        embedder=embedder,
+        model_size=model_size,
+        resume=not fresh,
+    )
     if as_json:
         _print_json(m)
         return
@@ -405,7 +515,10 @@ def learn(
         typer.echo(f"label expansion added {m['expansion']['added']:,} images")
     if m.get("test_acc") is not None:
         t = m.get("teacher_test_acc")
-        typer.echo(f"test accuracy {m['test_acc']:.4f}" + (f" (teacher {t:.4f}, ratio {m['ratio_to_teacher']:.3f})" if t else ""))
+        typer.echo(
+            f"test accuracy {m['test_acc']:.4f}"
+            + (f" (teacher {t:.4f}, ratio {m['ratio_to_teacher']:.3f})" if t else "")
+        )
 
 
 @app.command()
@@ -419,29 +532,33 @@ def evaluate(
     from .device.student import evaluate as run_evaluate
 
     r = run_evaluate(student, target)
-    _print_json(r) if as_json else typer.echo(f"{r['target']}: accuracy {r['test_acc']:.4f}, macro {r['macro_acc']:.4f} on {r['n']:,} images")
+    _print_json(r) if as_json else typer.echo(
+        f"{r['target']}: accuracy {r['test_acc']:.4f}, macro {r['macro_acc']:.4f} on {r['n']:,} images"
+    )
 
 
 @reference_app.command("index")
 @_clean_errors
 def reference_index(
     pack: Path = typer.Argument(..., help="Pack directory."),
-    embedder: Optional[str] = typer.Option(None, help="efficientnet_lite0 (when installed) or pixels."),
-    out: Optional[Path] = typer.Option(None, help="Index directory (default: PACK/index)."),
+    embedder: str | None = typer.Option(None, help="efficientnet_lite0 (when installed) or pixels."),
+    out: Path | None = typer.Option(None, help="Index directory (default: PACK/index)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Embed every pack image (resumable) and build a FAISS index for label expansion."""
     from .device.index import build_index
 
     meta = build_index(pack, embedder, out)
-    _print_json(meta) if as_json else typer.echo(f"{meta['embedder']} index ({meta['index']}, {meta['dim']}-d) over {meta['n']:,} images")
+    _print_json(meta) if as_json else typer.echo(
+        f"{meta['embedder']} index ({meta['index']}, {meta['dim']}-d) over {meta['n']:,} images"
+    )
 
 
 @app.command()
 @_clean_errors
 def build(
     task_file: Path = typer.Argument(..., help="Task file (TOML) with [server] and [tasks.NAME] tables."),
-    only: Optional[List[str]] = typer.Option(None, "--only", help="Build only these tasks."),
+    only: list[str] | None = typer.Option(None, "--only", help="Build only these tasks."),
     as_json: bool = typer.Option(False, "--json", help="Print the build report as JSON."),
 ) -> None:
     """Run the server pipeline for every task whose inputs changed (content-hash cache)."""
@@ -458,7 +575,7 @@ def serve(
     task_file: Path = typer.Argument(..., help="Task file (TOML); missing payloads are built first."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
     port: int = typer.Option(8000, help="TCP port."),
-    token: Optional[str] = typer.Option(None, help="Require 'Authorization: Bearer TOKEN' (or set PLADA_EDGE_TOKEN)."),
+    token: str | None = typer.Option(None, help="Require 'Authorization: Bearer TOKEN' (or set PLADA_EDGE_TOKEN)."),
     no_build: bool = typer.Option(False, "--no-build", help="Serve what is published; build nothing."),
 ) -> None:
     """HTTP dataset server: GET /v1/tasks, /v1/tasks/NAME, /v1/tasks/NAME/payload, /healthz."""
@@ -483,8 +600,17 @@ def demo(
     """Run PLADA end to end on offline data: teacher → energy → payload → student, with a summary table."""
     from .demo import format_table, run_demo
 
-    r = run_demo(target=target, workdir=workdir, keep=keep, strategy=strategy, safety_net=safety_net, spread=spread,
-                 student=student, epochs=epochs, log=lambda m: typer.echo(m, err=True))
+    r = run_demo(
+        target=target,
+        workdir=workdir,
+        keep=keep,
+        strategy=strategy,
+        safety_net=safety_net,
+        spread=spread,
+        student=student,
+        epochs=epochs,
+        log=lambda m: typer.echo(m, err=True),
+    )
     _print_json(r) if as_json else typer.echo("\n" + format_table(r))
 
 

@@ -26,10 +26,19 @@ DEMO_DEFAULTS = {  # teachers a little shorter than the benchmark's, to finish i
 }
 
 
-def run_demo(target: str = "digits", workdir: str | os.PathLike = "runs/demo", keep: str = "1%",
-             strategy: str = SELECTION["strategy"], safety_net: bool = SELECTION["safety_net"],
-             alpha: float = SELECTION["alpha"], share: float = SELECTION["share"], spread: float | str = SELECTION["spread"],
-             student: str = "resnet18", epochs: int = STUDENT_EPOCHS, log=print) -> dict:
+def run_demo(
+    target: str = "digits",
+    workdir: str | os.PathLike = "runs/demo",
+    keep: str = "1%",
+    strategy: str = SELECTION["strategy"],
+    safety_net: bool = SELECTION["safety_net"],
+    alpha: float = SELECTION["alpha"],
+    share: float = SELECTION["share"],
+    spread: float | str = SELECTION["spread"],
+    student: str = "resnet18",
+    epochs: int = STUDENT_EPOCHS,
+    log=print,
+) -> dict:
     from .core.targets import data_dir
     from .data.offline import build_offline_data
     from .device.student import learn
@@ -55,17 +64,40 @@ def run_demo(target: str = "digits", workdir: str | os.PathLike = "runs/demo", k
         f'keep = "{keep}"\nstrategy = "{strategy}"\nsafety_net = {str(safety_net).lower()}\n'
         f"alpha = {alpha}\nshare = {share}\nspread = {json.dumps(spread)}\n"
     )
-    log(f"server: teacher {d['arch']} → ONNX → energy scores → {strategy} {keep}" + (" + Safety-Net" if safety_net else ""))
+    log(
+        f"server: teacher {d['arch']} → ONNX → energy scores → {strategy} {keep}"
+        + (" + Safety-Net" if safety_net else "")
+    )
     report = build_tasks(task_file, log=log)[target]
-    payload = load_task_file(task_file)["cache"] / json.loads((load_task_file(task_file)["cache"] / "tasks.json").read_text())[target]["payload"]
+    payload = (
+        load_task_file(task_file)["cache"]
+        / json.loads((load_task_file(task_file)["cache"] / "tasks.json").read_text())[target]["payload"]
+    )
     log(f"device: learn from {payload.name} ({report['bytes']:,} bytes)")
-    m = learn(payload, root / "offline-mix", workdir / "student", arch=student, epochs=epochs,
-              hflip=d["hflip"], target=root / "targets" / f"{target}.npz")
+    m = learn(
+        payload,
+        root / "offline-mix",
+        workdir / "student",
+        arch=student,
+        epochs=epochs,
+        hflip=d["hflip"],
+        target=root / "targets" / f"{target}.npz",
+    )
     result = {
-        "target": target, "payload_bytes": report["bytes"], "k": report["k"], "pool": report["n"],
-        "teacher_acc": m["teacher_test_acc"], "student_acc": m["test_acc"], "ratio": m["ratio_to_teacher"],
-        "student": student, "strategy": strategy, "keep": keep, "safety_net": safety_net, "spread": spread,
-        "seconds": time.perf_counter() - t0, "workdir": str(workdir),
+        "target": target,
+        "payload_bytes": report["bytes"],
+        "k": report["k"],
+        "pool": report["n"],
+        "teacher_acc": m["teacher_test_acc"],
+        "student_acc": m["test_acc"],
+        "ratio": m["ratio_to_teacher"],
+        "student": student,
+        "strategy": strategy,
+        "keep": keep,
+        "safety_net": safety_net,
+        "spread": spread,
+        "seconds": time.perf_counter() - t0,
+        "workdir": str(workdir),
     }
     return result
 
@@ -73,8 +105,12 @@ def run_demo(target: str = "digits", workdir: str | os.PathLike = "runs/demo", k
 def format_table(r: dict) -> str:
     rows = [
         ("target", r["target"]),
-        ("selection", f"{r['strategy']} {r['keep']}" + (" + Safety-Net" if r["safety_net"] else "")
-         + (f", spread {r['spread']}" if r.get("spread", 1) != 1 else "")),
+        (
+            "selection",
+            f"{r['strategy']} {r['keep']}"
+            + (" + Safety-Net" if r["safety_net"] else "")
+            + (f", spread {r['spread']}" if r.get("spread", 1) != 1 else ""),
+        ),
         ("payload", f"{r['payload_bytes']:,} bytes for {r['k']:,} of {r['pool']:,} pool images"),
         ("teacher accuracy", f"{r['teacher_acc']:.4f}"),
         ("student accuracy", f"{r['student_acc']:.4f}  ({r['student']}, trained only on the payload)"),

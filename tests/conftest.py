@@ -28,8 +28,20 @@ def tiny_folder(tmp_path) -> Path:
     """A nested folder of 12 small images of mixed modes and sizes, plus a non-image file."""
     rng = np.random.default_rng(0)
     root = tmp_path / "imgs"
-    names = ["b/2.png", "a/10.png", "a/9.png", "c.png", "b/1.jpg", "a/sub/x.png",
-             "z.png", "m.bmp", "a/0.png", "k.png", "b/3.png", "e.png"]
+    names = [
+        "b/2.png",
+        "a/10.png",
+        "a/9.png",
+        "c.png",
+        "b/1.jpg",
+        "a/sub/x.png",
+        "z.png",
+        "m.bmp",
+        "a/0.png",
+        "k.png",
+        "b/3.png",
+        "e.png",
+    ]
     for i, name in enumerate(names):
         h, w = int(rng.integers(8, 60)), int(rng.integers(8, 60))
         arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -64,14 +76,30 @@ def tiny(tmp_path_factory):
     rng = np.random.default_rng(0)
     xs = [stripes(rng, 60, k) for k in range(3)]
     xt = [stripes(rng, 20, k) for k in range(3)]
-    target = Target("stripes", np.concatenate(xs), np.repeat(np.arange(3), 60), np.concatenate(xt),
-                    np.repeat(np.arange(3), 20), ["h", "v", "blob"])
+    target = Target(
+        "stripes",
+        np.concatenate(xs),
+        np.repeat(np.arange(3), 60),
+        np.concatenate(xt),
+        np.repeat(np.arange(3), 20),
+        ["h", "v", "blob"],
+    )
     save_target(root / "stripes.npz", target)
-    pool = np.concatenate([stripes(rng, 40, k) for k in range(3)] + [rng.integers(0, 256, (380, 16, 16), dtype=np.uint8)])
+    pool = np.concatenate(
+        [stripes(rng, 40, k) for k in range(3)] + [rng.integers(0, 256, (380, 16, 16), dtype=np.uint8)]
+    )
     np.save(root / "pool.npy", pool)
     pack = build_pack([str(root / "pool.npy")], root / "pack", size=16)
-    metrics = train_teacher(root / "stripes.npz", "tiny_cnn", root / "teacher", epochs=4, model_size=16, batch_size=32,
-                            lr=3e-3, progress=False)
+    metrics = train_teacher(
+        root / "stripes.npz",
+        "tiny_cnn",
+        root / "teacher",
+        epochs=4,
+        model_size=16,
+        batch_size=32,
+        lr=3e-3,
+        progress=False,
+    )
     report = export_onnx(root / "teacher", root / "teacher.onnx", input_size=16)
     return {"root": root, "pack": pack, "metrics": metrics, "export": report, "target": target}
 

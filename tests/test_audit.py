@@ -17,7 +17,10 @@ def _target(rng, n_train=60, n_test=40):
     def imgs(n):
         base = rng.integers(0, 256, (n, 4, 4), dtype=np.uint8)
         return np.kron(base, np.ones((1, 7, 7), np.uint8))  # 28x28 gray
-    return Target("t", imgs(n_train), rng.integers(0, 3, n_train), imgs(n_test), rng.integers(0, 3, n_test), ["a", "b", "c"])
+
+    return Target(
+        "t", imgs(n_train), rng.integers(0, 3, n_train), imgs(n_test), rng.integers(0, 3, n_test), ["a", "b", "c"]
+    )
 
 
 def test_planted_duplicates_are_found_and_clean_pool_is_clean(tmp_path):
@@ -52,7 +55,9 @@ def test_cli_audit(tmp_path):
     save_target(tmp_path / "t.npz", target)
     np.save(tmp_path / "p.npy", np.concatenate([target.x_test[:2], rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)]))
     build_pack([str(tmp_path / "p.npy")], tmp_path / "pack", size=32)
-    r = CliRunner().invoke(app, ["audit", "--target", str(tmp_path / "t.npz"), "--reference", str(tmp_path / "pack"), "--json"])
+    r = CliRunner().invoke(
+        app, ["audit", "--target", str(tmp_path / "t.npz"), "--reference", str(tmp_path / "pack"), "--json"]
+    )
     assert r.exit_code == 0, r.output
     import json
 

@@ -21,14 +21,25 @@ from plada_edge.server.scoring import score_pack  # noqa: E402
 @pytest.fixture(scope="module")
 def task(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("device")
-    scores = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], root / "scores", batch_size=64, chunk=128, progress=False)
+    scores = score_pack(
+        tiny["root"] / "teacher.onnx", tiny["pack"], root / "scores", batch_size=64, chunk=128, progress=False
+    )
     payload, sel, data = make_payload(scores, root / "task.plada", count=90, safety_net=True, alpha=0.0, share=1.0)
     return {**tiny, "dir": root, "payload": root / "task.plada", "k": payload.k}
 
 
 def test_learn_end_to_end_beats_chance(task, tmp_path):
-    m = learn(task["payload"], task["pack"], tmp_path / "s", arch="tiny_cnn", epochs=8, batch_size=32, lr=3e-3,
-              target=task["target"], progress=False)
+    m = learn(
+        task["payload"],
+        task["pack"],
+        tmp_path / "s",
+        arch="tiny_cnn",
+        epochs=8,
+        batch_size=32,
+        lr=3e-3,
+        target=task["target"],
+        progress=False,
+    )
     assert m["k"] == task["k"] == 90 and m["trained_on"] == 90
     assert m["test_acc"] > 0.6  # 3 classes: chance is 1/3
     assert m["onnx_max_abs_diff"] <= 1e-4
@@ -42,8 +53,17 @@ def test_learn_end_to_end_beats_chance(task, tmp_path):
 def test_student_at_its_own_resolution(task, tmp_path):
     import onnx
 
-    m = learn(task["payload"], task["pack"], tmp_path / "s", arch="tiny_cnn", epochs=1, batch_size=32, model_size=24,
-              target=task["target"], progress=False)
+    m = learn(
+        task["payload"],
+        task["pack"],
+        tmp_path / "s",
+        arch="tiny_cnn",
+        epochs=1,
+        batch_size=32,
+        model_size=24,
+        target=task["target"],
+        progress=False,
+    )
     assert m["model_size"] == 24 and m["onnx_max_abs_diff"] <= 1e-4
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "s" / "student.onnx")).metadata_props}
     assert json.loads(props["plada.view"])["model_size"] == 24
@@ -96,7 +116,9 @@ def test_label_expansion_adds_unanimous_neighbours(task, tmp_path):
     from plada_edge.core.payload import read_payload
 
     p = read_payload(task["payload"])
-    new_idx, new_lab, rep = expand_labels(task["pack"], p.indices, p.labels, k=5, embedder="pixels", out=tmp_path / "index")
+    new_idx, new_lab, rep = expand_labels(
+        task["pack"], p.indices, p.labels, k=5, embedder="pixels", out=tmp_path / "index"
+    )
     assert rep["added"] == len(new_idx) > 0
     assert not set(new_idx) & set(p.indices)
     # the rule: every payload image that retrieved an added neighbour carries its label
@@ -146,8 +168,25 @@ def test_cli_pack_inspect_learn(task, tmp_path):
     from plada_edge.cli import app
 
     r = CliRunner()
-    out = r.invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "30", "--safety-net", "--alpha", "0", "--share", "1",
-                         "--codec", "model", "--out", str(tmp_path / "t.plada"), "--json"])
+    out = r.invoke(
+        app,
+        [
+            "pack",
+            str(task["dir"] / "scores"),
+            "--count",
+            "30",
+            "--safety-net",
+            "--alpha",
+            "0",
+            "--share",
+            "1",
+            "--codec",
+            "model",
+            "--out",
+            str(tmp_path / "t.plada"),
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["codec"] == "model"
     out = r.invoke(app, ["inspect", str(tmp_path / "t.plada"), "--json"])
@@ -160,8 +199,24 @@ def test_cli_pack_inspect_learn(task, tmp_path):
     (tmp_path / "junk.plada").write_bytes(b"junk")
     out = r.invoke(app, ["inspect", str(tmp_path / "junk.plada")])
     assert out.exit_code == 2 and "bad magic" in out.output
-    out = r.invoke(app, ["learn", str(tmp_path / "t.plada"), "--reference", str(task["pack"].path), "--arch", "tiny_cnn",
-                         "--epochs", "2", "--eval", str(task["root"] / "stripes.npz"), "--out", str(tmp_path / "s"), "--json"])
+    out = r.invoke(
+        app,
+        [
+            "learn",
+            str(tmp_path / "t.plada"),
+            "--reference",
+            str(task["pack"].path),
+            "--arch",
+            "tiny_cnn",
+            "--epochs",
+            "2",
+            "--eval",
+            str(task["root"] / "stripes.npz"),
+            "--out",
+            str(tmp_path / "s"),
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     m = json.loads(out.output)
     assert m["k"] == 30 and 0 <= m["test_acc"] <= 1
@@ -174,16 +229,43 @@ def test_strategy_auto_measures_both_directions(task, tmp_path):
 
     from plada_edge.cli import app
 
-    r = CliRunner().invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "45", "--safety-net", "--strategy", "auto",
-                                 "--target", str(task["root"] / "stripes.npz"), "--reference", str(task["pack"].path),
-                                 "--out", str(tmp_path / "a.plada"), "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "pack",
+            str(task["dir"] / "scores"),
+            "--count",
+            "45",
+            "--safety-net",
+            "--strategy",
+            "auto",
+            "--target",
+            str(task["root"] / "stripes.npz"),
+            "--reference",
+            str(task["pack"].path),
+            "--out",
+            str(tmp_path / "a.plada"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     cands = rep["auto"]["candidates"]
     assert set(cands) == {"energy", "opposite"} and rep["auto"]["held_out"] > 0
     assert rep["strategy"] == rep["auto"]["chosen"] == max(cands, key=lambda n: cands[n]["held_out_acc"])
-    r = CliRunner().invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "45", "--strategy", "auto",
-                                 "--out", str(tmp_path / "b.plada")])
+    r = CliRunner().invoke(
+        app,
+        [
+            "pack",
+            str(task["dir"] / "scores"),
+            "--count",
+            "45",
+            "--strategy",
+            "auto",
+            "--out",
+            str(tmp_path / "b.plada"),
+        ],
+    )
     assert r.exit_code == 2 and "needs the target" in r.output
 
 
@@ -198,14 +280,19 @@ def test_safety_net_is_the_default_everywhere(task, tmp_path):
     from plada_edge.server.tasks import DEFAULTS
 
     scores = Scores.open(task["dir"] / "scores")
-    default, quotas, plain = (select(scores, count=30), select(scores, count=30, safety_net=True),
-                              select(scores, count=30, safety_net=False))
+    default, quotas, plain = (
+        select(scores, count=30),
+        select(scores, count=30, safety_net=True),
+        select(scores, count=30, safety_net=False),
+    )
     assert default.safety_net is not None and plain.safety_net is None
     np.testing.assert_array_equal(default.indices, quotas.indices)
     assert DEFAULTS["safety_net"] is True
     r = CliRunner()
     for flags, on in (([], True), (["--no-safety-net"], False)):
-        out = r.invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "30", *flags, "--out", str(tmp_path / "d.plada")])
+        out = r.invoke(
+            app, ["pack", str(task["dir"] / "scores"), "--count", "30", *flags, "--out", str(tmp_path / "d.plada")]
+        )
         assert out.exit_code == 0, out.output
         p = read_payload(tmp_path / "d.plada")
         assert bool(p.header["selection"]["safety_net"]) is on
@@ -220,12 +307,29 @@ def test_cli_spread_reaches_the_header(task, tmp_path):
     from plada_edge.server.scoring import Scores
     from plada_edge.server.selection import select
 
-    out = CliRunner().invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "30", "--spread", "3", "--seed", "2",
-                                   "--out", str(tmp_path / "s.plada")])
+    out = CliRunner().invoke(
+        app,
+        [
+            "pack",
+            str(task["dir"] / "scores"),
+            "--count",
+            "30",
+            "--spread",
+            "3",
+            "--seed",
+            "2",
+            "--out",
+            str(tmp_path / "s.plada"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     p = read_payload(tmp_path / "s.plada")
     assert p.header["selection"]["spread"] == 3
-    np.testing.assert_array_equal(p.indices, select(Scores.open(task["dir"] / "scores"), count=30, spread=3, seed=2).indices)
-    bad = CliRunner().invoke(app, ["pack", str(task["dir"] / "scores"), "--count", "30", "--spread", "0.5",
-                                   "--out", str(tmp_path / "b.plada")])
+    np.testing.assert_array_equal(
+        p.indices, select(Scores.open(task["dir"] / "scores"), count=30, spread=3, seed=2).indices
+    )
+    bad = CliRunner().invoke(
+        app,
+        ["pack", str(task["dir"] / "scores"), "--count", "30", "--spread", "0.5", "--out", str(tmp_path / "b.plada")],
+    )
     assert bad.exit_code != 0 and "spread" in bad.output and not (tmp_path / "b.plada").exists()

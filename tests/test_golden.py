@@ -36,7 +36,13 @@ def golden_inputs():
 def payload_digests(selections) -> dict:
     out = {}
     for name, (idx, lab, n, c) in selections.items():
-        head = {"task": name, "class_names": [str(i) for i in range(c)], "pack_fingerprint": "f" * 64, "n": n, "image_size": 32}
+        head = {
+            "task": name,
+            "class_names": [str(i) for i in range(c)],
+            "pack_fingerprint": "f" * 64,
+            "n": n,
+            "image_size": 32,
+        }
         for codec in list_codecs():
             data = encode_payload(idx, lab, head, codec)
             p = decode_payload(data)

@@ -53,7 +53,11 @@ def selections(draw, max_n=5000):
     else:  # runs of consecutive indices, as when a class folder is selected
         starts = rng.integers(0, n, draw(st.integers(1, 20)))
         idx = np.unique(np.concatenate([np.arange(s, min(n, s + rng.integers(1, 50))) for s in starts]))
-    lab = np.repeat(rng.integers(0, c, max(1, len(idx) // 7 + 1)), 7)[: len(idx)] if kind == "clustered" else rng.integers(0, c, len(idx))
+    lab = (
+        np.repeat(rng.integers(0, c, max(1, len(idx) // 7 + 1)), 7)[: len(idx)]
+        if kind == "clustered"
+        else rng.integers(0, c, len(idx))
+    )
     return idx.astype(np.int64), lab.astype(np.int64), n, c
 
 

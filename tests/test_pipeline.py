@@ -10,12 +10,12 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from conftest import sigkill_when  # noqa: E402
+
 from plada_edge.core.reference import build_pack  # noqa: E402
 from plada_edge.server.scoring import Scores, ScoresError, score_pack  # noqa: E402
 from plada_edge.server.selection import select  # noqa: E402
 from plada_edge.server.teacher import onnx_metadata  # noqa: E402
-
-from conftest import sigkill_when  # noqa: E402
 
 
 def test_teacher_learns_and_exports_faithfully(tiny):
@@ -24,12 +24,15 @@ def test_teacher_learns_and_exports_faithfully(tiny):
     meta = onnx_metadata(tiny["root"] / "teacher.onnx")
     assert meta["class_names"] == ["h", "v", "blob"] and meta["input_size"] == 16
     assert meta["outputs"] == ["logits", "features"]
-    assert json.loads((tiny["root"] / "teacher" / "metrics.json").read_text())["test_acc"] == tiny["metrics"]["test_acc"]
+    assert (
+        json.loads((tiny["root"] / "teacher" / "metrics.json").read_text())["test_acc"] == tiny["metrics"]["test_acc"]
+    )
 
 
 def test_score_and_select(tiny):
-    sc = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], tiny["root"] / "scores", batch_size=32, chunk=64,
-                    progress=False)
+    sc = score_pack(
+        tiny["root"] / "teacher.onnx", tiny["pack"], tiny["root"] / "scores", batch_size=32, chunk=64, progress=False
+    )
     assert sc.n == 500 and not np.asarray(sc.flags).any()
     # the 120 in-domain pool images (indices 0..119) should score lower energy than noise
     e = np.asarray(sc.energy)
@@ -41,7 +44,9 @@ def test_score_and_select(tiny):
     assert (sel.labels == lab[sel.indices]).all()
     for c in range(3):  # each quota holds that class's 20 lowest energies
         members = np.flatnonzero(lab == c)
-        np.testing.assert_array_equal(np.sort(members[np.argsort(e[members], kind="stable")[:20]]), sel.indices[sel.labels == c])
+        np.testing.assert_array_equal(
+            np.sort(members[np.argsort(e[members], kind="stable")[:20]]), sel.indices[sel.labels == c]
+        )
     vanilla = select(sc, strategy="energy", keep="10%", safety_net=False)
     assert vanilla.k == 50
     np.testing.assert_array_equal(vanilla.indices, np.sort(np.argsort(e, kind="stable")[:50]))
@@ -63,8 +68,10 @@ def test_scores_refuse_another_pack(tiny, tmp_path):
 def test_interrupted_scoring_resumes_to_identical_output(tiny, tmp_path):
     onnx = tiny["root"] / "teacher.onnx"
     full = score_pack(onnx, tiny["pack"], tmp_path / "full", batch_size=32, chunk=64, progress=False)
-    assert score_pack(onnx, tiny["pack"], tmp_path / "cut", batch_size=32, chunk=64, progress=False,
-                      stop_after_chunks=3) is None
+    assert (
+        score_pack(onnx, tiny["pack"], tmp_path / "cut", batch_size=32, chunk=64, progress=False, stop_after_chunks=3)
+        is None
+    )
     with pytest.raises(ScoresError, match="did not finish"):
         Scores.open(tmp_path / "cut")
     assert len(list((tmp_path / "cut" / "chunks").glob("*.npz"))) == 3
@@ -94,11 +101,38 @@ def test_cli_pipeline(tiny, tmp_path):
     from plada_edge.cli import app
 
     r = CliRunner()
-    out = r.invoke(app, ["score", "--teacher", str(tiny["root"] / "teacher.onnx"), "--reference", str(tiny["pack"].path),
-                         "--out", str(tmp_path / "sc"), "--batch-size", "32", "--chunk", "64", "--json"])
+    out = r.invoke(
+        app,
+        [
+            "score",
+            "--teacher",
+            str(tiny["root"] / "teacher.onnx"),
+            "--reference",
+            str(tiny["pack"].path),
+            "--out",
+            str(tmp_path / "sc"),
+            "--batch-size",
+            "32",
+            "--chunk",
+            "64",
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
-    out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--reference", str(tiny["pack"].path),
-                         "--out", str(tmp_path / "sel.npz"), "--json"])
+    out = r.invoke(
+        app,
+        [
+            "select",
+            str(tmp_path / "sc"),
+            "--keep",
+            "2%",
+            "--reference",
+            str(tiny["pack"].path),
+            "--out",
+            str(tmp_path / "sel.npz"),
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     rep = json.loads(out.output)
     assert rep["k"] == 10 and sum(rep["label_histogram"].values()) == 10 and sum(rep["sources"].values()) == 10

@@ -34,14 +34,38 @@ def same(a, b):
 def test_local_ray_runtime_matches_local_engine(tiny, local_scores, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        sc = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], tmp_path / "r", batch_size=32, chunk=64,
-                        engine="ray", progress=False)
+        sc = score_pack(
+            tiny["root"] / "teacher.onnx",
+            tiny["pack"],
+            tmp_path / "r",
+            batch_size=32,
+            chunk=64,
+            engine="ray",
+            progress=False,
+        )
         same(sc, local_scores)
         # a Ray run resumes a local run's partial output, and vice versa: the chunks are the same
-        assert score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], tmp_path / "mix", batch_size=32, chunk=64,
-                          progress=False, stop_after_chunks=3) is None
-        sc = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], tmp_path / "mix", batch_size=32, chunk=64,
-                        engine="ray", progress=False)
+        assert (
+            score_pack(
+                tiny["root"] / "teacher.onnx",
+                tiny["pack"],
+                tmp_path / "mix",
+                batch_size=32,
+                chunk=64,
+                progress=False,
+                stop_after_chunks=3,
+            )
+            is None
+        )
+        sc = score_pack(
+            tiny["root"] / "teacher.onnx",
+            tiny["pack"],
+            tmp_path / "mix",
+            batch_size=32,
+            chunk=64,
+            engine="ray",
+            progress=False,
+        )
         same(sc, local_scores)
     finally:
         ray.shutdown()
@@ -64,8 +88,16 @@ def test_killed_worker_is_retried(tiny, local_scores, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         sr.score_chunks_on_ray = lambda *a, **k: stats.update(real(*a, **k, on_started=kill_one)) or stats
-        sc = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], tmp_path / "k", batch_size=32, chunk=32,
-                        engine="ray", workers=2, progress=False)
+        sc = score_pack(
+            tiny["root"] / "teacher.onnx",
+            tiny["pack"],
+            tmp_path / "k",
+            batch_size=32,
+            chunk=32,
+            engine="ray",
+            workers=2,
+            progress=False,
+        )
     finally:
         sr.score_chunks_on_ray = real
         ray.shutdown()
@@ -74,8 +106,14 @@ def test_killed_worker_is_retried(tiny, local_scores, tmp_path):
 
 
 def local_scores_at(tiny, tmp_path, chunk):
-    return score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], tmp_path / f"local{chunk}", batch_size=32, chunk=chunk,
-                      progress=False)
+    return score_pack(
+        tiny["root"] / "teacher.onnx",
+        tiny["pack"],
+        tmp_path / f"local{chunk}",
+        batch_size=32,
+        chunk=chunk,
+        progress=False,
+    )
 
 
 def _free_port() -> int:
@@ -94,17 +132,42 @@ def test_two_node_loopback_cluster(tiny, local_scores, tmp_path):
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
     common = ["--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"]
     try:
-        subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", *common],
-                       check=True, timeout=120, env=env, capture_output=True)
-        subprocess.run([ray_cli, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                        "--disable-usage-stats"], check=True, timeout=120, env=env, capture_output=True)
+        subprocess.run(
+            [ray_cli, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", *common],
+            check=True,
+            timeout=120,
+            env=env,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                ray_cli,
+                "start",
+                f"--address=127.0.0.1:{port}",
+                "--node-ip-address=127.0.0.1",
+                "--num-cpus=1",
+                "--disable-usage-stats",
+            ],
+            check=True,
+            timeout=120,
+            env=env,
+            capture_output=True,
+        )
         ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
         deadline = time.time() + 60
         while len([n for n in ray.nodes() if n["Alive"]]) < 2 and time.time() < deadline:
             time.sleep(0.5)
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
-        sc = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], tmp_path / "c", batch_size=32, chunk=64,
-                        engine="ray", workers=2, progress=False)
+        sc = score_pack(
+            tiny["root"] / "teacher.onnx",
+            tiny["pack"],
+            tmp_path / "c",
+            batch_size=32,
+            chunk=64,
+            engine="ray",
+            workers=2,
+            progress=False,
+        )
         same(sc, local_scores)
     finally:
         ray.shutdown()

@@ -8,13 +8,12 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import sigkill_when, write_png
 from typer.testing import CliRunner
 
 from plada_edge.cli import app
 from plada_edge.core.reference import PackError, ReferencePack, build_pack
 from plada_edge.core.sources import list_folder, read_idx
-
-from conftest import sigkill_when, write_png
 
 
 def test_folder_order_is_sorted_relative_paths(tiny_folder, tmp_path):

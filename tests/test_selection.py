@@ -123,8 +123,16 @@ def _fake_scores(n=5000, c=5, seed=0):
     label = rng.choice(c, n, p=[0.5, 0.3, 0.1, 0.07, 0.03]).astype(np.uint8)
     energy = (rng.standard_normal(n) + label).astype(np.float32)  # rarer classes sit at higher energy
     flags = (rng.random(n) < 0.02).astype(np.uint8)
-    return SimpleNamespace(energy=energy, entropy=energy, label=label, flags=flags, n=n, num_classes=c,
-                           class_names=[str(i) for i in range(c)], meta={"pack_fingerprint": "f" * 64})
+    return SimpleNamespace(
+        energy=energy,
+        entropy=energy,
+        label=label,
+        flags=flags,
+        n=n,
+        num_classes=c,
+        class_names=[str(i) for i in range(c)],
+        meta={"pack_fingerprint": "f" * 64},
+    )
 
 
 @pytest.mark.parametrize("safety_net", [True, False])

@@ -10,7 +10,6 @@ import time
 import urllib.error
 import urllib.request
 
-import numpy as np
 import pytest
 
 pytest.importorskip("starlette")
@@ -62,10 +61,10 @@ def built(tiny, tmp_path_factory):
     (root / "tasks.toml").write_text(f"""
 [server]
 cache = "cache"
-reference = "{tiny['pack'].path}"
+reference = "{tiny["pack"].path}"
 
 [tasks.stripes]
-target = "{tiny['root'] / 'stripes.npz'}"
+target = "{tiny["root"] / "stripes.npz"}"
 arch = "tiny_cnn"
 epochs = 2
 size = 16
@@ -81,7 +80,12 @@ spread = "auto"
 
 
 def test_build_then_change_only_keep_reuses_scores(built, monkeypatch):
-    assert built["report"]["stripes"]["steps"] == {"teacher": "built", "onnx": "built", "scores": "built", "payload": "built"}
+    assert built["report"]["stripes"]["steps"] == {
+        "teacher": "built",
+        "onnx": "built",
+        "scores": "built",
+        "payload": "built",
+    }
     again = build_tasks(built["root"] / "tasks.toml")
     assert again["stripes"]["steps"] == {"teacher": "cached", "onnx": "cached", "scores": "cached", "payload": "cached"}
     import plada_edge.server.scoring as scoring
@@ -142,10 +146,18 @@ def test_etag_304_and_ranges(server):
     assert status == 416
 
 
-@pytest.mark.parametrize("path", [
-    "/v1/tasks/..%2F..%2Fetc%2Fpasswd/payload", "/v1/tasks/../../etc/passwd", "/v1/tasks/%2e%2e/payload",
-    "/v1/tasks/..%5Cwin/payload", "/v1/tasks/stripes%00/payload", "/v1/tasks/nope", "/v1/tasks/nope/payload",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/tasks/..%2F..%2Fetc%2Fpasswd/payload",
+        "/v1/tasks/../../etc/passwd",
+        "/v1/tasks/%2e%2e/payload",
+        "/v1/tasks/..%5Cwin/payload",
+        "/v1/tasks/stripes%00/payload",
+        "/v1/tasks/nope",
+        "/v1/tasks/nope/payload",
+    ],
+)
 def test_traversal_and_unknown_names_are_404(server, path):
     url, _ = server
     status, _, body = get(url + path)
@@ -170,8 +182,17 @@ def test_learn_from_url_end_to_end(server, built, tmp_path):
 
     url, _ = server
     tiny = built["tiny"]
-    m = learn(f"{url}/v1/tasks/stripes", tiny["pack"], tmp_path / "s", arch="tiny_cnn", epochs=6, batch_size=32,
-              lr=3e-3, target=tiny["target"], progress=False)
+    m = learn(
+        f"{url}/v1/tasks/stripes",
+        tiny["pack"],
+        tmp_path / "s",
+        arch="tiny_cnn",
+        epochs=6,
+        batch_size=32,
+        lr=3e-3,
+        target=tiny["target"],
+        progress=False,
+    )
     assert m["k"] == 60 and m["test_acc"] > 0.5
 
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import write_png
 
 from plada_edge.core.targets import Target, load_target, save_target
-
-from conftest import write_png
 
 
 def test_npz_roundtrip_and_lookup_by_name(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
-    t = Target("tiny", rng.integers(0, 256, (6, 8, 8), dtype=np.uint8), np.array([0, 1, 2, 0, 1, 2]),
-               rng.integers(0, 256, (3, 8, 8), dtype=np.uint8), np.array([2, 1, 0]), ["x", "y", "z"])
+    t = Target(
+        "tiny",
+        rng.integers(0, 256, (6, 8, 8), dtype=np.uint8),
+        np.array([0, 1, 2, 0, 1, 2]),
+        rng.integers(0, 256, (3, 8, 8), dtype=np.uint8),
+        np.array([2, 1, 0]),
+        ["x", "y", "z"],
+    )
     save_target(tmp_path / "targets" / "tiny.npz", t)
     monkeypatch.setenv("PLADA_EDGE_DATA", str(tmp_path))
     back = load_target("tiny")

@@ -42,7 +42,11 @@ def clustered(n, c, keep, rng, folders=21_841, per_class=30, purity=0.9):
     sizes = rng.integers(200, 1100, folders).astype(np.float64)
     bounds = np.concatenate([[0], np.cumsum(sizes / sizes.sum() * n).astype(np.int64)])
     bounds[-1] = n
-    chosen = rng.choice(folders, (c, per_class), replace=False) if c * per_class <= folders else rng.integers(0, folders, (c, per_class))
+    chosen = (
+        rng.choice(folders, (c, per_class), replace=False)
+        if c * per_class <= folders
+        else rng.integers(0, folders, (c, per_class))
+    )
     span = sum(bounds[f + 1] - bounds[f] for f in chosen.ravel())
     p = min(1.0, keep * n / span)
     idx, lab = [], []
@@ -115,19 +119,37 @@ def main() -> None:
         model = res["model"][0]
         rows.append((name, len(idx), res, floor, model / best_paper, model / floor))
         timing.append((name, len(idx), res))
-        print(f"{name:<44} k={len(idx):>9,}  " + "  ".join(f"{cn}={res[cn][0]:>9,}" for cn in codecs)
-              + f"  floor={floor:>11,.0f}  model/paper={model / best_paper:.3f}  model/floor={model / floor:.3f}", flush=True)
+        print(
+            f"{name:<44} k={len(idx):>9,}  "
+            + "  ".join(f"{cn}={res[cn][0]:>9,}" for cn in codecs)
+            + f"  floor={floor:>11,.0f}  model/paper={model / best_paper:.3f}  model/floor={model / floor:.3f}",
+            flush=True,
+        )
     head = "| case | k | " + " | ".join(codecs) + " | floor | model / best paper | model / floor |"
     lines = [head, "|---|---:|" + "---:|" * (len(codecs) + 3)]
     for name, k, res, floor, vs_paper, vs_floor in rows:
-        lines.append(f"| {name} | {k:,} | " + " | ".join(f"{res[cn][0]:,}" for cn in codecs)
-                     + f" | {floor:,.0f} | **{vs_paper:.3f}** | {vs_floor:.3f} |")
-    lines += ["", "Encode / decode time (ms), median of 3:", "",
-              "| case | k | " + " | ".join(codecs) + " |", "|---|---:|" + "---:|" * len(codecs)]
+        lines.append(
+            f"| {name} | {k:,} | "
+            + " | ".join(f"{res[cn][0]:,}" for cn in codecs)
+            + f" | {floor:,.0f} | **{vs_paper:.3f}** | {vs_floor:.3f} |"
+        )
+    lines += [
+        "",
+        "Encode / decode time (ms), median of 3:",
+        "",
+        "| case | k | " + " | ".join(codecs) + " |",
+        "|---|---:|" + "---:|" * len(codecs),
+    ]
     for name, k, res in timing:
-        lines.append(f"| {name} | {k:,} | " + " | ".join(f"{res[cn][1] * 1e3:.0f} / {res[cn][2] * 1e3:.0f}" for cn in codecs) + " |")
-    body = ("Bytes of the encoded body (the container adds a JSON header and a 32-byte checksum). "
-            "The floor is log2 C(N,k) + k·H(labels).\n\n" + "\n".join(lines))
+        lines.append(
+            f"| {name} | {k:,} | "
+            + " | ".join(f"{res[cn][1] * 1e3:.0f} / {res[cn][2] * 1e3:.0f}" for cn in codecs)
+            + " |"
+        )
+    body = (
+        "Bytes of the encoded body (the container adds a JSON header and a 32-byte checksum). "
+        "The floor is log2 C(N,k) + k·H(labels).\n\n" + "\n".join(lines)
+    )
     if args.update_docs:
         replace_section("bench_codec", body, "python tools/bench_codec.py --update-docs")
 

@@ -53,34 +53,57 @@ def main() -> None:
     rows, auto_report = {}, None
     for strategy in ("energy", "opposite", "auto"):
         payload_path = ROOT / f"{strategy}.plada"
-        p, sel, data = make_payload(scores, payload_path, strategy=strategy, keep=args.keep, safety_net=True, spread=1,
-                                    target=target, pack=pack)
+        p, sel, data = make_payload(
+            scores, payload_path, strategy=strategy, keep=args.keep, safety_net=True, spread=1, target=target, pack=pack
+        )
         if strategy == "auto":
             auto_report = sel.auto
         accs = []
         for seed in range(args.seeds):
             cache = ROOT / "students" / f"{strategy}-s{seed}.json"
             if not cache.exists():
-                m = learn(payload_path, pack, ROOT / "students" / f"{strategy}-s{seed}", epochs=int(np.clip(round(15000 / p.k), 2, 30)),
-                          seed=seed, target=target, progress=False)
+                m = learn(
+                    payload_path,
+                    pack,
+                    ROOT / "students" / f"{strategy}-s{seed}",
+                    epochs=int(np.clip(round(15000 / p.k), 2, 30)),
+                    seed=seed,
+                    target=target,
+                    progress=False,
+                )
                 atomic.write_json(cache, {"test_acc": m["test_acc"]})
             accs.append(json.loads(cache.read_text())["test_acc"])
         src = sel.report(pack)["sources"]
-        rows[strategy] = {"k": p.k, "bytes": len(data), "acc": accs, "chosen": sel.strategy,
-                          "sources": {k: v for k, v in sorted(src.items(), key=lambda kv: -kv[1])[:3]}}
+        rows[strategy] = {
+            "k": p.k,
+            "bytes": len(data),
+            "acc": accs,
+            "chosen": sel.strategy,
+            "sources": {k: v for k, v in sorted(src.items(), key=lambda kv: -kv[1])[:3]},
+        }
         print(strategy, sel.strategy, np.mean(accs), rows[strategy]["sources"])
     teacher_acc = scores.meta["teacher_test_acc"]
-    lines = [f"Target `faces` ({len(target.y_train)} train / {len(target.y_test)} test, 25x25 gray, 2 classes); teacher resnet18: "
-             f"**{teacher_acc:.3f}** test accuracy. Selections at {args.keep} of offline-mix with the Safety-Net (alpha -0.2, share 0.5); "
-             f"students resnet18, {args.seeds} seeds.", "",
-             "| strategy | picked | k | payload bytes | student accuracy | top pool sources |", "|---|---|---:|---:|---:|---|"]
+    lines = [
+        f"Target `faces` ({len(target.y_train)} train / {len(target.y_test)} test, 25x25 gray, 2 classes); teacher resnet18: "
+        f"**{teacher_acc:.3f}** test accuracy. Selections at {args.keep} of offline-mix with the Safety-Net (alpha -0.2, share 0.5); "
+        f"students resnet18, {args.seeds} seeds.",
+        "",
+        "| strategy | picked | k | payload bytes | student accuracy | top pool sources |",
+        "|---|---|---:|---:|---:|---|",
+    ]
     for s, r in rows.items():
-        lines.append(f"| {s} | {r['chosen']} | {r['k']:,} | {r['bytes']:,} | {np.mean(r['acc']):.3f} ± {np.std(r['acc']):.3f} | "
-                     + ", ".join(f"{k} {v}" for k, v in r["sources"].items()) + " |")
+        lines.append(
+            f"| {s} | {r['chosen']} | {r['k']:,} | {r['bytes']:,} | {np.mean(r['acc']):.3f} ± {np.std(r['acc']):.3f} | "
+            + ", ".join(f"{k} {v}" for k, v in r["sources"].items())
+            + " |"
+        )
     c = auto_report["candidates"]
-    lines += ["", f"`--strategy auto` trained a {auto_report['proxy']} proxy on each candidate and scored it on "
-              f"{auto_report['held_out']} held-out training images: energy {c['energy']['held_out_acc']:.3f}, "
-              f"opposite {c['opposite']['held_out_acc']:.3f} → **{auto_report['chosen']}**."]
+    lines += [
+        "",
+        f"`--strategy auto` trained a {auto_report['proxy']} proxy on each candidate and scored it on "
+        f"{auto_report['held_out']} held-out training images: energy {c['energy']['held_out_acc']:.3f}, "
+        f"opposite {c['opposite']['held_out_acc']:.3f} → **{auto_report['chosen']}**.",
+    ]
     body = "\n".join(lines)
     print(body)
     if args.update_docs:

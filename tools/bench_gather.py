@@ -68,7 +68,9 @@ def main() -> None:
     for (cache, name), ts in times.items():
         t = statistics.median(ts)
         rows.append((cache, name, t, k / t, reference.nbytes / t / 2**20))
-        print(f"{cache:<5} {name:<38} {t * 1e3:8.2f} ms  {k / t:12,.0f} img/s  {reference.nbytes / t / 2**20:8.1f} MiB/s")
+        print(
+            f"{cache:<5} {name:<38} {t * 1e3:8.2f} ms  {k / t:12,.0f} img/s  {reference.nbytes / t / 2**20:8.1f} MiB/s"
+        )
     body = (
         f"Pack `{args.pack}`: N = {n:,}, gathering k = {k:,} random images ({args.keep:.1%}), median of {args.repeats}.\n\n"
         "| page cache | method | ms | images/s | MiB/s |\n|---|---|---:|---:|---:|\n"

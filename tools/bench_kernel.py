@@ -111,7 +111,8 @@ def to_markdown(report: dict) -> str:
         g, q = r["gbps"], r["ratios"]
         cells = [f"{g[c]:.2f}" if c in g else "-" for c in cols]
         lines.append(
-            f"| {r['n']:,} x {r['classes']} | " + " | ".join(cells)
+            f"| {r['n']:,} x {r['classes']} | "
+            + " | ".join(cells)
             + f" | {q['native/numpy']:.1f}x | {q.get('native/torch', float('nan')):.1f}x | {q['native/bandwidth']:.2f}x |"
         )
     return "\n".join(lines)

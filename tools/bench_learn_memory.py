@@ -64,13 +64,19 @@ def main() -> None:
             r = run(CHILD, str(p), str(pack.path), str(Path(tmp) / f"s{keep.strip('%')}"))
             gathered = sel.k * pack.size * pack.size * 3 / 2**20
             rows.append((keep, sel.k, gathered, r["maxrss_kib"] / 1024))
-            print(f"keep {keep:>4}: k={sel.k:>6,}  gathered {gathered:7.1f} MiB  peak RSS {r['maxrss_kib'] / 1024:8.1f} MiB")
-    body = (f"Pack `{args.pack}`: {pack.n:,} images, `images.npy` = {pack_mib:,.1f} MiB. Baseline peak RSS of a process that "
-            f"imports torch, onnx and onnxruntime and builds the resnet18 student: {base:,.0f} MiB.\n\n"
-            "| keep | k | gathered images | learn peak RSS | RSS above baseline |\n|---|---:|---:|---:|---:|\n"
-            + "\n".join(f"| {k} | {n:,} | {g:,.1f} MiB | {r:,.0f} MiB | {r - base:,.0f} MiB |" for k, n, g, r in rows))
+            print(
+                f"keep {keep:>4}: k={sel.k:>6,}  gathered {gathered:7.1f} MiB  peak RSS {r['maxrss_kib'] / 1024:8.1f} MiB"
+            )
+    body = (
+        f"Pack `{args.pack}`: {pack.n:,} images, `images.npy` = {pack_mib:,.1f} MiB. Baseline peak RSS of a process that "
+        f"imports torch, onnx and onnxruntime and builds the resnet18 student: {base:,.0f} MiB.\n\n"
+        "| keep | k | gathered images | learn peak RSS | RSS above baseline |\n|---|---:|---:|---:|---:|\n"
+        + "\n".join(f"| {k} | {n:,} | {g:,.1f} MiB | {r:,.0f} MiB | {r - base:,.0f} MiB |" for k, n, g, r in rows)
+    )
     if args.update_docs:
-        replace_section("learn_memory", body, f"python tools/bench_learn_memory.py {args.scores} {args.pack} --update-docs")
+        replace_section(
+            "learn_memory", body, f"python tools/bench_learn_memory.py {args.scores} {args.pack} --update-docs"
+        )
 
 
 if __name__ == "__main__":

@@ -47,10 +47,14 @@ from plada_edge.server.teacher import export_onnx, train_teacher  # noqa: E402
 
 ROOT = Path("runs/bench")
 TEACHERS = {
-    "fmnist": {"scratch": dict(arch="resnet18", epochs=10, hflip=True, model_size=32),
-               "lite0": dict(arch="efficientnet_lite0", epochs=3, hflip=True, model_size=64)},
-    "digits": {"scratch": dict(arch="resnet18", epochs=30, hflip=False, model_size=32),
-               "lite0": dict(arch="efficientnet_lite0", epochs=15, hflip=False, model_size=64)},
+    "fmnist": {
+        "scratch": dict(arch="resnet18", epochs=10, hflip=True, model_size=32),
+        "lite0": dict(arch="efficientnet_lite0", epochs=3, hflip=True, model_size=64),
+    },
+    "digits": {
+        "scratch": dict(arch="resnet18", epochs=30, hflip=False, model_size=32),
+        "lite0": dict(arch="efficientnet_lite0", epochs=15, hflip=False, model_size=64),
+    },
 }
 STRATEGIES = {  # every option pinned: a row must not change when the code's defaults do
     "energy": dict(strategy="energy", safety_net=False, spread=1.0),
@@ -82,8 +86,14 @@ def teacher_scores(target: str, kind: str, pack: ReferencePack, log) -> Scores |
         return None
     if not (d / "teacher" / "teacher.pt").exists():
         log(f"[{target}] training the {kind} teacher")
-        train_teacher(data_dir() / "targets" / f"{target}.npz", cfg["arch"], d / "teacher", epochs=cfg["epochs"],
-                      model_size=cfg["model_size"], hflip=cfg["hflip"])
+        train_teacher(
+            data_dir() / "targets" / f"{target}.npz",
+            cfg["arch"],
+            d / "teacher",
+            epochs=cfg["epochs"],
+            model_size=cfg["model_size"],
+            hflip=cfg["hflip"],
+        )
     if not (d / "teacher.onnx").exists():
         export_onnx(d / "teacher", d / "teacher.onnx", input_size=pack.size)
     try:
@@ -95,8 +105,17 @@ def teacher_scores(target: str, kind: str, pack: ReferencePack, log) -> Scores |
         return score_pack(d / "teacher.onnx", pack, d / "scores")
 
 
-def student_run(name: str, payload: Path, pack: ReferencePack, target: str, k: int, seed: int, expand: int = 0,
-                budget: int = SAMPLE_BUDGET, student: dict = STUDENT) -> dict:
+def student_run(
+    name: str,
+    payload: Path,
+    pack: ReferencePack,
+    target: str,
+    k: int,
+    seed: int,
+    expand: int = 0,
+    budget: int = SAMPLE_BUDGET,
+    student: dict = STUDENT,
+) -> dict:
     from plada_edge.device.student import learn
 
     out = ROOT / "students" / name
@@ -106,11 +125,29 @@ def student_run(name: str, payload: Path, pack: ReferencePack, target: str, k: i
     if REPORT_ONLY:
         return None
     epochs = int(np.clip(round(budget / max(k, 1)), 2, max(30, budget // 1000)))
-    m = learn(payload, pack, out, arch=student["arch"], model_size=student["model_size"], epochs=epochs, seed=seed,
-              target=data_dir() / "targets" / f"{target}.npz", hflip=TEACHERS[target]["scratch"]["hflip"], expand=expand,
-              progress=False)
-    r = {"test_acc": m["test_acc"], "macro_acc": m["macro_acc"], "epochs": epochs, "trained_on": m["trained_on"],
-         "expansion": m.get("expansion"), "seconds": m["seconds"], "arch": student["arch"], "model_size": m["model_size"]}
+    m = learn(
+        payload,
+        pack,
+        out,
+        arch=student["arch"],
+        model_size=student["model_size"],
+        epochs=epochs,
+        seed=seed,
+        target=data_dir() / "targets" / f"{target}.npz",
+        hflip=TEACHERS[target]["scratch"]["hflip"],
+        expand=expand,
+        progress=False,
+    )
+    r = {
+        "test_acc": m["test_acc"],
+        "macro_acc": m["macro_acc"],
+        "epochs": epochs,
+        "trained_on": m["trained_on"],
+        "expansion": m.get("expansion"),
+        "seconds": m["seconds"],
+        "arch": student["arch"],
+        "model_size": m["model_size"],
+    }
     atomic.write_json(cached, r)
     return r
 
@@ -127,9 +164,17 @@ def selection_record(scores: Scores, pack: ReferencePack, name: str, keep: str, 
     truth = dict(zip(truth_idx.tolist(), truth_lab.tolist()))
     correct = [truth.get(int(i)) == int(y) for i, y in zip(sel.indices, sel.labels) if int(i) in truth]
     rep = sel.report(pack)
-    return {"k": sel.k, "bytes": sizes, "best_codec": best, "payload": str(path), "histogram": rep["label_histogram"],
-            "sources": rep["sources"], "classes_present": rep["classes_present"],
-            "in_domain": len(correct), "pseudo_label_acc": float(np.mean(correct)) if correct else None}
+    return {
+        "k": sel.k,
+        "bytes": sizes,
+        "best_codec": best,
+        "payload": str(path),
+        "histogram": rep["label_histogram"],
+        "sources": rep["sources"],
+        "classes_present": rep["classes_present"],
+        "in_domain": len(correct),
+        "pseudo_label_acc": float(np.mean(correct)) if correct else None,
+    }
 
 
 def oracle_payload(scores: Scores, target: str, k: int, seed: int) -> Path:
@@ -160,8 +205,9 @@ def code_defaults() -> tuple[dict, int]:
     return dict(SELECTION), STUDENT_EPOCHS
 
 
-def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, expand_only: bool = False,
-        sweep: bool = True) -> dict:
+def run(
+    targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, expand_only: bool = False, sweep: bool = True
+) -> dict:
     pack = ReferencePack.open(data_dir() / "offline-mix")
     results = {"machine": machine(), "targets": {}}
     t_start = time.perf_counter()
@@ -174,8 +220,13 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, exp
                 res["selections"][f"{name}@{keep}"] = selection_record(scores[target], pack, name, keep, opts, target)
         results["targets"][target] = res
     # phase 2: students, every configuration once (both targets) before any extra seed
-    plan = [(seed, target, keep, name) for target in targets for keep in keeps
-            for seed in range(seeds_at.get(keep, 1)) for name in [*STRATEGIES, "oracle"]]
+    plan = [
+        (seed, target, keep, name)
+        for target in targets
+        for keep in keeps
+        for seed in range(seeds_at.get(keep, 1))
+        for name in [*STRATEGIES, "oracle"]
+    ]
     if expand_only:  # just the baselines the expansion runs are compared with
         plan = [p for p in plan if p[3] == "energy+SN(-0.2)" and p[0] == 0 and p[2] in ("1%", "5%")]
     plan.sort(key=lambda p: (p[0], keeps.index(p[2]), targets.index(p[1])))
@@ -203,8 +254,13 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, exp
             res["own_data_acc"] = None
         elif not up.exists():
             log(f"[{target}] student on the target's own training data")
-            train_teacher(load_target(data_dir() / "targets" / f"{target}.npz"), STUDENT["arch"], up.parent,
-                          epochs=TEACHERS[target]["scratch"]["epochs"], hflip=TEACHERS[target]["scratch"]["hflip"])
+            train_teacher(
+                load_target(data_dir() / "targets" / f"{target}.npz"),
+                STUDENT["arch"],
+                up.parent,
+                epochs=TEACHERS[target]["scratch"]["epochs"],
+                hflip=TEACHERS[target]["scratch"]["hflip"],
+            )
         if up.exists():
             own = json.loads(up.read_text())
             res["own_data_acc"], res["own_data_sha256"] = own["test_acc"], own["checkpoint_sha256"]
@@ -236,14 +292,20 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, exp
             for s in SPREAD_SWEEP:
                 name = f"energy+SN(-0.2)+spread{s}"
                 opts = dict(STRATEGIES["energy+SN(-0.2)"], spread=float(s))
-                rec = res["selections"].get(f"{name}@1%") or selection_record(scores[target], pack, name, "1%", opts, target)
+                rec = res["selections"].get(f"{name}@1%") or selection_record(
+                    scores[target], pack, name, "1%", opts, target
+                )
                 tag = f"{target}-{name}-1%-s0"
                 log(f"student {tag}")
                 r = student_run(tag, Path(rec["payload"]), pack, target, rec["k"], 0)
                 if r is not None:
-                    res.setdefault("spread_sweep", {})[s] = {"student": r, "pseudo_label_acc": rec["pseudo_label_acc"],
-                                                             "in_domain": rec["in_domain"], "k": rec["k"],
-                                                             "bytes": min(rec["bytes"].values())}
+                    res.setdefault("spread_sweep", {})[s] = {
+                        "student": r,
+                        "pseudo_label_acc": rec["pseudo_label_acc"],
+                        "in_domain": rec["in_domain"],
+                        "k": rec["k"],
+                        "bytes": min(rec["bytes"].values()),
+                    }
         if sweep and "1%" in keeps:  # what a user gets from the code's own defaults, end to end
             opts, epochs = code_defaults()
             name = "defaults-" + _key(opts, epochs)[:8]  # a new cache entry whenever the defaults change
@@ -252,18 +314,24 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, exp
             for seed, n_expand in runs:
                 tag = f"{target}-{name}-1%-s{seed}" + (f"-expand{n_expand}" if n_expand else "")
                 log(f"student {tag}")
-                r = student_run(tag, Path(rec["payload"]), pack, target, rec["k"], seed, expand=n_expand,
-                                budget=epochs * rec["k"])
+                r = student_run(
+                    tag, Path(rec["payload"]), pack, target, rec["k"], seed, expand=n_expand, budget=epochs * rec["k"]
+                )
                 if r is not None:
-                    d = res.setdefault("defaults", {"options": opts, "epochs": epochs, "selection": rec, "plain": [], "expand": []})
+                    d = res.setdefault(
+                        "defaults", {"options": opts, "epochs": epochs, "selection": rec, "plain": [], "expand": []}
+                    )
                     d["expand" if n_expand else "plain"].append(r)
         if pretrained and "1%" in keeps:  # an ImageNet-initialised student on the same payloads
             k = res["selections"]["energy@1%"]["k"]
             for name in ("energy+SN(-0.2)", "oracle"):
                 tag = f"{target}-{name}-1%-s0-lite0student"
                 log(f"student {tag}")
-                payload = (oracle_payload(scores[target], target, k, 0) if name == "oracle"
-                           else Path(res["selections"][f"{name}@1%"]["payload"]))
+                payload = (
+                    oracle_payload(scores[target], target, k, 0)
+                    if name == "oracle"
+                    else Path(res["selections"][f"{name}@1%"]["payload"])
+                )
                 r = student_run(tag, payload, pack, target, k, 0, student=PRETRAINED_STUDENT)
                 if r is not None:
                     res.setdefault("pretrained_student", {})[name] = r
@@ -273,7 +341,9 @@ def run(targets, keeps, seeds_at, pretrained: bool, expand: bool, log=print, exp
             rec = selection_record(pscores, pack, "energy+SN(-0.2)", "1%", STRATEGIES["energy+SN(-0.2)"], target)
             tag = f"{target}-lite0-energy+SN(-0.2)-1%-s0"
             log(f"student {tag}")
-            res["pretrained"] = {"1%": {"selection": rec, "student": student_run(tag, Path(rec["payload"]), pack, target, rec["k"], 0)}}
+            res["pretrained"] = {
+                "1%": {"selection": rec, "student": student_run(tag, Path(rec["payload"]), pack, target, rec["k"], 0)}
+            }
     results["seconds"] = time.perf_counter() - t_start
     return results
 
@@ -284,108 +354,230 @@ def _ms(runs: list[dict], key: str = "test_acc") -> str:
 
 
 def write_docs(results: dict, keeps, command: str) -> None:
-    compute = sum(r["seconds"] for res in results["targets"].values()
-                  for runs in [*res["students"].values(), *res["oracle"].values()] for r in runs)
-    lines = ["Written from its own runs (cached under runs/bench/, so the command resumes and `--report-only` "
-             "rebuilds this page from finished runs). Machine: " + results["machine"] +
-             f"; student training behind this page: {compute / 3600:.1f} h of wall time (some runs shared the 2 cores, so "
-             "no per-run times are shown here).", "",
-             "Students are resnet18 trained from scratch on the payload alone (AdamW, cosine, ~15,000 sample-steps), "
-             "evaluated on the target's official test split. Keep is a share of the 100,181-image pool.", ""]
+    compute = sum(
+        r["seconds"]
+        for res in results["targets"].values()
+        for runs in [*res["students"].values(), *res["oracle"].values()]
+        for r in runs
+    )
+    lines = [
+        "Written from its own runs (cached under runs/bench/, so the command resumes and `--report-only` "
+        "rebuilds this page from finished runs). Machine: "
+        + results["machine"]
+        + f"; student training behind this page: {compute / 3600:.1f} h of wall time (some runs shared the 2 cores, so "
+        "no per-run times are shown here).",
+        "",
+        "Students are resnet18 trained from scratch on the payload alone (AdamW, cosine, ~15,000 sample-steps), "
+        "evaluated on the target's official test split. Keep is a share of the 100,181-image pool.",
+        "",
+    ]
     figs = plot(results, keeps)
     for target, res in results["targets"].items():
         own = f"**{res['own_data_acc']:.4f}**" if res.get("own_data_acc") is not None else "not run yet"
         if res.get("own_data_sha256") and res["own_data_sha256"] == res.get("teacher_sha256"):
-            own += (" (the student's architecture is the teacher's, so this is the teacher's recipe run again; training "
-                    "is deterministic and the two checkpoints are byte-identical, SHA-256 " + res["teacher_sha256"][:12] + "…)")
-        lines += [f"### {target}", "",
-                  f"Teacher (resnet18 from scratch): **{res['teacher_acc']:.4f}**. Same student trained on the target's own "
-                  f"training split: {own}.", "", "Seeds per cell: " + ", ".join(
-                      f"{k} {len(v)}" for k, v in sorted(res["students"].items()) if k.startswith("energy@")) + ".", ""]
-        lines += ["#### Student accuracy (mean ± std over seeds) and payload bytes", "",
-                  "| selection | " + " | ".join(f"{k} acc" for k in keeps) + " | " + " | ".join(f"{k} bytes" for k in keeps) + " |",
-                  "|---|" + "---:|" * (2 * len(keeps))]
+            own += (
+                " (the student's architecture is the teacher's, so this is the teacher's recipe run again; training "
+                "is deterministic and the two checkpoints are byte-identical, SHA-256 "
+                + res["teacher_sha256"][:12]
+                + "…)"
+            )
+        lines += [
+            f"### {target}",
+            "",
+            f"Teacher (resnet18 from scratch): **{res['teacher_acc']:.4f}**. Same student trained on the target's own "
+            f"training split: {own}.",
+            "",
+            "Seeds per cell: "
+            + ", ".join(f"{k} {len(v)}" for k, v in sorted(res["students"].items()) if k.startswith("energy@"))
+            + ".",
+            "",
+        ]
+        lines += [
+            "#### Student accuracy (mean ± std over seeds) and payload bytes",
+            "",
+            "| selection | "
+            + " | ".join(f"{k} acc" for k in keeps)
+            + " | "
+            + " | ".join(f"{k} bytes" for k in keeps)
+            + " |",
+            "|---|" + "---:|" * (2 * len(keeps)),
+        ]
         for name in STRATEGIES:
             accs = [(_ms(res["students"][f"{name}@{k}"]) if f"{name}@{k}" in res["students"] else "–") for k in keeps]
             sizes = [f"{min(res['selections'][f'{name}@{k}']['bytes'].values()):,}" for k in keeps]
             lines.append(f"| {name} | " + " | ".join(accs) + " | " + " | ".join(sizes) + " |")
-        lines.append("| oracle (true labels, in-domain pool images) | " + " | ".join(
-            (_ms(res["oracle"][k]) if k in res["oracle"] else "–") for k in keeps) + " | " + " | ".join("" for _ in keeps) + " |")
-        lines += ["", "Macro-averaged accuracy (classes weighted equally):", "",
-                  "| selection | " + " | ".join(keeps) + " |", "|---|" + "---:|" * len(keeps)]
+        lines.append(
+            "| oracle (true labels, in-domain pool images) | "
+            + " | ".join((_ms(res["oracle"][k]) if k in res["oracle"] else "–") for k in keeps)
+            + " | "
+            + " | ".join("" for _ in keeps)
+            + " |"
+        )
+        lines += [
+            "",
+            "Macro-averaged accuracy (classes weighted equally):",
+            "",
+            "| selection | " + " | ".join(keeps) + " |",
+            "|---|" + "---:|" * len(keeps),
+        ]
         for name in STRATEGIES:
-            lines.append(f"| {name} | " + " | ".join((_ms(res["students"][f"{name}@{k}"], "macro_acc") if f"{name}@{k}" in res["students"] else "–") for k in keeps) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    (_ms(res["students"][f"{name}@{k}"], "macro_acc") if f"{name}@{k}" in res["students"] else "–")
+                    for k in keeps
+                )
+                + " |"
+            )
         k1 = "1%" if "1%" in keeps else keeps[0]
-        lines += ["", f"#### What the {k1} selections contain", "",
-                  "| selection | classes present | in-domain pool images | their pseudo-label accuracy | " + " | ".join(
-                      res["selections"][f"energy@{k1}"]["sources"]) + " | best codec |",
-                  "|---|---:|---:|---:|" + "---:|" * len(res["selections"][f"energy@{k1}"]["sources"]) + "---|"]
+        lines += [
+            "",
+            f"#### What the {k1} selections contain",
+            "",
+            "| selection | classes present | in-domain pool images | their pseudo-label accuracy | "
+            + " | ".join(res["selections"][f"energy@{k1}"]["sources"])
+            + " | best codec |",
+            "|---|---:|---:|---:|" + "---:|" * len(res["selections"][f"energy@{k1}"]["sources"]) + "---|",
+        ]
         for name in STRATEGIES:
             s = res["selections"][f"{name}@{k1}"]
             pla = f"{s['pseudo_label_acc']:.3f}" if s["pseudo_label_acc"] is not None else "–"
-            lines.append(f"| {name} | {s['classes_present']} | {s['in_domain']:,} | {pla} | " + " | ".join(str(v) for v in s["sources"].values()) + f" | {s['best_codec']} |")
-        lines += ["", f"Label histograms at {k1}:", "", "| selection | " + " | ".join(res["selections"][f"energy@{k1}"]["histogram"]) + " |",
-                  "|---|" + "---:|" * len(res["selections"][f"energy@{k1}"]["histogram"])]
+            lines.append(
+                f"| {name} | {s['classes_present']} | {s['in_domain']:,} | {pla} | "
+                + " | ".join(str(v) for v in s["sources"].values())
+                + f" | {s['best_codec']} |"
+            )
+        lines += [
+            "",
+            f"Label histograms at {k1}:",
+            "",
+            "| selection | " + " | ".join(res["selections"][f"energy@{k1}"]["histogram"]) + " |",
+            "|---|" + "---:|" * len(res["selections"][f"energy@{k1}"]["histogram"]),
+        ]
         for name in STRATEGIES:
-            lines.append(f"| {name} | " + " | ".join(str(v) for v in res["selections"][f"{name}@{k1}"]["histogram"].values()) + " |")
-        lines += ["", f"Payload bytes per codec at {k1}:", "", "| selection | " + " | ".join(list_codecs()) + " |", "|---|" + "---:|" * len(list_codecs())]
+            lines.append(
+                f"| {name} | "
+                + " | ".join(str(v) for v in res["selections"][f"{name}@{k1}"]["histogram"].values())
+                + " |"
+            )
+        lines += [
+            "",
+            f"Payload bytes per codec at {k1}:",
+            "",
+            "| selection | " + " | ".join(list_codecs()) + " |",
+            "|---|" + "---:|" * len(list_codecs()),
+        ]
         for name in STRATEGIES:
-            lines.append(f"| {name} | " + " | ".join(f"{res['selections'][f'{name}@{k1}']['bytes'][c]:,}" for c in list_codecs()) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{res['selections'][f'{name}@{k1}']['bytes'][c]:,}" for c in list_codecs())
+                + " |"
+            )
         if res.get("expand"):
-            lines += ["", "#### Label expansion (`learn --expand 10`, EfficientNet-Lite0 index, zero extra payload bytes)", "",
-                      "| selection | without | with | images added |", "|---|---:|---:|---:|"]
+            lines += [
+                "",
+                "#### Label expansion (`learn --expand 10`, EfficientNet-Lite0 index, zero extra payload bytes)",
+                "",
+                "| selection | without | with | images added |",
+                "|---|---:|---:|---:|",
+            ]
             for k, r in res["expand"].items():
                 base = res["students"][f"energy+SN(-0.2)@{k}"][0]["test_acc"]
-                lines.append(f"| energy+SN(-0.2) @ {k} | {base:.3f} | {r['test_acc']:.3f} | {r['expansion']['added']:,} |")
+                lines.append(
+                    f"| energy+SN(-0.2) @ {k} | {base:.3f} | {r['test_acc']:.3f} | {r['expansion']['added']:,} |"
+                )
         if res.get("pretrained"):
-            lines += ["", "#### Teacher from scratch vs EfficientNet-Lite0 ImageNet init", "",
-                      "| teacher | teacher acc | student acc (energy+SN(-0.2) @ 1%) | in-domain share of the selection |", "|---|---:|---:|---:|"]
+            lines += [
+                "",
+                "#### Teacher from scratch vs EfficientNet-Lite0 ImageNet init",
+                "",
+                "| teacher | teacher acc | student acc (energy+SN(-0.2) @ 1%) | in-domain share of the selection |",
+                "|---|---:|---:|---:|",
+            ]
             s = res["selections"]["energy+SN(-0.2)@1%"]
-            lines.append(f"| resnet18 scratch | {res['teacher_acc']:.4f} | {res['students']['energy+SN(-0.2)@1%'][0]['test_acc']:.3f} | {s['in_domain'] / s['k']:.3f} |")
+            lines.append(
+                f"| resnet18 scratch | {res['teacher_acc']:.4f} | {res['students']['energy+SN(-0.2)@1%'][0]['test_acc']:.3f} | {s['in_domain'] / s['k']:.3f} |"
+            )
             p = res["pretrained"]["1%"]
-            lines.append(f"| efficientnet_lite0 ImageNet | {res['pretrained_teacher_acc']:.4f} | {p['student']['test_acc']:.3f} | {p['selection']['in_domain'] / p['selection']['k']:.3f} |")
+            lines.append(
+                f"| efficientnet_lite0 ImageNet | {res['pretrained_teacher_acc']:.4f} | {p['student']['test_acc']:.3f} | {p['selection']['in_domain'] / p['selection']['k']:.3f} |"
+            )
         if res.get("epoch_sweep"):
             rows = {SAMPLE_BUDGET: res["students"]["energy+SN(-0.2)@1%"][0], **res["epoch_sweep"]}
-            lines += ["", "#### How long to train (energy+SN(-0.2) @ 1 %, seed 0)", "",
-                      "| sample-steps | epochs | student acc |", "|---:|---:|---:|"]
+            lines += [
+                "",
+                "#### How long to train (energy+SN(-0.2) @ 1 %, seed 0)",
+                "",
+                "| sample-steps | epochs | student acc |",
+                "|---:|---:|---:|",
+            ]
             for b, r in sorted(rows.items(), key=lambda kv: int(kv[0])):
                 lines.append(f"| {int(b):,} | {r['epochs']} | {r['test_acc']:.3f} |")
         if res.get("defaults", {}).get("plain"):
             d = res["defaults"]
-            lines += ["", "#### The code's defaults, end to end, at 1 %", "",
-                      "`pack --keep 1%` then `learn` with nothing else set: " + ", ".join(f"{k}={v}" for k, v in d["options"].items())
-                      + f" (here {read_payload(d['selection']['payload']).header['selection']['spread']:.2f}), {d['epochs']} epochs.", "",
-                      "| | student acc | / teacher | payload bytes |", "|---|---:|---:|---:|",
-                      f"| {len(d['plain'])} seeds | {_ms(d['plain'])} | {_mean(d['plain']) / res['teacher_acc']:.1%} | "
-                      f"{min(d['selection']['bytes'].values()):,} |"]
+            lines += [
+                "",
+                "#### The code's defaults, end to end, at 1 %",
+                "",
+                "`pack --keep 1%` then `learn` with nothing else set: "
+                + ", ".join(f"{k}={v}" for k, v in d["options"].items())
+                + f" (here {read_payload(d['selection']['payload']).header['selection']['spread']:.2f}), {d['epochs']} epochs.",
+                "",
+                "| | student acc | / teacher | payload bytes |",
+                "|---|---:|---:|---:|",
+                f"| {len(d['plain'])} seeds | {_ms(d['plain'])} | {_mean(d['plain']) / res['teacher_acc']:.1%} | "
+                f"{min(d['selection']['bytes'].values()):,} |",
+            ]
             if d["expand"]:
-                lines.append(f"| + `--expand 10` (seed 0) | {_ms(d['expand'])} | {_mean(d['expand']) / res['teacher_acc']:.1%} | "
-                             f"{min(d['selection']['bytes'].values()):,} |")
+                lines.append(
+                    f"| + `--expand 10` (seed 0) | {_ms(d['expand'])} | {_mean(d['expand']) / res['teacher_acc']:.1%} | "
+                    f"{min(d['selection']['bytes'].values()):,} |"
+                )
         if res.get("spread_sweep"):
             base = res["students"]["energy+SN(-0.2)@1%"][0]
             s1 = res["selections"]["energy+SN(-0.2)@1%"]
             rows = [(1, base, s1["pseudo_label_acc"], s1["in_domain"], s1["k"], min(s1["bytes"].values()))]
-            rows += [(s, v["student"], v["pseudo_label_acc"], v["in_domain"], v["k"], v["bytes"])
-                     for s, v in sorted(res["spread_sweep"].items(), key=lambda kv: int(kv[0]))]
-            lines += ["", "#### Purity or diversity: `--spread` (energy+SN(-0.2) @ 1 %, seed 0)", "",
-                      "Each quota takes its m images at random from its spread·m lowest energies (1 = the strict lowest).", "",
-                      "| spread | student acc | in-domain pool images | their pseudo-label accuracy | payload bytes |",
-                      "|---:|---:|---:|---:|---:|"]
+            rows += [
+                (s, v["student"], v["pseudo_label_acc"], v["in_domain"], v["k"], v["bytes"])
+                for s, v in sorted(res["spread_sweep"].items(), key=lambda kv: int(kv[0]))
+            ]
+            lines += [
+                "",
+                "#### Purity or diversity: `--spread` (energy+SN(-0.2) @ 1 %, seed 0)",
+                "",
+                "Each quota takes its m images at random from its spread·m lowest energies (1 = the strict lowest).",
+                "",
+                "| spread | student acc | in-domain pool images | their pseudo-label accuracy | payload bytes |",
+                "|---:|---:|---:|---:|---:|",
+            ]
             for s, r, pla, ind, k, b in rows:
-                lines.append(f"| {s} | {r['test_acc']:.3f} | {ind:,} of {k:,} | "
-                             + (f"{pla:.3f}" if pla is not None else "–") + f" | {b:,} |")
+                lines.append(
+                    f"| {s} | {r['test_acc']:.3f} | {ind:,} of {k:,} | "
+                    + (f"{pla:.3f}" if pla is not None else "–")
+                    + f" | {b:,} |"
+                )
         if res.get("pretrained_student"):
-            lines += ["", "#### Student from scratch vs ImageNet-initialised student, same 1 % payloads (seed 0)", "",
-                      f"resnet18 from scratch at the teacher's 32 px view vs efficientnet_lite0 from the pip package's ImageNet "
-                      f"weights at {PRETRAINED_STUDENT['model_size']} px (`learn --arch efficientnet_lite0 --model-size "
-                      f"{PRETRAINED_STUDENT['model_size']}`); same sample-step budget.", "",
-                      "| payload | resnet18 scratch | efficientnet_lite0 ImageNet |", "|---|---:|---:|"]
+            lines += [
+                "",
+                "#### Student from scratch vs ImageNet-initialised student, same 1 % payloads (seed 0)",
+                "",
+                f"resnet18 from scratch at the teacher's 32 px view vs efficientnet_lite0 from the pip package's ImageNet "
+                f"weights at {PRETRAINED_STUDENT['model_size']} px (`learn --arch efficientnet_lite0 --model-size "
+                f"{PRETRAINED_STUDENT['model_size']}`); same sample-step budget.",
+                "",
+                "| payload | resnet18 scratch | efficientnet_lite0 ImageNet |",
+                "|---|---:|---:|",
+            ]
             for name, r in res["pretrained_student"].items():
                 base = res["oracle"]["1%"][0] if name == "oracle" else res["students"][f"{name}@1%"][0]
                 lines.append(f"| {name} | {base['test_acc']:.3f} | {r['test_acc']:.3f} |")
         if target in figs:
-            lines += ["", f"![accuracy vs payload bytes]({figs[target]})", "",
-                      f"![pool energy by source]({figs[f'{target}-energy']})"]
+            lines += [
+                "",
+                f"![accuracy vs payload bytes]({figs[target]})",
+                "",
+                f"![pool energy by source]({figs[f'{target}-energy']})",
+            ]
         lines.append("")
     lines += goals(results) + [""] + defaults(results)
     path = DOCS / "results.md"
@@ -403,33 +595,50 @@ def goals(results: dict) -> list[str]:
             out.append(f"- {target}: no 1 % students finished yet.")
             continue
         best1 = max((np.mean([r["test_acc"] for r in st[k]]), k) for k in st if k.endswith("@1%"))
-        out.append(f"- **{target}, student ≥ {want:.0%} of the teacher at ≤ 1 % keep**: best at 1 % is {best1[1]} with "
-                   f"{best1[0]:.3f} = {best1[0] / res['teacher_acc']:.1%} of the teacher: **{'holds' if best1[0] >= want * res['teacher_acc'] else 'does not hold'}**.")
-        for variant, runs in (("the code's defaults (30 epochs)", res.get("defaults", {}).get("plain")),
-                              ("the code's defaults + `--expand 10`", res.get("defaults", {}).get("expand"))):
+        out.append(
+            f"- **{target}, student ≥ {want:.0%} of the teacher at ≤ 1 % keep**: best at 1 % is {best1[1]} with "
+            f"{best1[0]:.3f} = {best1[0] / res['teacher_acc']:.1%} of the teacher: **{'holds' if best1[0] >= want * res['teacher_acc'] else 'does not hold'}**."
+        )
+        for variant, runs in (
+            ("the code's defaults (30 epochs)", res.get("defaults", {}).get("plain")),
+            ("the code's defaults + `--expand 10`", res.get("defaults", {}).get("expand")),
+        ):
             if runs:
                 a = _mean(runs)
-                out.append(f"- {target}, the same with {variant}, {len(runs)} seed(s): {a:.3f} = {a / res['teacher_acc']:.1%} "
-                           f"of the teacher: **{'holds' if a >= want * res['teacher_acc'] else 'does not hold'}**.")
+                out.append(
+                    f"- {target}, the same with {variant}, {len(runs)} seed(s): {a:.3f} = {a / res['teacher_acc']:.1%} "
+                    f"of the teacher: **{'holds' if a >= want * res['teacher_acc'] else 'does not hold'}**."
+                )
         ps = res.get("pretrained_student", {}).get("energy+SN(-0.2)")
         if ps is not None:
-            out.append(f"- {target}, the same with an ImageNet-initialised student (efficientnet_lite0, energy+SN(-0.2) @ 1 %, "
-                       f"seed 0): {ps['test_acc']:.3f} = {ps['test_acc'] / res['teacher_acc']:.1%} of the teacher: "
-                       f"**{'holds' if ps['test_acc'] >= want * res['teacher_acc'] else 'does not hold'}**.")
+            out.append(
+                f"- {target}, the same with an ImageNet-initialised student (efficientnet_lite0, energy+SN(-0.2) @ 1 %, "
+                f"seed 0): {ps['test_acc']:.3f} = {ps['test_acc'] / res['teacher_acc']:.1%} of the teacher: "
+                f"**{'holds' if ps['test_acc'] >= want * res['teacher_acc'] else 'does not hold'}**."
+            )
         if "random@1%" in st:
             rnd = np.mean([r["test_acc"] for r in st["random@1%"]])
-            out.append(f"- {target}, best selection beats random by ≥ 10 points at 1 %: {best1[0]:.3f} vs {rnd:.3f}: "
-                       f"**{'holds' if best1[0] - rnd >= 0.10 else 'does not hold'}**.")
-        e = max([np.mean([r["test_acc"] for r in st[k]]) for k in st if k.startswith("energy") and k.endswith("@1%")] or [float("nan")])
+            out.append(
+                f"- {target}, best selection beats random by ≥ 10 points at 1 %: {best1[0]:.3f} vs {rnd:.3f}: "
+                f"**{'holds' if best1[0] - rnd >= 0.10 else 'does not hold'}**."
+            )
+        e = max(
+            [np.mean([r["test_acc"] for r in st[k]]) for k in st if k.startswith("energy") and k.endswith("@1%")]
+            or [float("nan")]
+        )
         others = {k: np.mean([r["test_acc"] for r in st[k]]) for k in ("entropy@1%", "opposite@1%") if k in st}
-        out.append(f"- {target}, energy-based selection (with quotas) beats entropy and opposite at 1 %: {e:.3f} vs "
-                   + ", ".join(f"{k.split('@')[0]} {v:.3f}" for k, v in others.items())
-                   + f": **{'holds' if all(e > v for v in others.values()) else 'does not hold'}**.")
+        out.append(
+            f"- {target}, energy-based selection (with quotas) beats entropy and opposite at 1 %: {e:.3f} vs "
+            + ", ".join(f"{k.split('@')[0]} {v:.3f}" for k, v in others.items())
+            + f": **{'holds' if all(e > v for v in others.values()) else 'does not hold'}**."
+        )
         if "energy@0.5%" in st and "energy+SN(-0.2)@0.5%" in st:
             a = np.mean([r["macro_acc"] for r in st["energy+SN(-0.2)@0.5%"]])
             b = np.mean([r["macro_acc"] for r in st["energy@0.5%"]])
-            out.append(f"- {target}, Safety-Net no worse than vanilla on macro accuracy at 0.5 %: {a:.3f} vs {b:.3f}: "
-                       f"**{'holds' if a >= b else 'does not hold'}**.")
+            out.append(
+                f"- {target}, Safety-Net no worse than vanilla on macro accuracy at 0.5 %: {a:.3f} vs {b:.3f}: "
+                f"**{'holds' if a >= b else 'does not hold'}**."
+            )
     return out
 
 
@@ -441,17 +650,23 @@ def defaults(results: dict) -> list[str]:
     """The code's defaults beside what the runs measured, so a reader can see whether they agree."""
     opts, epochs = code_defaults()
     default = strategy_name(opts)
-    out = ["### Defaults, and why", "",
-           f"The code's defaults (read from it when this page was written): `select`, `pack` and `serve` use strategy "
-           f"`{opts['strategy']}` with the Safety-Net {'on' if opts['safety_net'] else 'off'} (alpha "
-           f"{opts['alpha']}, share {opts['share']}) and spread `{opts['spread']}`, i.e. the row "
-           f"`{default}`; `learn` trains {epochs} "
-           "epochs. Mean student accuracy per selection, best first:", ""]
+    out = [
+        "### Defaults, and why",
+        "",
+        f"The code's defaults (read from it when this page was written): `select`, `pack` and `serve` use strategy "
+        f"`{opts['strategy']}` with the Safety-Net {'on' if opts['safety_net'] else 'off'} (alpha "
+        f"{opts['alpha']}, share {opts['share']}) and spread `{opts['spread']}`, i.e. the row "
+        f"`{default}`; `learn` trains {epochs} "
+        "epochs. Mean student accuracy per selection, best first:",
+        "",
+    ]
     best_at = {}
     for keep in KEEPS:
         for target, res in results["targets"].items():
-            ranked = sorted(((_mean(res["students"][f"{n}@{keep}"]), n) for n in STRATEGIES if f"{n}@{keep}" in res["students"]),
-                            reverse=True)
+            ranked = sorted(
+                ((_mean(res["students"][f"{n}@{keep}"]), n) for n in STRATEGIES if f"{n}@{keep}" in res["students"]),
+                reverse=True,
+            )
             if ranked:
                 mine = [a for a, n in ranked if n == default]
                 best_at[target, keep] = (ranked[0][1], bool(mine) and mine[0] >= ranked[0][0] - 1e-9)  # ties count
@@ -461,30 +676,57 @@ def defaults(results: dict) -> list[str]:
         if not cells:
             continue
         agree = [tk for tk, (_, tied) in cells.items() if tied]
-        out += ([""] if small else []) + [f"- **Strategy, keep {'≤ 1 %' if small else '5 and 10 %'}**: the default `{default}` is the "
-                f"best selection in {len(agree)} of {len(cells)} (target, keep) cells"
-                + ("." if len(agree) == len(cells) else
-                   "; elsewhere the best is: " + ", ".join(f"{t} @ {k}: {n}" for (t, k), (n, tied) in cells.items() if not tied) + ".")]
+        out += ([""] if small else []) + [
+            f"- **Strategy, keep {'≤ 1 %' if small else '5 and 10 %'}**: the default `{default}` is the "
+            f"best selection in {len(agree)} of {len(cells)} (target, keep) cells"
+            + (
+                "."
+                if len(agree) == len(cells)
+                else "; elsewhere the best is: "
+                + ", ".join(f"{t} @ {k}: {n}" for (t, k), (n, tied) in cells.items() if not tied)
+                + "."
+            )
+        ]
     if best_at:
         out.append("- Plain energy is never the default: it drops whole classes at small keeps (the histograms above).")
-    cells = [(t, k) for t, res in results["targets"].items() for k in KEEPS
-             if f"energy+SN(-0.2)@{k}" in res["students"] and f"energy+SN(0.5)@{k}" in res["students"]]
+    cells = [
+        (t, k)
+        for t, res in results["targets"].items()
+        for k in KEEPS
+        if f"energy+SN(-0.2)@{k}" in res["students"] and f"energy+SN(0.5)@{k}" in res["students"]
+    ]
     if cells:
-        wins = [c for c in cells if _mean(results["targets"][c[0]]["students"][f"energy+SN(-0.2)@{c[1]}"])
-                >= _mean(results["targets"][c[0]]["students"][f"energy+SN(0.5)@{c[1]}"])]
-        out.append(f"- **Safety-Net alpha**: -0.2 (more quota to rare classes) matches or beats 0.5 in {len(wins)} of "
-                   f"{len(cells)} (target, keep) cells. The share (0.5, the paper's) was not swept.")
+        wins = [
+            c
+            for c in cells
+            if _mean(results["targets"][c[0]]["students"][f"energy+SN(-0.2)@{c[1]}"])
+            >= _mean(results["targets"][c[0]]["students"][f"energy+SN(0.5)@{c[1]}"])
+        ]
+        out.append(
+            f"- **Safety-Net alpha**: -0.2 (more quota to rare classes) matches or beats 0.5 in {len(wins)} of "
+            f"{len(cells)} (target, keep) cells. The share (0.5, the paper's) was not swept."
+        )
     for target, res in results["targets"].items():
         if res.get("spread_sweep"):
-            rows = {1: res["students"]["energy+SN(-0.2)@1%"][0]["test_acc"],
-                    **{int(s): v["student"]["test_acc"] for s, v in res["spread_sweep"].items()}}
+            rows = {
+                1: res["students"]["energy+SN(-0.2)@1%"][0]["test_acc"],
+                **{int(s): v["student"]["test_acc"] for s, v in res["spread_sweep"].items()},
+            }
             best = max(rows, key=rows.get)
-            out.append(f"- **Spread**, {target} @ 1 %: " + ", ".join(f"{s} → {a:.3f}" for s, a in sorted(rows.items()))
-                       + f" (best: {best}; the default is `{opts['spread']}`).")
+            out.append(
+                f"- **Spread**, {target} @ 1 %: "
+                + ", ".join(f"{s} → {a:.3f}" for s, a in sorted(rows.items()))
+                + f" (best: {best}; the default is `{opts['spread']}`)."
+            )
         if res.get("epoch_sweep"):
             rows = {SAMPLE_BUDGET: res["students"]["energy+SN(-0.2)@1%"][0], **res["epoch_sweep"]}
-            out.append(f"- **Epochs**, {target} @ 1 %: " + ", ".join(
-                f"{r['epochs']} epochs {r['test_acc']:.3f}" for _, r in sorted(rows.items(), key=lambda kv: int(kv[0]))))
+            out.append(
+                f"- **Epochs**, {target} @ 1 %: "
+                + ", ".join(
+                    f"{r['epochs']} epochs {r['test_acc']:.3f}"
+                    for _, r in sorted(rows.items(), key=lambda kv: int(kv[0]))
+                )
+            )
     return out
 
 
@@ -548,19 +790,36 @@ def main() -> None:
     ap.add_argument("--pretrained", action="store_true", help="also the EfficientNet-Lite0-initialised teacher")
     ap.add_argument("--expand", action="store_true", help="also label expansion (builds the Lite0 pool index)")
     ap.add_argument("--report-only", action="store_true", help="write the docs from finished runs; train nothing")
-    ap.add_argument("--expand-only", action="store_true", help="only label expansion and its baselines (implies --expand)")
+    ap.add_argument(
+        "--expand-only", action="store_true", help="only label expansion and its baselines (implies --expand)"
+    )
     ap.add_argument("--update-docs", action="store_true")
     args = ap.parse_args()
     global REPORT_ONLY
     REPORT_ONLY = args.report_only
     keeps = ["1%", "5%"] if args.quick else KEEPS
     seeds = {"1%": 1, "5%": 1} if args.quick else {"0.5%": 1, "1%": 3, "5%": 3, "10%": 1}
-    results = run(args.targets.split(","), keeps, seeds, args.pretrained, args.expand or args.expand_only,
-                  expand_only=args.expand_only, sweep=not (args.quick or args.expand_only))
+    results = run(
+        args.targets.split(","),
+        keeps,
+        seeds,
+        args.pretrained,
+        args.expand or args.expand_only,
+        expand_only=args.expand_only,
+        sweep=not (args.quick or args.expand_only),
+    )
     atomic.write_json(ROOT / "results.json", results)
     if args.update_docs:
-        flags = " ".join(f for f, on in (("--quick", args.quick), ("--pretrained", args.pretrained), ("--expand", args.expand),
-                                          ("--report-only", args.report_only)) if on)
+        flags = " ".join(
+            f
+            for f, on in (
+                ("--quick", args.quick),
+                ("--pretrained", args.pretrained),
+                ("--expand", args.expand),
+                ("--report-only", args.report_only),
+            )
+            if on
+        )
         write_docs(results, keeps, f"python tools/bench_plada.py {flags} --update-docs".replace("  ", " "))
 
 

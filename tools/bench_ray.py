@@ -33,9 +33,9 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=8192)
     ap.add_argument("--update-docs", action="store_true")
     args = ap.parse_args()
-    import ray
-
     import os
+
+    import ray
 
     pack = ReferencePack.open(args.pack)
     cpus = native.hardware_threads()
@@ -49,19 +49,23 @@ def main() -> None:
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         t_init = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scores["ray"] = score_pack(args.teacher, pack, Path(tmp) / "ray", chunk=args.chunk, engine="ray", progress=False)
+        scores["ray"] = score_pack(
+            args.teacher, pack, Path(tmp) / "ray", chunk=args.chunk, engine="ray", progress=False
+        )
         times["ray"] = time.perf_counter() - t0
         ray.shutdown()
         identical = all(np.array_equal(getattr(scores["local"], f), getattr(scores["ray"], f)) for f in FIELDS)
     for k, t in times.items():
         print(f"{k:<6} {t:7.1f} s  {pack.n / t:8,.0f} images/s")
     print(f"ray.init {t_init:.1f} s; identical scores: {identical}")
-    body = (f"Pack `{args.pack}` ({pack.n:,} images), teacher `{args.teacher}`, chunks of {args.chunk:,}, {cpus} CPUs. "
-            f"Ray: a local runtime, {cpus} actors with 1 onnxruntime thread each; `ray.init` itself took {t_init:.1f} s (not included). "
-            f"1-minute load average at the start: {load:.1f}.\n\n"
-            "| engine | seconds | images/s | vs local |\n|---|---:|---:|---:|\n"
-            + "\n".join(f"| {k} | {t:.1f} | {pack.n / t:,.0f} | {times['local'] / t:.2f}x |" for k, t in times.items())
-            + f"\n\nScores identical to the local engine: **{'yes' if identical else 'NO'}**.")
+    body = (
+        f"Pack `{args.pack}` ({pack.n:,} images), teacher `{args.teacher}`, chunks of {args.chunk:,}, {cpus} CPUs. "
+        f"Ray: a local runtime, {cpus} actors with 1 onnxruntime thread each; `ray.init` itself took {t_init:.1f} s (not included). "
+        f"1-minute load average at the start: {load:.1f}.\n\n"
+        "| engine | seconds | images/s | vs local |\n|---|---:|---:|---:|\n"
+        + "\n".join(f"| {k} | {t:.1f} | {pack.n / t:,.0f} | {times['local'] / t:.2f}x |" for k, t in times.items())
+        + f"\n\nScores identical to the local engine: **{'yes' if identical else 'NO'}**."
+    )
     if args.update_docs:
         replace_section("bench_ray", body, f"python tools/bench_ray.py {args.teacher} {args.pack} --update-docs")
 

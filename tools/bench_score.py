@@ -78,7 +78,9 @@ def main() -> None:
         f"{14_197_122 / rate['onnxruntime'] / 3600:.1f} h with onnxruntime."
     )
     if args.update_docs:
-        replace_section("bench_score", body, f"python tools/bench_score.py {args.teacher} {args.onnx} {args.pack} --update-docs")
+        replace_section(
+            "bench_score", body, f"python tools/bench_score.py {args.teacher} {args.onnx} {args.pack} --update-docs"
+        )
 
 
 if __name__ == "__main__":

@@ -82,9 +82,11 @@ def main() -> None:
     k = int(round(args.keep * args.n))
     counts = np.bincount(labels[flags == 0], minlength=args.classes)
     quotas = safety_net_quotas(counts, k, -0.2, 0.5)
-    contenders = {"native": lambda q: kernel_select(native._native, energy, labels, flags, k, q),
-                  "numpy-twin": lambda q: kernel_select(twins, energy, labels, flags, k, q),
-                  "numpy-argpart": lambda q: argpartition_select(energy, labels, flags, k, q)}
+    contenders = {
+        "native": lambda q: kernel_select(native._native, energy, labels, flags, k, q),
+        "numpy-twin": lambda q: kernel_select(twins, energy, labels, flags, k, q),
+        "numpy-argpart": lambda q: argpartition_select(energy, labels, flags, k, q),
+    }
     if native._native is None:
         contenders.pop("native")
     rows = []

@@ -49,13 +49,16 @@ def main() -> None:
         rows = []
         for name in ("fmnist", "digits"):
             r = audit_leakage(load_target(root / "targets" / f"{name}.npz"), pack, progress=False)
-            rows.append(f"| {name} | {r['exact']['train']} | {r['exact']['test']} | {r['near']['train']} | {r['near']['test']} |")
+            rows.append(
+                f"| {name} | {r['exact']['train']} | {r['exact']['test']} | {r['near']['train']} | {r['near']['test']} |"
+            )
             print(name, {k: (r[k]["train"], r[k]["test"]) for k in ("exact", "near")})
         body = (
             f"`plada-edge audit` of each target against offline-mix (fingerprint `{pack.fingerprint[:16]}…`). "
             "Exact = the paper's rule (1,024 mean/variance buckets, mean L1 < 1e-5); near = FAISS 8x8 "
             "descriptors, cosine >= 0.98, confirmed by mean |pixel diff| <= 4/255.\n\n"
-            "| target | exact train | exact test | near train | near test |\n|---|---:|---:|---:|---:|\n" + "\n".join(rows)
+            "| target | exact train | exact test | near train | near test |\n|---|---:|---:|---:|---:|\n"
+            + "\n".join(rows)
         )
         replace_section("offline_audit", body, "python tools/build_offline_data.py --update-docs")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import os
 import socket
 import subprocess
 import sys
@@ -43,17 +42,39 @@ def make_cache(root: Path, target_bytes: int = 100_000) -> tuple[bytes, str]:
     k = 40_000
     while True:
         idx = np.sort(rng.choice(n, k, replace=False))
-        data = encode_payload(idx, rng.integers(0, c, k), {"task": "load", "class_names": [str(i) for i in range(c)],
-                                                          "pack_fingerprint": "0" * 64, "n": n, "image_size": 32},
-                              codec="paper-idx")
+        data = encode_payload(
+            idx,
+            rng.integers(0, c, k),
+            {
+                "task": "load",
+                "class_names": [str(i) for i in range(c)],
+                "pack_fingerprint": "0" * 64,
+                "n": n,
+                "image_size": 32,
+            },
+            codec="paper-idx",
+        )
         if abs(len(data) - target_bytes) < 2_000:
             break
         k = int(k * target_bytes / len(data))
     sha = hashlib.sha256(data).hexdigest()
     atomic.write_bytes(root / "payloads" / "load.plada", data)
-    atomic.write_json(root / "tasks.json", {"load": {"payload": "payloads/load.plada", "sha256": sha, "bytes": len(data),
-                                                     "k": k, "n": n, "classes": c, "codec": "paper-idx",
-                                                     "pack_fingerprint": "0" * 64, "teacher_test_acc": None}})
+    atomic.write_json(
+        root / "tasks.json",
+        {
+            "load": {
+                "payload": "payloads/load.plada",
+                "sha256": sha,
+                "bytes": len(data),
+                "k": k,
+                "n": n,
+                "classes": c,
+                "codec": "paper-idx",
+                "pack_fingerprint": "0" * 64,
+                "teacher_test_acc": None,
+            }
+        },
+    )
     return data, sha
 
 
@@ -76,7 +97,11 @@ async def client(port: int, path: str, size: int, sha: str, deadline: float, lat
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head.split(b" ", 2)[1])
-            length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+            length = int(
+                next(
+                    line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+                )
+            )
             body = await reader.readexactly(length)
             lat.append(time.perf_counter() - t0)
             counter[0] += 1
@@ -93,7 +118,9 @@ async def run_load(port: int, size: int, sha: str, clients: int, seconds: float)
     lat, errors, counter = [], [], [0]
     deadline = time.perf_counter() + seconds
     t0 = time.perf_counter()
-    await asyncio.gather(*(client(port, "/v1/tasks/load/payload", size, sha, deadline, lat, errors, counter) for _ in range(clients)))
+    await asyncio.gather(
+        *(client(port, "/v1/tasks/load/payload", size, sha, deadline, lat, errors, counter) for _ in range(clients))
+    )
     return lat, errors, time.perf_counter() - t0
 
 
@@ -124,15 +151,23 @@ def main() -> None:
             server.wait(10)
     lat_ms = np.array(lat) * 1e3
     rps = len(lat) / wall
-    p50, p99 = (np.percentile(lat_ms, [50, 99]) if len(lat_ms) else (float("nan"),) * 2)
-    print(f"{len(lat):,} requests in {wall:.1f} s: {rps:,.0f} req/s, {rps * len(data) / 2**20:,.1f} MiB/s, "
-          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {len(errors)}")
-    body = (f"{args.clients} concurrent keep-alive clients (asyncio, one process) downloading a {len(data):,}-byte payload "
-            f"from `plada-edge serve` (uvicorn, one process) on 127.0.0.1 for {args.seconds:.0f} s; both share the 2 cores.\n\n"
-            "| requests | requests/s | MiB/s | p50 latency | p99 latency | errors |\n|---:|---:|---:|---:|---:|---:|\n"
-            f"| {len(lat):,} | {rps:,.0f} | {rps * len(data) / 2**20:,.1f} | {p50:.1f} ms | {p99:.1f} ms | {len(errors)} |")
+    p50, p99 = np.percentile(lat_ms, [50, 99]) if len(lat_ms) else (float("nan"),) * 2
+    print(
+        f"{len(lat):,} requests in {wall:.1f} s: {rps:,.0f} req/s, {rps * len(data) / 2**20:,.1f} MiB/s, "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {len(errors)}"
+    )
+    body = (
+        f"{args.clients} concurrent keep-alive clients (asyncio, one process) downloading a {len(data):,}-byte payload "
+        f"from `plada-edge serve` (uvicorn, one process) on 127.0.0.1 for {args.seconds:.0f} s; both share the 2 cores.\n\n"
+        "| requests | requests/s | MiB/s | p50 latency | p99 latency | errors |\n|---:|---:|---:|---:|---:|---:|\n"
+        f"| {len(lat):,} | {rps:,.0f} | {rps * len(data) / 2**20:,.1f} | {p50:.1f} ms | {p99:.1f} ms | {len(errors)} |"
+    )
     if args.update_docs:
-        replace_section("load_test", body, f"python tools/load_test.py --clients {args.clients} --seconds {args.seconds:.0f} --update-docs")
+        replace_section(
+            "load_test",
+            body,
+            f"python tools/load_test.py --clients {args.clients} --seconds {args.seconds:.0f} --update-docs",
+        )
 
 
 if __name__ == "__main__":

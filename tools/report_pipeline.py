@@ -27,7 +27,7 @@ from plada_edge.server.selection import select  # noqa: E402
 from plada_edge.server.teacher import export_onnx  # noqa: E402
 
 
-def energy_grid(pack: ReferencePack, scores: Scores, classes: list[int], per: int = 64) -> "Image":
+def energy_grid(pack: ReferencePack, scores: Scores, classes: list[int], per: int = 64) -> Image:
     from PIL import Image, ImageDraw
 
     side = int(np.sqrt(per))
@@ -46,7 +46,9 @@ def energy_grid(pack: ReferencePack, scores: Scores, classes: list[int], per: in
         for col, pick in enumerate((order[:per], order[::-1][:per])):
             imgs = pack.gather(pick)
             for j, img in enumerate(imgs):
-                canvas.paste(Image.fromarray(img), (label_w + col * (side * s + gap) + (j % side) * s, y0 + (j // side) * s))
+                canvas.paste(
+                    Image.fromarray(img), (label_w + col * (side * s + gap) + (j % side) * s, y0 + (j // side) * s)
+                )
     return canvas
 
 
@@ -55,7 +57,9 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("pack", type=Path)
     ap.add_argument("--name", required=True)
-    ap.add_argument("--classes", default="", help="comma-separated class indices for the picture (default: 3 spread out)")
+    ap.add_argument(
+        "--classes", default="", help="comma-separated class indices for the picture (default: 3 spread out)"
+    )
     ap.add_argument("--update-docs", action="store_true")
     args = ap.parse_args()
     pack = ReferencePack.open(args.pack)
@@ -83,7 +87,9 @@ def main() -> None:
     sels = {
         "energy": select(scores, "energy", keep="1%", safety_net=False, spread=1),
         "energy + Safety-Net (alpha -0.2, share 0.5)": select(scores, "energy", keep="1%", safety_net=True, spread=1),
-        "energy + equal quotas (alpha 0, share 1)": select(scores, "energy", keep="1%", safety_net=True, alpha=0.0, share=1.0, spread=1),
+        "energy + equal quotas (alpha 0, share 1)": select(
+            scores, "energy", keep="1%", safety_net=True, alpha=0.0, share=1.0, spread=1
+        ),
     }
     names = scores.class_names
     lines.append("| selection | " + " | ".join(names) + " | classes present |")
@@ -100,7 +106,11 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if args.update_docs:
-        replace_section(f"pipeline_{args.name}", body, f"python tools/report_pipeline.py {args.run} {args.pack} --name {args.name} --update-docs")
+        replace_section(
+            f"pipeline_{args.name}",
+            body,
+            f"python tools/report_pipeline.py {args.run} {args.pack} --name {args.name} --update-docs",
+        )
 
 
 if __name__ == "__main__":

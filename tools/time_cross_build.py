@@ -47,10 +47,12 @@ def main() -> None:
     summary = [line for line in out_test.splitlines() if " passed" in line or "PASS" in line]
     print(f"build_wheels.sh {t_build:.0f} s, test_aarch64.sh {t_test:.0f} s")
     print("\n".join(summary))
-    body = ("| step | wall time |\n|---|---:|\n"
-            f"| `bash tools/build_wheels.sh` (x86_64 wheel + aarch64 cross wheel, cold build directory) | {t_build:.0f} s |\n"
-            f"| `bash tools/test_aarch64.sh` (arm64 userland via mmdebstrap, then pytest under qemu) | {t_test:.0f} s |\n\n"
-            "Wheels: " + ", ".join(f"`{w}`" for w in wheels) + "\n\nEmulated run: " + "; ".join(s.strip() for s in summary))
+    body = (
+        "| step | wall time |\n|---|---:|\n"
+        f"| `bash tools/build_wheels.sh` (x86_64 wheel + aarch64 cross wheel, cold build directory) | {t_build:.0f} s |\n"
+        f"| `bash tools/test_aarch64.sh` (arm64 userland via mmdebstrap, then pytest under qemu) | {t_test:.0f} s |\n\n"
+        "Wheels: " + ", ".join(f"`{w}`" for w in wheels) + "\n\nEmulated run: " + "; ".join(s.strip() for s in summary)
+    )
     if args.update_docs:
         replace_section("cross_build", body, "python tools/time_cross_build.py --update-docs")
 

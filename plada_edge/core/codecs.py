@@ -20,7 +20,8 @@ indices). All decoders validate what they return; the container then re-checks r
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -233,7 +234,9 @@ def _model_decode(body, n, c, k):
         raise CodecError(str(exc)) from None
 
 
-register_codec("model", "adaptive binary arithmetic coding with gap/label context models")((_model_encode, _model_decode))
+register_codec("model", "adaptive binary arithmetic coding with gap/label context models")(
+    (_model_encode, _model_decode)
+)
 
 
 def encode_auto(indices, labels, n, c) -> tuple[str, bytes]:

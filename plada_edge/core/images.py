@@ -105,7 +105,9 @@ def array_to_rgb_tiles(batch: np.ndarray, size: int, method: str = "crop") -> np
     if batch.ndim not in (3, 4) or (batch.ndim == 4 and batch.shape[-1] not in (3, 4)):
         raise ValueError(f"array sources must be (n, H, W) or (n, H, W, 1|3|4), got {batch.shape}")
     out = np.empty((len(batch), size, size, 3), np.uint8)
-    same = (batch.ndim == 3 and batch.shape[1:] == (size, size)) or (batch.ndim == 4 and batch.shape[1:] == (size, size, 3))
+    same = (batch.ndim == 3 and batch.shape[1:] == (size, size)) or (
+        batch.ndim == 4 and batch.shape[1:] == (size, size, 3)
+    )
     if same:
         out[:] = batch[..., None] if batch.ndim == 3 else batch
         return out

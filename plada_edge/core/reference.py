@@ -91,7 +91,9 @@ def _decode_batch(args):
 def _decoded_folder(src: Source, size: int, method: str, workers: int, max_pixels: int, b):
     """Yield (relative path, tile or None, skip reason) in sorted order, decoding in parallel."""
     batch = 64
-    jobs = [(str(src.path), src.items[i : i + batch], size, method, max_pixels) for i in range(0, len(src.items), batch)]
+    jobs = [
+        (str(src.path), src.items[i : i + batch], size, method, max_pixels) for i in range(0, len(src.items), batch)
+    ]
     if workers <= 1 or len(jobs) <= 1:
         results = map(_decode_batch, jobs)
         pool = None
@@ -119,7 +121,7 @@ def build_pack(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
     progress: bool | None = None,
-) -> "ReferencePack":
+) -> ReferencePack:
     """Build a pack from sources (specs as in plada_edge.core.sources) into directory ``out``.
 
     Same inputs → byte-identical images.npy, manifest and fingerprint. Unreadable, corrupt,
@@ -164,13 +166,17 @@ def build_pack(
                     if pending:
                         writer.append(np.stack(pending))
                     entry["paths"] = f"paths-{k}.txt"
-                    atomic.write_bytes(tmp / entry["paths"], "".join(p + "\n" for p in kept).encode("utf-8", "surrogateescape"))
+                    atomic.write_bytes(
+                        tmp / entry["paths"], "".join(p + "\n" for p in kept).encode("utf-8", "surrogateescape")
+                    )
                 else:
                     arr = load_array(s)
                     for c0 in range(0, len(arr), _CHUNK):
                         writer.append(array_to_rgb_tiles(arr[c0 : c0 + _CHUNK], size, method))
                         b.advance(min(_CHUNK, len(arr) - c0))
-                entry.update(start=start, stop=writer.count, count=writer.count - start, skipped=count - (writer.count - start))
+                entry.update(
+                    start=start, stop=writer.count, count=writer.count - start, skipped=count - (writer.count - start)
+                )
                 described.append(entry)
         fingerprint = writer.finish()
         manifest = {
@@ -210,7 +216,7 @@ class ReferencePack:
         self.path, self.manifest, self.images = path, manifest, images
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "ReferencePack":
+    def open(cls, path: str | os.PathLike) -> ReferencePack:
         path = Path(path)
         mpath, ipath = path / MANIFEST, path / IMAGES
         if not mpath.is_file():
@@ -222,14 +228,18 @@ class ReferencePack:
         if manifest.get("format") != "plada-reference-pack":
             raise PackError(f"{mpath}: not a plada reference pack manifest")
         if manifest.get("format_version") != PACK_FORMAT:
-            raise PackError(f"{mpath}: pack format {manifest.get('format_version')} is not supported (this is {PACK_FORMAT})")
+            raise PackError(
+                f"{mpath}: pack format {manifest.get('format_version')} is not supported (this is {PACK_FORMAT})"
+            )
         n, h, w = int(manifest["n"]), int(manifest["height"]), int(manifest["width"])
         if not ipath.is_file():
             raise PackError(f"{path}: {IMAGES} is missing")
         with open(ipath, "rb") as f:
             try:
                 version = np.lib.format.read_magic(f)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
                 shape, fortran, dtype = read_header(f)
             except ValueError as exc:
                 raise PackError(f"{ipath}: not a valid .npy file ({exc})") from None
@@ -243,7 +253,11 @@ class ReferencePack:
                 f"{ipath} is {actual:,} bytes but the manifest's {n:,} images of {h}x{w}x3 need {expected:,}: "
                 "the pack is truncated or was modified"
             )
-        images = np.memmap(ipath, dtype=np.uint8, mode="r", offset=offset, shape=(n, h, w, 3)) if n else np.zeros((0, h, w, 3), np.uint8)
+        images = (
+            np.memmap(ipath, dtype=np.uint8, mode="r", offset=offset, shape=(n, h, w, 3))
+            if n
+            else np.zeros((0, h, w, 3), np.uint8)
+        )
         return cls(path, manifest, images)
 
     # --- what it is -------------------------------------------------------------------------
@@ -328,7 +342,9 @@ class ReferencePack:
                 b.advance(len(imgs))
         got = _fingerprint(sha.digest(), self.n, self.size, int(self.manifest["width"]))
         if got != self.fingerprint:
-            raise PackError(f"{self.path}: pixels hash to {got[:16]}…, manifest says {self.fingerprint[:16]}…: the pack was modified")
+            raise PackError(
+                f"{self.path}: pixels hash to {got[:16]}…, manifest says {self.fingerprint[:16]}…: the pack was modified"
+            )
         return got
 
 

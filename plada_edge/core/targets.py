@@ -39,13 +39,17 @@ class Target:
         for split in ("train", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] != 3):
-                raise ValueError(f"target {self.name}: x_{split} must be uint8 (n, h, w) or (n, h, w, 3), got {x.dtype} {x.shape}")
+                raise ValueError(
+                    f"target {self.name}: x_{split} must be uint8 (n, h, w) or (n, h, w, 3), got {x.dtype} {x.shape}"
+                )
             if len(x) != len(y):
                 raise ValueError(f"target {self.name}: {len(x)} {split} images but {len(y)} labels")
             if len(y) and (y.min() < 0 or y.max() >= len(self.class_names)):
                 raise ValueError(f"target {self.name}: {split} labels outside 0..{len(self.class_names) - 1}")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(f"target {self.name}: train images {self.x_train.shape[1:]} differ from test {self.x_test.shape[1:]}")
+            raise ValueError(
+                f"target {self.name}: train images {self.x_train.shape[1:]} differ from test {self.x_test.shape[1:]}"
+            )
 
     @property
     def num_classes(self) -> int:

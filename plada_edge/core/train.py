@@ -73,7 +73,9 @@ def predict(model, view, images: np.ndarray, batch_size: int = 512, with_feature
     with torch.inference_mode():
         for b0 in range(0, len(images), batch_size):
             batch = images[b0 : b0 + batch_size]
-            batch = batch if batch.flags.writeable and batch.flags.c_contiguous else np.array(batch)  # memmaps are read-only
+            batch = (
+                batch if batch.flags.writeable and batch.flags.c_contiguous else np.array(batch)
+            )  # memmaps are read-only
             out = model(view(torch.from_numpy(batch)))
             logits.append(out.float().numpy())
             if holder is not None:
@@ -89,9 +91,19 @@ def accuracy(model, view, images: np.ndarray, labels: np.ndarray) -> float:
     return float((predict(model, view, images).argmax(1) == labels).mean())
 
 
-def fit(model, view, images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, out_dir: str | os.PathLike,
-        eval_set: tuple[np.ndarray, np.ndarray] | None = None, sample_weight: np.ndarray | None = None,
-        resume: bool = True, progress: bool | None = None, stop_after_epoch: int | None = None) -> list[dict]:
+def fit(
+    model,
+    view,
+    images: np.ndarray,
+    labels: np.ndarray,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    eval_set: tuple[np.ndarray, np.ndarray] | None = None,
+    sample_weight: np.ndarray | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+    stop_after_epoch: int | None = None,
+) -> list[dict]:
     """Train ``model`` on uint8 NHWC ``images`` with integer ``labels``; checkpoint into out_dir.
 
     Returns the per-epoch history. ``stop_after_epoch`` ends the run early (as if killed) after
@@ -152,14 +164,27 @@ def fit(model, view, images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, o
                 correct += int((out.argmax(1) == yb).sum())
                 loss_sum += float(loss.detach()) * len(idx)
                 b.advance(1, epoch=epoch + 1, loss=loss_sum / seen, acc=correct / seen)
-            record = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
-                      "seconds": time.perf_counter() - t0}
+            record = {
+                "epoch": epoch + 1,
+                "loss": loss_sum / seen,
+                "train_acc": correct / seen,
+                "seconds": time.perf_counter() - t0,
+            }
             if eval_set is not None:
                 record["test_acc"] = accuracy(model, view, *eval_set)
             history.append(record)
-            _save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
-                                    "config": asdict(cfg), "n": len(images)})
+            _save_checkpoint(
+                ckpt,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "config": asdict(cfg),
+                    "n": len(images),
+                },
+            )
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
                 break
     return history

@@ -72,7 +72,7 @@ class ViewSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ViewSpec":
+    def from_dict(cls, d: dict) -> ViewSpec:
         return cls(int(d["native_size"]), int(d["model_size"]), bool(d["gray"]), tuple(d["mean"]), tuple(d["std"]))
 
 

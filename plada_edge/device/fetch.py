@@ -44,8 +44,14 @@ def task_metadata(url: str, token: str | None = None, timeout: float = 10.0) -> 
         raise FetchError(f"{url}: cannot read task metadata ({exc})") from None
 
 
-def fetch_payload(url: str, token: str | None = None, timeout: float = 10.0, retries: int = 5,
-                  backoff: float = 0.5, max_bytes: int = DEFAULT_MAX_BYTES) -> Payload:
+def fetch_payload(
+    url: str,
+    token: str | None = None,
+    timeout: float = 10.0,
+    retries: int = 5,
+    backoff: float = 0.5,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Payload:
     """Download, verify (size, SHA-256) and decode the payload of the task at ``url``."""
     meta = task_metadata(url, token, timeout)
     try:
@@ -84,6 +90,8 @@ def fetch_payload(url: str, token: str | None = None, timeout: float = 10.0, ret
         raise FetchError(f"{payload_url}: giving up after {retries + 1} attempts ({last_error})")
     got = hashlib.sha256(buf).hexdigest()
     if got != want:
-        raise FetchError(f"{payload_url}: downloaded bytes hash to {got[:16]}…, the server announced {want[:16]}…: "
-                         "corrupted in transit or by the server")
+        raise FetchError(
+            f"{payload_url}: downloaded bytes hash to {got[:16]}…, the server announced {want[:16]}…: "
+            "corrupted in transit or by the server"
+        )
     return decode_payload(bytes(buf))

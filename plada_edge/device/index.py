@@ -57,7 +57,13 @@ def _pixels():
     def embed(images: np.ndarray) -> np.ndarray:
         n, s = len(images), images.shape[1]
         f = max(1, s // 16)
-        x = images[:, : f * 16, : f * 16].astype(np.float32).reshape(n, 16, f, 16, f, 3).mean(axis=(2, 4)).reshape(n, -1)
+        x = (
+            images[:, : f * 16, : f * 16]
+            .astype(np.float32)
+            .reshape(n, 16, f, 16, f, 3)
+            .mean(axis=(2, 4))
+            .reshape(n, -1)
+        )
         x -= x.mean(axis=1, keepdims=True)
         norm = np.linalg.norm(x, axis=1, keepdims=True)
         return np.divide(x, norm, out=np.zeros_like(x), where=norm > 1e-6)
@@ -80,7 +86,9 @@ def _lite0():
 
     def embed(images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            x = torch.from_numpy(np.array(images, copy=True)).permute(0, 3, 1, 2).float() / 255.0  # memmaps are read-only
+            x = (
+                torch.from_numpy(np.array(images, copy=True)).permute(0, 3, 1, 2).float() / 255.0
+            )  # memmaps are read-only
             x = F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
             f = model.extract_features((x - mean) / std).mean(dim=(2, 3))
             return F.normalize(f, dim=1).numpy()
@@ -92,9 +100,15 @@ def index_dir(pack: ReferencePack, out: str | os.PathLike | None = None) -> Path
     return Path(out) if out else pack.path / "index"
 
 
-def build_index(pack: ReferencePack | str | os.PathLike, embedder: str | None = None, out: str | os.PathLike | None = None,
-                chunk: int = 8192, batch_size: int = 256, progress: bool | None = None,
-                stop_after_chunks: int | None = None) -> dict:
+def build_index(
+    pack: ReferencePack | str | os.PathLike,
+    embedder: str | None = None,
+    out: str | os.PathLike | None = None,
+    chunk: int = 8192,
+    batch_size: int = 256,
+    progress: bool | None = None,
+    stop_after_chunks: int | None = None,
+) -> dict:
     """Embed the pack (resumable chunks) and build its FAISS index; returns the index's metadata."""
     import faiss
 
@@ -149,9 +163,17 @@ def build_index(pack: ReferencePack | str | os.PathLike, embedder: str | None = 
     tmpf = root / f".{embedder}.faiss.tmp"
     faiss.write_index(index, str(tmpf))
     os.replace(tmpf, faiss_path)
-    meta = {"embedder": embedder, "dim": dim, "n": pack.n, "pack_fingerprint": pack.fingerprint, "index": kind,
-            "embeddings": emb_path.name, "faiss": faiss_path.name, "complete": True,
-            "seconds": time.perf_counter() - t0}
+    meta = {
+        "embedder": embedder,
+        "dim": dim,
+        "n": pack.n,
+        "pack_fingerprint": pack.fingerprint,
+        "index": kind,
+        "embeddings": emb_path.name,
+        "faiss": faiss_path.name,
+        "complete": True,
+        "seconds": time.perf_counter() - t0,
+    }
     atomic.write_json(meta_path, meta)
     return meta
 
@@ -164,7 +186,9 @@ def load_index(pack: ReferencePack, embedder: str | None = None, out: str | os.P
     root = index_dir(pack, out)
     meta_path = root / f"{embedder}.json"
     if not meta_path.exists():
-        raise FileNotFoundError(f"no {embedder} index for {pack.path}; build it with: plada-edge reference index {pack.path}")
+        raise FileNotFoundError(
+            f"no {embedder} index for {pack.path}; build it with: plada-edge reference index {pack.path}"
+        )
     meta = json.loads(meta_path.read_text())
     if not meta.get("complete"):
         raise ValueError(f"{meta_path}: the index build did not finish; rerun plada-edge reference index")
@@ -176,8 +200,16 @@ def load_index(pack: ReferencePack, embedder: str | None = None, out: str | os.P
     return index, np.load(root / meta["embeddings"], mmap_mode="r"), meta
 
 
-def expand_labels(pack: ReferencePack, indices: np.ndarray, labels: np.ndarray, k: int = 10, embedder: str | None = None,
-                  min_similarity: float = 0.0, min_votes: int = 1, out: str | os.PathLike | None = None):
+def expand_labels(
+    pack: ReferencePack,
+    indices: np.ndarray,
+    labels: np.ndarray,
+    k: int = 10,
+    embedder: str | None = None,
+    min_similarity: float = 0.0,
+    min_votes: int = 1,
+    out: str | os.PathLike | None = None,
+):
     """(new indices, their labels, report) by the unanimous-neighbour rule in the module docstring."""
     index, emb, meta = load_index(pack, embedder, out)
     idx = np.asarray(indices, np.int64)
@@ -202,7 +234,14 @@ def expand_labels(pack: ReferencePack, indices: np.ndarray, labels: np.ndarray, 
     strong = np.add.reduceat((sim >= min_similarity).astype(np.int64), start)
     ok = (lab_min == lab_max) & (strong >= min_votes)
     new_idx, new_lab = uniq[ok], lab_min[ok]
-    report = {"added": int(len(new_idx)), "candidates": int(len(uniq)), "conflicting": int((lab_min != lab_max).sum()),
-              "k": k, "min_similarity": min_similarity, "min_votes": min_votes, "embedder": meta["embedder"],
-              "rule": "unanimous votes of the payload images that retrieve it"}
+    report = {
+        "added": int(len(new_idx)),
+        "candidates": int(len(uniq)),
+        "conflicting": int((lab_min != lab_max).sum()),
+        "k": k,
+        "min_similarity": min_similarity,
+        "min_votes": min_votes,
+        "embedder": meta["embedder"],
+        "rule": "unanimous votes of the payload images that retrieve it",
+    }
     return new_idx.astype(np.int64), new_lab.astype(np.int64), report

@@ -50,11 +50,26 @@ def _load_payload(payload) -> Payload:
     return read_payload(payload)
 
 
-def learn(payload, reference: ReferencePack | str | os.PathLike, out: str | os.PathLike, arch: str = "resnet18",
-          epochs: int = STUDENT_EPOCHS, batch_size: int = 128, lr: float = 1e-3, weights: str | None = None, seed: int = 0,
-          hflip: bool = False, target: Target | str | None = None, expand: int = 0, expand_weight: float = 0.5,
-          embedder: str | None = None, model_size: int | None = None, resume: bool = True,
-          progress: bool | None = None, stop_after_epoch: int | None = None) -> dict:
+def learn(
+    payload,
+    reference: ReferencePack | str | os.PathLike,
+    out: str | os.PathLike,
+    arch: str = "resnet18",
+    epochs: int = STUDENT_EPOCHS,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weights: str | None = None,
+    seed: int = 0,
+    hflip: bool = False,
+    target: Target | str | None = None,
+    expand: int = 0,
+    expand_weight: float = 0.5,
+    embedder: str | None = None,
+    model_size: int | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+    stop_after_epoch: int | None = None,
+) -> dict:
     """Train a student from a payload; returns the metrics written to out/metrics.json.
 
     ``model_size`` overrides the input resolution of the teacher's view (same sensor, colour and
@@ -90,37 +105,83 @@ def learn(payload, reference: ReferencePack | str | os.PathLike, out: str | os.P
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, hflip=hflip)
     tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
     eval_view = torch_view(spec, input_size=tgt.native_size) if tgt is not None else None
-    history = fit(model, torch_view(spec, input_size=pack.size), images, labels, cfg, out,
-                  sample_weight=sample_weight, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch)
+    history = fit(
+        model,
+        torch_view(spec, input_size=pack.size),
+        images,
+        labels,
+        cfg,
+        out,
+        sample_weight=sample_weight,
+        resume=resume,
+        progress=progress,
+        stop_after_epoch=stop_after_epoch,
+    )
     if stop_after_epoch is not None and len(history) < epochs:
         return {"stopped_after_epoch": len(history)}
-    state = {"arch": arch, "num_classes": c, "class_names": p.header["class_names"], "view": spec.to_dict(),
-             "payload_sha256": p.sha256, "train": asdict(cfg), "model": model.state_dict()}
+    state = {
+        "arch": arch,
+        "num_classes": c,
+        "class_names": p.header["class_names"],
+        "view": spec.to_dict(),
+        "payload_sha256": p.sha256,
+        "train": asdict(cfg),
+        "model": model.state_dict(),
+    }
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic.write_bytes(out / STUDENT_FILE, buf.getvalue())
     native_size = tgt.native_size if tgt is not None else spec.native_size
-    parity = export_student(model, spec, out / STUDENT_ONNX, native_size, p.header["class_names"],
-                            hashlib.sha256(buf.getvalue()).hexdigest())
+    parity = export_student(
+        model,
+        spec,
+        out / STUDENT_ONNX,
+        native_size,
+        p.header["class_names"],
+        hashlib.sha256(buf.getvalue()).hexdigest(),
+    )
     teacher_acc = p.header.get("teacher", {}).get("test_acc")
     metrics = {
-        "task": p.header["task"], "arch": arch, "epochs": epochs, "model_size": spec.model_size, "payload_bytes": p.total_bytes, "k": p.k,
-        "payload_sha256": p.sha256, "pack_fingerprint": pack.fingerprint, "trained_on": int(len(labels)),
-        "expansion": expansion, "history": history, "onnx_max_abs_diff": parity, "teacher_test_acc": teacher_acc,
+        "task": p.header["task"],
+        "arch": arch,
+        "epochs": epochs,
+        "model_size": spec.model_size,
+        "payload_bytes": p.total_bytes,
+        "k": p.k,
+        "payload_sha256": p.sha256,
+        "pack_fingerprint": pack.fingerprint,
+        "trained_on": int(len(labels)),
+        "expansion": expansion,
+        "history": history,
+        "onnx_max_abs_diff": parity,
+        "teacher_test_acc": teacher_acc,
         "seconds": time.perf_counter() - t0,
     }
     if tgt is not None:
         pred = predict(model, eval_view, as_nhwc3(tgt.x_test)).argmax(1)
         acc = float((pred == tgt.y_test).mean())
-        per_class = [float((pred[tgt.y_test == c] == c).mean()) for c in range(tgt.num_classes) if (tgt.y_test == c).any()]
-        metrics.update(target=tgt.name, test_acc=acc, macro_acc=float(np.mean(per_class)),
-                       ratio_to_teacher=(acc / teacher_acc) if teacher_acc else None)
+        per_class = [
+            float((pred[tgt.y_test == c] == c).mean()) for c in range(tgt.num_classes) if (tgt.y_test == c).any()
+        ]
+        metrics.update(
+            target=tgt.name,
+            test_acc=acc,
+            macro_acc=float(np.mean(per_class)),
+            ratio_to_teacher=(acc / teacher_acc) if teacher_acc else None,
+        )
     atomic.write_json(out / METRICS_FILE, metrics)
     return metrics
 
 
-def export_student(model, spec: ViewSpec, path: Path, input_size: int, class_names: list[str], checkpoint_sha256: str,
-                   tolerance: float = 1e-4) -> float:
+def export_student(
+    model,
+    spec: ViewSpec,
+    path: Path,
+    input_size: int,
+    class_names: list[str],
+    checkpoint_sha256: str,
+    tolerance: float = 1e-4,
+) -> float:
     """student.onnx: uint8 NHWC at ``input_size`` in, logits out; returns max |diff| vs torch."""
     import onnx
     import onnxruntime as ort
@@ -140,13 +201,24 @@ def export_student(model, spec: ViewSpec, path: Path, input_size: int, class_nam
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(wrapped, (torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8),), buf,
-                          input_names=["images"], output_names=["logits"], opset_version=17,
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+        torch.onnx.export(
+            wrapped,
+            (torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8),),
+            buf,
+            input_names=["images"],
+            output_names=["logits"],
+            opset_version=17,
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+        )
     proto = onnx.load_from_string(buf.getvalue())
-    for k, v in {"plada.format": "plada-student-v1", "plada.class_names": json.dumps(class_names),
-                 "plada.input_size": str(input_size), "plada.view": json.dumps(spec.to_dict()),
-                 "plada.checkpoint_sha256": checkpoint_sha256}.items():
+    for k, v in {
+        "plada.format": "plada-student-v1",
+        "plada.class_names": json.dumps(class_names),
+        "plada.input_size": str(input_size),
+        "plada.view": json.dumps(spec.to_dict()),
+        "plada.checkpoint_sha256": checkpoint_sha256,
+    }.items():
         e = proto.metadata_props.add()
         e.key, e.value = k, v
     onnx.checker.check_model(proto)
@@ -181,12 +253,24 @@ def evaluate(student: str | os.PathLike, target: Target | str, batch_size: int =
         raise ValueError(f"student knows {len(names)} classes, target {tgt.name} has {tgt.num_classes}")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = as_nhwc3(tgt.x_test)
-    pred = np.concatenate([sess.run(["logits"], {"images": np.ascontiguousarray(x[b : b + batch_size])})[0].argmax(1)
-                           for b in range(0, len(x), batch_size)])
-    per_class = [float((pred[tgt.y_test == c] == c).mean()) if (tgt.y_test == c).any() else None for c in range(tgt.num_classes)]
+    pred = np.concatenate(
+        [
+            sess.run(["logits"], {"images": np.ascontiguousarray(x[b : b + batch_size])})[0].argmax(1)
+            for b in range(0, len(x), batch_size)
+        ]
+    )
+    per_class = [
+        float((pred[tgt.y_test == c] == c).mean()) if (tgt.y_test == c).any() else None for c in range(tgt.num_classes)
+    ]
     valid = [a for a in per_class if a is not None]
-    return {"student": str(path), "target": tgt.name, "test_acc": float((pred == tgt.y_test).mean()),
-            "macro_acc": float(np.mean(valid)) if valid else None, "per_class": per_class, "n": int(len(pred))}
+    return {
+        "student": str(path),
+        "target": tgt.name,
+        "test_acc": float((pred == tgt.y_test).mean()),
+        "macro_acc": float(np.mean(valid)) if valid else None,
+        "per_class": per_class,
+        "n": int(len(pred)),
+    }
 
 
 __all__ = ["learn", "evaluate", "export_student", "predict"]

@@ -136,7 +136,15 @@ def audit_leakage(target: Target, pack: ReferencePack, examples: int = 5, progre
                 exact.add(int(i))
                 if len(report["exact"]["examples"]) < examples:
                     j = int(cand[hit[0]])
-                    report["exact"]["examples"].append({"split": split, "index": int(i), "pack_index": j, "l1": float(l1[hit[0]]), "origin": pack.origin(j)})
+                    report["exact"]["examples"].append(
+                        {
+                            "split": split,
+                            "index": int(i),
+                            "pack_index": j,
+                            "l1": float(l1[hit[0]]),
+                            "origin": pack.origin(j),
+                        }
+                    )
         report["exact"][split] = len(exact)
 
         sims, nn = index.search(descriptors(t), NEAR_K)
@@ -153,7 +161,15 @@ def audit_leakage(target: Target, pack: ReferencePack, examples: int = 5, progre
                 near += 1
                 if len(report["near"]["examples"]) < examples:
                     j = int(cand[hit[0]])
-                    report["near"]["examples"].append({"split": split, "index": int(i), "pack_index": j, "mean_abs_diff": float(mad[hit[0]]), "origin": pack.origin(j)})
+                    report["near"]["examples"].append(
+                        {
+                            "split": split,
+                            "index": int(i),
+                            "pack_index": j,
+                            "mean_abs_diff": float(mad[hit[0]]),
+                            "origin": pack.origin(j),
+                        }
+                    )
         report["near"][split] = near
         report["near"][f"{split}_median_top1_cosine"] = float(np.median(best)) if best else None
     return report

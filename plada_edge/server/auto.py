@@ -28,15 +28,28 @@ CANDIDATES = ("energy", "opposite")
 def holdout_split(target: Target, share: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Stratified indices of held-out training images."""
     rng = np.random.default_rng(seed)
-    held = [rng.permutation(np.flatnonzero(target.y_train == c))[: max(1, int(round(share * (target.y_train == c).sum())))]
-            for c in range(target.num_classes) if (target.y_train == c).any()]
+    held = [
+        rng.permutation(np.flatnonzero(target.y_train == c))[: max(1, int(round(share * (target.y_train == c).sum())))]
+        for c in range(target.num_classes)
+        if (target.y_train == c).any()
+    ]
     return np.sort(np.concatenate(held)), target.y_train[np.sort(np.concatenate(held))]
 
 
-def choose_strategy(scores: Scores, pack: ReferencePack, target: Target, keep=None, count=None,
-                    safety_net: bool = SELECTION["safety_net"], alpha: float = SELECTION["alpha"],
-                    share: float = SELECTION["share"], proxy_arch: str = "tiny_cnn", proxy_steps: int = 6000,
-                    seed: int = 0, spread: float | str = SELECTION["spread"]) -> tuple[str, dict]:
+def choose_strategy(
+    scores: Scores,
+    pack: ReferencePack,
+    target: Target,
+    keep=None,
+    count=None,
+    safety_net: bool = SELECTION["safety_net"],
+    alpha: float = SELECTION["alpha"],
+    share: float = SELECTION["share"],
+    proxy_arch: str = "tiny_cnn",
+    proxy_steps: int = 6000,
+    seed: int = 0,
+    spread: float | str = SELECTION["spread"],
+) -> tuple[str, dict]:
     """(the better direction, a report with each candidate's held-out accuracy)."""
     import torch
 
@@ -47,8 +60,17 @@ def choose_strategy(scores: Scores, pack: ReferencePack, target: Target, keep=No
     eval_view = torch_view(spec, input_size=target.native_size)
     report = {"held_out": int(len(held)), "proxy": proxy_arch, "candidates": {}}
     for name in CANDIDATES:
-        sel = select(scores, strategy=name, keep=keep, count=count, safety_net=safety_net, alpha=alpha, share=share,
-                     seed=seed, spread=spread)
+        sel = select(
+            scores,
+            strategy=name,
+            keep=keep,
+            count=count,
+            safety_net=safety_net,
+            alpha=alpha,
+            share=share,
+            seed=seed,
+            spread=spread,
+        )
         if sel.k == 0:
             report["candidates"][name] = {"k": 0, "held_out_acc": 0.0}
             continue
@@ -56,8 +78,16 @@ def choose_strategy(scores: Scores, pack: ReferencePack, target: Target, keep=No
         model = create_model(proxy_arch, scores.num_classes)
         epochs = int(np.clip(round(proxy_steps / sel.k), 2, 30))
         with tempfile.TemporaryDirectory() as tmp:
-            fit(model, torch_view(spec, input_size=pack.size), pack.gather(sel.indices), sel.labels,
-                TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, seed=seed), tmp, resume=False, progress=False)
+            fit(
+                model,
+                torch_view(spec, input_size=pack.size),
+                pack.gather(sel.indices),
+                sel.labels,
+                TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, seed=seed),
+                tmp,
+                resume=False,
+                progress=False,
+            )
         acc = float((predict(model, eval_view, as_nhwc3(target.x_train[held])).argmax(1) == held_y).mean())
         report["candidates"][name] = {"k": sel.k, "epochs": epochs, "held_out_acc": acc}
     best = max(CANDIDATES, key=lambda n: report["candidates"][n]["held_out_acc"])  # ties keep energy

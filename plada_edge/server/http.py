@@ -41,8 +41,15 @@ def load_published(cache: str | os.PathLike) -> dict:
         payload = decode_payload(data)  # never serve a payload that does not validate
         if payload.sha256 != entry["sha256"]:
             raise ValueError(f"task {name}: payload file does not match the published sha256")
-        out[name] = {"data": data, "meta": {"name": name, **{k: v for k, v in entry.items() if k != "payload"},
-                                              "url": f"/v1/tasks/{name}/payload"}, "header": payload.header}
+        out[name] = {
+            "data": data,
+            "meta": {
+                "name": name,
+                **{k: v for k, v in entry.items() if k != "payload"},
+                "url": f"/v1/tasks/{name}/payload",
+            },
+            "header": payload.header,
+        }
     return out
 
 
@@ -59,8 +66,11 @@ def create_app(tasks: dict, token: str | None = None):
         got = request.headers.get("authorization", "")
         if got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), token.encode()):
             return None
-        return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="plada-edge"'})
+        return JSONResponse(
+            {"error": "missing or wrong bearer token"},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="plada-edge"'},
+        )
 
     def lookup(request: Request):
         name = request.path_params["name"]
@@ -91,8 +101,12 @@ def create_app(tasks: dict, token: str | None = None):
         if err is not None:
             return err
         data, etag = task["data"], f'"{task["meta"]["sha256"]}"'
-        headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable", "Accept-Ranges": "bytes",
-                   "Content-Type": "application/vnd.plada"}
+        headers = {
+            "ETag": etag,
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/vnd.plada",
+        }
         inm = request.headers.get("if-none-match")
         if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
             return Response(status_code=304, headers=headers)
@@ -109,8 +123,11 @@ def create_app(tasks: dict, token: str | None = None):
                 end = min(int(m.group(2)), total - 1) if m.group(2) else total - 1
             if start >= total or start > end:
                 return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{total}"})
-            return Response(data[start : end + 1], status_code=206,
-                            headers={**headers, "Content-Range": f"bytes {start}-{end}/{total}"})
+            return Response(
+                data[start : end + 1],
+                status_code=206,
+                headers={**headers, "Content-Range": f"bytes {start}-{end}/{total}"},
+            )
         return Response(data, headers=headers)
 
     routes = [
@@ -122,8 +139,14 @@ def create_app(tasks: dict, token: str | None = None):
     return Starlette(routes=routes)
 
 
-def serve(task_file: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          build: bool = True, log=print) -> None:
+def serve(
+    task_file: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    build: bool = True,
+    log=print,
+) -> None:
     """Build what is missing, then serve the published payloads until interrupted."""
     import uvicorn
 

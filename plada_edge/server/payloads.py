@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import re
 
-from ..core.payload import Payload, encode_payload, decode_payload
 from ..core import atomic
 from ..core.defaults import SELECTION
+from ..core.payload import Payload, decode_payload, encode_payload
 from .scoring import Scores
 from .selection import Selection, select
 
@@ -39,19 +39,40 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> d
         "n": scores.n,
         "image_size": meta.get("image_size"),
         "view": meta["view"],
-        "selection": {"strategy": sel.strategy, "keep": sel.k / scores.n if scores.n else 0.0, "budget": sel.budget,
-                      "safety_net": sel.safety_net, "spread": sel.spread},
-        "teacher": {"arch": meta.get("arch"), "test_acc": meta.get("teacher_test_acc"), "sha256": meta["teacher_sha256"]},
+        "selection": {
+            "strategy": sel.strategy,
+            "keep": sel.k / scores.n if scores.n else 0.0,
+            "budget": sel.budget,
+            "safety_net": sel.safety_net,
+            "spread": sel.spread,
+        },
+        "teacher": {
+            "arch": meta.get("arch"),
+            "test_acc": meta.get("teacher_test_acc"),
+            "sha256": meta["teacher_sha256"],
+        },
         # the class names are already above: keep only what the device needs to evaluate
         "target": {k: v for k, v in meta.get("target", {}).items() if k in ("name", "native_size", "channels")},
     }
 
 
-def make_payload(scores: Scores, out: str | os.PathLike | None = None, strategy: str = SELECTION["strategy"],
-                 keep: str | float | None = None, count: int | None = None, budget: str | int | None = None,
-                 safety_net: bool = SELECTION["safety_net"], alpha: float = SELECTION["alpha"],
-                 share: float = SELECTION["share"], seed: int = 0, spread: float | str = SELECTION["spread"],
-                 codec: str = "auto", task: str | None = None, target=None, pack=None) -> tuple[Payload, Selection, bytes]:
+def make_payload(
+    scores: Scores,
+    out: str | os.PathLike | None = None,
+    strategy: str = SELECTION["strategy"],
+    keep: str | float | None = None,
+    count: int | None = None,
+    budget: str | int | None = None,
+    safety_net: bool = SELECTION["safety_net"],
+    alpha: float = SELECTION["alpha"],
+    share: float = SELECTION["share"],
+    seed: int = 0,
+    spread: float | str = SELECTION["spread"],
+    codec: str = "auto",
+    task: str | None = None,
+    target=None,
+    pack=None,
+) -> tuple[Payload, Selection, bytes]:
     """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits.
 
     ``strategy="auto"`` picks energy or opposite with proxy students on held-out target data
@@ -63,8 +84,18 @@ def make_payload(scores: Scores, out: str | os.PathLike | None = None, strategy:
             raise ValueError("--strategy auto needs the target (--target) and the reference pack (--reference)")
         from .auto import choose_strategy
 
-        strategy, auto_report = choose_strategy(scores, pack, target, keep=keep, count=count if budget is None else None,
-                                                safety_net=safety_net, alpha=alpha, share=share, seed=seed, spread=spread)
+        strategy, auto_report = choose_strategy(
+            scores,
+            pack,
+            target,
+            keep=keep,
+            count=count if budget is None else None,
+            safety_net=safety_net,
+            alpha=alpha,
+            share=share,
+            seed=seed,
+            spread=spread,
+        )
     opts = dict(strategy=strategy, safety_net=safety_net, alpha=alpha, share=share, seed=seed, spread=spread)
     if budget is not None:
         if keep is not None or count is not None:

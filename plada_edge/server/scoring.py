@@ -69,8 +69,9 @@ def _prefetched(pack: ReferencePack, start: int, stop: int, batch: int):
         yield item
 
 
-def score_chunk(sess, pack: ReferencePack, c0: int, c1: int, batch_size: int, keep_logits: bool = False,
-                advance=lambda n: None) -> dict:
+def score_chunk(
+    sess, pack: ReferencePack, c0: int, c1: int, batch_size: int, keep_logits: bool = False, advance=lambda n: None
+) -> dict:
     """Score pack images [c0, c1): per-image arrays plus the global index range they cover."""
     parts = {f: [] for f in FIELDS}
     logits_all = []
@@ -102,18 +103,31 @@ def prepare_scores(teacher, pack: ReferencePack, out: Path, batch_size: int, chu
     """Check inputs, write or check meta.json; returns (meta, chunk starts, starts still to do, complete)."""
     meta_t = onnx_metadata(teacher)
     if meta_t["input_size"] != pack.size:
-        raise ValueError(f"teacher takes {meta_t['input_size']} px images but the pack holds {pack.size} px; "
-                         f"re-export with --input-size {pack.size}")
+        raise ValueError(
+            f"teacher takes {meta_t['input_size']} px images but the pack holds {pack.size} px; "
+            f"re-export with --input-size {pack.size}"
+        )
     if chunk % batch_size:
         raise ValueError(f"chunk ({chunk}) must be a multiple of batch_size ({batch_size})")
     (out / "chunks").mkdir(parents=True, exist_ok=True)
     meta = {
-        "format": "plada-scores", "format_version": SCORES_FORMAT, "complete": False,
-        "pack_fingerprint": pack.fingerprint, "pack_n": pack.n, "teacher_sha256": meta_t["sha256"],
-        "checkpoint_sha256": meta_t["checkpoint_sha256"], "num_classes": len(meta_t["class_names"]),
-        "class_names": meta_t["class_names"], "view": meta_t["view"], "target": meta_t["target"],
-        "teacher_test_acc": meta_t["test_acc"], "arch": meta_t["arch"], "chunk": chunk, "batch_size": batch_size,
-        "image_size": pack.size, "keep_logits": keep_logits,
+        "format": "plada-scores",
+        "format_version": SCORES_FORMAT,
+        "complete": False,
+        "pack_fingerprint": pack.fingerprint,
+        "pack_n": pack.n,
+        "teacher_sha256": meta_t["sha256"],
+        "checkpoint_sha256": meta_t["checkpoint_sha256"],
+        "num_classes": len(meta_t["class_names"]),
+        "class_names": meta_t["class_names"],
+        "view": meta_t["view"],
+        "target": meta_t["target"],
+        "teacher_test_acc": meta_t["test_acc"],
+        "arch": meta_t["arch"],
+        "chunk": chunk,
+        "batch_size": batch_size,
+        "image_size": pack.size,
+        "keep_logits": keep_logits,
     }
     path = out / "meta.json"
     if path.exists():
@@ -129,17 +143,27 @@ def prepare_scores(teacher, pack: ReferencePack, out: Path, batch_size: int, chu
     return meta, starts, todo, False
 
 
-def finish_scores(out: Path, meta: dict, starts: list[int], pack: ReferencePack, seconds: float) -> "Scores":
+def finish_scores(out: Path, meta: dict, starts: list[int], pack: ReferencePack, seconds: float) -> Scores:
     _consolidate(out, starts, pack.n, meta["num_classes"], meta["keep_logits"])
     meta.update(complete=True, seconds_last_run=seconds)
     atomic.write_json(out / "meta.json", meta)
     return Scores.open(out, pack)
 
 
-def score_pack(teacher: str | os.PathLike, pack: ReferencePack | str | os.PathLike, out: str | os.PathLike,
-               batch_size: int = 256, chunk: int = 16384, threads: int = 0, keep_logits: bool = False,
-               progress: bool | None = None, stop_after_chunks: int | None = None, engine: str = "local",
-               address: str | None = None, workers: int = 0) -> "Scores":
+def score_pack(
+    teacher: str | os.PathLike,
+    pack: ReferencePack | str | os.PathLike,
+    out: str | os.PathLike,
+    batch_size: int = 256,
+    chunk: int = 16384,
+    threads: int = 0,
+    keep_logits: bool = False,
+    progress: bool | None = None,
+    stop_after_chunks: int | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int = 0,
+) -> Scores:
     """Score ``pack`` with the ONNX ``teacher`` into directory ``out`` (resumable).
 
     ``engine="ray"`` spreads the chunks over Ray actors (plada_edge.server.scoring_ray) and writes
@@ -154,13 +178,25 @@ def score_pack(teacher: str | os.PathLike, pack: ReferencePack | str | os.PathLi
     if engine == "ray":
         from .scoring_ray import score_chunks_on_ray
 
-        score_chunks_on_ray(teacher, pack, out, todo, chunk, batch_size, keep_logits, address=address,
-                            workers=workers, progress=progress)
+        score_chunks_on_ray(
+            teacher,
+            pack,
+            out,
+            todo,
+            chunk,
+            batch_size,
+            keep_logits,
+            address=address,
+            workers=workers,
+            progress=progress,
+        )
     elif engine == "local":
         sess = _session(Path(teacher).read_bytes(), threads)
         with bar("scoring", sum(min(chunk, pack.n - c0) for c0 in todo), progress, unit="img") as b:
             for done, c0 in enumerate(todo, 1):
-                write_chunk(out, c0, score_chunk(sess, pack, c0, min(c0 + chunk, pack.n), batch_size, keep_logits, b.advance))
+                write_chunk(
+                    out, c0, score_chunk(sess, pack, c0, min(c0 + chunk, pack.n), batch_size, keep_logits, b.advance)
+                )
                 if stop_after_chunks is not None and done >= stop_after_chunks:
                     return None  # type: ignore[return-value]  (testing: behave as if killed)
     else:
@@ -181,7 +217,9 @@ def _consolidate(out: Path, starts: list[int], n: int, num_classes: int, keep_lo
             with np.load(chunk_path(out, c0)) as z:
                 part, start, stop = z[f], int(z["start"]), int(z["stop"])
             if start != c0 or stop - start != len(part):
-                raise ScoresError(f"{chunk_path(out, c0)} covers [{start}, {stop}) with {len(part)} rows, expected to start at {c0}")
+                raise ScoresError(
+                    f"{chunk_path(out, c0)} covers [{start}, {stop}) with {len(part)} rows, expected to start at {c0}"
+                )
             arr[start:stop] = part
         arr.flush()
         del arr
@@ -201,7 +239,7 @@ class Scores:
                 raise ScoresError(f"{path / (f + '.npy')} holds {len(getattr(self, f))} rows, expected {n}")
 
     @classmethod
-    def open(cls, path: str | os.PathLike, pack: ReferencePack | None = None) -> "Scores":
+    def open(cls, path: str | os.PathLike, pack: ReferencePack | None = None) -> Scores:
         path = Path(path)
         mp = path / "meta.json"
         if not mp.is_file():
@@ -212,8 +250,10 @@ class Scores:
         if not meta.get("complete"):
             raise ScoresError(f"{path}: scoring did not finish; rerun the same plada-edge score command to resume it")
         if pack is not None and pack.fingerprint != meta["pack_fingerprint"]:
-            raise ScoresError(f"{path} was scored on pack {meta['pack_fingerprint'][:16]}…, "
-                              f"not on {pack.path} ({pack.fingerprint[:16]}…)")
+            raise ScoresError(
+                f"{path} was scored on pack {meta['pack_fingerprint'][:16]}…, "
+                f"not on {pack.path} ({pack.fingerprint[:16]}…)"
+            )
         return cls(path, meta)
 
     @property
@@ -232,8 +272,12 @@ class Scores:
         valid = np.asarray(self.flags) == 0
         e = np.asarray(self.energy)[valid]
         return {
-            "path": str(self.path), "n": self.n, "classes": self.num_classes, "flagged": int((~valid).sum()),
-            "pack_fingerprint": self.meta["pack_fingerprint"], "teacher_sha256": self.meta["teacher_sha256"],
+            "path": str(self.path),
+            "n": self.n,
+            "classes": self.num_classes,
+            "flagged": int((~valid).sum()),
+            "pack_fingerprint": self.meta["pack_fingerprint"],
+            "teacher_sha256": self.meta["teacher_sha256"],
             "energy": {"min": float(e.min()), "median": float(np.median(e)), "max": float(e.max())} if len(e) else None,
             "label_histogram": np.bincount(np.asarray(self.label)[valid], minlength=self.num_classes).tolist(),
         }

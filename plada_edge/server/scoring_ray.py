@@ -34,8 +34,10 @@ def _scorer_class(ray):
 
             self.pack = ReferencePack.open(pack_path)
             if self.pack.fingerprint != fingerprint:
-                raise ValueError(f"node {os.uname().nodename}: pack at {pack_path} is {self.pack.fingerprint[:16]}…, "
-                                 f"the driver's is {fingerprint[:16]}…")
+                raise ValueError(
+                    f"node {os.uname().nodename}: pack at {pack_path} is {self.pack.fingerprint[:16]}…, "
+                    f"the driver's is {fingerprint[:16]}…"
+                )
             self.sess = _session(Path(teacher).read_bytes(), threads)
 
         def pid(self) -> int:
@@ -50,9 +52,19 @@ def _scorer_class(ray):
     return Scorer
 
 
-def score_chunks_on_ray(teacher, pack, out: Path, todo: list[int], chunk: int, batch_size: int, keep_logits: bool,
-                        address: str | None = None, workers: int = 0, progress: bool | None = None,
-                        on_started=None) -> dict:
+def score_chunks_on_ray(
+    teacher,
+    pack,
+    out: Path,
+    todo: list[int],
+    chunk: int,
+    batch_size: int,
+    keep_logits: bool,
+    address: str | None = None,
+    workers: int = 0,
+    progress: bool | None = None,
+    on_started=None,
+) -> dict:
     """Score the chunks starting at ``todo`` with Ray actors; every chunk file is written by an actor.
 
     Returns {"chunks": scored, "retried": chunks rerun after their actor died}.

@@ -30,8 +30,8 @@ budget, strategy or quota only re-reads the memory-mapped scores.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -128,10 +128,16 @@ class Selection:
     def report(self, pack=None) -> dict:
         hist = self.histogram
         r = {
-            "strategy": self.strategy, "k": self.k, "budget": self.budget, "pack_n": self.pack_n,
-            "keep": self.k / self.pack_n if self.pack_n else 0.0, "safety_net": self.safety_net, "spread": self.spread,
+            "strategy": self.strategy,
+            "k": self.k,
+            "budget": self.budget,
+            "pack_n": self.pack_n,
+            "keep": self.k / self.pack_n if self.pack_n else 0.0,
+            "safety_net": self.safety_net,
+            "spread": self.spread,
             "label_histogram": {self.class_names[c]: int(hist[c]) for c in range(self.num_classes)},
-            "classes_present": int((hist > 0).sum()), "warnings": self.warnings,
+            "classes_present": int((hist > 0).sum()),
+            "warnings": self.warnings,
         }
         if pack is not None:
             sid = pack.source_ids(self.indices)
@@ -189,7 +195,9 @@ class _Picker:
             return native.class_topk(self.key, self.labels, quotas, exclude, self.largest, self.threads)
         bands = np.ceil(self.spread * quotas).astype(np.int64)
         band = native.class_topk(self.key, self.labels, bands, exclude, self.largest, self.threads)
-        return native.class_topk(self._random_key(), self.labels, quotas, _only(band, len(exclude)), False, self.threads)
+        return native.class_topk(
+            self._random_key(), self.labels, quotas, _only(band, len(exclude)), False, self.threads
+        )
 
 
 def _only(indices: np.ndarray, n: int) -> np.ndarray:
@@ -199,10 +207,18 @@ def _only(indices: np.ndarray, n: int) -> np.ndarray:
     return mask
 
 
-def select(scores: Scores, strategy: str = SELECTION["strategy"], keep: str | float | None = None,
-           count: int | None = None, safety_net: bool = SELECTION["safety_net"], alpha: float = SELECTION["alpha"],
-           share: float = SELECTION["share"], seed: int = 0, spread: float | str = SELECTION["spread"],
-           threads: int = 0) -> Selection:
+def select(
+    scores: Scores,
+    strategy: str = SELECTION["strategy"],
+    keep: str | float | None = None,
+    count: int | None = None,
+    safety_net: bool = SELECTION["safety_net"],
+    alpha: float = SELECTION["alpha"],
+    share: float = SELECTION["share"],
+    seed: int = 0,
+    spread: float | str = SELECTION["spread"],
+    threads: int = 0,
+) -> Selection:
     """Choose images by ``strategy`` within a budget of ``keep`` (fraction) or ``count`` images.
 
     The Safety-Net is on by default: plain lowest-energy selection drops whole classes at small
@@ -232,14 +248,27 @@ def select(scores: Scores, strategy: str = SELECTION["strategy"], keep: str | fl
     else:
         chosen = pick.best(k, exclude)
     indices = np.sort(chosen)
-    sel = Selection(indices, labels[indices], scores.num_classes, scores.class_names, strategy, int(len(indices)),
-                    budget, scores.n, scores.meta["pack_fingerprint"], net, spread=spread)
+    sel = Selection(
+        indices,
+        labels[indices],
+        scores.num_classes,
+        scores.class_names,
+        strategy,
+        int(len(indices)),
+        budget,
+        scores.n,
+        scores.meta["pack_fingerprint"],
+        net,
+        spread=spread,
+    )
     hist = sel.histogram
     if budget > valid:
         sel.warnings.append(f"budget {budget:,} exceeds the {valid:,} selectable images; kept all of them")
     missing = [scores.class_names[c] for c in np.flatnonzero(hist == 0)]
     if missing and sel.k:
-        sel.warnings.append(f"{len(missing)} of {scores.num_classes} classes have no images in this selection: "
-                            f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}"
-                            + ("" if safety_net else " (the Safety-Net is off)"))
+        sel.warnings.append(
+            f"{len(missing)} of {scores.num_classes} classes have no images in this selection: "
+            f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}"
+            + ("" if safety_net else " (the Safety-Net is off)")
+        )
     return sel

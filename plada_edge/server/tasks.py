@@ -32,8 +32,9 @@ import hashlib
 import json
 import os
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from ..core import atomic
 from ..core.defaults import SELECTION
@@ -44,8 +45,21 @@ from ..core.targets import data_dir
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TEACHER_KEYS = ("arch", "epochs", "size", "weights", "batch_size", "lr", "seed", "hflip")
 SELECT_KEYS = ("strategy", "keep", "count", "budget", "safety_net", "alpha", "share", "seed", "spread", "codec")
-DEFAULTS = {"arch": "resnet18", "epochs": 10, "size": 32, "weights": None, "batch_size": 128, "lr": 1e-3, "seed": 0,
-            "hflip": False, **SELECTION, "keep": None, "count": None, "budget": None, "codec": "auto"}
+DEFAULTS = {
+    "arch": "resnet18",
+    "epochs": 10,
+    "size": 32,
+    "weights": None,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "seed": 0,
+    "hflip": False,
+    **SELECTION,
+    "keep": None,
+    "count": None,
+    "budget": None,
+    "codec": "auto",
+}
 PUBLISHED = "tasks.json"
 
 
@@ -111,8 +125,9 @@ def load_task_file(path: str | os.PathLike) -> dict:
     return out
 
 
-def build_tasks(task_file: str | os.PathLike, only: list[str] | None = None, progress: bool | None = None,
-                log=lambda msg: None) -> dict:
+def build_tasks(
+    task_file: str | os.PathLike, only: list[str] | None = None, progress: bool | None = None, log=lambda msg: None
+) -> dict:
     """Build (or reuse) every task's teacher, ONNX, scores and payload; publish the list."""
     from .payloads import make_payload
     from .scoring import Scores, score_pack
@@ -134,8 +149,19 @@ def build_tasks(task_file: str | os.PathLike, only: list[str] | None = None, pro
             steps["teacher"] = "cached"
         else:
             log(f"[{name}] training teacher {t['arch']}")
-            train_teacher(tpath, t["arch"], tdir, epochs=t["epochs"], model_size=t["size"], weights=t["weights"],
-                          batch_size=t["batch_size"], lr=t["lr"], seed=t["seed"], hflip=t["hflip"], progress=progress)
+            train_teacher(
+                tpath,
+                t["arch"],
+                tdir,
+                epochs=t["epochs"],
+                model_size=t["size"],
+                weights=t["weights"],
+                batch_size=t["batch_size"],
+                lr=t["lr"],
+                seed=t["seed"],
+                hflip=t["hflip"],
+                progress=progress,
+            )
             steps["teacher"] = "built"
         onnx = cache / "onnx" / f"{_sha('onnx', _file_sha(tdir / 'teacher.pt'), pack.size)}.onnx"
         if onnx.exists():
@@ -158,15 +184,33 @@ def build_tasks(task_file: str | os.PathLike, only: list[str] | None = None, pro
             steps["payload"] = "cached"
             payload = read_payload(ppath)
         else:
-            payload, _, _ = make_payload(scores, ppath, strategy=t["strategy"], keep=t["keep"], count=t["count"],
-                                         budget=t["budget"], safety_net=t["safety_net"], alpha=t["alpha"],
-                                         share=t["share"], seed=t["seed"], spread=t["spread"], codec=t["codec"],
-                                         task=t.get("task", name))
+            payload, _, _ = make_payload(
+                scores,
+                ppath,
+                strategy=t["strategy"],
+                keep=t["keep"],
+                count=t["count"],
+                budget=t["budget"],
+                safety_net=t["safety_net"],
+                alpha=t["alpha"],
+                share=t["share"],
+                seed=t["seed"],
+                spread=t["spread"],
+                codec=t["codec"],
+                task=t.get("task", name),
+            )
             steps["payload"] = "built"
-        published[name] = {"payload": str(ppath.relative_to(cache)), "sha256": payload.sha256, "bytes": payload.total_bytes,
-                           "k": payload.k, "n": payload.n, "classes": payload.num_classes, "codec": payload.header["codec"],
-                           "pack_fingerprint": payload.fingerprint,
-                           "teacher_test_acc": payload.header.get("teacher", {}).get("test_acc")}
+        published[name] = {
+            "payload": str(ppath.relative_to(cache)),
+            "sha256": payload.sha256,
+            "bytes": payload.total_bytes,
+            "k": payload.k,
+            "n": payload.n,
+            "classes": payload.num_classes,
+            "codec": payload.header["codec"],
+            "pack_fingerprint": payload.fingerprint,
+            "teacher_test_acc": payload.header.get("teacher", {}).get("test_acc"),
+        }
         report[name] = {"steps": steps, **published[name]}
         log(f"[{name}] " + ", ".join(f"{k} {v}" for k, v in steps.items()) + f" → {payload.total_bytes:,} bytes")
     old = cache / PUBLISHED

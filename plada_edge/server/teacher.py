@@ -27,9 +27,21 @@ from ..core.view import ViewSpec, as_nhwc3, torch_view
 TEACHER_FILE, METRICS_FILE = "teacher.pt", "metrics.json"
 
 
-def train_teacher(target: Target | str, arch: str, out: str | os.PathLike, epochs: int = 10, model_size: int = 32,
-                  weights: str | None = None, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
-                  hflip: bool = False, threads: int = 0, resume: bool = True, progress: bool | None = None) -> dict:
+def train_teacher(
+    target: Target | str,
+    arch: str,
+    out: str | os.PathLike,
+    epochs: int = 10,
+    model_size: int = 32,
+    weights: str | None = None,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    hflip: bool = False,
+    threads: int = 0,
+    resume: bool = True,
+    progress: bool | None = None,
+) -> dict:
     """Train ``arch`` on the target's train split; write teacher.pt and metrics.json into ``out``."""
     import torch
 
@@ -41,17 +53,32 @@ def train_teacher(target: Target | str, arch: str, out: str | os.PathLike, epoch
     model = create_model(arch, target.num_classes, weights)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, hflip=hflip, threads=threads)
     test = (as_nhwc3(target.x_test), target.y_test)
-    history = fit(model, view, as_nhwc3(target.x_train), target.y_train, cfg, out, eval_set=test,
-                  resume=resume, progress=progress)
-    state = {"arch": arch, "num_classes": target.num_classes, "class_names": target.class_names,
-             "view": spec.to_dict(), "target": target.describe(), "train": asdict(cfg), "weights": weights,
-             "model": model.state_dict()}
+    history = fit(
+        model, view, as_nhwc3(target.x_train), target.y_train, cfg, out, eval_set=test, resume=resume, progress=progress
+    )
+    state = {
+        "arch": arch,
+        "num_classes": target.num_classes,
+        "class_names": target.class_names,
+        "view": spec.to_dict(),
+        "target": target.describe(),
+        "train": asdict(cfg),
+        "weights": weights,
+        "model": model.state_dict(),
+    }
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic.write_bytes(out / TEACHER_FILE, buf.getvalue())
-    metrics = {"target": target.name, "arch": arch, "test_acc": history[-1]["test_acc"],
-               "train_acc": history[-1]["train_acc"], "epochs": epochs, "history": history,
-               "view": spec.to_dict(), "checkpoint_sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
+    metrics = {
+        "target": target.name,
+        "arch": arch,
+        "test_acc": history[-1]["test_acc"],
+        "train_acc": history[-1]["train_acc"],
+        "epochs": epochs,
+        "history": history,
+        "view": spec.to_dict(),
+        "checkpoint_sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+    }
     atomic.write_json(out / METRICS_FILE, metrics)
     return metrics
 
@@ -96,8 +123,15 @@ class _Exported:  # built lazily so importing this module does not import torch
         return PackToLogits().eval()
 
 
-def export_onnx(teacher: str | os.PathLike, out: str | os.PathLike, input_size: int = 32, with_features: bool = True,
-                opset: int = 17, parity_batch: int = 16, tolerance: float = 1e-4) -> dict:
+def export_onnx(
+    teacher: str | os.PathLike,
+    out: str | os.PathLike,
+    input_size: int = 32,
+    with_features: bool = True,
+    opset: int = 17,
+    parity_batch: int = 16,
+    tolerance: float = 1e-4,
+) -> dict:
     """Export teacher.pt to ONNX (uint8 NHWC in, logits [+ features] out), check and verify it.
 
     Raises ValueError when onnxruntime's logits differ from torch's by more than ``tolerance``.
@@ -114,8 +148,16 @@ def export_onnx(teacher: str | os.PathLike, out: str | os.PathLike, input_size: 
     # the TorchScript exporter: the dynamo one needs onnxscript and gives the same graph here
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(wrapped, (example,), buf, input_names=["images"], output_names=outputs, opset_version=opset,
-                          dynamic_axes={"images": {0: "batch"}, **{o: {0: "batch"} for o in outputs}}, dynamo=False)
+        torch.onnx.export(
+            wrapped,
+            (example,),
+            buf,
+            input_names=["images"],
+            output_names=outputs,
+            opset_version=opset,
+            dynamic_axes={"images": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
+            dynamo=False,
+        )
     proto = onnx.load_from_string(buf.getvalue())
     props = {
         "plada.format": "plada-teacher-v1",
@@ -146,9 +188,16 @@ def export_onnx(teacher: str | os.PathLike, out: str | os.PathLike, input_size: 
     if not diff <= tolerance:
         raise ValueError(f"ONNX export disagrees with torch: max |logit diff| {diff:.3g} > {tolerance:g}")
     atomic.write_bytes(out, data)
-    return {"onnx": str(out), "bytes": len(data), "max_abs_logit_diff": diff, "parity_batch": parity_batch,
-            "input_size": input_size, "outputs": outputs, "checkpoint_sha256": meta["checkpoint_sha256"],
-            "test_acc": meta.get("metrics", {}).get("test_acc")}
+    return {
+        "onnx": str(out),
+        "bytes": len(data),
+        "max_abs_logit_diff": diff,
+        "parity_batch": parity_batch,
+        "input_size": input_size,
+        "outputs": outputs,
+        "checkpoint_sha256": meta["checkpoint_sha256"],
+        "test_acc": meta.get("metrics", {}).get("test_acc"),
+    }
 
 
 def onnx_metadata(path: str | os.PathLike) -> dict:
