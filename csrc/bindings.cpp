@@ -1,7 +1,8 @@
 // plada_edge._native: thin pybind11 wrappers over the C++ kernels.
 //
 // Every function here has a numpy twin with the identical signature in plada_edge/core/twins.py;
-// tests/test_*_parity.py hold the two to the same answers. Argument checks raise the same
+// tests/test_energy.py, test_selection.py, test_reference.py and test_payload.py hold the two to the
+// same answers. Argument checks raise the same
 // exception types as the twins, and the GIL is released while the kernels run.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -58,18 +59,10 @@ py::tuple energy_stats(py::array logits, double temperature, int threads,
 
   py::array_t<float> energy(n), entropy(n);
   py::array_t<uint8_t> flags(n);
-  int label_bytes;
-  py::array label;
-  if (C <= 256) {
-    label_bytes = 1;
-    label = py::array_t<uint8_t>(n);
-  } else if (C <= 65536) {
-    label_bytes = 2;
-    label = py::array_t<uint16_t>(n);
-  } else {
-    label_bytes = 4;
-    label = py::array_t<uint32_t>(n);
-  }
+  const int label_bytes = plada::label_bytes_for(C);
+  py::array label = label_bytes == 1   ? py::array(py::array_t<uint8_t>(n))
+                    : label_bytes == 2 ? py::array(py::array_t<uint16_t>(n))
+                                       : py::array(py::array_t<uint32_t>(n));
   const void* src = data.data();
   plada::EnergyOut out{energy.mutable_data(), label.mutable_data(), label_bytes,
                        entropy.mutable_data(), flags.mutable_data()};

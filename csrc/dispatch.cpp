@@ -92,24 +92,29 @@ int hardware_threads() {
   return n > 0 ? static_cast<int>(n) : 1;
 }
 
-void parallel_for(int64_t n, int64_t min_per_thread, int threads,
-                  const std::function<void(int64_t, int64_t)>& body) {
+int worker_count(int64_t n, int64_t min_per_thread, int threads) {
   if (threads <= 0) threads = hardware_threads();
-  int64_t workers = (n + min_per_thread - 1) / (min_per_thread > 0 ? min_per_thread : 1);
+  const int64_t per = min_per_thread > 0 ? min_per_thread : 1;
+  int64_t workers = (n + per - 1) / per;
   if (workers > threads) workers = threads;
+  return workers < 1 ? 1 : static_cast<int>(workers);
+}
+
+void parallel_split(int64_t n, int workers, const std::function<void(int, int64_t, int64_t)>& body) {
+  if (n <= 0) return;
   if (workers <= 1) {
-    if (n > 0) body(0, n);
+    body(0, 0, n);
     return;
   }
   std::vector<std::thread> pool;
   pool.reserve(static_cast<size_t>(workers - 1));
   const int64_t per = (n + workers - 1) / workers;
-  for (int64_t w = 1; w < workers; ++w) {
+  for (int w = 1; w < workers; ++w) {
     const int64_t begin = w * per;
     const int64_t end = begin + per < n ? begin + per : n;
-    if (begin < end) pool.emplace_back(body, begin, end);
+    if (begin < end) pool.emplace_back(body, w, begin, end);
   }
-  body(0, per < n ? per : n);
+  body(0, 0, per < n ? per : n);
   for (auto& t : pool) t.join();
 }
 

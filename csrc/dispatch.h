@@ -15,9 +15,20 @@ void set_simd_level(const std::string& level);
 EnergyRowsFn energy_rows_fn();
 int hardware_threads();  // CPUs this process may run on
 
-// Splits [0, n) into contiguous ranges of at least min_per_thread items over up to `threads`
-// threads (0 = all CPUs) and runs body(begin, end) on each; the caller's thread takes the first.
-void parallel_for(int64_t n, int64_t min_per_thread, int threads,
-                  const std::function<void(int64_t, int64_t)>& body);
+// The one fork-join helper: splits [0, n) into `workers` contiguous ranges and runs
+// body(worker, begin, end) on each, the caller's thread taking the first; returns when all are done.
+void parallel_split(int64_t n, int workers, const std::function<void(int, int64_t, int64_t)>& body);
+
+// How many workers share n items: at least min_per_thread items each, at most `threads`
+// (0 = all CPUs), at least 1.
+int worker_count(int64_t n, int64_t min_per_thread, int threads);
+
+// parallel_split over worker_count(n, min_per_thread, threads) workers, for bodies that need no
+// worker index.
+inline void parallel_for(int64_t n, int64_t min_per_thread, int threads,
+                         const std::function<void(int64_t, int64_t)>& body) {
+  parallel_split(n, worker_count(n, min_per_thread, threads),
+                 [&](int, int64_t begin, int64_t end) { body(begin, end); });
+}
 
 }  // namespace plada

@@ -1,4 +1,4 @@
-// The energy_stats row kernel, written once over an ISA "Ops" policy (scalar, AVX2, NEON).
+// The energy_stats row kernel, written once over an ISA "Ops" policy (scalar, AVX2, AVX-512, NEON).
 //
 // Paper §3 (energy scoring): E(x) = -T * logsumexp(z / T). Per row we also want the argmax label
 // and the softmax entropy, in ONE pass over memory: the row is walked in L1-sized blocks; each

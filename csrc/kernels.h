@@ -15,6 +15,12 @@ enum RowFlag : uint8_t {
   kFlagEmpty = 4,   // every logit is -inf: energy is +inf, nothing to learn from
 };
 
+// The smallest unsigned label type for C classes, in bytes: 1, 2 or 4. One rule, mirrored by
+// plada_edge.core.twins.label_dtype (tests/test_energy.py holds the two together).
+inline int label_bytes_for(int64_t num_classes) {
+  return num_classes <= (int64_t{1} << 8) ? 1 : num_classes <= (int64_t{1} << 16) ? 2 : 4;
+}
+
 // Outputs of energy_stats for rows [0, n) of one contiguous block.
 struct EnergyOut {
   float* energy;

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <array>
-#include <thread>
 
 #include "dispatch.h"
 
@@ -39,24 +38,6 @@ inline RowKind classify(const float* scores, const void* labels, int label_bytes
   return label < static_cast<uint64_t>(num_classes) ? kSelectable : kBadLabel;
 }
 
-int worker_count(int64_t n, int threads) {
-  if (threads <= 0) threads = hardware_threads();
-  const int64_t w = std::max<int64_t>(1, std::min<int64_t>(threads, n / kMinRowsPerThread));
-  return static_cast<int>(w);
-}
-
-template <class Body>
-void run_split(int64_t n, int workers, Body body) {  // body(worker, begin, end)
-  std::vector<std::thread> pool;
-  const int64_t per = (n + workers - 1) / workers;
-  for (int w = 1; w < workers; ++w) {
-    const int64_t b = w * per, e = std::min(n, b + per);
-    if (b < e) pool.emplace_back(body, w, b, e);
-  }
-  body(0, 0, std::min(n, per));
-  for (auto& t : pool) t.join();
-}
-
 std::vector<int64_t> to_indices(std::vector<uint64_t>& keys) {
   std::sort(keys.begin(), keys.end());
   std::vector<int64_t> out(keys.size());
@@ -69,10 +50,10 @@ std::vector<int64_t> to_indices(std::vector<uint64_t>& keys) {
 std::vector<int64_t> topk(const float* scores, int64_t n, int64_t k, const uint8_t* exclude,
                           bool largest, int threads) {
   if (k <= 0 || n <= 0) return {};
-  const int workers = worker_count(n, threads);
+  const int workers = worker_count(n, kMinRowsPerThread, threads);
   // pass 1: histogram of the top 16 bits of the sortable score
   std::vector<std::vector<int64_t>> hist(workers, std::vector<int64_t>(1 << 16, 0));
-  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+  parallel_split(n, workers, [&](int w, int64_t b, int64_t e) {
     int64_t* h = hist[w].data();
     for (int64_t i = b; i < e; ++i) {
       if ((exclude && exclude[i]) || scores[i] != scores[i]) continue;  // NaN is never selectable
@@ -91,7 +72,7 @@ std::vector<int64_t> topk(const float* scores, int64_t n, int64_t k, const uint8
   while (below + total[bucket] < k) below += total[bucket++];
   // pass 2: rows below the bucket are in; rows in it compete for the remaining places
   std::vector<std::vector<uint64_t>> sure(workers), maybe(workers);
-  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+  parallel_split(n, workers, [&](int w, int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       if ((exclude && exclude[i]) || scores[i] != scores[i]) continue;
       const uint64_t key = packed(scores, i, largest);
@@ -119,11 +100,11 @@ std::vector<int64_t> class_topk_sort(const float* scores, const void* labels, in
                                      const int64_t* quotas, int64_t num_classes, const uint8_t* exclude,
                                      bool largest, int threads, int64_t* bad_label) {
   *bad_label = -1;
-  const int workers = worker_count(n, threads);
+  const int workers = worker_count(n, kMinRowsPerThread, threads);
   // counting sort by label: per-worker counts, then per-worker write offsets
   std::vector<std::vector<int64_t>> counts(workers, std::vector<int64_t>(num_classes, 0));
   std::vector<int64_t> bad(workers, -1);
-  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+  parallel_split(n, workers, [&](int w, int64_t b, int64_t e) {
     int64_t* c = counts[w].data();
     for (int64_t i = b; i < e; ++i) {
       uint32_t l;
@@ -149,7 +130,7 @@ std::vector<int64_t> class_topk_sort(const float* scores, const void* labels, in
     start[c + 1] = at;
   }
   std::vector<uint64_t> keys(static_cast<size_t>(start[num_classes]));
-  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+  parallel_split(n, workers, [&](int w, int64_t b, int64_t e) {
     int64_t* off = offset[w].data();
     for (int64_t i = b; i < e; ++i) {
       uint32_t l;
@@ -188,14 +169,14 @@ std::vector<int64_t> class_topk_radix(const float* scores, const void* labels, i
                                       const int64_t* quotas, int64_t num_classes, const uint8_t* exclude,
                                       bool largest, int threads, int64_t* bad_label) {
   *bad_label = -1;
-  const int workers = worker_count(n, threads);
+  const int workers = worker_count(n, kMinRowsPerThread, threads);
   auto selectable = [&](int64_t i, uint32_t& l) {
     return classify(scores, labels, label_bytes, exclude, num_classes, i, l) == kSelectable && quotas[l] > 0;
   };
   // pass 1: key range over selectable rows, and the first out-of-range label
   std::vector<uint32_t> lo(workers, 0xFFFFFFFFu), hi(workers, 0);
   std::vector<int64_t> bad(workers, -1);
-  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+  parallel_split(n, workers, [&](int w, int64_t b, int64_t e) {
     uint32_t mn = 0xFFFFFFFFu, mx = 0;
     for (int64_t i = b; i < e; ++i) {
       uint32_t l;
@@ -222,7 +203,7 @@ std::vector<int64_t> class_topk_radix(const float* scores, const void* labels, i
   while (((static_cast<uint64_t>(kmax) - kmin) >> shift) >= kClassBins) ++shift;
   // pass 2: per-class histograms
   std::vector<std::vector<int32_t>> hist(workers, std::vector<int32_t>(static_cast<size_t>(num_classes) * kClassBins, 0));
-  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+  parallel_split(n, workers, [&](int w, int64_t b, int64_t e) {
     int32_t* h = hist[w].data();
     for (int64_t i = b; i < e; ++i) {
       uint32_t l;
@@ -260,7 +241,7 @@ std::vector<int64_t> class_topk_radix(const float* scores, const void* labels, i
     uint64_t key;
   };
   std::vector<std::vector<Item>> found(workers);
-  run_split(n, workers, [&](int w, int64_t b, int64_t e) {
+  parallel_split(n, workers, [&](int w, int64_t b, int64_t e) {
     auto& f = found[w];
     for (int64_t i = b; i < e; ++i) {
       uint32_t l;
@@ -300,7 +281,7 @@ std::vector<int64_t> class_topk(const float* scores, const void* labels, int lab
                                 const int64_t* quotas, int64_t num_classes, const uint8_t* exclude,
                                 bool largest, int threads, int64_t* bad_label) {
   // the histograms cost num_classes * 2,048 counters per thread: fine up to a few hundred classes
-  const int64_t counters = num_classes * kClassBins * worker_count(n, threads);
+  const int64_t counters = num_classes * kClassBins * worker_count(n, kMinRowsPerThread, threads);
   if (counters <= (int64_t(1) << 24)) {
     return class_topk_radix(scores, labels, label_bytes, n, quotas, num_classes, exclude, largest, threads, bad_label);
   }

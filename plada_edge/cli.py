@@ -13,7 +13,13 @@ from pathlib import Path
 import typer
 
 from . import __version__
-from .core.defaults import SELECTION, STUDENT_EPOCHS
+from .core.config import ScoreConfig, SelectionConfig, StudentConfig, TeacherConfig, flat_defaults
+from .core.errors import PladaError
+
+TEACHER = flat_defaults(TeacherConfig)  # every option's default comes from the parameter objects
+STUDENT = flat_defaults(StudentConfig)
+SELECTION = flat_defaults(SelectionConfig)
+SCORING = flat_defaults(ScoreConfig)
 
 app = typer.Typer(
     name="plada-edge",
@@ -30,13 +36,16 @@ def _print_json(obj) -> None:
 
 
 def _clean_errors(fn):
-    """Expected failures (bad input, missing files) become one 'error:' line and exit code 2."""
+    """Bad input (PladaError) and file problems (OSError) become one 'error:' line and exit code 2.
+
+    Anything else is a bug and keeps its traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ValueError, TypeError, KeyError, IndexError, OSError) as exc:
+        except (PladaError, OSError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
@@ -48,14 +57,12 @@ app.add_typer(reference_app, name="reference")
 
 
 def _print_pack(info: dict) -> None:
-    typer.echo(
-        f"{info['path']}: {info['n']:,} images of {info['size'][0]}x{info['size'][1]} RGB, {info['bytes'] / 2**20:,.1f} MiB"
-    )
+    (h, w), mib = info["size"][:2], info["bytes"] / 2**20
+    typer.echo(f"{info['path']}: {info['n']:,} images of {h}x{w} RGB, {mib:,.1f} MiB")
     typer.echo(f"fingerprint {info['fingerprint']}")
     for s in info["sources"]:
-        typer.echo(
-            f"  [{s['start']:>9,} .. {s['stop']:>9,})  {s['name']:<20} {s['kind']:<7} {s['count']:>9,} kept  {s['skipped']:>6,} skipped"
-        )
+        span = f"[{s['start']:>9,} .. {s['stop']:>9,})"
+        typer.echo(f"  {span}  {s['name']:<20} {s['kind']:<7} {s['count']:>9,} kept  {s['skipped']:>6,} skipped")
 
 
 def _version_callback(value: bool) -> None:
@@ -76,7 +83,7 @@ def _root(
 @app.command()
 def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Report the kernel backend (native or numpy), SIMD level, threads and package versions."""
-    from .doctor import doctor as run_doctor
+    from .core.doctor import doctor as run_doctor
 
     report = run_doctor()
     if as_json:
@@ -177,16 +184,16 @@ app.add_typer(teacher_app, name="teacher")
 @_clean_errors
 def teacher_train(
     target: str = typer.Option(..., "--target", "-t", help="Target .npz / ImageFolder, or a name under data/targets/."),
-    arch: str = typer.Option("resnet18", "--arch", "-a", help="Model name (plada-edge models)."),
-    epochs: int = typer.Option(10, help="Training epochs."),
-    size: int = typer.Option(32, "--size", help="Model input size in pixels."),
+    arch: str = typer.Option(TEACHER["arch"], "--arch", "-a", help="Model name (plada-edge models)."),
+    epochs: int = typer.Option(TEACHER["epochs"], help="Training epochs."),
+    size: int = typer.Option(TEACHER["size"], "--size", help="Model input size in pixels."),
     weights: str | None = typer.Option(
-        None, help="Initial weights: a local .pt/.pth, or a cached torchvision weight name."
+        TEACHER["weights"], help="Initial weights: a local .pt/.pth, or a cached torchvision weight name."
     ),
-    batch_size: int = typer.Option(128, help="Batch size."),
-    lr: float = typer.Option(1e-3, help="Peak AdamW learning rate (cosine schedule)."),
-    seed: int = typer.Option(0, help="Random seed."),
-    hflip: bool = typer.Option(False, help="Random horizontal flips (off for digits and text)."),
+    batch_size: int = typer.Option(TEACHER["batch_size"], help="Batch size."),
+    lr: float = typer.Option(TEACHER["lr"], help="Peak AdamW learning rate (cosine schedule)."),
+    seed: int = typer.Option(TEACHER["seed"], help="Random seed."),
+    hflip: bool = typer.Option(TEACHER["hflip"], help="Random horizontal flips (off for digits and text)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (teacher.pt, metrics.json, checkpoint.pt)."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
@@ -194,19 +201,10 @@ def teacher_train(
     """Train a teacher (AdamW, cosine, light augmentation); resumes from OUT/checkpoint.pt."""
     from .server.teacher import train_teacher
 
-    m = train_teacher(
-        target,
-        arch,
-        out,
-        epochs=epochs,
-        model_size=size,
-        weights=weights,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        hflip=hflip,
-        resume=not fresh,
+    config = TeacherConfig.from_options(
+        arch=arch, size=size, weights=weights, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, hflip=hflip
     )
+    m = train_teacher(target, out, config, resume=not fresh)
     _print_json(m) if as_json else typer.echo(
         f"{m['arch']} on {m['target']}: test accuracy {m['test_acc']:.4f} → {out}"
     )
@@ -246,27 +244,24 @@ def score(
     teacher: Path = typer.Option(..., "--teacher", help="Exported teacher .onnx."),
     reference: Path = typer.Option(..., "--reference", "-r", help="Reference pack directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Scores directory (resumable)."),
-    batch_size: int = typer.Option(256, help="Images per onnxruntime call."),
-    chunk: int = typer.Option(16384, help="Images per checkpointed chunk."),
-    threads: int = typer.Option(0, help="onnxruntime intra-op threads (0 = all CPUs)."),
-    keep_logits: bool = typer.Option(False, help="Also store all logits (N x C float32: large)."),
+    batch_size: int = typer.Option(SCORING["batch_size"], help="Images per onnxruntime call."),
+    chunk: int = typer.Option(SCORING["chunk"], help="Images per checkpointed chunk (a multiple of --batch-size)."),
+    threads: int = typer.Option(SCORING["threads"], help="onnxruntime intra-op threads (0 = all CPUs)."),
+    keep_logits: bool = typer.Option(SCORING["keep_logits"], help="Also store all logits (N x C float32: large)."),
     engine: str = typer.Option(
-        "local", help="local, or ray: spread the chunks over a Ray cluster (pip install plada-edge[ray])."
+        SCORING["engine"], help="local, or ray: spread the chunks over a Ray cluster (pip install plada-edge[ray])."
     ),
     address: str | None = typer.Option(
-        None, help="Ray cluster address (auto, ray://host:port); default: a local Ray runtime."
+        SCORING["address"], help="Ray cluster address (auto, ray://host:port); default: a local Ray runtime."
     ),
-    workers: int = typer.Option(0, help="Ray actors (0 = one per CPU of the cluster)."),
+    workers: int = typer.Option(SCORING["workers"], help="Ray actors (0 = one per CPU of the cluster)."),
     as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON."),
 ) -> None:
     """Score every reference image by energy (and entropy, label); rerun to resume after a crash."""
     from .core.reference import ReferencePack
     from .server.scoring import score_pack
 
-    sc = score_pack(
-        teacher,
-        ReferencePack.open(reference),
-        out,
+    config = ScoreConfig(
         batch_size=batch_size,
         chunk=chunk,
         threads=threads,
@@ -275,7 +270,7 @@ def score(
         address=address,
         workers=workers,
     )
-    info = sc.info()
+    info = score_pack(teacher, ReferencePack.open(reference), out, config).info()
     _print_json(info) if as_json else typer.echo(f"scored {info['n']:,} images ({info['flagged']} flagged) → {out}")
 
 
@@ -298,7 +293,7 @@ def _print_selection(report: dict) -> None:
         typer.echo(f"warning: {w}", err=True)
 
 
-# The selection options select, pack and demo share (defaults: plada_edge/core/defaults.py).
+# The selection options select, pack and demo share (defaults: SelectionConfig).
 SAFETY_NET_OPTION = typer.Option(
     SELECTION["safety_net"],
     "--safety-net/--no-safety-net",
@@ -306,6 +301,7 @@ SAFETY_NET_OPTION = typer.Option(
 )
 ALPHA_OPTION = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c ∝ N_c^alpha.")
 SHARE_OPTION = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas.")
+SEED_OPTION = typer.Option(SELECTION["seed"], help="Seed for --strategy random and auto, and for --spread.")
 SPREAD_OPTION = typer.Option(
     str(SELECTION["spread"]),
     help=(
@@ -325,7 +321,7 @@ def select_cmd(
     safety_net: bool = SAFETY_NET_OPTION,
     alpha: float = ALPHA_OPTION,
     share: float = SHARE_OPTION,
-    seed: int = typer.Option(0, help="Seed for --strategy random and --spread."),
+    seed: int = SEED_OPTION,
     spread: str = SPREAD_OPTION,
     reference: Path | None = typer.Option(
         None, "--reference", "-r", help="Pack, to check the fingerprint and report sources."
@@ -341,17 +337,10 @@ def select_cmd(
 
     pack = ReferencePack.open(reference) if reference else None
     sc = Scores.open(scores, pack)
-    sel = select(
-        sc,
-        strategy=strategy,
-        keep=keep,
-        count=count,
-        safety_net=safety_net,
-        alpha=alpha,
-        share=share,
-        seed=seed,
-        spread=spread,
+    config = SelectionConfig(
+        strategy=strategy, safety_net=safety_net, alpha=alpha, share=share, spread=spread, seed=seed
     )
+    sel = select(sc, config, keep=keep, count=count)
     if out:
         import io
 
@@ -380,7 +369,7 @@ def pack_cmd(
     safety_net: bool = SAFETY_NET_OPTION,
     alpha: float = ALPHA_OPTION,
     share: float = SHARE_OPTION,
-    seed: int = typer.Option(0, help="Seed for --strategy random, auto and --spread."),
+    seed: int = SEED_OPTION,
     spread: str = SPREAD_OPTION,
     codec: str = typer.Option("auto", help="model | paper-idx | paper-bmp | varint | auto (smallest)."),
     task: str | None = typer.Option(None, help="Task name in the header (default: the target's)."),
@@ -397,33 +386,30 @@ def pack_cmd(
     if budget is None and keep is None and count is None:
         keep = "1%"
     pack = ReferencePack.open(reference) if reference else None
+    config = SelectionConfig(
+        strategy=strategy, safety_net=safety_net, alpha=alpha, share=share, spread=spread, seed=seed
+    )
     payload, sel, data = make_payload(
         Scores.open(scores, pack),
         out,
-        strategy=strategy,
+        config,
         keep=keep,
         count=count,
         budget=budget,
-        safety_net=safety_net,
-        alpha=alpha,
-        share=share,
-        seed=seed,
-        spread=spread,
         codec=codec,
         task=task,
         target=load_target(target) if target else None,
         pack=pack,
     )
     report = dict(sel.report(pack), bytes=len(data), codec=payload.header["codec"], out=str(out))
-    if getattr(sel, "auto", None):
+    if sel.auto:
         report["auto"] = sel.auto
     if as_json:
         _print_json(report)
         return
     _print_selection(report)
-    typer.echo(
-        f"wrote {out}: {len(data):,} bytes ({payload.header['codec']}), {8 * len(data) / max(1, sel.k):.2f} bits per image"
-    )
+    bits = 8 * len(data) / max(1, sel.k)
+    typer.echo(f"wrote {out}: {len(data):,} bytes ({payload.header['codec']}), {bits:.2f} bits per image")
 
 
 @app.command()
@@ -444,12 +430,9 @@ def inspect(
         f"{payload}: task '{h['task']}', {r['k']:,} of {r['n']:,} images, {r['classes']} classes, codec {h['codec']}"
     )
     typer.echo(f"  pack      {h['pack_fingerprint']}")
-    typer.echo(
-        f"  size      {r['bytes']:,} bytes (body {r['body_bytes']:,}), {r['bits_per_image'] or 0:.2f} bits per kept image"
-    )
-    typer.echo(
-        f"  floor     {r['floor_bytes']:,.0f} bytes = log2 C(N,k) + k·H(labels); body/floor {r['body_to_floor'] or 0:.3f}"
-    )
+    bits, ratio = r["bits_per_image"] or 0, r["body_to_floor"] or 0
+    typer.echo(f"  size      {r['bytes']:,} bytes (body {r['body_bytes']:,}), {bits:.2f} bits per kept image")
+    typer.echo(f"  floor     {r['floor_bytes']:,.0f} bytes = log2 C(N,k) + k·H(labels); body/floor {ratio:.3f}")
     sel = h.get("selection", {})
     if sel:
         typer.echo(
@@ -467,19 +450,23 @@ def learn(
     payload: str = typer.Argument(..., help="A .plada file, or http(s)://host/v1/tasks/NAME of a plada-edge server."),
     reference: Path = typer.Option(..., "--reference", "-r", help="This device's reference pack."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (student.pt, student.onnx, metrics.json)."),
-    arch: str = typer.Option("resnet18", "--arch", "-a", help="Student architecture (plada-edge models)."),
-    epochs: int = typer.Option(STUDENT_EPOCHS, help="Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K)."),
-    batch_size: int = typer.Option(128, help="Batch size."),
-    lr: float = typer.Option(1e-3, help="Peak AdamW learning rate (cosine schedule)."),
-    weights: str | None = typer.Option(None, help="Initial weights: a local .pt/.pth or a cached torchvision name."),
-    seed: int = typer.Option(0, help="Random seed."),
-    hflip: bool = typer.Option(False, help="Random horizontal flips."),
+    arch: str = typer.Option(STUDENT["arch"], "--arch", "-a", help="Student architecture (plada-edge models)."),
+    epochs: int = typer.Option(STUDENT["epochs"], help="Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K)."),
+    batch_size: int = typer.Option(STUDENT["batch_size"], help="Batch size."),
+    lr: float = typer.Option(STUDENT["lr"], help="Peak AdamW learning rate (cosine schedule)."),
+    weights: str | None = typer.Option(
+        STUDENT["weights"], help="Initial weights: a local .pt/.pth or a cached torchvision name."
+    ),
+    seed: int = typer.Option(STUDENT["seed"], help="Random seed."),
+    hflip: bool = typer.Option(STUDENT["hflip"], help="Random horizontal flips."),
     eval_target: str | None = typer.Option(None, "--eval", help="Evaluate on this target's test split afterwards."),
-    expand: int = typer.Option(0, help="FAISS label expansion: neighbours per payload image (0 = off)."),
-    expand_weight: float = typer.Option(0.5, help="Loss weight of expanded images."),
-    embedder: str | None = typer.Option(None, help="Embedder of the pack index used by --expand."),
+    expand: int = typer.Option(
+        STUDENT["expand"], help="FAISS label expansion: neighbours per payload image (0 = off)."
+    ),
+    expand_weight: float = typer.Option(STUDENT["expand_weight"], help="Loss weight of expanded images."),
+    embedder: str | None = typer.Option(STUDENT["embedder"], help="Embedder of the pack index used by --expand."),
     model_size: int | None = typer.Option(
-        None,
+        STUDENT["model_size"],
         help="Student input pixels (default: the teacher's). "
         "ImageNet-initialised students (efficientnet_lite0) want 64+.",
     ),
@@ -489,24 +476,20 @@ def learn(
     """Device side: verify a payload, gather its images from the pack, train and export a student."""
     from .device.student import learn as run_learn
 
-    m = run_learn(
-        payload,
-        reference,
-        out,
+    config = StudentConfig.from_options(
         arch=arch,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
         weights=weights,
-        seed=seed,
-        hflip=hflip,
-        target=eval_target,
+        model_size=model_size,
         expand=expand,
         expand_weight=expand_weight,
         embedder=embedder,
-        model_size=model_size,
-        resume=not fresh,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        hflip=hflip,
     )
+    m = run_learn(payload, reference, out, config, target=eval_target, resume=not fresh)
     if as_json:
         _print_json(m)
         return
@@ -593,22 +576,20 @@ def demo(
     strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random."),
     safety_net: bool = SAFETY_NET_OPTION,
     spread: str = SPREAD_OPTION,
-    student: str = typer.Option("resnet18", help="Student architecture."),
-    epochs: int = typer.Option(STUDENT_EPOCHS, help="Student training epochs."),
+    student: str = typer.Option(STUDENT["arch"], help="Student architecture."),
+    epochs: int = typer.Option(STUDENT["epochs"], help="Student training epochs."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run PLADA end to end on offline data: teacher → energy → payload → student, with a summary table."""
     from .demo import format_table, run_demo
 
+    selection = SelectionConfig(strategy=strategy, safety_net=safety_net, spread=spread)
     r = run_demo(
         target=target,
         workdir=workdir,
         keep=keep,
-        strategy=strategy,
-        safety_net=safety_net,
-        spread=spread,
-        student=student,
-        epochs=epochs,
+        selection=selection,
+        student=StudentConfig.from_options(arch=student, epochs=epochs),
         log=lambda m: typer.echo(m, err=True),
     )
     _print_json(r) if as_json else typer.echo("\n" + format_table(r))

@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from .core.defaults import SELECTION, STUDENT_EPOCHS
+from .core.config import SelectionConfig, StudentConfig, with_options
+from .core.errors import ConfigError
 
-DEMO_DEFAULTS = {  # teachers a little shorter than the benchmark's, to finish in minutes
+DEMO_TEACHERS = {  # teachers a little shorter than the benchmark's, to finish in minutes
     "digits": {"arch": "resnet18", "epochs": 20, "hflip": False},
     "fmnist": {"arch": "resnet18", "epochs": 8, "hflip": True},
 }
@@ -30,22 +32,21 @@ def run_demo(
     target: str = "digits",
     workdir: str | os.PathLike = "runs/demo",
     keep: str = "1%",
-    strategy: str = SELECTION["strategy"],
-    safety_net: bool = SELECTION["safety_net"],
-    alpha: float = SELECTION["alpha"],
-    share: float = SELECTION["share"],
-    spread: float | str = SELECTION["spread"],
-    student: str = "resnet18",
-    epochs: int = STUDENT_EPOCHS,
+    selection: SelectionConfig | None = None,
+    student: StudentConfig | None = None,
     log=print,
 ) -> dict:
+    """Teacher → energy → payload → student on offline data; returns the summary ``format_table`` prints."""
     from .core.targets import data_dir
     from .data.offline import build_offline_data
     from .device.student import learn
     from .server.tasks import build_tasks, load_task_file
 
-    if target not in DEMO_DEFAULTS:
-        raise ValueError(f"demo targets: {', '.join(DEMO_DEFAULTS)}")
+    if target not in DEMO_TEACHERS:
+        raise ConfigError(f"demo targets: {', '.join(DEMO_TEACHERS)}")
+    selection = selection or SelectionConfig()
+    d = DEMO_TEACHERS[target]
+    student = with_options(student, StudentConfig, {"hflip": d["hflip"]})
     t0 = time.perf_counter()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,6 @@ def run_demo(
     if not (root / "offline-mix" / "manifest.json").exists() or not (root / "targets" / f"{target}.npz").exists():
         log(f"building the offline benchmark data in {root} (once)")
         build_offline_data(root, log=log)
-    d = DEMO_DEFAULTS[target]
     task_file = workdir / "tasks.toml"
     task_file.write_text(
         "[server]\n"
@@ -61,29 +61,18 @@ def run_demo(
         f"[tasks.{target}]\n"
         f'target = "{(root / "targets" / f"{target}.npz").resolve()}"\n'
         f'arch = "{d["arch"]}"\nepochs = {d["epochs"]}\nhflip = {str(d["hflip"]).lower()}\n'
-        f'keep = "{keep}"\nstrategy = "{strategy}"\nsafety_net = {str(safety_net).lower()}\n'
-        f"alpha = {alpha}\nshare = {share}\nspread = {json.dumps(spread)}\n"
+        f'keep = "{keep}"\n' + "".join(f"{k} = {json.dumps(v)}\n" for k, v in asdict(selection).items())
     )
     log(
-        f"server: teacher {d['arch']} → ONNX → energy scores → {strategy} {keep}"
-        + (" + Safety-Net" if safety_net else "")
+        f"server: teacher {d['arch']} → ONNX → energy scores → {selection.strategy} {keep}"
+        + (" + Safety-Net" if selection.safety_net else "")
     )
     report = build_tasks(task_file, log=log)[target]
-    payload = (
-        load_task_file(task_file)["cache"]
-        / json.loads((load_task_file(task_file)["cache"] / "tasks.json").read_text())[target]["payload"]
-    )
+    cache = load_task_file(task_file)["cache"]
+    payload = cache / json.loads((cache / "tasks.json").read_text())[target]["payload"]
     log(f"device: learn from {payload.name} ({report['bytes']:,} bytes)")
-    m = learn(
-        payload,
-        root / "offline-mix",
-        workdir / "student",
-        arch=student,
-        epochs=epochs,
-        hflip=d["hflip"],
-        target=root / "targets" / f"{target}.npz",
-    )
-    result = {
+    m = learn(payload, root / "offline-mix", workdir / "student", student, target=root / "targets" / f"{target}.npz")
+    return {
         "target": target,
         "payload_bytes": report["bytes"],
         "k": report["k"],
@@ -91,15 +80,14 @@ def run_demo(
         "teacher_acc": m["teacher_test_acc"],
         "student_acc": m["test_acc"],
         "ratio": m["ratio_to_teacher"],
-        "student": student,
-        "strategy": strategy,
+        "student": student.arch,
+        "strategy": selection.strategy,
         "keep": keep,
-        "safety_net": safety_net,
-        "spread": spread,
+        "safety_net": selection.safety_net,
+        "spread": selection.spread,
         "seconds": time.perf_counter() - t0,
         "workdir": str(workdir),
     }
-    return result
 
 
 def format_table(r: dict) -> str:

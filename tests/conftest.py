@@ -92,16 +92,38 @@ def tiny(tmp_path_factory):
     pack = build_pack([str(root / "pool.npy")], root / "pack", size=16)
     metrics = train_teacher(
         root / "stripes.npz",
-        "tiny_cnn",
         root / "teacher",
+        arch="tiny_cnn",
         epochs=4,
-        model_size=16,
+        size=16,
         batch_size=32,
         lr=3e-3,
         progress=False,
     )
     report = export_onnx(root / "teacher", root / "teacher.onnx", input_size=16)
     return {"root": root, "pack": pack, "metrics": metrics, "export": report, "target": target}
+
+
+class Interrupted(BaseException):
+    """Stands in for Ctrl-C or a kill between two steps of a long run (nothing catches it)."""
+
+
+def interrupt_after(monkeypatch, owner, name: str, calls: int) -> None:
+    """Let ``owner.name`` run ``calls`` times, then raise Interrupted instead of the next call.
+
+    Long steps write one unit of progress per call (a chunk, a checkpoint), so this stops a run
+    after exactly ``calls`` units, as a kill at that moment would.
+    """
+    real = getattr(owner, name)
+    done = {"calls": 0}
+
+    def wrapper(*args, **kwargs):
+        if done["calls"] >= calls:
+            raise Interrupted(f"{name} stopped after {calls} calls")
+        done["calls"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
 
 
 def sigkill_when(code: str, ready, timeout: float = 60.0) -> None:

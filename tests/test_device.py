@@ -10,6 +10,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("faiss")
 
+from conftest import Interrupted, interrupt_after  # noqa: E402
+
+from plada_edge.core import atomic, train  # noqa: E402
 from plada_edge.core.payload import PayloadError  # noqa: E402
 from plada_edge.core.reference import build_pack  # noqa: E402
 from plada_edge.device.index import build_index, expand_labels  # noqa: E402
@@ -93,13 +96,15 @@ def test_corrupt_payload_is_refused(task, tmp_path):
         learn(tmp_path / "cut.plada", task["pack"], tmp_path / "s", arch="tiny_cnn", epochs=1, progress=False)
 
 
-def test_interrupted_training_resumes_to_the_same_weights(task, tmp_path):
+def test_interrupted_training_resumes_to_the_same_weights(task, tmp_path, monkeypatch):
     import torch
 
     kw = dict(arch="tiny_cnn", epochs=4, batch_size=32, lr=3e-3, progress=False)
     learn(task["payload"], task["pack"], tmp_path / "full", **kw)
-    stopped = learn(task["payload"], task["pack"], tmp_path / "cut", stop_after_epoch=2, **kw)
-    assert stopped == {"stopped_after_epoch": 2}
+    with monkeypatch.context() as m:
+        interrupt_after(m, train, "save_checkpoint", 2)  # killed after epoch 2's checkpoint
+        with pytest.raises(Interrupted):
+            learn(task["payload"], task["pack"], tmp_path / "cut", **kw)
     assert not (tmp_path / "cut" / "student.pt").exists()
     learn(task["payload"], task["pack"], tmp_path / "cut", **kw)  # resumes from checkpoint.pt
     a = torch.load(tmp_path / "full" / "student.pt", weights_only=False)["model"]
@@ -132,12 +137,14 @@ def test_label_expansion_adds_unanimous_neighbours(task, tmp_path):
         assert len(voters) and (voters == y).all()
 
 
-def test_index_build_resumes(task, tmp_path):
-    partial = build_index(task["pack"], "pixels", out=tmp_path / "ix", chunk=100, progress=False, stop_after_chunks=2)
-    assert partial == {"complete": False}
+def test_index_build_resumes(task, tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        interrupt_after(m, atomic, "save_npy", 2)
+        with pytest.raises(Interrupted):
+            build_index(task["pack"], "pixels", out=tmp_path / "ix", chunk=100, progress=False)
     assert len(list((tmp_path / "ix" / "pixels.chunks").glob("*.npy"))) == 2
     full = build_index(task["pack"], "pixels", out=tmp_path / "ix", chunk=100, progress=False)
-    ref = build_index(task["pack"], "pixels", out=tmp_path / "ref", chunk=100, progress=False)
+    build_index(task["pack"], "pixels", out=tmp_path / "ref", chunk=100, progress=False)
     assert full["complete"]
     np.testing.assert_array_equal(np.load(tmp_path / "ix" / "pixels.npy"), np.load(tmp_path / "ref" / "pixels.npy"))
 

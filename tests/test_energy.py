@@ -217,11 +217,18 @@ def test_public_api_wraps_results():
     import plada_edge
 
     stats = plada_edge.energy_stats(np.zeros((3, 4), np.float32))
-    assert isinstance(stats, plada_edge.EnergyStats)
+    assert isinstance(stats, native.EnergyStats)  # the named tuple lives with the kernels
     np.testing.assert_allclose(stats.energy, -np.log(4.0), rtol=1e-6)
 
 
 @pytest.mark.skipif(os.environ.get("PLADA_EDGE_NATIVE") == "0", reason="native kernels disabled on purpose")
+@pytest.mark.parametrize("c", [1, 255, 256, 257, 65536, 65537])
+def test_one_label_dtype_rule(c):
+    # the C++ rule (kernels.h label_bytes_for) and its twin (twins.label_dtype) agree
+    got = native.energy_stats(np.zeros((2, c), np.float32)).label.dtype
+    assert got == twins.label_dtype(c)
+
+
 def test_native_kernels_are_loaded():
     # tools/setup.sh always builds them: silently falling back to numpy would hide a broken build.
     assert native.BACKEND == "native", native.LOAD_ERROR

@@ -10,9 +10,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from conftest import sigkill_when  # noqa: E402
+from conftest import Interrupted, interrupt_after, sigkill_when  # noqa: E402
 
 from plada_edge.core.reference import build_pack  # noqa: E402
+from plada_edge.server import scoring  # noqa: E402
 from plada_edge.server.scoring import Scores, ScoresError, score_pack  # noqa: E402
 from plada_edge.server.selection import select  # noqa: E402
 from plada_edge.server.teacher import onnx_metadata  # noqa: E402
@@ -65,13 +66,13 @@ def test_scores_refuse_another_pack(tiny, tmp_path):
         score_pack(tiny["root"] / "teacher.onnx", other, tmp_path / "s", batch_size=32, chunk=64, progress=False)
 
 
-def test_interrupted_scoring_resumes_to_identical_output(tiny, tmp_path):
+def test_interrupted_scoring_resumes_to_identical_output(tiny, tmp_path, monkeypatch):
     onnx = tiny["root"] / "teacher.onnx"
     full = score_pack(onnx, tiny["pack"], tmp_path / "full", batch_size=32, chunk=64, progress=False)
-    assert (
-        score_pack(onnx, tiny["pack"], tmp_path / "cut", batch_size=32, chunk=64, progress=False, stop_after_chunks=3)
-        is None
-    )
+    with monkeypatch.context() as m:
+        interrupt_after(m, scoring, "write_chunk", 3)
+        with pytest.raises(Interrupted):
+            score_pack(onnx, tiny["pack"], tmp_path / "cut", batch_size=32, chunk=64, progress=False)
     with pytest.raises(ScoresError, match="did not finish"):
         Scores.open(tmp_path / "cut")
     assert len(list((tmp_path / "cut" / "chunks").glob("*.npz"))) == 3

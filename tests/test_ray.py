@@ -17,6 +17,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from conftest import Interrupted, interrupt_after  # noqa: E402
+
+from plada_edge.server import scoring  # noqa: E402
 from plada_edge.server.scoring import FIELDS, score_pack  # noqa: E402
 
 
@@ -31,7 +34,7 @@ def same(a, b):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
 
 
-def test_local_ray_runtime_matches_local_engine(tiny, local_scores, tmp_path):
+def test_local_ray_runtime_matches_local_engine(tiny, local_scores, tmp_path, monkeypatch):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         sc = score_pack(
@@ -45,18 +48,17 @@ def test_local_ray_runtime_matches_local_engine(tiny, local_scores, tmp_path):
         )
         same(sc, local_scores)
         # a Ray run resumes a local run's partial output, and vice versa: the chunks are the same
-        assert (
-            score_pack(
-                tiny["root"] / "teacher.onnx",
-                tiny["pack"],
-                tmp_path / "mix",
-                batch_size=32,
-                chunk=64,
-                progress=False,
-                stop_after_chunks=3,
-            )
-            is None
-        )
+        with monkeypatch.context() as m:
+            interrupt_after(m, scoring, "write_chunk", 3)
+            with pytest.raises(Interrupted):
+                score_pack(
+                    tiny["root"] / "teacher.onnx",
+                    tiny["pack"],
+                    tmp_path / "mix",
+                    batch_size=32,
+                    chunk=64,
+                    progress=False,
+                )
         sc = score_pack(
             tiny["root"] / "teacher.onnx",
             tiny["pack"],

@@ -33,7 +33,7 @@ CASES = {
 @pytest.mark.parametrize("largest", [False, True])
 @pytest.mark.parametrize("k", [0, 1, 17, 500, 10_000])
 def test_topk_matches_reference(case, largest, k):
-    rng = np.random.default_rng(hash(case) % 2**32)
+    rng = np.random.default_rng([sorted(CASES).index(case), int(largest), k])  # the same inputs every run
     s = CASES[case](rng, 997)
     ex = (rng.random(997) < 0.15).astype(np.uint8)
     want = reference_topk(s, k, ex, largest)
@@ -73,7 +73,7 @@ def test_class_topk_matches_per_class_reference(largest):
 
 
 def test_selection_kernels_reject_bad_input():
-    for name, (topk, class_topk) in IMPLS.items():
+    for topk, class_topk in IMPLS.values():
         with pytest.raises(TypeError):
             topk(np.zeros(3), 1, None, False, 0)
         with pytest.raises(ValueError):

@@ -25,10 +25,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .errors import ConfigError, PayloadError
+from .twins import label_dtype
+
 ZSTD_LEVEL = 19
 
 
-class CodecError(ValueError):
+class CodecError(PayloadError):
     """A body that does not decode to a valid selection."""
 
 
@@ -57,11 +60,11 @@ def list_codecs() -> list[str]:
 
 def get_codec(name: str) -> Codec:
     if name == "auto":
-        raise ValueError("'auto' is resolved by encode_auto, not a codec of its own")
+        raise ConfigError("'auto' is resolved by encode_auto, not a codec of its own")
     try:
         return _CODECS[name]
     except KeyError:
-        raise ValueError(f"unknown codec {name!r}; available: {', '.join(list_codecs())}, auto") from None
+        raise ConfigError(f"unknown codec {name!r}; available: {', '.join(list_codecs())}, auto") from None
 
 
 def _zstd():
@@ -107,20 +110,16 @@ def uint_for(max_value: int) -> np.dtype:
     raise ValueError(f"{max_value} does not fit in 64 bits")
 
 
-def label_type(c: int) -> np.dtype:
-    return uint_for(max(c - 1, 0))
-
-
 _TAG = {np.dtype(np.uint8): 1, np.dtype(np.uint16): 2, np.dtype(np.uint32): 4, np.dtype(np.uint64): 8}
 _UNTAG = {v: k for k, v in _TAG.items()}
 
 
 def _labels_bytes(labels: np.ndarray, c: int) -> bytes:
-    return np.asarray(labels).astype(label_type(c).newbyteorder("<")).tobytes()
+    return np.asarray(labels).astype(label_dtype(c).newbyteorder("<")).tobytes()
 
 
 def _labels_from(raw: bytes, c: int, k: int) -> np.ndarray:
-    dt = label_type(c).newbyteorder("<")
+    dt = label_dtype(c).newbyteorder("<")
     if len(raw) != k * dt.itemsize:
         raise CodecError(f"label block holds {len(raw)} bytes, {k} labels of {dt.itemsize} bytes expected")
     return np.frombuffer(raw, dt).astype(np.int64)
@@ -134,7 +133,7 @@ def _idx_encode(indices, labels, n, c) -> bytes:
 
 
 def _idx_decode(body, n, c, k):
-    raw = _decompress(body, 1 + k * (8 + label_type(c).itemsize))
+    raw = _decompress(body, 1 + k * (8 + label_dtype(c).itemsize))
     if not raw or raw[0] not in _UNTAG:
         raise CodecError("paper-idx body lacks its gap-type byte")
     dt = _UNTAG[raw[0]].newbyteorder("<")
@@ -157,7 +156,7 @@ def _bmp_encode(indices, labels, n, c) -> bytes:
 
 def _bmp_decode(body, n, c, k):
     nbytes = (n + 7) // 8
-    raw = _decompress(body, nbytes + k * label_type(c).itemsize)
+    raw = _decompress(body, nbytes + k * label_dtype(c).itemsize)
     if len(raw) < nbytes:
         raise CodecError("paper-bmp body is shorter than its bitmap")
     mask = np.frombuffer(raw, np.uint8, count=nbytes)
@@ -210,7 +209,7 @@ def _varint_encode(indices, labels, n, c) -> bytes:
 
 
 def _varint_decode(body, n, c, k):
-    raw = _decompress(body, k * (10 + label_type(c).itemsize))
+    raw = _decompress(body, k * (10 + label_dtype(c).itemsize))
     g, pos = unleb128(raw, k)
     return indices_of(g), _labels_from(raw[pos:], c, k)
 

@@ -14,6 +14,8 @@ import warnings
 
 import numpy as np
 
+from .errors import ConfigError, PackError
+
 RESIZE_METHODS = ("crop", "pad")
 DEFAULT_MAX_PIXELS = 4096 * 4096  # larger images are skipped, never decoded
 
@@ -47,7 +49,7 @@ def square(img, size: int, method: str = "crop"):
     from PIL import Image
 
     if method not in RESIZE_METHODS:
-        raise ValueError(f"resize method must be one of {RESIZE_METHODS}, got {method!r}")
+        raise ConfigError(f"resize method must be one of {RESIZE_METHODS}, got {method!r}")
     w, h = img.size
     if w == 0 or h == 0:
         raise ImageSkipped("empty image")
@@ -99,11 +101,11 @@ def array_to_rgb_tiles(batch: np.ndarray, size: int, method: str = "crop") -> np
 
     batch = np.asarray(batch)
     if batch.dtype != np.uint8:
-        raise TypeError(f"array sources must be uint8, got {batch.dtype}")
+        raise PackError(f"array sources must be uint8, got {batch.dtype}")
     if batch.ndim == 4 and batch.shape[-1] == 1:
         batch = batch[..., 0]
     if batch.ndim not in (3, 4) or (batch.ndim == 4 and batch.shape[-1] not in (3, 4)):
-        raise ValueError(f"array sources must be (n, H, W) or (n, H, W, 1|3|4), got {batch.shape}")
+        raise PackError(f"array sources must be (n, H, W) or (n, H, W, 1|3|4), got {batch.shape}")
     out = np.empty((len(batch), size, size, 3), np.uint8)
     same = (batch.ndim == 3 and batch.shape[1:] == (size, size)) or (
         batch.ndim == 4 and batch.shape[1:] == (size, size, 3)

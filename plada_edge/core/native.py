@@ -82,7 +82,7 @@ def model_decode(body: bytes, n: int, c: int, k: int):
 
 
 def simd_level() -> str:
-    """Instruction set in use: "avx2", "neon", "scalar", or "numpy" when the twins answer."""
+    """Instruction set in use: "avx512", "avx2", "neon", "scalar", or "numpy" when the twins answer."""
     return _native.simd_level() if _native is not None else "numpy"
 
 

@@ -28,16 +28,13 @@ import numpy as np
 
 from . import atomic
 from .codecs import CodecError, encode_auto, get_codec, list_codecs
+from .errors import PayloadError
 
 MAGIC = b"PLADA\x00"
 VERSION = 1
 _FIXED = len(MAGIC) + 2 + 4  # magic + version + header_len
 MAX_HEADER = 1 << 24  # 16 MiB of JSON is already absurd
 REQUIRED = ("task", "class_names", "pack_fingerprint", "n", "k", "codec", "image_size")
-
-
-class PayloadError(ValueError):
-    """A payload that is not valid: wrong magic or version, truncated, corrupt, inconsistent."""
 
 
 @dataclass
@@ -82,11 +79,11 @@ def encode_payload(indices, labels, header: dict, codec: str = "auto") -> bytes:
     lab = np.asarray(labels, np.int64)
     n, c = int(header["n"]), len(header["class_names"])
     if idx.ndim != 1 or lab.shape != idx.shape:
-        raise ValueError("indices and labels must be 1-D arrays of equal length")
+        raise PayloadError("indices and labels must be 1-D arrays of equal length")
     if len(idx) and (idx[0] < 0 or idx[-1] >= n or (np.diff(idx) <= 0).any()):
-        raise ValueError("indices must be strictly increasing and in [0, N)")
+        raise PayloadError("indices must be strictly increasing and in [0, N)")
     if len(lab) and (lab.min() < 0 or lab.max() >= c):
-        raise ValueError(f"labels must be in [0, {c})")
+        raise PayloadError(f"labels must be in [0, {c})")
     if codec == "auto":
         codec, body = encode_auto(idx, lab, n, c)
     else:
@@ -94,7 +91,7 @@ def encode_payload(indices, labels, header: dict, codec: str = "auto") -> bytes:
     head = dict(header, k=int(len(idx)), codec=codec, format_version=VERSION)
     missing = [k for k in REQUIRED if k not in head]
     if missing:
-        raise ValueError(f"payload header lacks {missing}")
+        raise PayloadError(f"payload header lacks {missing}")
     hbytes = json.dumps(head, sort_keys=True, separators=(",", ":")).encode()
     blob = MAGIC + struct.pack("<HI", VERSION, len(hbytes)) + hbytes + struct.pack("<Q", len(body)) + body
     return blob + hashlib.sha256(blob).digest()

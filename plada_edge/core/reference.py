@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic, native
+from .errors import ConfigError, PackError
 from .images import DEFAULT_MAX_PIXELS, RESIZE_METHODS, ImageSkipped, array_to_rgb_tiles, decode_file
 from .progress import bar
 from .sources import Source, list_folder, load_array, parse_source
@@ -33,10 +34,6 @@ PACK_FORMAT = 1
 IMAGES, MANIFEST = "images.npy", "manifest.json"
 _HEADER_BYTES = 128  # fixed .npy header size, so the final N can be written after streaming
 _CHUNK = 4096  # images per streamed chunk (12 MiB at 32 px)
-
-
-class PackError(ValueError):
-    """A reference pack that is missing, incomplete, inconsistent or not the one expected."""
 
 
 def _npy_header(shape: tuple[int, ...]) -> bytes:
@@ -129,16 +126,16 @@ def build_pack(
     ``out`` only when complete (built in a temp directory, then renamed).
     """
     if resize not in RESIZE_METHODS:
-        raise ValueError(f"resize must be one of {RESIZE_METHODS}, got {resize!r}")
+        raise ConfigError(f"resize must be one of {RESIZE_METHODS}, got {resize!r}")
     if not 1 <= size <= 4096:
-        raise ValueError(f"size must be in 1..4096, got {size}")
+        raise ConfigError(f"size must be in 1..4096, got {size}")
     workers = workers or native.hardware_threads()
     srcs = [parse_source(s) for s in sources]
     if not srcs:
-        raise ValueError("a reference pack needs at least one source")
+        raise ConfigError("a reference pack needs at least one source")
     names = [s.name for s in srcs]
     if len(set(names)) != len(names):
-        raise ValueError(f"source names must be unique, got {names} (name them as NAME=PATH)")
+        raise ConfigError(f"source names must be unique, got {names} (name them as NAME=PATH)")
     counts = []
     for s in srcs:
         s.items = list_folder(s.path) if s.kind == "folder" else []
@@ -288,7 +285,7 @@ class ReferencePack:
     def origin(self, index: int) -> dict:
         """Where image ``index`` came from: its source and relative path or array index."""
         if not 0 <= index < self.n:
-            raise IndexError(f"index {index} out of range for a pack of {self.n} images")
+            raise PackError(f"index {index} out of range for a pack of {self.n} images")
         k = int(self.source_ids([index])[0])
         s, entry = self.sources[k], self.manifest["sources"][k]
         if "paths" in entry:
@@ -337,13 +334,14 @@ class ReferencePack:
         """Recompute the fingerprint from the pixels; raise PackError if it differs."""
         sha = hashlib.sha256()
         with bar("verifying", self.n, progress, unit="img") as b:
-            for c0, imgs in self.iter_chunks(16384):
+            for _, imgs in self.iter_chunks(16384):
                 sha.update(memoryview(np.ascontiguousarray(imgs)).cast("B"))
                 b.advance(len(imgs))
         got = _fingerprint(sha.digest(), self.n, self.size, int(self.manifest["width"]))
         if got != self.fingerprint:
             raise PackError(
-                f"{self.path}: pixels hash to {got[:16]}…, manifest says {self.fingerprint[:16]}…: the pack was modified"
+                f"{self.path}: pixels hash to {got[:16]}…, manifest says {self.fingerprint[:16]}…: "
+                "the pack was modified"
             )
         return got
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import PackError
+
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -70,12 +72,12 @@ def parse_source(spec: str | Source) -> Source:
             with np.load(path) as z:
                 keys = list(z.keys())
             if len(keys) != 1:
-                raise ValueError(f"{path} holds arrays {keys}: name one as {path}:KEY")
+                raise PackError(f"{path} holds arrays {keys}: name one as {path}:KEY")
             key = keys[0]
     elif "idx" in path.name or path.name.endswith("-ubyte") or path.name.endswith("-ubyte.gz"):
         kind = "idx"
     else:
-        raise ValueError(f"cannot tell what kind of source {body!r} is (folder, .npy, .npz:key or IDX)")
+        raise PackError(f"cannot tell what kind of source {body!r} is (folder, .npy, .npz:key or IDX)")
     return Source(spec=str(spec), name=name or path.name.split(".")[0], kind=kind, path=path, key=key)
 
 
@@ -99,18 +101,18 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     with opener(path, "rb") as f:
         data = f.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic)")
+        raise PackError(f"{path}: not an IDX file (bad magic)")
     code, ndim = data[2], data[3]
     if code not in IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX element type 0x{code:02x}")
+        raise PackError(f"{path}: unknown IDX element type 0x{code:02x}")
     if len(data) < 4 + 4 * ndim:
-        raise ValueError(f"{path}: truncated IDX header")
+        raise PackError(f"{path}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     dtype = np.dtype(IDX_DTYPES[code])
     need = int(np.prod(shape)) * dtype.itemsize
     body = data[4 + 4 * ndim :]
     if len(body) != need:
-        raise ValueError(f"{path}: IDX header says {shape} ({need} bytes) but holds {len(body)} bytes")
+        raise PackError(f"{path}: IDX header says {shape} ({need} bytes) but holds {len(body)} bytes")
     return np.frombuffer(body, dtype=dtype).reshape(shape)
 
 
@@ -120,12 +122,12 @@ def load_array(src: Source) -> np.ndarray:
     elif src.path.suffix == ".npz":
         with np.load(src.path) as z:
             if src.key not in z:
-                raise KeyError(f"{src.path} has no array {src.key!r} (has {list(z.keys())})")
+                raise PackError(f"{src.path} has no array {src.key!r} (has {list(z.keys())})")
             arr = z[src.key]
     else:
         arr = np.load(src.path, mmap_mode="r")
     if arr.dtype != np.uint8:
-        raise TypeError(f"source {src.name}: images must be uint8, got {arr.dtype}")
+        raise PackError(f"source {src.name}: images must be uint8, got {arr.dtype}")
     if arr.ndim not in (3, 4):
-        raise ValueError(f"source {src.name}: expected (n, H, W[, C]) images, got shape {arr.shape}")
+        raise PackError(f"source {src.name}: expected (n, H, W[, C]) images, got shape {arr.shape}")
     return arr

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
+from .errors import TargetError
 
 
 def data_dir() -> Path:
@@ -39,15 +40,15 @@ class Target:
         for split in ("train", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] != 3):
-                raise ValueError(
+                raise TargetError(
                     f"target {self.name}: x_{split} must be uint8 (n, h, w) or (n, h, w, 3), got {x.dtype} {x.shape}"
                 )
             if len(x) != len(y):
-                raise ValueError(f"target {self.name}: {len(x)} {split} images but {len(y)} labels")
+                raise TargetError(f"target {self.name}: {len(x)} {split} images but {len(y)} labels")
             if len(y) and (y.min() < 0 or y.max() >= len(self.class_names)):
-                raise ValueError(f"target {self.name}: {split} labels outside 0..{len(self.class_names) - 1}")
+                raise TargetError(f"target {self.name}: {split} labels outside 0..{len(self.class_names) - 1}")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(
+            raise TargetError(
                 f"target {self.name}: train images {self.x_train.shape[1:]} differ from test {self.x_test.shape[1:]}"
             )
 
@@ -62,6 +63,17 @@ class Target:
     @property
     def channels(self) -> int:
         return 1 if self.x_train.ndim == 3 else 3
+
+    def sha256(self) -> str:
+        """A digest of every image, label and class name: what a checkpoint was trained on."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train.astype(np.int64), self.x_test, self.y_test.astype(np.int64)):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update("\0".join(self.class_names).encode())
+        return h.hexdigest()
 
     def describe(self) -> dict:
         return {
@@ -107,7 +119,7 @@ def _load_folder(root: Path) -> Target:
                     xs.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
                 ys.append(k)
         if not xs:
-            raise ValueError(f"{root / split}: no images")
+            raise TargetError(f"{root / split}: no images")
         splits[split] = (np.stack(xs), np.array(ys, np.int64))
     return Target(root.name, *splits["train"], *splits["test"], classes)
 
@@ -129,6 +141,6 @@ def load_target(spec: str | os.PathLike) -> Target:
     with np.load(path, allow_pickle=False) as z:
         missing = {"x_train", "y_train", "x_test", "y_test", "class_names"} - set(z.files)
         if missing:
-            raise ValueError(f"{path}: target .npz lacks {sorted(missing)}")
+            raise TargetError(f"{path}: target .npz lacks {sorted(missing)}")
         name = str(z["name"]) if "name" in z.files else path.stem
         return Target(name, z["x_train"], z["y_train"], z["x_test"], z["y_test"], [str(c) for c in z["class_names"]])

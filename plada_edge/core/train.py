@@ -12,29 +12,17 @@ from __future__ import annotations
 import io
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from . import atomic, native
+from .config import TrainConfig
+from .errors import ConfigError, ModelError, TargetError
 from .progress import bar
 
 CHECKPOINT = "checkpoint.pt"
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup: float = 0.05  # fraction of all steps
-    seed: int = 0
-    shift: int = 2  # random translation, in model pixels at 32 px (scaled with the model size)
-    hflip: bool = False
-    label_smoothing: float = 0.0
-    threads: int = 0
 
 
 def _augment(x, rng: np.random.Generator, shift: int, hflip: bool):
@@ -53,12 +41,28 @@ def _augment(x, rng: np.random.Generator, shift: int, hflip: bool):
     return x
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a training checkpoint atomically (a kill never leaves a half-written one)."""
     import torch
 
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic.write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by save_checkpoint; a corrupt or foreign file is a one-line ModelError."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types (pickle, zip, EOF) for a damaged file
+        raise ModelError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}); pass --fresh to start over"
+        ) from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise ModelError(f"{path} is not a plada-edge checkpoint; pass --fresh to start over")
+    return state
 
 
 def predict(model, view, images: np.ndarray, batch_size: int = 512, with_features: bool = False):
@@ -102,19 +106,20 @@ def fit(
     sample_weight: np.ndarray | None = None,
     resume: bool = True,
     progress: bool | None = None,
-    stop_after_epoch: int | None = None,
+    identity: dict | None = None,
 ) -> list[dict]:
     """Train ``model`` on uint8 NHWC ``images`` with integer ``labels``; checkpoint into out_dir.
 
-    Returns the per-epoch history. ``stop_after_epoch`` ends the run early (as if killed) after
-    that many epochs, for testing resume.
+    Returns the per-epoch history. ``identity`` names what the run trains on (payload or target
+    hash, pack fingerprint, model settings); it is stored in every checkpoint, and resuming a
+    checkpoint of another identity, config or image count is refused.
     """
     import torch
 
     if len(images) != len(labels):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        raise TargetError(f"{len(images)} images but {len(labels)} labels")
     if len(images) == 0:
-        raise ValueError("nothing to train on (0 images)")
+        raise TargetError("nothing to train on (0 images)")
     torch.set_num_threads(cfg.threads or native.hardware_threads())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,9 +134,15 @@ def fit(
     start_epoch = 0
     ckpt = out_dir / CHECKPOINT
     if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state.get("config") != asdict(cfg) or state.get("n") != len(images):
-            raise ValueError(f"{ckpt} was written with other settings or data; remove it or pass a new --out")
+        state = load_checkpoint(ckpt)
+        mine = {"config": asdict(cfg), "n": len(images), "identity": identity}
+        theirs = {key: state.get(key) for key in mine}
+        if theirs != mine:
+            differ = ", ".join(key for key in mine if theirs[key] != mine[key])
+            raise ConfigError(
+                f"{ckpt} belongs to another run (its {differ} differ); "
+                "pass --fresh to start over, or choose another --out"
+            )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -156,6 +167,10 @@ def fit(
                 out = model(xb)
                 loss = loss_fn(out, yb)
                 loss = (loss * weights[idx]).sum() / weights[idx].sum() if weights is not None else loss.mean()
+                if not torch.isfinite(loss):
+                    raise ConfigError(
+                        f"training diverged at epoch {epoch + 1} (loss {float(loss)}); lower the learning rate"
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -173,7 +188,7 @@ def fit(
             if eval_set is not None:
                 record["test_acc"] = accuracy(model, view, *eval_set)
             history.append(record)
-            _save_checkpoint(
+            save_checkpoint(
                 ckpt,
                 {
                     "model": model.state_dict(),
@@ -183,8 +198,7 @@ def fit(
                     "history": history,
                     "config": asdict(cfg),
                     "n": len(images),
+                    "identity": identity,
                 },
             )
-            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
-                break
     return history

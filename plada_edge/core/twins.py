@@ -2,7 +2,8 @@
 
 They serve when ``plada_edge._native`` cannot load (an unsupported platform, a source tree
 without a build) and they are the executable specification the C++ is tested against
-(tests/test_energy_parity.py). Paper §3: energy E(x) = -T * logsumexp(z / T).
+(tests/test_energy.py, tests/test_selection.py and tests/test_reference.py).
+Paper §3: energy E(x) = -T * logsumexp(z / T).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import atomic, native
+from ..core.errors import ConfigError, PackError
 from ..core.progress import bar
 from ..core.reference import ReferencePack
 
@@ -47,9 +48,9 @@ def list_embedders() -> list[str]:
 
 
 def default_embedder() -> str:
-    from ..core.models import _lite0_installed
+    from ..core.models import lite0_installed
 
-    return "efficientnet_lite0" if _lite0_installed() else "pixels"
+    return "efficientnet_lite0" if lite0_installed() else "pixels"
 
 
 @register_embedder("pixels", "16x16 RGB area means, zero-mean, unit-norm (768-d)")
@@ -107,7 +108,6 @@ def build_index(
     chunk: int = 8192,
     batch_size: int = 256,
     progress: bool | None = None,
-    stop_after_chunks: int | None = None,
 ) -> dict:
     """Embed the pack (resumable chunks) and build its FAISS index; returns the index's metadata."""
     import faiss
@@ -115,7 +115,7 @@ def build_index(
     pack = pack if isinstance(pack, ReferencePack) else ReferencePack.open(pack)
     embedder = embedder or default_embedder()
     if embedder not in _EMBEDDERS:
-        raise ValueError(f"unknown embedder {embedder!r}; available: {', '.join(list_embedders())}")
+        raise ConfigError(f"unknown embedder {embedder!r}; available: {', '.join(list_embedders())}")
     root = index_dir(pack, out)
     chunks = root / f"{embedder}.chunks"
     chunks.mkdir(parents=True, exist_ok=True)
@@ -129,15 +129,13 @@ def build_index(
     todo = [c0 for c0 in starts if not (chunks / f"{c0:012d}.npy").exists()]
     t0 = time.perf_counter()
     with bar(f"embedding ({embedder})", sum(min(chunk, pack.n - c) for c in todo), progress, unit="img") as b:
-        for done, c0 in enumerate(todo, 1):
+        for c0 in todo:
             imgs = np.asarray(pack.images[c0 : min(c0 + chunk, pack.n)])
             parts = []
             for b0 in range(0, len(imgs), batch_size):
                 parts.append(embed(imgs[b0 : b0 + batch_size]).astype(np.float16))
                 b.advance(len(parts[-1]))
             atomic.save_npy(chunks / f"{c0:012d}.npy", np.concatenate(parts))
-            if stop_after_chunks is not None and done >= stop_after_chunks:
-                return {"complete": False}
     emb_path = root / f"{embedder}.npy"
     tmp = root / f".{embedder}.npy.tmp"
     emb = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(pack.n, dim))
@@ -191,9 +189,9 @@ def load_index(pack: ReferencePack, embedder: str | None = None, out: str | os.P
         )
     meta = json.loads(meta_path.read_text())
     if not meta.get("complete"):
-        raise ValueError(f"{meta_path}: the index build did not finish; rerun plada-edge reference index")
+        raise PackError(f"{meta_path}: the index build did not finish; rerun plada-edge reference index")
     if meta["pack_fingerprint"] != pack.fingerprint:
-        raise ValueError(f"{meta_path} indexes pack {meta['pack_fingerprint'][:16]}…, not {pack.fingerprint[:16]}…")
+        raise PackError(f"{meta_path} indexes pack {meta['pack_fingerprint'][:16]}…, not {pack.fingerprint[:16]}…")
     index = faiss.read_index(str(root / meta["faiss"]), faiss.IO_FLAG_MMAP)
     if hasattr(index, "nprobe"):
         index.nprobe = 32

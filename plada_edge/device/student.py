@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from ..core import atomic
-from ..core.defaults import STUDENT_EPOCHS
+from ..core.config import StudentConfig, with_options
+from ..core.errors import ModelError, TargetError
 from ..core.models import create_model
 from ..core.payload import Payload, read_payload
 from ..core.reference import ReferencePack
 from ..core.targets import Target, load_target
-from ..core.train import TrainConfig, fit, predict
+from ..core.train import fit, predict
 from ..core.view import ViewSpec, as_nhwc3, torch_view
 
 STUDENT_FILE, STUDENT_ONNX, METRICS_FILE = "student.pt", "student.onnx", "metrics.json"
@@ -54,78 +55,78 @@ def learn(
     payload,
     reference: ReferencePack | str | os.PathLike,
     out: str | os.PathLike,
-    arch: str = "resnet18",
-    epochs: int = STUDENT_EPOCHS,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    weights: str | None = None,
-    seed: int = 0,
-    hflip: bool = False,
+    config: StudentConfig | None = None,
+    *,
     target: Target | str | None = None,
-    expand: int = 0,
-    expand_weight: float = 0.5,
-    embedder: str | None = None,
-    model_size: int | None = None,
     resume: bool = True,
     progress: bool | None = None,
-    stop_after_epoch: int | None = None,
+    **options,
 ) -> dict:
     """Train a student from a payload; returns the metrics written to out/metrics.json.
 
-    ``model_size`` overrides the input resolution of the teacher's view (same sensor, colour and
-    normalisation): ImageNet-initialised students such as efficientnet_lite0 want 64 px or more.
+    ``config`` (a StudentConfig) or flat keyword ``options`` (arch, weights, model_size, expand,
+    and any TrainConfig field such as ``epochs``) set the student. ``model_size`` overrides the
+    input resolution of the teacher's view (same sensor, colour and normalisation):
+    ImageNet-initialised students such as efficientnet_lite0 want 64 px or more. With ``target``,
+    the student is evaluated on its test split; a target of another class count is refused first.
     """
     import torch
 
+    cfg = with_options(config, StudentConfig, options)
     t0 = time.perf_counter()
     pack = reference if isinstance(reference, ReferencePack) else ReferencePack.open(reference)
     p = _load_payload(payload)
     p.check_pack(pack)  # refuse before any work
+    c = p.num_classes
+    tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
+    if tgt is not None and tgt.num_classes != c:
+        raise TargetError(f"target {tgt.name} has {tgt.num_classes} classes but payload '{p.header['task']}' has {c}")
     spec = ViewSpec.from_dict(p.header["view"])
-    if model_size is not None:
-        if not 8 <= model_size <= 1024:
-            raise ValueError(f"model_size must be 8..1024 pixels, got {model_size}")
-        spec = replace(spec, model_size=int(model_size))
+    if cfg.model_size is not None:
+        spec = replace(spec, model_size=cfg.model_size)
     images = pack.gather(p.indices)
     labels = p.labels.copy()
     sample_weight = None
     expansion = None
-    if expand > 0:
+    if cfg.expand > 0:
         from .index import expand_labels
 
-        extra_idx, extra_lab, expansion = expand_labels(pack, p.indices, p.labels, k=expand, embedder=embedder)
+        extra_idx, extra_lab, expansion = expand_labels(pack, p.indices, p.labels, k=cfg.expand, embedder=cfg.embedder)
         if len(extra_idx):
             images = np.concatenate([images, pack.gather(extra_idx)])
             labels = np.concatenate([labels, extra_lab])
-            sample_weight = np.concatenate([np.ones(p.k), np.full(len(extra_idx), expand_weight)]).astype(np.float32)
+            sample_weight = np.concatenate([np.ones(p.k), np.full(len(extra_idx), cfg.expand_weight)]).astype(
+                np.float32
+            )
     out = Path(out)
-    torch.manual_seed(seed)
-    c = p.num_classes
-    model = create_model(arch, c, weights)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, hflip=hflip)
-    tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
+    torch.manual_seed(cfg.train.seed)
+    arch = cfg.arch
+    model = create_model(arch, c, cfg.weights)
     eval_view = torch_view(spec, input_size=tgt.native_size) if tgt is not None else None
+    identity = {
+        "payload_sha256": p.sha256,
+        "pack_fingerprint": pack.fingerprint,
+        **{k: v for k, v in asdict(cfg).items() if k != "train"},
+    }
     history = fit(
         model,
         torch_view(spec, input_size=pack.size),
         images,
         labels,
-        cfg,
+        cfg.train,
         out,
         sample_weight=sample_weight,
         resume=resume,
         progress=progress,
-        stop_after_epoch=stop_after_epoch,
+        identity=identity,
     )
-    if stop_after_epoch is not None and len(history) < epochs:
-        return {"stopped_after_epoch": len(history)}
     state = {
         "arch": arch,
         "num_classes": c,
         "class_names": p.header["class_names"],
         "view": spec.to_dict(),
         "payload_sha256": p.sha256,
-        "train": asdict(cfg),
+        "train": asdict(cfg.train),
         "model": model.state_dict(),
     }
     buf = io.BytesIO()
@@ -144,7 +145,7 @@ def learn(
     metrics = {
         "task": p.header["task"],
         "arch": arch,
-        "epochs": epochs,
+        "epochs": cfg.train.epochs,
         "model_size": spec.model_size,
         "payload_bytes": p.total_bytes,
         "k": p.k,
@@ -229,7 +230,7 @@ def export_student(
     got = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(["logits"], {"images": x})[0]
     diff = float(np.abs(got - want).max())
     if not diff <= tolerance:
-        raise ValueError(f"student ONNX export disagrees with torch: max |logit diff| {diff:.3g} > {tolerance:g}")
+        raise ModelError(f"student ONNX export disagrees with torch: max |logit diff| {diff:.3g} > {tolerance:g}")
     atomic.write_bytes(path, data)
     return diff
 
@@ -248,9 +249,9 @@ def evaluate(student: str | os.PathLike, target: Target | str, batch_size: int =
     names = json.loads(props.get("plada.class_names", "[]"))
     size = int(props.get("plada.input_size", tgt.native_size))
     if size != tgt.native_size:
-        raise ValueError(f"student takes {size} px images but target {tgt.name} is {tgt.native_size} px")
+        raise TargetError(f"student takes {size} px images but target {tgt.name} is {tgt.native_size} px")
     if names and len(names) != tgt.num_classes:
-        raise ValueError(f"student knows {len(names)} classes, target {tgt.name} has {tgt.num_classes}")
+        raise TargetError(f"student knows {len(names)} classes, target {tgt.name} has {tgt.num_classes}")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = as_nhwc3(tgt.x_test)
     pred = np.concatenate(

@@ -14,10 +14,10 @@ import tempfile
 
 import numpy as np
 
-from ..core.defaults import SELECTION
+from ..core.config import SelectionConfig, TrainConfig
 from ..core.reference import ReferencePack
 from ..core.targets import Target
-from ..core.train import TrainConfig, fit, predict
+from ..core.train import fit, predict
 from ..core.view import ViewSpec, as_nhwc3, torch_view
 from .scoring import Scores
 from .selection import select
@@ -40,37 +40,26 @@ def choose_strategy(
     scores: Scores,
     pack: ReferencePack,
     target: Target,
+    config: SelectionConfig | None = None,
+    *,
     keep=None,
     count=None,
-    safety_net: bool = SELECTION["safety_net"],
-    alpha: float = SELECTION["alpha"],
-    share: float = SELECTION["share"],
     proxy_arch: str = "tiny_cnn",
     proxy_steps: int = 6000,
-    seed: int = 0,
-    spread: float | str = SELECTION["spread"],
 ) -> tuple[str, dict]:
     """(the better direction, a report with each candidate's held-out accuracy)."""
     import torch
 
     from ..core.models import create_model
 
+    config = config or SelectionConfig()
+    seed = config.seed
     held, held_y = holdout_split(target, seed=seed)
     spec = ViewSpec.from_dict(scores.meta["view"])
     eval_view = torch_view(spec, input_size=target.native_size)
     report = {"held_out": int(len(held)), "proxy": proxy_arch, "candidates": {}}
     for name in CANDIDATES:
-        sel = select(
-            scores,
-            strategy=name,
-            keep=keep,
-            count=count,
-            safety_net=safety_net,
-            alpha=alpha,
-            share=share,
-            seed=seed,
-            spread=spread,
-        )
+        sel = select(scores, config, keep=keep, count=count, strategy=name)
         if sel.k == 0:
             report["candidates"][name] = {"k": 0, "held_out_acc": 0.0}
             continue

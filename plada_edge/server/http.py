@@ -23,6 +23,7 @@ import os
 import re
 from pathlib import Path
 
+from ..core.errors import PayloadError
 from ..core.payload import decode_payload
 from .tasks import PUBLISHED, TASK_NAME
 
@@ -40,7 +41,7 @@ def load_published(cache: str | os.PathLike) -> dict:
         data = (cache / entry["payload"]).read_bytes()
         payload = decode_payload(data)  # never serve a payload that does not validate
         if payload.sha256 != entry["sha256"]:
-            raise ValueError(f"task {name}: payload file does not match the published sha256")
+            raise PayloadError(f"task {name}: payload file does not match the published sha256")
         out[name] = {
             "data": data,
             "meta": {

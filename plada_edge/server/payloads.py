@@ -12,7 +12,8 @@ import os
 import re
 
 from ..core import atomic
-from ..core.defaults import SELECTION
+from ..core.config import SelectionConfig, with_options
+from ..core.errors import ConfigError
 from ..core.payload import Payload, decode_payload, encode_payload
 from .scoring import Scores
 from .selection import Selection, select
@@ -24,7 +25,7 @@ def parse_bytes(text: str | int) -> int:
         return text
     m = re.fullmatch(r"\s*([0-9.]+)\s*([kKmMgG]i?)?[bB]?\s*", text)
     if not m:
-        raise ValueError(f"budget must look like 100KB, 64KiB or 4096, got {text!r}")
+        raise ConfigError(f"budget must look like 100KB, 64KiB or 4096, got {text!r}")
     unit = (m.group(2) or "").lower()
     scale = {"": 1, "k": 10**3, "ki": 2**10, "m": 10**6, "mi": 2**20, "g": 10**9, "gi": 2**30}[unit]
     return int(float(m.group(1)) * scale)
@@ -59,56 +60,46 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> d
 def make_payload(
     scores: Scores,
     out: str | os.PathLike | None = None,
-    strategy: str = SELECTION["strategy"],
+    config: SelectionConfig | None = None,
+    *,
     keep: str | float | None = None,
     count: int | None = None,
     budget: str | int | None = None,
-    safety_net: bool = SELECTION["safety_net"],
-    alpha: float = SELECTION["alpha"],
-    share: float = SELECTION["share"],
-    seed: int = 0,
-    spread: float | str = SELECTION["spread"],
     codec: str = "auto",
     task: str | None = None,
     target=None,
     pack=None,
+    **options,
 ) -> tuple[Payload, Selection, bytes]:
     """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits.
 
-    ``strategy="auto"`` picks energy or opposite with proxy students on held-out target data
-    (plada_edge.server.auto); it needs ``target`` and ``pack``.
+    ``config`` (a SelectionConfig, or keyword ``options`` overriding its fields) says how to
+    select. ``strategy="auto"`` picks energy or opposite with proxy students on held-out target
+    data (plada_edge.server.auto); it needs ``target`` and ``pack``.
     """
+    cfg = with_options(config, SelectionConfig, options)
     auto_report = None
-    if strategy == "auto":
+    if cfg.strategy == "auto":
         if target is None or pack is None:
-            raise ValueError("--strategy auto needs the target (--target) and the reference pack (--reference)")
+            raise ConfigError("--strategy auto needs the target (--target) and the reference pack (--reference)")
         from .auto import choose_strategy
 
-        strategy, auto_report = choose_strategy(
-            scores,
-            pack,
-            target,
-            keep=keep,
-            count=count if budget is None else None,
-            safety_net=safety_net,
-            alpha=alpha,
-            share=share,
-            seed=seed,
-            spread=spread,
+        chosen, auto_report = choose_strategy(
+            scores, pack, target, cfg, keep=keep, count=count if budget is None else None
         )
-    opts = dict(strategy=strategy, safety_net=safety_net, alpha=alpha, share=share, seed=seed, spread=spread)
+        cfg = with_options(cfg, SelectionConfig, {"strategy": chosen})
     if budget is not None:
         if keep is not None or count is not None:
-            raise ValueError("give either a byte budget or keep/count, not both")
+            raise ConfigError("give either a byte budget or keep/count, not both")
         limit = parse_bytes(budget)
 
         def encoded(k: int):
-            sel = select(scores, count=k, **opts)
+            sel = select(scores, cfg, count=k)
             return sel, encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec)
 
         lo_sel, lo_data = encoded(0)
         if len(lo_data) > limit:
-            raise ValueError(f"even an empty payload needs {len(lo_data)} bytes, more than the budget of {limit}")
+            raise ConfigError(f"even an empty payload needs {len(lo_data)} bytes, more than the budget of {limit}")
         lo, hi = 0, int((scores.flags[:] == 0).sum())
         best = (lo_sel, lo_data)
         while lo < hi:  # largest k with size <= limit
@@ -120,10 +111,10 @@ def make_payload(
                 hi = mid - 1
         sel, data = best
     else:
-        sel = select(scores, keep=keep, count=count, **opts)
+        sel = select(scores, cfg, keep=keep, count=count)
         data = encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec)
     if auto_report is not None:
-        sel.auto = auto_report  # type: ignore[attr-defined]
+        sel.auto = auto_report
     if out is not None:
         atomic.write_bytes(out, data)
     return decode_payload(data), sel, data

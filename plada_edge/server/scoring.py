@@ -14,101 +14,35 @@ is refused.
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import queue
-import threading
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..core import atomic, native
+from ..core import atomic
+from ..core.config import ScoreConfig, with_options
+from ..core.errors import ScoresError
 from ..core.progress import bar
 from ..core.reference import ReferencePack
 from ..core.twins import label_dtype
+from .inference import FIELDS, chunk_path, open_session, score_chunk, write_chunk
 from .teacher import onnx_metadata
 
 SCORES_FORMAT = 1
-FIELDS = ("energy", "label", "entropy", "flags")
 
 
-class ScoresError(ValueError):
-    """Scores that are incomplete, inconsistent, or made for another pack or teacher."""
-
-
-def _session(model_bytes: bytes, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or native.hardware_threads()
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-def _prefetched(pack: ReferencePack, start: int, stop: int, batch: int):
-    """Yield (b0, images) for [start, stop), reading the next batch on a helper thread."""
-    q: queue.Queue = queue.Queue(maxsize=2)
-
-    def producer():
-        try:
-            for b0 in range(start, stop, batch):
-                q.put((b0, np.ascontiguousarray(pack.images[b0 : min(b0 + batch, stop)])))
-        except BaseException as exc:  # surface read errors in the consumer
-            q.put(exc)
-        q.put(None)
-
-    t = threading.Thread(target=producer, daemon=True)
-    t.start()
-    while (item := q.get()) is not None:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-
-
-def score_chunk(
-    sess, pack: ReferencePack, c0: int, c1: int, batch_size: int, keep_logits: bool = False, advance=lambda n: None
-) -> dict:
-    """Score pack images [c0, c1): per-image arrays plus the global index range they cover."""
-    parts = {f: [] for f in FIELDS}
-    logits_all = []
-    for _, imgs in _prefetched(pack, c0, c1, batch_size):
-        logits = sess.run(["logits"], {"images": imgs})[0]
-        for f, v in zip(FIELDS, native.energy_stats(logits, nan_policy="flag")):
-            parts[f].append(v)
-        if keep_logits:
-            logits_all.append(logits)
-        advance(len(imgs))
-    arrays = {f: np.concatenate(v) for f, v in parts.items()}
-    if keep_logits:
-        arrays["logits"] = np.concatenate(logits_all)
-    arrays["start"], arrays["stop"] = np.int64(c0), np.int64(c1)  # the chunk says where it belongs
-    return arrays
-
-
-def chunk_path(out: Path, c0: int) -> Path:
-    return out / "chunks" / f"{c0:012d}.npz"
-
-
-def write_chunk(out: Path, c0: int, arrays: dict) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic.write_bytes(chunk_path(out, c0), buf.getvalue())
-
-
-def prepare_scores(teacher, pack: ReferencePack, out: Path, batch_size: int, chunk: int, keep_logits: bool):
+def prepare_scores(teacher, pack: ReferencePack, out: Path, config: ScoreConfig):
     """Check inputs, write or check meta.json; returns (meta, chunk starts, starts still to do, complete)."""
+    batch_size, chunk, keep_logits = config.batch_size, config.chunk, config.keep_logits
     meta_t = onnx_metadata(teacher)
     if meta_t["input_size"] != pack.size:
-        raise ValueError(
+        raise ScoresError(
             f"teacher takes {meta_t['input_size']} px images but the pack holds {pack.size} px; "
             f"re-export with --input-size {pack.size}"
         )
-    if chunk % batch_size:
-        raise ValueError(f"chunk ({chunk}) must be a multiple of batch_size ({batch_size})")
     (out / "chunks").mkdir(parents=True, exist_ok=True)
     meta = {
         "format": "plada-scores",
@@ -139,7 +73,7 @@ def prepare_scores(teacher, pack: ReferencePack, out: Path, batch_size: int, chu
             return prev, [], [], True
     atomic.write_json(path, meta)
     starts = list(range(0, pack.n, chunk))
-    todo = [c0 for c0 in starts if not chunk_path(out, c0).exists()]
+    todo = [c0 for c0 in starts if not _chunk_readable(out, c0)]
     return meta, starts, todo, False
 
 
@@ -154,54 +88,50 @@ def score_pack(
     teacher: str | os.PathLike,
     pack: ReferencePack | str | os.PathLike,
     out: str | os.PathLike,
-    batch_size: int = 256,
-    chunk: int = 16384,
-    threads: int = 0,
-    keep_logits: bool = False,
+    config: ScoreConfig | None = None,
+    *,
     progress: bool | None = None,
-    stop_after_chunks: int | None = None,
-    engine: str = "local",
-    address: str | None = None,
-    workers: int = 0,
+    **options,
 ) -> Scores:
     """Score ``pack`` with the ONNX ``teacher`` into directory ``out`` (resumable).
 
-    ``engine="ray"`` spreads the chunks over Ray actors (plada_edge.server.scoring_ray) and writes
-    the same files with the same contents.
+    ``config`` (a ScoreConfig) or keyword ``options`` (batch_size, chunk, threads, keep_logits,
+    engine, address, workers) say how. ``engine="ray"`` spreads the chunks over Ray actors
+    (plada_edge.server.scoring_ray) and writes the same files with the same contents.
     """
+    cfg = with_options(config, ScoreConfig, options)
     pack = pack if isinstance(pack, ReferencePack) else ReferencePack.open(pack)
     out = Path(out)
-    meta, starts, todo, complete = prepare_scores(teacher, pack, out, batch_size, chunk, keep_logits)
+    meta, starts, todo, complete = prepare_scores(teacher, pack, out, cfg)
     if complete:
         return Scores.open(out, pack)
     t0 = time.perf_counter()
-    if engine == "ray":
+    if cfg.engine == "ray":
         from .scoring_ray import score_chunks_on_ray
 
-        score_chunks_on_ray(
-            teacher,
-            pack,
-            out,
-            todo,
-            chunk,
-            batch_size,
-            keep_logits,
-            address=address,
-            workers=workers,
-            progress=progress,
-        )
-    elif engine == "local":
-        sess = _session(Path(teacher).read_bytes(), threads)
-        with bar("scoring", sum(min(chunk, pack.n - c0) for c0 in todo), progress, unit="img") as b:
-            for done, c0 in enumerate(todo, 1):
-                write_chunk(
-                    out, c0, score_chunk(sess, pack, c0, min(c0 + chunk, pack.n), batch_size, keep_logits, b.advance)
-                )
-                if stop_after_chunks is not None and done >= stop_after_chunks:
-                    return None  # type: ignore[return-value]  (testing: behave as if killed)
+        score_chunks_on_ray(teacher, pack, out, todo, cfg, progress=progress)
     else:
-        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+        sess = open_session(Path(teacher).read_bytes(), cfg.threads)
+        with bar("scoring", sum(min(cfg.chunk, pack.n - c0) for c0 in todo), progress, unit="img") as b:
+            for c0 in todo:
+                c1 = min(c0 + cfg.chunk, pack.n)
+                write_chunk(out, c0, score_chunk(sess, pack, c0, c1, cfg.batch_size, cfg.keep_logits, b.advance))
     return finish_scores(out, meta, starts, pack, time.perf_counter() - t0)
+
+
+def _chunk_readable(out: Path, c0: int) -> bool:
+    """Whether chunk c0 exists and its archive opens with every field; a damaged one is removed."""
+    path = chunk_path(out, c0)
+    if not path.exists():
+        return False
+    try:
+        with np.load(path) as z:
+            ok = {"start", "stop", *FIELDS} <= set(z.files) and int(z["start"]) == c0
+    except Exception:  # truncated or corrupt archive: zipfile, OSError, ValueError, EOFError
+        ok = False
+    if not ok:
+        path.unlink(missing_ok=True)
+    return ok
 
 
 def _consolidate(out: Path, starts: list[int], n: int, num_classes: int, keep_logits: bool) -> None:
@@ -211,19 +141,36 @@ def _consolidate(out: Path, starts: list[int], n: int, num_classes: int, keep_lo
         fields["logits"] = np.float32
     for f, dt in fields.items():
         shape = (n, num_classes) if f == "logits" else (n,)
-        tmp = out / f".{f}.npy.tmp"
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dt, shape=shape)
-        for c0 in starts:
-            with np.load(chunk_path(out, c0)) as z:
-                part, start, stop = z[f], int(z["start"]), int(z["stop"])
-            if start != c0 or stop - start != len(part):
-                raise ScoresError(
-                    f"{chunk_path(out, c0)} covers [{start}, {stop}) with {len(part)} rows, expected to start at {c0}"
-                )
-            arr[start:stop] = part
-        arr.flush()
-        del arr
-        os.replace(tmp, out / f"{f}.npy")
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{f}.npy.", suffix=".tmp")  # unique: concurrent runs never share
+        os.close(fd)
+        try:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dt, shape=shape)
+            for c0 in starts:
+                path = chunk_path(out, c0)
+                try:
+                    with np.load(path) as z:
+                        part, start, stop = z[f], int(z["start"]), int(z["stop"])
+                except Exception as exc:  # a chunk damaged after it was written: drop it so a rerun rescores it
+                    path.unlink(missing_ok=True)
+                    raise ScoresError(
+                        f"{path} is damaged ({type(exc).__name__}); it was removed, rerun to rescore it"
+                    ) from None
+                if start != c0 or stop - start != len(part):
+                    raise ScoresError(
+                        f"{path} covers [{start}, {stop}) with {len(part)} rows, expected to start at {c0}"
+                    )
+                arr[start:stop] = part
+            arr.flush()
+            del arr
+            os.replace(tmp, out / f"{f}.npy")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def open_scores(path: str | os.PathLike, pack: ReferencePack | None = None) -> Scores:
+    """Finished scores at ``path``; with ``pack``, refused unless they were made for that pack."""
+    return Scores.open(path, pack)
 
 
 class Scores:

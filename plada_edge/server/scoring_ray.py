@@ -29,22 +29,23 @@ def _scorer_class(ray):
     @ray.remote
     class Scorer:
         def __init__(self, teacher: str, pack_path: str, fingerprint: str, threads: int):
+            from ..core.errors import PackError
             from ..core.reference import ReferencePack
-            from .scoring import _session
+            from .inference import open_session
 
             self.pack = ReferencePack.open(pack_path)
             if self.pack.fingerprint != fingerprint:
-                raise ValueError(
+                raise PackError(
                     f"node {os.uname().nodename}: pack at {pack_path} is {self.pack.fingerprint[:16]}…, "
                     f"the driver's is {fingerprint[:16]}…"
                 )
-            self.sess = _session(Path(teacher).read_bytes(), threads)
+            self.sess = open_session(Path(teacher).read_bytes(), threads)
 
         def pid(self) -> int:
             return os.getpid()
 
         def score(self, out: str, c0: int, c1: int, batch_size: int, keep_logits: bool) -> tuple[int, int]:
-            from .scoring import score_chunk, write_chunk
+            from .inference import score_chunk, write_chunk
 
             write_chunk(Path(out), c0, score_chunk(self.sess, self.pack, c0, c1, batch_size, keep_logits))
             return c0, c1
@@ -57,16 +58,14 @@ def score_chunks_on_ray(
     pack,
     out: Path,
     todo: list[int],
-    chunk: int,
-    batch_size: int,
-    keep_logits: bool,
-    address: str | None = None,
-    workers: int = 0,
+    config,
     progress: bool | None = None,
     on_started=None,
 ) -> dict:
     """Score the chunks starting at ``todo`` with Ray actors; every chunk file is written by an actor.
 
+    ``config`` is the run's ScoreConfig (chunk, batch_size, keep_logits, address, workers).
+    ``on_started(actors)`` is called once the actors exist (monitoring; the tests kill one there).
     Returns {"chunks": scored, "retried": chunks rerun after their actor died}.
     """
     try:
@@ -76,9 +75,10 @@ def score_chunks_on_ray(
     from ..core.progress import bar
 
     if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+        ray.init(address=config.address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    workers = workers or max(1, cpus)
+    workers = config.workers or max(1, cpus)
+    chunk, batch_size, keep_logits = config.chunk, config.batch_size, config.keep_logits
     threads = max(1, cpus // workers)
     Scorer = _scorer_class(ray).options(num_cpus=threads)
     args = (str(Path(teacher).resolve()), str(pack.path.resolve()), pack.fingerprint, threads)

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core import native
-from ..core.defaults import SELECTION
+from ..core.config import AUTO_BAND, AUTO_SPREAD_MAX, SelectionConfig, parse_spread, with_options
+from ..core.errors import ConfigError
 from .scoring import Scores
 
 _STRATEGIES: dict[str, Callable] = {}
@@ -75,19 +76,19 @@ def parse_keep(keep: str | float) -> float:
     if isinstance(keep, str):
         m = re.fullmatch(r"\s*([0-9.]+)\s*(%?)\s*", keep)
         if not m:
-            raise ValueError(f"keep must look like 1% or 0.01, got {keep!r}")
+            raise ConfigError(f"keep must look like 1% or 0.01, got {keep!r}")
         value = float(m.group(1)) / (100 if m.group(2) else 1)
     else:
         value = float(keep)
     if not 0 < value <= 1:
-        raise ValueError(f"keep must be in (0, 100%], got {keep!r}")
+        raise ConfigError(f"keep must be in (0, 100%], got {keep!r}")
     return value
 
 
 def safety_net_quotas(class_counts: np.ndarray, budget: int, alpha: float, share: float) -> np.ndarray:
     """Per-class quotas K_c ∝ N_c^alpha over non-empty classes, summing to round(share*budget), capped at N_c."""
     if not 0 <= share <= 1:
-        raise ValueError(f"share must be in [0, 1], got {share}")
+        raise ConfigError(f"share must be in [0, 1], got {share}")
     counts = np.asarray(class_counts, np.int64)
     total = int(round(share * budget))
     eligible = counts > 0
@@ -120,6 +121,7 @@ class Selection:
     safety_net: dict | None = None
     spread: float = 1.0
     warnings: list[str] = field(default_factory=list)
+    auto: dict | None = None  # strategy=auto: each candidate's proxy score (plada_edge.server.auto)
 
     @property
     def histogram(self) -> np.ndarray:
@@ -147,28 +149,19 @@ class Selection:
 
 def budget_size(n: int, keep: str | float | None, count: int | None) -> int:
     if (keep is None) == (count is None):
-        raise ValueError("give exactly one of keep (a fraction, e.g. 1%) or count (a number of images)")
+        raise ConfigError("give exactly one of keep (a fraction, e.g. 1%) or count (a number of images)")
     if count is not None:
         if count < 0:
-            raise ValueError(f"count must be >= 0, got {count}")
+            raise ConfigError(f"count must be >= 0, got {count}")
         return int(count)
     return int(round(parse_keep(keep) * n))
 
 
-AUTO_BAND, AUTO_SPREAD_MAX = 0.08, 8.0
-
-
 def resolve_spread(spread: float | str, k: int, valid: int) -> float:
     """The spread a selection of k from ``valid`` images uses; "auto" as in the module docstring."""
-    if isinstance(spread, str):
-        if spread.strip().lower() == "auto":
-            return float(np.clip(AUTO_BAND * valid / k, 1.0, AUTO_SPREAD_MAX)) if k > 0 else 1.0
-        try:
-            spread = float(spread)
-        except ValueError:
-            raise ValueError(f"spread must be 'auto' or a number ≥ 1, got {spread!r}") from None
-    if not (np.isfinite(spread) and spread >= 1):
-        raise ValueError(f"spread must be 'auto' or a number ≥ 1 (1 = strict best-first), got {spread!r}")
+    spread = parse_spread(spread)
+    if spread == "auto":
+        return float(np.clip(AUTO_BAND * valid / k, 1.0, AUTO_SPREAD_MAX)) if k > 0 else 1.0
     return float(spread)
 
 
@@ -209,42 +202,48 @@ def _only(indices: np.ndarray, n: int) -> np.ndarray:
 
 def select(
     scores: Scores,
-    strategy: str = SELECTION["strategy"],
+    config: SelectionConfig | None = None,
+    *,
     keep: str | float | None = None,
     count: int | None = None,
-    safety_net: bool = SELECTION["safety_net"],
-    alpha: float = SELECTION["alpha"],
-    share: float = SELECTION["share"],
-    seed: int = 0,
-    spread: float | str = SELECTION["spread"],
     threads: int = 0,
+    **options,
 ) -> Selection:
-    """Choose images by ``strategy`` within a budget of ``keep`` (fraction) or ``count`` images.
+    """Choose images within a budget of ``keep`` (fraction) or ``count`` images.
 
-    The Safety-Net is on by default: plain lowest-energy selection drops whole classes at small
-    keeps and lost to it on both offline targets (docs/results.md, "Defaults, and why").
+    ``config`` (a SelectionConfig) says how; keyword ``options`` override its fields, so
+    ``select(scores, keep="1%", strategy="random")`` works. The Safety-Net is on by default: plain
+    lowest-energy selection drops whole classes at small keeps and lost to it on both offline
+    targets (docs/results.md, "Defaults, and why").
     """
+    cfg = with_options(config, SelectionConfig, options)
+    strategy, seed = cfg.strategy, cfg.seed
     if strategy not in _STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(list_strategies())}")
+        raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(list_strategies())}")
     labels = np.asarray(scores.label)
     flags = np.asarray(scores.flags)
     exclude = (flags != 0).astype(np.uint8)
     valid = int(len(flags) - exclude.sum())
     budget = budget_size(scores.n, keep, count)
     k = min(budget, valid)
-    spread = resolve_spread(spread, k, valid)  # refuses a bad value before the strategy's key is built
+    spread = resolve_spread(cfg.spread, k, valid)
     key, largest = _STRATEGIES[strategy](scores, seed)
     key = np.ascontiguousarray(key, np.float32)
     net = None
     pick = _Picker(key, largest, labels, spread, seed, threads)
-    if safety_net:
+    if cfg.safety_net:
         counts = np.bincount(labels[exclude == 0].astype(np.int64), minlength=scores.num_classes)
-        quotas = safety_net_quotas(counts, k, alpha, share)
+        quotas = safety_net_quotas(counts, k, cfg.alpha, cfg.share)
         picked = pick.per_class(quotas, exclude)
         exclude[picked] = 1
         rest = pick.best(k - len(picked), exclude)
         chosen = np.concatenate([picked, rest])
-        net = {"alpha": alpha, "share": share, "quota_total": int(quotas.sum()), "quota_filled": int(len(picked))}
+        net = {
+            "alpha": cfg.alpha,
+            "share": cfg.share,
+            "quota_total": int(quotas.sum()),
+            "quota_filled": int(len(picked)),
+        }
     else:
         chosen = pick.best(k, exclude)
     indices = np.sort(chosen)
@@ -262,6 +261,8 @@ def select(
         spread=spread,
     )
     hist = sel.histogram
+    if sel.k == 0:
+        sel.warnings.append(f"the selection is empty: a budget of {budget:,} images of {scores.n:,} keeps nothing")
     if budget > valid:
         sel.warnings.append(f"budget {budget:,} exceeds the {valid:,} selectable images; kept all of them")
     missing = [scores.class_names[c] for c in np.flatnonzero(hist == 0)]
@@ -269,6 +270,6 @@ def select(
         sel.warnings.append(
             f"{len(missing)} of {scores.num_classes} classes have no images in this selection: "
             f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}"
-            + ("" if safety_net else " (the Safety-Net is off)")
+            + ("" if cfg.safety_net else " (the Safety-Net is off)")
         )
     return sel

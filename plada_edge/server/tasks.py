@@ -32,29 +32,29 @@ import hashlib
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
-import tomllib
-
 from ..core import atomic
-from ..core.defaults import SELECTION
+from ..core.config import SelectionConfig, TeacherConfig, flat_defaults, with_options
+from ..core.errors import ConfigError
 from ..core.payload import read_payload
 from ..core.reference import ReferencePack
 from ..core.targets import data_dir
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (JetPack 6): the same parser, from PyPI
+    import tomli as tomllib
+
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-TEACHER_KEYS = ("arch", "epochs", "size", "weights", "batch_size", "lr", "seed", "hflip")
-SELECT_KEYS = ("strategy", "keep", "count", "budget", "safety_net", "alpha", "share", "seed", "spread", "codec")
+TEACHER_KEYS = tuple(flat_defaults(TeacherConfig))
+SELECTION_KEYS = tuple(flat_defaults(SelectionConfig))
+SELECT_KEYS = (*SELECTION_KEYS, "keep", "count", "budget", "codec")
+# every setting a task may give, with its default: the parameter objects' own defaults
 DEFAULTS = {
-    "arch": "resnet18",
-    "epochs": 10,
-    "size": 32,
-    "weights": None,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "seed": 0,
-    "hflip": False,
-    **SELECTION,
+    **flat_defaults(TeacherConfig),
+    **flat_defaults(SelectionConfig),
     "keep": None,
     "count": None,
     "budget": None,
@@ -93,6 +93,28 @@ def target_hash(spec: str, base: Path) -> tuple[Path, str]:
     return path, _file_sha(path)
 
 
+def teacher_config(task: dict) -> TeacherConfig:
+    return TeacherConfig.from_options(**{k: task[k] for k in TEACHER_KEYS})
+
+
+def _check_budget(task: dict) -> None:
+    from ..core.codecs import list_codecs
+    from .payloads import parse_bytes
+    from .selection import parse_keep
+
+    given = [k for k in ("keep", "count", "budget") if task[k] is not None]
+    if len(given) > 1:
+        raise ConfigError(f"give one of keep, count or budget, not {' and '.join(given)}")
+    if task["keep"] is not None:
+        parse_keep(task["keep"])
+    if task["count"] is not None and not (isinstance(task["count"], int) and task["count"] >= 1):
+        raise ConfigError(f"count must be a whole number >= 1, got {task['count']!r}")
+    if task["budget"] is not None:
+        parse_bytes(task["budget"])
+    if task["codec"] != "auto" and task["codec"] not in list_codecs():
+        raise ConfigError(f"unknown codec {task['codec']!r}; available: {', '.join(list_codecs())}, auto")
+
+
 def load_task_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
@@ -100,27 +122,33 @@ def load_task_file(path: str | os.PathLike) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"task file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     tasks = cfg.get("tasks")
     if not isinstance(tasks, dict) or not tasks:
-        raise ValueError(f"{path}: no [tasks.NAME] tables")
+        raise ConfigError(f"{path}: no [tasks.NAME] tables")
     server = cfg.get("server", {})
     base = path.parent
     out = {"cache": base / server.get("cache", "plada-cache"), "tasks": {}, "base": base}
     for name, t in tasks.items():
         if not TASK_NAME.match(name):
-            raise ValueError(f"task name {name!r} must match {TASK_NAME.pattern}")
+            raise ConfigError(f"task name {name!r} must match {TASK_NAME.pattern}")
         unknown = set(t) - set(DEFAULTS) - {"target", "reference", "task"}
         if unknown:
-            raise ValueError(f"task {name}: unknown settings {sorted(unknown)}")
+            raise ConfigError(f"task {name}: unknown settings {sorted(unknown)}")
         if "target" not in t:
-            raise ValueError(f"task {name}: 'target' is required")
+            raise ConfigError(f"task {name}: 'target' is required")
         ref = t.get("reference", server.get("reference"))
         if not ref:
-            raise ValueError(f"task {name}: no reference pack (set [server] reference or the task's reference)")
+            raise ConfigError(f"task {name}: no reference pack (set [server] reference or the task's reference)")
         full = {**DEFAULTS, **t, "reference": str(base / ref) if not Path(ref).is_absolute() else ref}
         if full["keep"] is None and full["count"] is None and full["budget"] is None:
             full["keep"] = "1%"
+        try:  # every setting is checked here, before any task trains or scores
+            full["teacher_config"] = teacher_config(full)
+            full["selection_config"] = with_options(None, SelectionConfig, {k: full[k] for k in SELECTION_KEYS})
+            _check_budget(full)
+        except ConfigError as exc:
+            raise ConfigError(f"task {name}: {exc}") from None
         out["tasks"][name] = full
     return out
 
@@ -149,19 +177,7 @@ def build_tasks(
             steps["teacher"] = "cached"
         else:
             log(f"[{name}] training teacher {t['arch']}")
-            train_teacher(
-                tpath,
-                t["arch"],
-                tdir,
-                epochs=t["epochs"],
-                model_size=t["size"],
-                weights=t["weights"],
-                batch_size=t["batch_size"],
-                lr=t["lr"],
-                seed=t["seed"],
-                hflip=t["hflip"],
-                progress=progress,
-            )
+            train_teacher(tpath, tdir, t["teacher_config"], progress=progress)
             steps["teacher"] = "built"
         onnx = cache / "onnx" / f"{_sha('onnx', _file_sha(tdir / 'teacher.pt'), pack.size)}.onnx"
         if onnx.exists():
@@ -187,15 +203,10 @@ def build_tasks(
             payload, _, _ = make_payload(
                 scores,
                 ppath,
-                strategy=t["strategy"],
+                t["selection_config"],
                 keep=t["keep"],
                 count=t["count"],
                 budget=t["budget"],
-                safety_net=t["safety_net"],
-                alpha=t["alpha"],
-                share=t["share"],
-                seed=t["seed"],
-                spread=t["spread"],
                 codec=t["codec"],
                 task=t.get("task", name),
             )

@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from ..core import atomic
+from ..core.config import TeacherConfig, with_options
+from ..core.errors import ModelError
 from ..core.models import create_model, feature_hook
 from ..core.targets import Target, load_target
-from ..core.train import TrainConfig, accuracy, fit
+from ..core.train import accuracy, fit, load_checkpoint
 from ..core.view import ViewSpec, as_nhwc3, torch_view
 
 TEACHER_FILE, METRICS_FILE = "teacher.pt", "metrics.json"
@@ -29,41 +31,49 @@ TEACHER_FILE, METRICS_FILE = "teacher.pt", "metrics.json"
 
 def train_teacher(
     target: Target | str,
-    arch: str,
     out: str | os.PathLike,
-    epochs: int = 10,
-    model_size: int = 32,
-    weights: str | None = None,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    hflip: bool = False,
-    threads: int = 0,
+    config: TeacherConfig | None = None,
+    *,
     resume: bool = True,
     progress: bool | None = None,
+    **options,
 ) -> dict:
-    """Train ``arch`` on the target's train split; write teacher.pt and metrics.json into ``out``."""
+    """Train a teacher on the target's train split; write teacher.pt and metrics.json into ``out``.
+
+    ``config`` (a TeacherConfig) or flat keyword ``options`` (arch, size, weights and any
+    TrainConfig field, e.g. ``epochs=5``) set the model and its training.
+    """
     import torch
 
+    cfg = with_options(config, TeacherConfig, options)
     target = load_target(target) if isinstance(target, (str, os.PathLike)) else target
     out = Path(out)
-    spec = ViewSpec(native_size=target.native_size, model_size=model_size, gray=target.channels == 1)
+    spec = ViewSpec(native_size=target.native_size, model_size=cfg.size, gray=target.channels == 1)
     view = torch_view(spec, input_size=target.native_size)
-    torch.manual_seed(seed)
-    model = create_model(arch, target.num_classes, weights)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, hflip=hflip, threads=threads)
+    torch.manual_seed(cfg.train.seed)
+    model = create_model(cfg.arch, target.num_classes, cfg.weights)
     test = (as_nhwc3(target.x_test), target.y_test)
+    identity = {"target_sha256": target.sha256(), "arch": cfg.arch, "size": cfg.size, "weights": cfg.weights}
     history = fit(
-        model, view, as_nhwc3(target.x_train), target.y_train, cfg, out, eval_set=test, resume=resume, progress=progress
+        model,
+        view,
+        as_nhwc3(target.x_train),
+        target.y_train,
+        cfg.train,
+        out,
+        eval_set=test,
+        resume=resume,
+        progress=progress,
+        identity=identity,
     )
     state = {
-        "arch": arch,
+        "arch": cfg.arch,
         "num_classes": target.num_classes,
         "class_names": target.class_names,
         "view": spec.to_dict(),
         "target": target.describe(),
-        "train": asdict(cfg),
-        "weights": weights,
+        "train": asdict(cfg.train),
+        "weights": cfg.weights,
         "model": model.state_dict(),
     }
     buf = io.BytesIO()
@@ -71,10 +81,10 @@ def train_teacher(
     atomic.write_bytes(out / TEACHER_FILE, buf.getvalue())
     metrics = {
         "target": target.name,
-        "arch": arch,
+        "arch": cfg.arch,
         "test_acc": history[-1]["test_acc"],
         "train_acc": history[-1]["train_acc"],
-        "epochs": epochs,
+        "epochs": cfg.train.epochs,
         "history": history,
         "view": spec.to_dict(),
         "checkpoint_sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
@@ -85,13 +95,14 @@ def train_teacher(
 
 def load_teacher(path: str | os.PathLike):
     """(model in eval mode, its saved state dict minus weights) from teacher.pt or its directory."""
-    import torch
 
     path = Path(path)
     file = path / TEACHER_FILE if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no teacher checkpoint at {file} (run: plada-edge teacher train ...)")
-    state = torch.load(file, map_location="cpu", weights_only=False)
+    state = load_checkpoint(file)
+    if "arch" not in state or "num_classes" not in state:
+        raise ModelError(f"{file} is a checkpoint but not a teacher (run: plada-edge teacher train ...)")
     model = create_model(state["arch"], state["num_classes"])
     model.load_state_dict(state["model"])
     model.eval()
@@ -186,7 +197,7 @@ def export_onnx(
     got = sess.run(["logits"], {"images": x})[0]
     diff = float(np.abs(got - want.numpy()).max())
     if not diff <= tolerance:
-        raise ValueError(f"ONNX export disagrees with torch: max |logit diff| {diff:.3g} > {tolerance:g}")
+        raise ModelError(f"ONNX export disagrees with torch: max |logit diff| {diff:.3g} > {tolerance:g}")
     atomic.write_bytes(out, data)
     return {
         "onnx": str(out),
@@ -205,10 +216,13 @@ def onnx_metadata(path: str | os.PathLike) -> dict:
     import onnx
 
     data = Path(path).read_bytes()
-    proto = onnx.load_from_string(data)
+    try:
+        proto = onnx.load_from_string(data)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ModelError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from None
     props = {p.key: p.value for p in proto.metadata_props}
     if props.get("plada.format") != "plada-teacher-v1":
-        raise ValueError(f"{path} is not a plada-edge teacher export (no plada.format metadata)")
+        raise ModelError(f"{path} is not a plada-edge teacher export (no plada.format metadata)")
     return {
         "arch": props["plada.arch"],
         "class_names": json.loads(props["plada.class_names"]),

@@ -9,8 +9,8 @@ import platform
 import sys
 from importlib import metadata
 
-from . import __version__
-from .core import native
+from .. import __version__
+from . import native
 
 STACK = ("numpy", "torch", "torchvision", "onnx", "onnxruntime", "faiss-cpu", "zstandard", "ray", "typer")
 

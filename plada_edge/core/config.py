@@ -1,0 +1,244 @@
+"""Parameter objects: every option of the pipeline and its measured default, defined once.
+
+The CLI, ``tasks.toml`` and the Python API all build these frozen dataclasses and hand them down
+unchanged, so a default lives here and nowhere else (tests/test_api.py holds the three together).
+Each value was chosen from runs of tools/bench_plada.py; docs/results.md ("Defaults, and why")
+prints them beside the numbers behind them.
+
+- ``SelectionConfig`` (paper §3.2): lowest energy with the Safety-Net (alpha -0.2, share 0.5);
+  plain lowest energy drops whole classes at small keeps. ``spread`` is ours, not the paper's:
+  "auto" draws each quota from its 8x-larger band of lowest energies at small keeps (8x measured
+  best at 1 %) and shrinks to the strict order as the band would pass 8 % of the pool.
+- ``TrainConfig`` (paper §4): AdamW, lr 1e-3, cosine schedule with warm-up. Teachers train 10
+  epochs, students 30 (the paper's count on an ImageNet-1K-sized pool).
+- ``TeacherConfig`` / ``StudentConfig``: the model around a ``TrainConfig``.
+- ``ScoreConfig``: how the pack is streamed through the teacher (paper §3, energy scoring).
+
+Every object validates itself on construction and raises ``ConfigError`` naming the option.
+``from_options`` builds one from flat keyword options (the CLI's and tasks.toml's shape).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+# spread="auto": s = clip(AUTO_BAND * N / k, 1, AUTO_SPREAD_MAX) (plada_edge.server.selection)
+AUTO_BAND, AUTO_SPREAD_MAX = 0.08, 8.0
+
+C = TypeVar("C")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _whole(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def parse_spread(spread: float | str) -> float | str:
+    """'auto' or a number >= 1 (1 = strict best-first); anything else is a ConfigError."""
+    if isinstance(spread, str):
+        if spread.strip().lower() == "auto":
+            return "auto"
+        try:
+            spread = float(spread)
+        except ValueError:
+            raise ConfigError(f"spread must be 'auto' or a number ≥ 1, got {spread!r}") from None
+    _check(
+        _finite(spread) and spread >= 1,
+        f"spread must be 'auto' or a number ≥ 1 (1 = strict best-first), got {spread!r}",
+    )
+    return float(spread)
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Which reference images to send, and how (paper §3.2)."""
+
+    strategy: str = "energy"  # energy | opposite | entropy | random | auto (plada_edge.server.selection)
+    safety_net: bool = True  # per-class quotas K_c ∝ N_c^alpha for `share` of the budget
+    alpha: float = -0.2
+    share: float = 0.5
+    spread: float | str = "auto"  # diversity within the low-energy band; 1 = strict best-first
+    seed: int = 0  # for strategy random, auto and spread
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.strategy, str) and bool(self.strategy), f"strategy must be a name, got {self.strategy!r}"
+        )
+        _check(isinstance(self.safety_net, bool), f"safety_net must be true or false, got {self.safety_net!r}")
+        _check(_finite(self.alpha), f"alpha must be a finite number, got {self.alpha!r}")
+        _check(_finite(self.share) and 0 <= self.share <= 1, f"share must be in [0, 1], got {self.share!r}")
+        _check(_whole(self.seed) and self.seed >= 0, f"seed must be a whole number >= 0, got {self.seed!r}")
+        object.__setattr__(self, "spread", parse_spread(self.spread))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop teachers and students share (plada_edge.core.train, paper §4)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.05  # fraction of all steps
+    seed: int = 0
+    shift: int = 2  # random translation, in model pixels at 32 px (scaled with the model size)
+    hflip: bool = False
+    label_smoothing: float = 0.0
+    threads: int = 0  # torch intra-op threads (0 = all CPUs)
+
+    def __post_init__(self) -> None:
+        _check(_whole(self.epochs) and self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
+        _check(_whole(self.batch_size) and self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size!r}")
+        _check(_finite(self.lr) and self.lr > 0, f"lr must be a positive number, got {self.lr!r}")
+        _check(
+            _finite(self.weight_decay) and self.weight_decay >= 0,
+            f"weight_decay must be >= 0, got {self.weight_decay!r}",
+        )
+        _check(_finite(self.warmup) and 0 <= self.warmup < 1, f"warmup must be in [0, 1), got {self.warmup!r}")
+        _check(_whole(self.seed) and self.seed >= 0, f"seed must be a whole number >= 0, got {self.seed!r}")
+        _check(_whole(self.shift) and self.shift >= 0, f"shift must be >= 0, got {self.shift!r}")
+        _check(isinstance(self.hflip, bool), f"hflip must be true or false, got {self.hflip!r}")
+        _check(
+            _finite(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+            f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}",
+        )
+        _check(_whole(self.threads) and self.threads >= 0, f"threads must be >= 0, got {self.threads!r}")
+
+
+def _model_size_ok(size: Any) -> bool:
+    return _whole(size) and 8 <= size <= 1024
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The server's teacher: architecture, input size, initial weights, training (paper §3)."""
+
+    arch: str = "resnet18"
+    size: int = 32  # model input pixels
+    weights: str | None = None  # a local .pt/.pth, or a torchvision weight name already in torch's cache
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10))
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.arch, str) and bool(self.arch), f"arch must be a model name, got {self.arch!r}")
+        _check(_model_size_ok(self.size), f"size must be 8..1024 pixels, got {self.size!r}")
+
+    @classmethod
+    def from_options(cls, **options: Any) -> TeacherConfig:
+        return _nested(cls, options)
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """The device's student (paper §3.3): model, optional label expansion, training."""
+
+    arch: str = "resnet18"
+    weights: str | None = None
+    model_size: int | None = None  # input pixels; None = the teacher's view
+    expand: int = 0  # FAISS label expansion: neighbours per payload image (0 = off)
+    expand_weight: float = 0.5
+    embedder: str | None = None
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30))
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.arch, str) and bool(self.arch), f"arch must be a model name, got {self.arch!r}")
+        _check(
+            self.model_size is None or _model_size_ok(self.model_size),
+            f"model_size must be 8..1024 pixels, got {self.model_size!r}",
+        )
+        _check(_whole(self.expand) and self.expand >= 0, f"expand must be >= 0, got {self.expand!r}")
+        _check(
+            _finite(self.expand_weight) and self.expand_weight > 0,
+            f"expand_weight must be a positive number, got {self.expand_weight!r}",
+        )
+
+    @classmethod
+    def from_options(cls, **options: Any) -> StudentConfig:
+        return _nested(cls, options)
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """How the pack streams through the teacher (plada_edge.server.scoring)."""
+
+    batch_size: int = 256  # images per onnxruntime call
+    chunk: int = 16384  # images per checkpointed chunk (a multiple of batch_size)
+    threads: int = 0  # onnxruntime intra-op threads (0 = all CPUs)
+    keep_logits: bool = False  # also store N x C float32 logits (large)
+    engine: str = "local"  # local | ray
+    address: str | None = None  # Ray cluster address
+    workers: int = 0  # Ray actors (0 = one per CPU)
+
+    def __post_init__(self) -> None:
+        _check(_whole(self.batch_size) and self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size!r}")
+        _check(_whole(self.chunk) and self.chunk >= 1, f"chunk must be >= 1, got {self.chunk!r}")
+        _check(
+            self.chunk % self.batch_size == 0,
+            f"chunk ({self.chunk}) must be a multiple of batch_size ({self.batch_size})",
+        )
+        _check(_whole(self.threads) and self.threads >= 0, f"threads must be >= 0, got {self.threads!r}")
+        _check(self.engine in ("local", "ray"), f"engine must be 'local' or 'ray', got {self.engine!r}")
+        _check(_whole(self.workers) and self.workers >= 0, f"workers must be >= 0, got {self.workers!r}")
+
+
+def with_options(config: C | None, cls: type[C], options: dict[str, Any]) -> C:
+    """``config`` (or the defaults) with flat keyword ``options`` applied; unknown names are refused."""
+    base = cls() if config is None else config
+    if not isinstance(base, cls):
+        raise ConfigError(f"expected a {cls.__name__}, got {type(base).__name__}")
+    if not options:
+        return base
+    if any(f.name == "train" for f in fields(cls)):
+        return _nested(cls, {**_flat(base), **options})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} option(s) {unknown}; known: {sorted(known)}")
+    return replace(base, **options)
+
+
+def _flat(config: Any) -> dict[str, Any]:
+    d = asdict(config)
+    return {**{k: v for k, v in d.items() if k != "train"}, **d.get("train", {})}
+
+
+def _nested(cls: type[C], options: dict[str, Any]) -> C:
+    """Split flat options into the model's own fields and its TrainConfig's, with the class's defaults."""
+    own = {f.name for f in fields(cls)} - {"train"}
+    train_names = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(options) - own - train_names)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} option(s) {unknown}; known: {sorted(own | train_names)}")
+    default_train = cls().train  # type: ignore[attr-defined]
+    train = replace(default_train, **{k: v for k, v in options.items() if k in train_names})
+    return cls(**{k: v for k, v in options.items() if k in own}, train=train)  # type: ignore[call-arg]
+
+
+def flat_defaults(cls: type) -> dict[str, Any]:
+    """Every option of ``cls`` with its default, flattened (the CLI's and tasks.toml's view)."""
+    return _flat(cls())
+
+
+__all__ = [
+    "SelectionConfig",
+    "TrainConfig",
+    "TeacherConfig",
+    "StudentConfig",
+    "ScoreConfig",
+    "with_options",
+    "flat_defaults",
+    "parse_spread",
+    "AUTO_BAND",
+    "AUTO_SPREAD_MAX",
+]
