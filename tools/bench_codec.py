@@ -16,15 +16,10 @@ model / floor. Encode and decode times are medians of 3.
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import replace_section  # noqa: E402
+from benchkit import interleaved, replace_section  # noqa: E402
 
 from plada_edge.core.codecs import get_codec, list_codecs  # noqa: E402
 from plada_edge.core.payload import information_floor_bits  # noqa: E402
@@ -72,7 +67,7 @@ def real_cases(root: Path):
             continue
         sc = Scores.open(d)
         for keep, net in (("1%", False), ("5%", False), ("1%", True)):
-            sel = select(sc, "energy", keep=keep, safety_net=net, spread=1)
+            sel = select(sc, strategy="energy", keep=keep, safety_net=net, spread=1)
             name = f"(c) offline-mix {target}, energy {keep}" + (" + Safety-Net" if net else "")
             yield name, sel.indices, sel.labels, sc.n, sc.num_classes
 
@@ -82,18 +77,19 @@ def measure(idx, lab, n, c, repeats=3):
     for name in list_codecs():
         codec = get_codec(name)
         body = codec.encode(idx, lab, n, c)
-        te = statistics.median(_timed(lambda: codec.encode(idx, lab, n, c)) for _ in range(repeats))
-        td = statistics.median(_timed(lambda: codec.decode(body, n, c, len(idx))) for _ in range(repeats))
+        t = interleaved(
+            {
+                "encode": lambda codec=codec: codec.encode(idx, lab, n, c),
+                "decode": lambda codec=codec, body=body: codec.decode(body, n, c, len(idx)),
+            },
+            repeats,
+            warmup=False,
+        )
+        te, td = t["encode"], t["decode"]
         i2, l2 = codec.decode(body, n, c, len(idx))
         assert np.array_equal(i2, idx) and np.array_equal(l2, lab), name
         out[name] = (len(body), te, td)
     return out
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def main() -> None:

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import replace_section  # noqa: E402
+from benchkit import replace_section  # noqa: E402
 
 from plada_edge.core import atomic  # noqa: E402
 from plada_edge.core.reference import ReferencePack  # noqa: E402
@@ -43,7 +40,7 @@ def main() -> None:
     tpath = data_dir() / "targets" / "faces.npz"
     target = load_target(tpath)
     if not (ROOT / "teacher" / "teacher.pt").exists():
-        train_teacher(target, "resnet18", ROOT / "teacher", epochs=30)
+        train_teacher(target, ROOT / "teacher", arch="resnet18", epochs=30)
     if not (ROOT / "teacher.onnx").exists():
         export_onnx(ROOT / "teacher", ROOT / "teacher.onnx", input_size=pack.size)
     try:
@@ -84,8 +81,10 @@ def main() -> None:
         print(strategy, sel.strategy, np.mean(accs), rows[strategy]["sources"])
     teacher_acc = scores.meta["teacher_test_acc"]
     lines = [
-        f"Target `faces` ({len(target.y_train)} train / {len(target.y_test)} test, 25x25 gray, 2 classes); teacher resnet18: "
-        f"**{teacher_acc:.3f}** test accuracy. Selections at {args.keep} of offline-mix with the Safety-Net (alpha -0.2, share 0.5); "
+        f"Target `faces` ({len(target.y_train)} train / {len(target.y_test)} test, 25x25 gray, 2 classes); teacher "
+        "resnet18: "
+        f"**{teacher_acc:.3f}** test accuracy. Selections at {args.keep} of offline-mix with the Safety-Net (alpha "
+        "-0.2, share 0.5); "
         f"students resnet18, {args.seeds} seeds.",
         "",
         "| strategy | picked | k | payload bytes | student accuracy | top pool sources |",

@@ -14,14 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import replace_section  # noqa: E402
+from benchkit import replace_section  # noqa: E402
 
 from plada_edge.core.reference import IMAGES, ReferencePack  # noqa: E402
 
@@ -72,7 +69,8 @@ def main() -> None:
             f"{cache:<5} {name:<38} {t * 1e3:8.2f} ms  {k / t:12,.0f} img/s  {reference.nbytes / t / 2**20:8.1f} MiB/s"
         )
     body = (
-        f"Pack `{args.pack}`: N = {n:,}, gathering k = {k:,} random images ({args.keep:.1%}), median of {args.repeats}.\n\n"
+        f"Pack `{args.pack}`: N = {n:,}, gathering k = {k:,} random images ({args.keep:.1%}), median of "
+        f"{args.repeats}.\n\n"
         "| page cache | method | ms | images/s | MiB/s |\n|---|---|---:|---:|---:|\n"
         + "\n".join(f"| {c} | {n} | {t * 1e3:.2f} | {r:,.0f} | {m:,.1f} |" for c, n, t, r, m in rows)
     )

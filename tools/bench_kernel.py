@@ -18,16 +18,11 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import replace_section  # noqa: E402
+from benchkit import interleaved, replace_section  # noqa: E402
 
 from plada_edge.core import native  # noqa: E402
 
@@ -58,13 +53,7 @@ def numpy_energy_argmax(x: np.ndarray, threads: int, block_bytes: int = 1 << 20)
 
 
 def time_median(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return interleaved({"fn": fn}, repeats)["fn"]
 
 
 def bench_shape(n: int, c: int, repeats: int, threads: int) -> dict:
@@ -113,7 +102,8 @@ def to_markdown(report: dict) -> str:
         lines.append(
             f"| {r['n']:,} x {r['classes']} | "
             + " | ".join(cells)
-            + f" | {q['native/numpy']:.1f}x | {q.get('native/torch', float('nan')):.1f}x | {q['native/bandwidth']:.2f}x |"
+            + f" | {q['native/numpy']:.1f}x | {q.get('native/torch', float('nan')):.1f}x | "
+            f"{q['native/bandwidth']:.2f}x |"
         )
     return "\n".join(lines)
 

@@ -18,8 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import replace_section  # noqa: E402
+from benchkit import replace_section  # noqa: E402
 
 from plada_edge.core.reference import IMAGES, ReferencePack  # noqa: E402
 from plada_edge.server.payloads import make_payload  # noqa: E402
@@ -65,10 +64,12 @@ def main() -> None:
             gathered = sel.k * pack.size * pack.size * 3 / 2**20
             rows.append((keep, sel.k, gathered, r["maxrss_kib"] / 1024))
             print(
-                f"keep {keep:>4}: k={sel.k:>6,}  gathered {gathered:7.1f} MiB  peak RSS {r['maxrss_kib'] / 1024:8.1f} MiB"
+                f"keep {keep:>4}: k={sel.k:>6,}  gathered {gathered:7.1f} MiB  peak RSS "
+                f"{r['maxrss_kib'] / 1024:8.1f} MiB"
             )
     body = (
-        f"Pack `{args.pack}`: {pack.n:,} images, `images.npy` = {pack_mib:,.1f} MiB. Baseline peak RSS of a process that "
+        f"Pack `{args.pack}`: {pack.n:,} images, `images.npy` = {pack_mib:,.1f} MiB. Baseline peak RSS of a process "
+        "that "
         f"imports torch, onnx and onnxruntime and builds the resnet18 student: {base:,.0f} MiB.\n\n"
         "| keep | k | gathered images | learn peak RSS | RSS above baseline |\n|---|---:|---:|---:|---:|\n"
         + "\n".join(f"| {k} | {n:,} | {g:,.1f} MiB | {r:,.0f} MiB | {r - base:,.0f} MiB |" for k, n, g, r in rows)

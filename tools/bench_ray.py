@@ -11,15 +11,12 @@ checks that the scores are identical, and reports images/s and the Ray overhead.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import replace_section  # noqa: E402
+from benchkit import replace_section  # noqa: E402
 
 from plada_edge.core import native  # noqa: E402
 from plada_edge.core.reference import ReferencePack  # noqa: E402
@@ -60,7 +57,8 @@ def main() -> None:
     print(f"ray.init {t_init:.1f} s; identical scores: {identical}")
     body = (
         f"Pack `{args.pack}` ({pack.n:,} images), teacher `{args.teacher}`, chunks of {args.chunk:,}, {cpus} CPUs. "
-        f"Ray: a local runtime, {cpus} actors with 1 onnxruntime thread each; `ray.init` itself took {t_init:.1f} s (not included). "
+        f"Ray: a local runtime, {cpus} actors with 1 onnxruntime thread each; `ray.init` itself took {t_init:.1f} s "
+        "(not included). "
         f"1-minute load average at the start: {load:.1f}.\n\n"
         "| engine | seconds | images/s | vs local |\n|---|---:|---:|---:|\n"
         + "\n".join(f"| {k} | {t:.1f} | {pack.n / t:,.0f} | {times['local'] / t:.2f}x |" for k, t in times.items())

@@ -11,15 +11,10 @@ images/s of --repeats passes over --images pack images, interleaved.
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import replace_section  # noqa: E402
+from benchkit import interleaved, replace_section  # noqa: E402
 
 from plada_edge.core import native  # noqa: E402
 from plada_edge.core.reference import ReferencePack  # noqa: E402
@@ -58,15 +53,7 @@ def main() -> None:
                 native.energy_stats(model(view(torch.from_numpy(images[b0 : b0 + args.batch_size]))).numpy())
 
     contenders = {"onnxruntime": run_ort, "torch eager": run_torch}
-    times = {k: [] for k in contenders}
-    for fn in contenders.values():
-        fn()
-    for _ in range(args.repeats):
-        for name, fn in contenders.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    rate = {k: len(images) / statistics.median(v) for k, v in times.items()}
+    rate = {k: len(images) / t for k, t in interleaved(contenders, args.repeats).items()}
     for k, r in rate.items():
         print(f"{k:<12} {r:10,.0f} images/s")
     body = (

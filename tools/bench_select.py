@@ -14,15 +14,9 @@ Median of --repeats runs in one process, interleaved.
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import replace_section  # noqa: E402
+from benchkit import interleaved, replace_section  # noqa: E402
 
 from plada_edge.core import native, twins  # noqa: E402
 from plada_edge.server.selection import safety_net_quotas  # noqa: E402
@@ -91,16 +85,12 @@ def main() -> None:
         contenders.pop("native")
     rows = []
     for mode, q in (("vanilla", None), ("safety-net", quotas)):
-        times = {name: [] for name in contenders}
         outs = {name: fn(q) for name, fn in contenders.items()}  # warm-up and answers
         if "native" in outs:
             assert np.array_equal(outs["native"], outs["numpy-twin"]), "native and twin disagree"
-        for _ in range(args.repeats):
-            for name, fn in contenders.items():
-                t0 = time.perf_counter()
-                fn(q)
-                times[name].append(time.perf_counter() - t0)
-        med = {name: statistics.median(t) for name, t in times.items()}
+        med = interleaved(
+            {name: (lambda fn=fn, q=q: fn(q)) for name, fn in contenders.items()}, args.repeats, warmup=False
+        )
         best_numpy = min(med["numpy-twin"], med["numpy-argpart"])
         for name, t in med.items():
             rows.append((mode, name, t, best_numpy / t))
@@ -108,8 +98,8 @@ def main() -> None:
     body = (
         f"N = {args.n:,} synthetic energies (1e-4 flagged), C = {args.classes} Zipf-distributed pseudo-labels, "
         f"keep {args.keep:.0%} (k = {k:,}); Safety-Net alpha -0.2, share 0.5; {native.hardware_threads()} threads, "
-        f"median of {args.repeats}.\n\n| selection | implementation | ms | speed-up vs best numpy |\n|---|---|---:|---:|\n"
-        + "\n".join(f"| {m} | {n} | {t * 1e3:.1f} | {r:.2f}x |" for m, n, t, r in rows)
+        f"median of {args.repeats}.\n\n| selection | implementation | ms | speed-up vs best numpy "
+        "|\n|---|---|---:|---:|\n" + "\n".join(f"| {m} | {n} | {t * 1e3:.1f} | {r:.2f}x |" for m, n, t, r in rows)
     )
     if args.update_docs:
         replace_section("bench_select", body, "python tools/bench_select.py --update-docs")

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import machine, replace_section  # noqa: E402
+from benchkit import machine, replace_section  # noqa: E402
 
 from plada_edge.data.offline import DEFAULT_TOTAL, build_offline_data  # noqa: E402
 
@@ -33,7 +31,8 @@ def main() -> None:
     if args.update_docs and report["seconds"] is not None:
         rows = "\n".join(f"| {name} | {count:,} |" for name, count in report["sources"].items())
         body = (
-            f"Machine: {machine()}. Build time **{report['seconds']:.0f} s** (targets + rendering + decoding + pack).\n\n"
+            f"Machine: {machine()}. Build time **{report['seconds']:.0f} s** (targets + rendering + decoding + "
+            "pack).\n\n"
             f"- N = **{report['n']:,}** images of 32x32x3, `images.npy` = {report['bytes'] / 2**20:,.1f} MiB\n"
             f"- inputs skipped (unreadable or too large): {report['skipped']}\n"
             f"- fingerprint `{report['fingerprint']}`\n\n| source (index order) | images |\n|---|---:|\n{rows}"
@@ -50,7 +49,8 @@ def main() -> None:
         for name in ("fmnist", "digits"):
             r = audit_leakage(load_target(root / "targets" / f"{name}.npz"), pack, progress=False)
             rows.append(
-                f"| {name} | {r['exact']['train']} | {r['exact']['test']} | {r['near']['train']} | {r['near']['test']} |"
+                f"| {name} | {r['exact']['train']} | {r['exact']['test']} | {r['near']['train']} | "
+                f"{r['near']['test']} |"
             )
             print(name, {k: (r[k]["train"], r[k]["test"]) for k in ("exact", "near")})
         body = (

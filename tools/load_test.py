@@ -25,9 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import replace_section  # noqa: E402
+from benchkit import replace_section  # noqa: E402
 
 from plada_edge.core import atomic  # noqa: E402
 from plada_edge.core.payload import encode_payload  # noqa: E402
@@ -158,7 +156,8 @@ def main() -> None:
     )
     body = (
         f"{args.clients} concurrent keep-alive clients (asyncio, one process) downloading a {len(data):,}-byte payload "
-        f"from `plada-edge serve` (uvicorn, one process) on 127.0.0.1 for {args.seconds:.0f} s; both share the 2 cores.\n\n"
+        f"from `plada-edge serve` (uvicorn, one process) on 127.0.0.1 for {args.seconds:.0f} s; both share the 2 "
+        "cores.\n\n"
         "| requests | requests/s | MiB/s | p50 latency | p99 latency | errors |\n|---:|---:|---:|---:|---:|---:|\n"
         f"| {len(lat):,} | {rps:,.0f} | {rps * len(data) / 2**20:,.1f} | {p50:.1f} ms | {p99:.1f} ms | {len(errors)} |"
     )

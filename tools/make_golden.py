@@ -9,14 +9,19 @@ of the payload each codec writes for a fixed selection, and energy_stats of a fi
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_golden import GOLDEN, golden_inputs, payload_digests  # noqa: E402
+# the golden inputs are defined once, in the test that checks them
+_spec = importlib.util.spec_from_file_location(
+    "test_golden", Path(__file__).resolve().parent.parent / "tests" / "test_golden.py"
+)
+_golden = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_golden)
+GOLDEN, golden_inputs, payload_digests = _golden.GOLDEN, _golden.golden_inputs, _golden.payload_digests
 
 from plada_edge.core import atomic, native  # noqa: E402
 

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import DOCS, replace_section  # noqa: E402
+from benchkit import DOCS, replace_section  # noqa: E402
 
 from plada_edge.core import atomic  # noqa: E402
 from plada_edge.core.reference import ReferencePack  # noqa: E402
@@ -27,7 +24,7 @@ from plada_edge.server.selection import select  # noqa: E402
 from plada_edge.server.teacher import export_onnx  # noqa: E402
 
 
-def energy_grid(pack: ReferencePack, scores: Scores, classes: list[int], per: int = 64) -> Image:
+def energy_grid(pack: ReferencePack, scores: Scores, classes: list[int], per: int = 64):
     from PIL import Image, ImageDraw
 
     side = int(np.sqrt(per))
@@ -78,17 +75,21 @@ def main() -> None:
     atomic.write_bytes(png, buf.getvalue())
     lines = [
         f"Target `{metrics['target']}`, teacher `{metrics['arch']}` trained {metrics['epochs']} epochs from scratch: "
-        f"**test accuracy {metrics['test_acc']:.4f}**. ONNX export vs torch on {parity['parity_batch']} random pack-sized "
+        f"**test accuracy {metrics['test_acc']:.4f}**. ONNX export vs torch on {parity['parity_batch']} random "
+        "pack-sized "
         f"images: max |logit diff| **{parity['max_abs_logit_diff']:.2e}** (limit 1e-4).",
         "",
-        f"1 % selections of {pack.n:,} pack images (k = {round(0.01 * pack.n):,}), label histogram and where the images come from:",
+        f"1 % selections of {pack.n:,} pack images (k = {round(0.01 * pack.n):,}), label histogram and where the "
+        "images come from:",
         "",
     ]
     sels = {
-        "energy": select(scores, "energy", keep="1%", safety_net=False, spread=1),
-        "energy + Safety-Net (alpha -0.2, share 0.5)": select(scores, "energy", keep="1%", safety_net=True, spread=1),
+        "energy": select(scores, strategy="energy", keep="1%", safety_net=False, spread=1),
+        "energy + Safety-Net (alpha -0.2, share 0.5)": select(
+            scores, strategy="energy", keep="1%", safety_net=True, spread=1
+        ),
         "energy + equal quotas (alpha 0, share 1)": select(
-            scores, "energy", keep="1%", safety_net=True, alpha=0.0, share=1.0, spread=1
+            scores, strategy="energy", keep="1%", safety_net=True, alpha=0.0, share=1.0, spread=1
         ),
     }
     names = scores.class_names

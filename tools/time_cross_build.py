@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import replace_section  # noqa: E402
+from benchkit import replace_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +48,8 @@ def main() -> None:
     print("\n".join(summary))
     body = (
         "| step | wall time |\n|---|---:|\n"
-        f"| `bash tools/build_wheels.sh` (x86_64 wheel + aarch64 cross wheel, cold build directory) | {t_build:.0f} s |\n"
+        f"| `bash tools/build_wheels.sh` (x86_64 wheel + aarch64 cross wheel, cold build directory) | {t_build:.0f} "
+        "s |\n"
         f"| `bash tools/test_aarch64.sh` (arm64 userland via mmdebstrap, then pytest under qemu) | {t_test:.0f} s |\n\n"
         "Wheels: " + ", ".join(f"`{w}`" for w in wheels) + "\n\nEmulated run: " + "; ".join(s.strip() for s in summary)
     )

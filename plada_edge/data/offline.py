@@ -42,7 +42,18 @@ OXYGEN_DIR = Path("/usr/share/icons/oxygen/base")
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")
 FONT_DIRS = [Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts/opentype")]
-FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FMNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 GLYPH_CHARS = string.digits + string.ascii_uppercase + string.ascii_lowercase
 DEFAULT_TOTAL = 100_000
 SIZE = 32
@@ -57,28 +68,38 @@ def _need(path: Path, package: str) -> Path:
 # --- targets -------------------------------------------------------------------------------
 def _fmnist_arrays():
     d = _need(FMNIST_DIR, "dataset-fashion-mnist")
-    return (read_idx(d / "train-images-idx3-ubyte.gz"), read_idx(d / "train-labels-idx1-ubyte.gz").astype(np.int64),
-            read_idx(d / "t10k-images-idx3-ubyte.gz"), read_idx(d / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
+    return (
+        read_idx(d / "train-images-idx3-ubyte.gz"),
+        read_idx(d / "train-labels-idx1-ubyte.gz").astype(np.int64),
+        read_idx(d / "t10k-images-idx3-ubyte.gz"),
+        read_idx(d / "t10k-labels-idx1-ubyte.gz").astype(np.int64),
+    )
 
 
 def fmnist_split(seed: int = 0, per_class: int = 1000, pool: int = 5000):
     """(target Target, pool images): a stratified train split and a disjoint pool sample.
 
     Fashion-MNIST itself holds near-duplicates across its train and test sets (the same product
-    photo twice). Pool candidates with a near duplicate (plada_edge.server.audit's rule) in the
+    photo twice). Pool candidates with a near duplicate (plada_edge.core.dedup's rule) in the
     target's train or test split are dropped, so the pool cannot leak the task.
     """
-    from ..server.audit import near_duplicate_mask
+    from ..core.dedup import near_duplicate_mask
 
     x, y, xt, yt = _fmnist_arrays()
     rng = np.random.default_rng(seed)
-    train_idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in range(10)]))
+    train_idx = np.sort(
+        np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in range(10)])
+    )
     rest = np.setdiff1d(np.arange(len(y)), train_idx)
     cand = np.sort(rng.choice(rest, pool + pool // 10, replace=False))
     # compare as the pack and the audit will: 32 px tiles from the pack builder's own resize
-    leaky = near_duplicate_mask(array_to_rgb_tiles(x[cand], SIZE), array_to_rgb_tiles(np.concatenate([x[train_idx], xt]), SIZE))
+    leaky = near_duplicate_mask(
+        array_to_rgb_tiles(x[cand], SIZE), array_to_rgb_tiles(np.concatenate([x[train_idx], xt]), SIZE)
+    )
     pool_idx = cand[~leaky][:pool]
-    target = Target("fmnist", np.ascontiguousarray(x[train_idx]), y[train_idx], np.ascontiguousarray(xt), yt, FMNIST_CLASSES)
+    target = Target(
+        "fmnist", np.ascontiguousarray(x[train_idx]), y[train_idx], np.ascontiguousarray(xt), yt, FMNIST_CLASSES
+    )
     return target, np.ascontiguousarray(x[pool_idx]), y[pool_idx]
 
 
@@ -88,7 +109,9 @@ def digits_target(seed: int = 0) -> Target:
 
     d = load_digits()
     x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)  # 0..16 → 0..255, native 8x8
-    xtr, xte, ytr, yte = train_test_split(x, d.target.astype(np.int64), test_size=0.3, stratify=d.target, random_state=seed)
+    xtr, xte, ytr, yte = train_test_split(
+        x, d.target.astype(np.int64), test_size=0.3, stratify=d.target, random_state=seed
+    )
     return Target("digits", xtr, ytr, xte, yte, [str(i) for i in range(10)])
 
 
@@ -166,8 +189,13 @@ def _render_glyph_chunk(args):
             fg = rng.integers(0, 256, 3)
         canvas = Image.new("RGB", (96, 96), tuple(int(v) for v in bg))
         draw = ImageDraw.Draw(canvas)
-        l, t, r, b = draw.textbbox((0, 0), ch, font=font)
-        draw.text(((96 - (r - l)) / 2 - l, (96 - (b - t)) / 2 - t), ch, fill=tuple(int(v) for v in fg), font=font)
+        left, top, right, bottom = draw.textbbox((0, 0), ch, font=font)
+        draw.text(
+            ((96 - (right - left)) / 2 - left, (96 - (bottom - top)) / 2 - top),
+            ch,
+            fill=tuple(int(v) for v in fg),
+            font=font,
+        )
         # random affine jitter: rotation, shear, scale, shift (inverse map about the centre)
         ang = np.deg2rad(rng.uniform(-18, 18))
         sh = rng.uniform(-0.3, 0.3)
@@ -177,8 +205,13 @@ def _render_glyph_chunk(args):
         inv = np.linalg.inv(a)
         c = np.array([48.0, 48.0])
         off = c - inv @ (c + np.array([tx, ty]))
-        canvas = canvas.transform((96, 96), Image.Transform.AFFINE, (*inv[0], off[0], *inv[1], off[1]),
-                                  resample=Image.Resampling.BICUBIC, fillcolor=tuple(int(v) for v in bg))
+        canvas = canvas.transform(
+            (96, 96),
+            Image.Transform.AFFINE,
+            (*inv[0], off[0], *inv[1], off[1]),
+            resample=Image.Resampling.BICUBIC,
+            fillcolor=tuple(int(v) for v in bg),
+        )
         out[i] = np.asarray(canvas.crop((16, 16, 80, 80)).resize((SIZE, SIZE), Image.Resampling.BOX))
     return out, chars
 
@@ -228,9 +261,27 @@ def photo_paths() -> list[Path]:
     import sklearn
 
     sk = Path(skimage.__file__).parent / "data"
-    names = ["astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "coffee.png", "coins.png",
-             "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png", "microaneurysms.png", "moon.png",
-             "motorcycle_left.png", "motorcycle_right.png", "retina.jpg", "rocket.jpg", "page.png", "text.png"]
+    names = [
+        "astronaut.png",
+        "brick.png",
+        "camera.png",
+        "cell.png",
+        "chelsea.png",
+        "coffee.png",
+        "coins.png",
+        "grass.png",
+        "gravel.png",
+        "hubble_deep_field.jpg",
+        "ihc.png",
+        "microaneurysms.png",
+        "moon.png",
+        "motorcycle_left.png",
+        "motorcycle_right.png",
+        "retina.jpg",
+        "rocket.jpg",
+        "page.png",
+        "text.png",
+    ]
     paths = [sk / n for n in names if (sk / n).exists()]
     paths += sorted((Path(sklearn.__file__).parent / "datasets" / "images").glob("*.jpg"))
     paths += [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"]
@@ -277,8 +328,15 @@ def load_pool_truth(target: str, root: Path | None = None) -> tuple[np.ndarray, 
     with np.load(path) as z:
         return z["indices"], z["labels"]
 
-def build_offline_data(root: str | os.PathLike | None = None, total: int = DEFAULT_TOTAL, glyphs: int = 30_000,
-                       workers: int = 0, overwrite: bool = False, log=print) -> dict:
+
+def build_offline_data(
+    root: str | os.PathLike | None = None,
+    total: int = DEFAULT_TOTAL,
+    glyphs: int = 30_000,
+    workers: int = 0,
+    overwrite: bool = False,
+    log=print,
+) -> dict:
     """Build data_dir()/targets/{fmnist,digits}.npz and data_dir()/offline-mix (the pack)."""
     from ..core import native
 
@@ -304,9 +362,11 @@ def build_offline_data(root: str | os.PathLike | None = None, total: int = DEFAU
         arrays["glyphs"], glyph_chars = render_glyphs(glyphs, workers=workers)
         log("rendering emoji")
         arrays["emoji"] = render_emoji()
-        folders = [("openclipart", _need(OPENCLIPART_DIR, "openclipart-png")),
-                   ("oxygen-32", _need(OXYGEN_DIR / "32x32", "oxygen-icon-theme")),
-                   ("oxygen-128", _need(OXYGEN_DIR / "128x128", "oxygen-icon-theme"))]
+        folders = [
+            ("openclipart", _need(OPENCLIPART_DIR, "openclipart-png")),
+            ("oxygen-32", _need(OXYGEN_DIR / "32x32", "oxygen-icon-theme")),
+            ("oxygen-128", _need(OXYGEN_DIR / "128x128", "oxygen-icon-theme")),
+        ]
         from ..core.sources import list_folder
 
         expected = sum(len(a) for a in arrays.values()) + sum(len(list_folder(p)) for _, p in folders)
@@ -330,11 +390,21 @@ def build_offline_data(root: str | os.PathLike | None = None, total: int = DEFAU
     # ground truth of the pool's in-domain images, for oracle baselines (never sent anywhere)
     starts = {s.name: s.start for s in pack.sources}
     digit_glyph = np.flatnonzero(glyph_chars < 10)
-    save_pool_truth(root / "targets" / "fmnist_pool.npz", starts["fashion-mnist"] + np.arange(len(fm_pool)), fm_pool_labels)
-    save_pool_truth(root / "targets" / "digits_pool.npz",
-                    np.concatenate([starts["mnist"] + np.arange(len(mnist)), starts["glyphs"] + digit_glyph]),
-                    np.concatenate([mnist_labels, glyph_chars[digit_glyph]]))
+    save_pool_truth(
+        root / "targets" / "fmnist_pool.npz", starts["fashion-mnist"] + np.arange(len(fm_pool)), fm_pool_labels
+    )
+    save_pool_truth(
+        root / "targets" / "digits_pool.npz",
+        np.concatenate([starts["mnist"] + np.arange(len(mnist)), starts["glyphs"] + digit_glyph]),
+        np.concatenate([mnist_labels, glyph_chars[digit_glyph]]),
+    )
     seconds = time.perf_counter() - t0
-    return {"pack": str(pack_dir), "n": pack.n, "fingerprint": pack.fingerprint, "seconds": seconds,
-            "bytes": (pack_dir / "images.npy").stat().st_size,
-            "sources": {s.name: s.stop - s.start for s in pack.sources}, "skipped": len(pack.manifest["skipped"])}
+    return {
+        "pack": str(pack_dir),
+        "n": pack.n,
+        "fingerprint": pack.fingerprint,
+        "seconds": seconds,
+        "bytes": (pack_dir / "images.npy").stat().st_size,
+        "sources": {s.name: s.stop - s.start for s in pack.sources},
+        "skipped": len(pack.manifest["skipped"]),
+    }

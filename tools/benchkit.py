@@ -1,5 +1,9 @@
-"""Write generated tables into docs/*.md between markers, so every figure there names its command.
+"""Plumbing every benchmark in tools/ shares: the timing loop, the machine's name, the docs writer.
 
+Benchmarks import it by name (``from benchkit import ...``): Python puts a script's own folder on
+the import path, so ``python tools/bench_x.py`` finds it without any sys.path edits.
+
+Generated tables go into docs/*.md between markers, so every figure there names its command.
 A section looks like:
     <!-- BEGIN bench_kernel -->
     ...generated...
@@ -13,7 +17,10 @@ import datetime as _dt
 import os
 import platform
 import re
+import statistics
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -30,6 +37,20 @@ def machine() -> str:
     except OSError:
         pass
     return f"{platform.machine()}, {model}, {os.cpu_count()} CPUs"
+
+
+def interleaved(contenders: dict[str, Callable[[], object]], repeats: int, warmup: bool = True) -> dict[str, float]:
+    """Median seconds per contender, timed in interleaved rounds so machine noise hits each alike."""
+    if warmup:
+        for fn in contenders.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def replace_section(name: str, body: str, command: str, doc: str = "benchmarks.md") -> Path:

@@ -1,0 +1,260 @@
+"""The public API, the parameter objects, the error contract and the package's import rules."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from dataclasses import FrozenInstanceError
+from pathlib import Path
+
+import pytest
+
+import plada_edge
+from plada_edge.core.config import (
+    ScoreConfig,
+    SelectionConfig,
+    StudentConfig,
+    TeacherConfig,
+    TrainConfig,
+    flat_defaults,
+    with_options,
+)
+from plada_edge.core.errors import ConfigError, PladaError
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "plada_edge"
+
+
+def test_public_api_lists_and_resolves_every_name():
+    out = subprocess.run(
+        [sys.executable, "-c", "import plada_edge as p; print(p.__all__)"], capture_output=True, text=True, check=True
+    )
+    names = ast.literal_eval(out.stdout.strip())
+    assert names == plada_edge.__all__ and 12 <= len(names) <= 30
+    for name in names:
+        assert getattr(plada_edge, name) is not None, name
+    assert sorted(dir(plada_edge)) == sorted(names)
+    with pytest.raises(AttributeError):
+        plada_edge.not_a_name  # noqa: B018
+
+
+def test_import_is_cheap_and_names_are_stable_objects():
+    code = (
+        "import sys, plada_edge as p\n"
+        "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules\n"
+        "a = p.doctor; b = p.doctor\n"
+        "assert a is b and callable(a), type(a)\n"
+        "import plada_edge.core.doctor\n"
+        "assert p.doctor is a\n"
+        "assert p.select is p.select\n"
+        "print(p.doctor()['kernels'])\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_version_has_one_home():
+    from importlib.metadata import version
+
+    assert version("plada-edge") == plada_edge.__version__
+    assert "version =" not in (ROOT / "pyproject.toml").read_text().split("[project]")[1].split("[")[0]
+
+
+# --- parameter objects ----------------------------------------------------------------------------------------
+
+
+def test_configs_are_frozen_and_validate():
+    cfg = SelectionConfig()
+    with pytest.raises(FrozenInstanceError):
+        cfg.alpha = 1.0  # type: ignore[misc]
+    for bad in (
+        lambda: SelectionConfig(share=1.5),
+        lambda: SelectionConfig(spread=0.5),
+        lambda: SelectionConfig(spread="wide"),
+        lambda: SelectionConfig(alpha=float("nan")),
+        lambda: TrainConfig(epochs=0),
+        lambda: TrainConfig(batch_size=0),
+        lambda: TrainConfig(lr=-1.0),
+        lambda: TeacherConfig(size=0),
+        lambda: StudentConfig(model_size=2),
+        lambda: ScoreConfig(chunk=-256),
+        lambda: ScoreConfig(chunk=100, batch_size=64),
+        lambda: ScoreConfig(engine="spark"),
+    ):
+        with pytest.raises(ConfigError):
+            bad()
+    assert SelectionConfig(spread="AUTO").spread == "auto" and SelectionConfig(spread="4").spread == 4.0
+
+
+def test_flat_options_reach_the_nested_train_config():
+    t = TeacherConfig.from_options(arch="tiny_cnn", epochs=3, lr=0.01)
+    assert t.arch == "tiny_cnn" and t.train.epochs == 3 and t.train.lr == 0.01
+    assert t.train.batch_size == TrainConfig().batch_size
+    s = with_options(StudentConfig(), StudentConfig, {"hflip": True})
+    assert s.train.hflip and s.train.epochs == StudentConfig().train.epochs  # the student's 30, not TrainConfig's 10
+    with pytest.raises(ConfigError, match="unknown"):
+        with_options(None, SelectionConfig, {"stratgy": "energy"})
+    with pytest.raises(ConfigError, match="unknown"):
+        TeacherConfig.from_options(epoch=3)
+
+
+def _cli_defaults(*path: str) -> dict:
+    import typer.main
+
+    from plada_edge.cli import app
+
+    cmd = typer.main.get_command(app)
+    for name in path:
+        cmd = cmd.commands[name]
+    return {p.name: p.default for p in cmd.params}
+
+
+def test_cli_toml_and_api_defaults_agree():
+    from plada_edge.server.tasks import DEFAULTS
+
+    def agree(cli: dict, api: dict, names) -> None:
+        for name in names:
+            want = api[name]
+            got = cli[name]
+            assert (str(got) if name == "spread" else got) == (str(want) if name == "spread" else want), name
+
+    teacher, student = flat_defaults(TeacherConfig), flat_defaults(StudentConfig)
+    selection, scoring = flat_defaults(SelectionConfig), flat_defaults(ScoreConfig)
+    agree(_cli_defaults("teacher", "train"), teacher, ["arch", "epochs", "size", "weights", "batch_size", "lr", "seed"])
+    agree(_cli_defaults("learn"), student, ["arch", "epochs", "batch_size", "lr", "weights", "seed", "hflip", "expand",
+                                            "expand_weight", "embedder", "model_size"])
+    for command in ("select", "pack"):
+        agree(_cli_defaults(command), selection, list(selection))
+    agree(_cli_defaults("score"), scoring, list(scoring))
+    for name, value in {**teacher, **selection}.items():
+        assert DEFAULTS[name] == value, name
+    assert student["epochs"] == 30 and teacher["epochs"] == 10  # the measured defaults (docs/results.md)
+
+
+# --- errors ---------------------------------------------------------------------------------------------------
+
+
+def test_every_error_class_is_a_plada_error():
+    from plada_edge.core import errors
+    from plada_edge.core.codecs import CodecError
+
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), PladaError)
+    assert issubclass(PladaError, ValueError) and issubclass(CodecError, errors.PayloadError)
+
+
+def test_cli_prints_user_errors_in_one_line_and_bugs_with_a_traceback(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from plada_edge import cli
+    from plada_edge.core import payload as payload_module
+
+    r = CliRunner()
+    (tmp_path / "bad.plada").write_bytes(b"PLADA\x00garbage")
+    out = r.invoke(cli.app, ["inspect", str(tmp_path / "bad.plada")])
+    assert out.exit_code == 2 and out.output.count("\n") == 1 and out.output.startswith("error: ")
+
+    def bug(_path):
+        raise ZeroDivisionError("a coding bug")
+
+    monkeypatch.setattr(payload_module, "inspect_payload", bug)
+    out = r.invoke(cli.app, ["inspect", str(tmp_path / "bad.plada")])
+    assert out.exit_code == 1 and isinstance(out.exception, ZeroDivisionError)  # not hidden as bad input
+
+
+def test_quickstart_example_runs_end_to_end(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--tiny", str(tmp_path / "data"),
+         "--workdir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "payload:" in out.stdout and "student test accuracy" in out.stdout
+    assert (tmp_path / "work" / "task.plada").is_file() and (tmp_path / "work" / "student" / "student.onnx").is_file()
+
+
+# --- import rules ---------------------------------------------------------------------------------------------
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(ROOT).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        mods[".".join(parts)] = path
+    return mods
+
+
+def _imports(name: str, path: Path) -> list[tuple[str, list[str]]]:
+    """(imported module, imported names) for every import in the file, deferred ones included."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out.append((mod, [a.name for a in node.names]))
+    return out
+
+
+def _edges() -> dict[str, set[str]]:
+    mods = _modules()
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    for name, path in mods.items():
+        for mod, names in _imports(name, path):
+            for target in [f"{mod}.{n}" for n in names] + [mod]:
+                if target in mods and target != name:
+                    edges[name].add(target)
+                    break
+    return edges
+
+
+def test_no_private_names_imported_across_modules():
+    offenders = []
+    for name, path in _modules().items():
+        for mod, names in _imports(name, path):
+            if mod.startswith("plada_edge") and mod != name:
+                # _native is the compiled extension itself, loaded only by its gateway core/native.py
+                allowed = {"__version__", "_native"}
+                offenders += [f"{name}: from {mod} import {n}" for n in names if n.startswith("_") and n not in allowed]
+    assert not offenders, offenders
+
+
+def test_no_import_cycles():
+    edges = _edges()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(edges[m]):
+            if state.get(n) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n):] + [n]))
+            if n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m)
+
+
+def test_layers_hold():
+    # core is shared and imports neither side; the device never imports the server; data builders use core only
+    forbidden = {"plada_edge.core": ("plada_edge.server", "plada_edge.device", "plada_edge.data", "plada_edge.cli"),
+                 "plada_edge.device": ("plada_edge.server", "plada_edge.data", "plada_edge.cli"),
+                 "plada_edge.server": ("plada_edge.device", "plada_edge.data", "plada_edge.cli"),
+                 "plada_edge.data": ("plada_edge.server", "plada_edge.device", "plada_edge.cli")}
+    bad = [f"{m} -> {t}" for m, targets in _edges().items() for layer, no in forbidden.items()
+           if m.startswith(layer + ".") for t in targets if t.startswith(no)]
+    assert not bad, bad
