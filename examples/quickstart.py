@@ -34,8 +34,14 @@ def tiny_task(root: Path) -> tuple[Path, Path]:
 
     from plada_edge.core.targets import Target, save_target
 
-    target = Target("stripes", np.concatenate([images(k, 60) for k in range(3)]), np.repeat(np.arange(3), 60),
-                    np.concatenate([images(k, 20) for k in range(3)]), np.repeat(np.arange(3), 20), ["h", "v", "blob"])
+    target = Target(
+        "stripes",
+        np.concatenate([images(k, 60) for k in range(3)]),
+        np.repeat(np.arange(3), 60),
+        np.concatenate([images(k, 20) for k in range(3)]),
+        np.repeat(np.arange(3), 20),
+        ["h", "v", "blob"],
+    )
     save_target(root / "stripes.npz", target)
     pool = np.concatenate([images(k, 40) for k in range(3)] + [rng.integers(0, 256, (480, 16, 16), dtype=np.uint8)])
     np.save(root / "pool.npy", pool)
@@ -67,8 +73,10 @@ def main() -> None:
     plada.export_teacher(work / "teacher", work / "teacher.onnx", input_size=pack.size)
     scores = plada.score(work / "teacher.onnx", pack, work / "scores")
     sel = plada.select(scores, plada.SelectionConfig(), keep=keep)
-    print(f"teacher test accuracy {metrics['test_acc']:.3f}; selected {sel.k} images, "
-          f"{sel.report()['classes_present']} of {sel.num_classes} classes")
+    print(
+        f"teacher test accuracy {metrics['test_acc']:.3f}; selected {sel.k} images, "
+        f"{sel.report()['classes_present']} of {sel.num_classes} classes"
+    )
     payload, _, data = plada.make_payload(scores, work / "task.plada", keep=keep)
     print(f"payload: {len(data):,} bytes for {payload.k:,} of {payload.n:,} reference images")
 
@@ -76,8 +84,10 @@ def main() -> None:
     received = plada.read_payload(work / "task.plada")
     m = plada.learn(received, pack, work / "student", student, target=target)
     e = plada.evaluate(work / "student", target)
-    print(f"student test accuracy {m['test_acc']:.3f} (onnxruntime {e['test_acc']:.3f}), "
-          f"{m['ratio_to_teacher']:.2f} of the teacher")
+    print(
+        f"student test accuracy {m['test_acc']:.3f} (onnxruntime {e['test_acc']:.3f}), "
+        f"{m['ratio_to_teacher']:.2f} of the teacher"
+    )
 
 
 if __name__ == "__main__":

@@ -14,12 +14,25 @@ import typer
 
 from . import __version__
 from .core.config import ScoreConfig, SelectionConfig, StudentConfig, TeacherConfig, flat_defaults
+from .core.devices import DEVICE_HELP
 from .core.errors import PladaError
 
 TEACHER = flat_defaults(TeacherConfig)  # every option's default comes from the parameter objects
 STUDENT = flat_defaults(StudentConfig)
 SELECTION = flat_defaults(SelectionConfig)
 SCORING = flat_defaults(ScoreConfig)
+
+DEVICE_OPTION = typer.Option(TEACHER["device"], "--device", help="Where torch runs: " + DEVICE_HELP)
+PRECISION_OPTION = typer.Option(
+    TEACHER["precision"],
+    help="Training precision: auto (bf16, or fp16 with loss scaling, on CUDA; fp32 elsewhere), fp32, bf16 or fp16.",
+)
+PROVIDERS_OPTION = typer.Option(
+    None,
+    "--providers",
+    help="onnxruntime execution providers, best first, e.g. cuda,cpu or tensorrt,cuda,cpu "
+    "(default: the best installed: TensorRT, CUDA, then CPU; only CPU with --device cpu).",
+)
 
 app = typer.Typer(
     name="plada-edge",
@@ -98,6 +111,16 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     typer.echo(f"threads   {report['threads']}")
     for name, ver in report["packages"].items():
         typer.echo(f"{name:<12}{ver or 'not installed'}")
+    dev = report["devices"]
+    for gpu in dev["gpus"]:
+        about = f"{gpu['name']}, {gpu['memory_gib']} GiB, compute {gpu['compute_capability']}"
+        typer.echo(f"gpu {gpu['index']}     {about}")
+    if not dev["gpus"]:
+        typer.echo("gpus      none visible to torch" + (" (Apple MPS available)" if dev["mps"] else ""))
+    cudnn = f", cuDNN {dev['cudnn']}" if dev["cudnn"] else ""
+    typer.echo(f"cuda      {dev['cuda'] or 'not in this torch build'}{cudnn}")
+    typer.echo(f"providers {', '.join(dev['onnxruntime_providers']) or 'onnxruntime not installed'}")
+    typer.echo(f"--device auto picks {dev['auto']}")
 
 
 @reference_app.command("build")
@@ -195,6 +218,8 @@ def teacher_train(
     seed: int = typer.Option(TEACHER["seed"], help="Random seed."),
     hflip: bool = typer.Option(TEACHER["hflip"], help="Random horizontal flips (off for digits and text)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (teacher.pt, metrics.json, checkpoint.pt)."),
+    device: str = DEVICE_OPTION,
+    precision: str = PRECISION_OPTION,
     fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:
@@ -202,11 +227,20 @@ def teacher_train(
     from .server.teacher import train_teacher
 
     config = TeacherConfig.from_options(
-        arch=arch, size=size, weights=weights, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, hflip=hflip
+        arch=arch,
+        size=size,
+        weights=weights,
+        device=device,
+        precision=precision,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        hflip=hflip,
     )
     m = train_teacher(target, out, config, resume=not fresh)
     _print_json(m) if as_json else typer.echo(
-        f"{m['arch']} on {m['target']}: test accuracy {m['test_acc']:.4f} → {out}"
+        f"{m['arch']} on {m['target']} ({m['device']}): test accuracy {m['test_acc']:.4f} → {out}"
     )
 
 
@@ -255,6 +289,13 @@ def score(
         SCORING["address"], help="Ray cluster address (auto, ray://host:port); default: a local Ray runtime."
     ),
     workers: int = typer.Option(SCORING["workers"], help="Ray actors (0 = one per CPU of the cluster)."),
+    gpus_per_worker: float = typer.Option(SCORING["gpus_per_worker"], help="Ray: GPUs each actor reserves (0 = CPU)."),
+    device: str = typer.Option(
+        SCORING["device"],
+        "--device",
+        help="auto: the best installed onnxruntime provider; cpu: CPU only; cuda[:N]: that GPU.",
+    ),
+    providers: str | None = PROVIDERS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON."),
 ) -> None:
     """Score every reference image by energy (and entropy, label); rerun to resume after a crash."""
@@ -269,6 +310,9 @@ def score(
         engine=engine,
         address=address,
         workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        device=device,
+        providers=providers,
     )
     info = score_pack(teacher, ReferencePack.open(reference), out, config).info()
     _print_json(info) if as_json else typer.echo(f"scored {info['n']:,} images ({info['flagged']} flagged) → {out}")
@@ -470,6 +514,8 @@ def learn(
         help="Student input pixels (default: the teacher's). "
         "ImageNet-initialised students (efficientnet_lite0) want 64+.",
     ),
+    device: str = DEVICE_OPTION,
+    precision: str = PRECISION_OPTION,
     fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:
@@ -488,6 +534,8 @@ def learn(
         lr=lr,
         seed=seed,
         hflip=hflip,
+        device=device,
+        precision=precision,
     )
     m = run_learn(payload, reference, out, config, target=eval_target, resume=not fresh)
     if as_json:
@@ -509,12 +557,16 @@ def learn(
 def evaluate(
     student: Path = typer.Argument(..., help="Student directory or student.onnx."),
     target: str = typer.Option(..., "--target", "-t", help="Target .npz / ImageFolder, or a name under data/targets/."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto: the best installed onnxruntime provider; cpu; cuda[:N]."
+    ),
+    providers: str | None = PROVIDERS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Accuracy of student.onnx on a target's test split, through onnxruntime."""
     from .device.student import evaluate as run_evaluate
 
-    r = run_evaluate(student, target)
+    r = run_evaluate(student, target, device=device, providers=providers)
     _print_json(r) if as_json else typer.echo(
         f"{r['target']}: accuracy {r['test_acc']:.4f}, macro {r['macro_acc']:.4f} on {r['n']:,} images"
     )
@@ -526,12 +578,13 @@ def reference_index(
     pack: Path = typer.Argument(..., help="Pack directory."),
     embedder: str | None = typer.Option(None, help="efficientnet_lite0 (when installed) or pixels."),
     out: Path | None = typer.Option(None, help="Index directory (default: PACK/index)."),
+    device: str = DEVICE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Embed every pack image (resumable) and build a FAISS index for label expansion."""
     from .device.index import build_index
 
-    meta = build_index(pack, embedder, out)
+    meta = build_index(pack, embedder, out, device=device)
     _print_json(meta) if as_json else typer.echo(
         f"{meta['embedder']} index ({meta['index']}, {meta['dim']}-d) over {meta['n']:,} images"
     )
@@ -542,12 +595,13 @@ def reference_index(
 def build(
     task_file: Path = typer.Argument(..., help="Task file (TOML) with [server] and [tasks.NAME] tables."),
     only: list[str] | None = typer.Option(None, "--only", help="Build only these tasks."),
+    device: str | None = typer.Option(None, "--device", help="Override every task's device: " + DEVICE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the build report as JSON."),
 ) -> None:
     """Run the server pipeline for every task whose inputs changed (content-hash cache)."""
     from .server.tasks import build_tasks
 
-    report = build_tasks(task_file, only=only, log=lambda m: typer.echo(m, err=as_json))
+    report = build_tasks(task_file, only=only, device=device, log=lambda m: typer.echo(m, err=as_json))
     if as_json:
         _print_json(report)
 
@@ -557,14 +611,25 @@ def build(
 def serve(
     task_file: Path = typer.Argument(..., help="Task file (TOML); missing payloads are built first."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port (1-65535)."),
     token: str | None = typer.Option(None, help="Require 'Authorization: Bearer TOKEN' (or set PLADA_EDGE_TOKEN)."),
     no_build: bool = typer.Option(False, "--no-build", help="Serve what is published; build nothing."),
+    device: str | None = typer.Option(
+        None, "--device", help="Override every task's device when building: " + DEVICE_HELP
+    ),
 ) -> None:
     """HTTP dataset server: GET /v1/tasks, /v1/tasks/NAME, /v1/tasks/NAME/payload, /healthz."""
     from .server.http import serve as run_serve
 
-    run_serve(task_file, host=host, port=port, token=token, build=not no_build, log=lambda m: typer.echo(m, err=True))
+    run_serve(
+        task_file,
+        host=host,
+        port=port,
+        token=token,
+        build=not no_build,
+        device=device,
+        log=lambda m: typer.echo(m, err=True),
+    )
 
 
 @app.command()

@@ -121,8 +121,23 @@ def test_cli_toml_and_api_defaults_agree():
     teacher, student = flat_defaults(TeacherConfig), flat_defaults(StudentConfig)
     selection, scoring = flat_defaults(SelectionConfig), flat_defaults(ScoreConfig)
     agree(_cli_defaults("teacher", "train"), teacher, ["arch", "epochs", "size", "weights", "batch_size", "lr", "seed"])
-    agree(_cli_defaults("learn"), student, ["arch", "epochs", "batch_size", "lr", "weights", "seed", "hflip", "expand",
-                                            "expand_weight", "embedder", "model_size"])
+    agree(
+        _cli_defaults("learn"),
+        student,
+        [
+            "arch",
+            "epochs",
+            "batch_size",
+            "lr",
+            "weights",
+            "seed",
+            "hflip",
+            "expand",
+            "expand_weight",
+            "embedder",
+            "model_size",
+        ],
+    )
     for command in ("select", "pack"):
         agree(_cli_defaults(command), selection, list(selection))
     agree(_cli_defaults("score"), scoring, list(scoring))
@@ -164,9 +179,17 @@ def test_cli_prints_user_errors_in_one_line_and_bugs_with_a_traceback(tmp_path, 
 
 def test_quickstart_example_runs_end_to_end(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--tiny", str(tmp_path / "data"),
-         "--workdir", str(tmp_path / "work")],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(ROOT / "examples" / "quickstart.py"),
+            "--tiny",
+            str(tmp_path / "data"),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "payload:" in out.stdout and "student test accuracy" in out.stdout
@@ -238,7 +261,7 @@ def test_no_import_cycles():
         stack.append(m)
         for n in sorted(edges[m]):
             if state.get(n) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n):] + [n]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n) :] + [n]))
             if n not in state:
                 visit(n)
         stack.pop()
@@ -251,10 +274,18 @@ def test_no_import_cycles():
 
 def test_layers_hold():
     # core is shared and imports neither side; the device never imports the server; data builders use core only
-    forbidden = {"plada_edge.core": ("plada_edge.server", "plada_edge.device", "plada_edge.data", "plada_edge.cli"),
-                 "plada_edge.device": ("plada_edge.server", "plada_edge.data", "plada_edge.cli"),
-                 "plada_edge.server": ("plada_edge.device", "plada_edge.data", "plada_edge.cli"),
-                 "plada_edge.data": ("plada_edge.server", "plada_edge.device", "plada_edge.cli")}
-    bad = [f"{m} -> {t}" for m, targets in _edges().items() for layer, no in forbidden.items()
-           if m.startswith(layer + ".") for t in targets if t.startswith(no)]
+    forbidden = {
+        "plada_edge.core": ("plada_edge.server", "plada_edge.device", "plada_edge.data", "plada_edge.cli"),
+        "plada_edge.device": ("plada_edge.server", "plada_edge.data", "plada_edge.cli"),
+        "plada_edge.server": ("plada_edge.device", "plada_edge.data", "plada_edge.cli"),
+        "plada_edge.data": ("plada_edge.server", "plada_edge.device", "plada_edge.cli"),
+    }
+    bad = [
+        f"{m} -> {t}"
+        for m, targets in _edges().items()
+        for layer, no in forbidden.items()
+        if m.startswith(layer + ".")
+        for t in targets
+        if t.startswith(no)
+    ]
     assert not bad, bad

@@ -24,6 +24,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
+from .devices import PRECISIONS, check_device_spec
 from .errors import ConfigError
 
 # spread="auto": s = clip(AUTO_BAND * N / k, 1, AUTO_SPREAD_MAX) (plada_edge.server.selection)
@@ -128,11 +129,14 @@ class TeacherConfig:
     arch: str = "resnet18"
     size: int = 32  # model input pixels
     weights: str | None = None  # a local .pt/.pth, or a torchvision weight name already in torch's cache
+    device: str = "auto"  # auto | cpu | cuda[:N] | mps (plada_edge.core.devices)
+    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10))
 
     def __post_init__(self) -> None:
         _check(isinstance(self.arch, str) and bool(self.arch), f"arch must be a model name, got {self.arch!r}")
         _check(_model_size_ok(self.size), f"size must be 8..1024 pixels, got {self.size!r}")
+        _check_device(self)
 
     @classmethod
     def from_options(cls, **options: Any) -> TeacherConfig:
@@ -149,6 +153,8 @@ class StudentConfig:
     expand: int = 0  # FAISS label expansion: neighbours per payload image (0 = off)
     expand_weight: float = 0.5
     embedder: str | None = None
+    device: str = "auto"  # auto | cpu | cuda[:N] | mps (plada_edge.core.devices)
+    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30))
 
     def __post_init__(self) -> None:
@@ -162,6 +168,7 @@ class StudentConfig:
             _finite(self.expand_weight) and self.expand_weight > 0,
             f"expand_weight must be a positive number, got {self.expand_weight!r}",
         )
+        _check_device(self)
 
     @classmethod
     def from_options(cls, **options: Any) -> StudentConfig:
@@ -179,6 +186,9 @@ class ScoreConfig:
     engine: str = "local"  # local | ray
     address: str | None = None  # Ray cluster address
     workers: int = 0  # Ray actors (0 = one per CPU)
+    gpus_per_worker: float = 0.0  # Ray: GPUs each actor reserves (0 = CPU actors)
+    device: str = "auto"  # auto picks the best installed onnxruntime provider; cpu forces CPU
+    providers: str | None = None  # onnxruntime providers, e.g. "cuda,cpu" (None = from device)
 
     def __post_init__(self) -> None:
         _check(_whole(self.batch_size) and self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size!r}")
@@ -190,6 +200,18 @@ class ScoreConfig:
         _check(_whole(self.threads) and self.threads >= 0, f"threads must be >= 0, got {self.threads!r}")
         _check(self.engine in ("local", "ray"), f"engine must be 'local' or 'ray', got {self.engine!r}")
         _check(_whole(self.workers) and self.workers >= 0, f"workers must be >= 0, got {self.workers!r}")
+        _check(
+            _finite(self.gpus_per_worker) and self.gpus_per_worker >= 0,
+            f"gpus_per_worker must be >= 0, got {self.gpus_per_worker!r}",
+        )
+        object.__setattr__(self, "device", check_device_spec(self.device))
+
+
+def _check_device(config: Any) -> None:
+    object.__setattr__(config, "device", check_device_spec(config.device))
+    _check(
+        config.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}"
+    )
 
 
 def with_options(config: C | None, cls: type[C], options: dict[str, Any]) -> C:

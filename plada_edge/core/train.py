@@ -34,9 +34,15 @@ def _augment(x, rng: np.random.Generator, shift: int, hflip: bool):
         padded = F.pad(x, (shift, shift, shift, shift), mode="replicate")
         dx = rng.integers(0, 2 * shift + 1, n)
         dy = rng.integers(0, 2 * shift + 1, n)
-        x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+        # one gather for the whole batch (a per-image loop costs a kernel launch per image on a GPU)
+        dev = x.device
+        rows = torch.from_numpy(dy[:, None] + np.arange(h)).to(dev)
+        cols = torch.from_numpy(dx[:, None] + np.arange(w)).to(dev)
+        n_idx = torch.arange(n, device=dev)[:, None, None, None]
+        c_idx = torch.arange(x.shape[1], device=dev)[None, :, None, None]
+        x = padded[n_idx, c_idx, rows[:, None, :, None], cols[:, None, None, :]]
     if hflip:
-        flip = torch.from_numpy(rng.random(n) < 0.5)
+        flip = torch.from_numpy(rng.random(n) < 0.5).to(x.device)
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     return x
 
@@ -65,34 +71,79 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-def predict(model, view, images: np.ndarray, batch_size: int = 512, with_features: bool = False):
-    """Logits (and optionally pooled features) for uint8 NHWC images, in eval mode."""
+def predict(model, view, images: np.ndarray, batch_size: int = 512, with_features: bool = False, device: str = "cpu"):
+    """Logits (and optionally pooled features) for uint8 NHWC images, in eval mode, on ``device``."""
     import torch
 
     from .models import feature_hook
 
     holder = feature_hook(model) if with_features else None
     model.eval()
+    model.to(device)
+    view = view.to(device)
     logits, feats = [], []
     with torch.inference_mode():
-        for b0 in range(0, len(images), batch_size):
-            batch = images[b0 : b0 + batch_size]
-            batch = (
-                batch if batch.flags.writeable and batch.flags.c_contiguous else np.array(batch)
-            )  # memmaps are read-only
-            out = model(view(torch.from_numpy(batch)))
-            logits.append(out.float().numpy())
+        for _, batch in batches(images, range(0, len(images), batch_size), batch_size, device):
+            out = model(view(batch))
+            logits.append(out.float().cpu().numpy())
             if holder is not None:
-                feats.append(holder["features"].float().numpy())
+                feats.append(holder["features"].float().cpu().numpy())
     c = logits[0].shape[1] if logits else 0
     out = np.concatenate(logits) if logits else np.zeros((0, c), np.float32)
     return (out, np.concatenate(feats)) if with_features else out
 
 
-def accuracy(model, view, images: np.ndarray, labels: np.ndarray) -> float:
+def accuracy(model, view, images: np.ndarray, labels: np.ndarray, device: str = "cpu") -> float:
     if len(labels) == 0:
         return float("nan")
-    return float((predict(model, view, images).argmax(1) == labels).mean())
+    return float((predict(model, view, images, device=device).argmax(1) == labels).mean())
+
+
+def batches(images: np.ndarray, plan, batch_size: int, device: str = "cpu"):
+    """Yield (rows, uint8 tensor on ``device``) for each entry of ``plan``, gathered one batch ahead.
+
+    ``plan`` yields either a start offset (contiguous batches) or an array of row indices. A helper
+    thread gathers the next batch while the caller computes on the current one; on CUDA the batch
+    goes through pinned memory and is copied asynchronously.
+    """
+    import queue
+    import threading
+
+    import torch
+
+    cuda = str(device).startswith("cuda")
+    q: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def gather():
+        try:
+            for item in plan:
+                rows = item if isinstance(item, np.ndarray) else np.arange(item, min(item + batch_size, len(images)))
+                x = torch.from_numpy(np.ascontiguousarray(images[rows]))  # a copy: memmaps stay read-only
+                if cuda:
+                    x = x.pin_memory()
+                while not stop.is_set():
+                    try:
+                        q.put((rows, x), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # surfaced in the consumer
+            q.put(exc)
+        q.put(None)
+
+    t = threading.Thread(target=gather, daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            rows, x = item
+            yield rows, (x.to(device, non_blocking=True) if cuda else x)
+    finally:
+        stop.set()
 
 
 def fit(
@@ -107,14 +158,21 @@ def fit(
     resume: bool = True,
     progress: bool | None = None,
     identity: dict | None = None,
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> list[dict]:
     """Train ``model`` on uint8 NHWC ``images`` with integer ``labels``; checkpoint into out_dir.
 
     Returns the per-epoch history. ``identity`` names what the run trains on (payload or target
     hash, pack fingerprint, model settings); it is stored in every checkpoint, and resuming a
-    checkpoint of another identity, config or image count is refused.
+    checkpoint of another identity, config or image count is refused. ``device`` is a torch device
+    (plada_edge.core.devices.resolve_device); on CUDA the model runs channels-last under autocast
+    (``precision``: bf16 where supported, else fp16 with loss scaling). The model is back on the
+    CPU when fit returns, ready for export.
     """
     import torch
+
+    from .devices import autocast_dtype
 
     if len(images) != len(labels):
         raise TargetError(f"{len(images)} images but {len(labels)} labels")
@@ -123,6 +181,11 @@ def fit(
     torch.set_num_threads(cfg.threads or native.hardware_threads())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    cuda = str(device).startswith("cuda")
+    amp_dtype, scale_losses = autocast_dtype(str(device), precision)
+    # on the device before the optimizer exists, so a resumed optimizer state lands there too
+    model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+    view = view.to(device)
     steps_per_epoch = (len(images) + cfg.batch_size - 1) // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
     warm = max(1, int(cfg.warmup * total))
@@ -147,8 +210,9 @@ def fit(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         history, start_epoch = state["history"], state["epoch"]
-    weights = None if sample_weight is None else torch.from_numpy(np.asarray(sample_weight, np.float32))
-    y_all = torch.from_numpy(np.asarray(labels, np.int64))
+    scaler = torch.amp.GradScaler("cuda", enabled=scale_losses)
+    weights = None if sample_weight is None else torch.from_numpy(np.asarray(sample_weight, np.float32)).to(device)
+    y_all = torch.from_numpy(np.asarray(labels, np.int64)).to(device)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="none", label_smoothing=cfg.label_smoothing)
     shift = max(0, round(cfg.shift * view.m.shape[0] / 32)) if hasattr(view, "m") else cfg.shift
     with bar("training", (cfg.epochs - start_epoch) * steps_per_epoch, progress, unit="step") as b:
@@ -157,36 +221,46 @@ def fit(
             rng = np.random.default_rng([cfg.seed, epoch])
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)
             order = rng.permutation(len(images))
+            plan = (np.sort(order[s * cfg.batch_size : (s + 1) * cfg.batch_size]) for s in range(steps_per_epoch))
             model.train()
-            seen = correct = 0
-            loss_sum = 0.0
-            for s in range(steps_per_epoch):
-                idx = np.sort(order[s * cfg.batch_size : (s + 1) * cfg.batch_size])
-                xb = _augment(view(torch.from_numpy(np.ascontiguousarray(images[idx]))), rng, shift, cfg.hflip)
-                yb = y_all[idx]
-                out = model(xb)
-                loss = loss_fn(out, yb)
-                loss = (loss * weights[idx]).sum() / weights[idx].sum() if weights is not None else loss.mean()
-                if not torch.isfinite(loss):
-                    raise ConfigError(
-                        f"training diverged at epoch {epoch + 1} (loss {float(loss)}); lower the learning rate"
-                    )
+            seen = 0
+            # running sums stay on the device: reading them back every step would stall a GPU
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            reported = 0
+            for s, (idx, raw) in enumerate(batches(images, plan, cfg.batch_size, device)):
+                xb = _augment(view(raw), rng, shift, cfg.hflip)
+                if cuda:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                rows = torch.from_numpy(idx).to(device)
+                yb = y_all[rows]
+                with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+                    out = model(xb)
+                    loss = loss_fn(out.float(), yb)
+                loss = (loss * weights[rows]).sum() / weights[rows].sum() if weights is not None else loss.mean()
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 sched.step()
                 seen += len(idx)
-                correct += int((out.argmax(1) == yb).sum())
-                loss_sum += float(loss.detach()) * len(idx)
-                b.advance(1, epoch=epoch + 1, loss=loss_sum / seen, acc=correct / seen)
+                correct += (out.argmax(1) == yb).sum()
+                loss_sum += loss.detach().double() * len(idx)
+                if not cuda or (s + 1) % 20 == 0 or s + 1 == steps_per_epoch:
+                    b.advance(s + 1 - reported, epoch=epoch + 1, loss=float(loss_sum) / seen, acc=int(correct) / seen)
+                    reported = s + 1
+            mean_loss = float(loss_sum) / seen
+            if not np.isfinite(mean_loss):
+                model.to("cpu")
+                raise ConfigError(f"training diverged at epoch {epoch + 1} (loss {mean_loss}); lower the learning rate")
             record = {
                 "epoch": epoch + 1,
-                "loss": loss_sum / seen,
-                "train_acc": correct / seen,
+                "loss": mean_loss,
+                "train_acc": int(correct) / seen,
                 "seconds": time.perf_counter() - t0,
             }
             if eval_set is not None:
-                record["test_acc"] = accuracy(model, view, *eval_set)
+                record["test_acc"] = accuracy(model, view, *eval_set, device=device)
             history.append(record)
             save_checkpoint(
                 ckpt,
@@ -201,4 +275,6 @@ def fit(
                     "identity": identity,
                 },
             )
+    model.to("cpu", memory_format=torch.contiguous_format)
+    view.to("cpu")
     return history

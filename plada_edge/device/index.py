@@ -54,7 +54,7 @@ def default_embedder() -> str:
 
 
 @register_embedder("pixels", "16x16 RGB area means, zero-mean, unit-norm (768-d)")
-def _pixels():
+def _pixels(device: str = "cpu"):
     def embed(images: np.ndarray) -> np.ndarray:
         n, s = len(images), images.shape[1]
         f = max(1, s // 16)
@@ -73,7 +73,7 @@ def _pixels():
 
 
 @register_embedder("efficientnet_lite0", "ImageNet EfficientNet-Lite0 pooled features at 64 px (1280-d)")
-def _lite0():
+def _lite0(device: str = "cpu"):
     import torch
     import torch.nn.functional as F
 
@@ -81,18 +81,18 @@ def _lite0():
     from ..core.view import IMAGENET_MEAN, IMAGENET_STD
 
     torch.set_num_threads(native.hardware_threads())
-    model = create_model("efficientnet_lite0", 1000, "imagenet").eval()
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    model = create_model("efficientnet_lite0", 1000, "imagenet").eval().to(device)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
 
     def embed(images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             x = (
-                torch.from_numpy(np.array(images, copy=True)).permute(0, 3, 1, 2).float() / 255.0
+                torch.from_numpy(np.array(images, copy=True)).to(device).permute(0, 3, 1, 2).float() / 255.0
             )  # memmaps are read-only
             x = F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
             f = model.extract_features((x - mean) / std).mean(dim=(2, 3))
-            return F.normalize(f, dim=1).numpy()
+            return F.normalize(f, dim=1).float().cpu().numpy()
 
     return embed, 1280
 
@@ -108,6 +108,7 @@ def build_index(
     chunk: int = 8192,
     batch_size: int = 256,
     progress: bool | None = None,
+    device: str = "auto",
 ) -> dict:
     """Embed the pack (resumable chunks) and build its FAISS index; returns the index's metadata."""
     import faiss
@@ -124,7 +125,9 @@ def build_index(
         meta = json.loads(meta_path.read_text())
         if meta.get("pack_fingerprint") == pack.fingerprint and meta.get("complete"):
             return meta
-    embed, dim = _EMBEDDERS[embedder][0]()
+    from ..core.devices import resolve_device
+
+    embed, dim = _EMBEDDERS[embedder][0](resolve_device(device) if embedder != "pixels" else "cpu")
     starts = list(range(0, pack.n, chunk))
     todo = [c0 for c0 in starts if not (chunks / f"{c0:012d}.npy").exists()]
     t0 = time.perf_counter()

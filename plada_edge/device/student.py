@@ -29,6 +29,7 @@ import numpy as np
 
 from ..core import atomic
 from ..core.config import StudentConfig, with_options
+from ..core.devices import onnx_providers, resolve_device
 from ..core.errors import ModelError, TargetError
 from ..core.models import create_model
 from ..core.payload import Payload, read_payload
@@ -106,8 +107,9 @@ def learn(
     identity = {
         "payload_sha256": p.sha256,
         "pack_fingerprint": pack.fingerprint,
-        **{k: v for k, v in asdict(cfg).items() if k != "train"},
+        **{k: v for k, v in asdict(cfg).items() if k not in ("train", "device", "precision")},
     }
+    device = resolve_device(cfg.device)
     history = fit(
         model,
         torch_view(spec, input_size=pack.size),
@@ -119,6 +121,8 @@ def learn(
         resume=resume,
         progress=progress,
         identity=identity,
+        device=device,
+        precision=cfg.precision,
     )
     state = {
         "arch": arch,
@@ -157,9 +161,11 @@ def learn(
         "onnx_max_abs_diff": parity,
         "teacher_test_acc": teacher_acc,
         "seconds": time.perf_counter() - t0,
+        "device": device,
     }
     if tgt is not None:
-        pred = predict(model, eval_view, as_nhwc3(tgt.x_test)).argmax(1)
+        pred = predict(model, eval_view, as_nhwc3(tgt.x_test), device=device).argmax(1)
+        model.to("cpu")
         acc = float((pred == tgt.y_test).mean())
         per_class = [
             float((pred[tgt.y_test == c] == c).mean()) for c in range(tgt.num_classes) if (tgt.y_test == c).any()
@@ -235,8 +241,14 @@ def export_student(
     return diff
 
 
-def evaluate(student: str | os.PathLike, target: Target | str, batch_size: int = 512) -> dict:
-    """Accuracy of student.onnx (via onnxruntime) on the target's test split."""
+def evaluate(
+    student: str | os.PathLike,
+    target: Target | str,
+    batch_size: int = 512,
+    device: str = "auto",
+    providers: str | list[str] | None = None,
+) -> dict:
+    """Accuracy of student.onnx (via onnxruntime, on the best provider for ``device``) on the target's test split."""
     import onnx
     import onnxruntime as ort
 
@@ -252,7 +264,7 @@ def evaluate(student: str | os.PathLike, target: Target | str, batch_size: int =
         raise TargetError(f"student takes {size} px images but target {tgt.name} is {tgt.native_size} px")
     if names and len(names) != tgt.num_classes:
         raise TargetError(f"student knows {len(names)} classes, target {tgt.name} has {tgt.num_classes}")
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(path), providers=onnx_providers(providers, device))
     x = as_nhwc3(tgt.x_test)
     pred = np.concatenate(
         [

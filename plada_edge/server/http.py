@@ -146,15 +146,16 @@ def serve(
     port: int = 8000,
     token: str | None = None,
     build: bool = True,
+    device: str | None = None,
     log=print,
 ) -> None:
-    """Build what is missing, then serve the published payloads until interrupted."""
+    """Build what is missing (on ``device``, default each task's), then serve the published payloads."""
     import uvicorn
 
     from .tasks import build_tasks, load_task_file
 
     if build:
-        build_tasks(task_file, log=log)
+        build_tasks(task_file, device=device, log=log)
     cache = load_task_file(task_file)["cache"]
     token = token or os.environ.get("PLADA_EDGE_TOKEN") or None
     app = create_app(load_published(cache), token=token)

@@ -25,8 +25,12 @@ from ..core.reference import ReferencePack
 FIELDS = ("energy", "label", "entropy", "flags")
 
 
-def open_session(model_bytes: bytes, threads: int = 0):
-    """An onnxruntime session for a teacher's ONNX bytes, ``threads`` intra-op threads (0 = all CPUs)."""
+def open_session(model_bytes: bytes, threads: int = 0, providers: list | None = None):
+    """An onnxruntime session for a teacher's ONNX bytes.
+
+    ``threads``: intra-op CPU threads (0 = all CPUs). ``providers``: execution providers, best
+    first (plada_edge.core.devices.onnx_providers); None = CPU only.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -34,7 +38,7 @@ def open_session(model_bytes: bytes, threads: int = 0):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model_bytes, sess_options=opts, providers=providers or ["CPUExecutionProvider"])
 
 
 def prefetched(pack: ReferencePack, start: int, stop: int, batch: int):

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..core import atomic
 from ..core.config import ScoreConfig, with_options
+from ..core.devices import onnx_providers
 from ..core.errors import ScoresError
 from ..core.progress import bar
 from ..core.reference import ReferencePack
@@ -102,6 +103,7 @@ def score_pack(
     cfg = with_options(config, ScoreConfig, options)
     pack = pack if isinstance(pack, ReferencePack) else ReferencePack.open(pack)
     out = Path(out)
+    providers = onnx_providers(cfg.providers, cfg.device) if cfg.engine == "local" else None  # refuse before writing
     meta, starts, todo, complete = prepare_scores(teacher, pack, out, cfg)
     if complete:
         return Scores.open(out, pack)
@@ -111,11 +113,12 @@ def score_pack(
 
         score_chunks_on_ray(teacher, pack, out, todo, cfg, progress=progress)
     else:
-        sess = open_session(Path(teacher).read_bytes(), cfg.threads)
+        sess = open_session(Path(teacher).read_bytes(), cfg.threads, providers)
         with bar("scoring", sum(min(cfg.chunk, pack.n - c0) for c0 in todo), progress, unit="img") as b:
             for c0 in todo:
                 c1 = min(c0 + cfg.chunk, pack.n)
                 write_chunk(out, c0, score_chunk(sess, pack, c0, c1, cfg.batch_size, cfg.keep_logits, b.advance))
+    meta["providers"] = [p if isinstance(p, str) else p[0] for p in providers] if providers else ["ray actors"]
     return finish_scores(out, meta, starts, pack, time.perf_counter() - t0)
 
 

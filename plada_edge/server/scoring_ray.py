@@ -28,7 +28,7 @@ MAX_RETRIES = 3
 def _scorer_class(ray):
     @ray.remote
     class Scorer:
-        def __init__(self, teacher: str, pack_path: str, fingerprint: str, threads: int):
+        def __init__(self, teacher: str, pack_path: str, fingerprint: str, threads: int, providers: list):
             from ..core.errors import PackError
             from ..core.reference import ReferencePack
             from .inference import open_session
@@ -39,7 +39,7 @@ def _scorer_class(ray):
                     f"node {os.uname().nodename}: pack at {pack_path} is {self.pack.fingerprint[:16]}…, "
                     f"the driver's is {fingerprint[:16]}…"
                 )
-            self.sess = open_session(Path(teacher).read_bytes(), threads)
+            self.sess = open_session(Path(teacher).read_bytes(), threads, providers)
 
         def pid(self) -> int:
             return os.getpid()
@@ -51,6 +51,17 @@ def _scorer_class(ray):
             return c0, c1
 
     return Scorer
+
+
+def ray_providers(config) -> list[str]:
+    """Providers for the actors: checked where they run, not on the driver (which may have no GPU).
+
+    With ``gpus_per_worker`` > 0 Ray gives each actor its GPU as device 0 (CUDA_VISIBLE_DEVICES).
+    """
+    from ..core.devices import provider_names
+
+    names = provider_names(config.providers) or (["CUDAExecutionProvider"] if config.gpus_per_worker > 0 else [])
+    return [*dict.fromkeys([*names, "CPUExecutionProvider"])]
 
 
 def score_chunks_on_ray(
@@ -80,8 +91,8 @@ def score_chunks_on_ray(
     workers = config.workers or max(1, cpus)
     chunk, batch_size, keep_logits = config.chunk, config.batch_size, config.keep_logits
     threads = max(1, cpus // workers)
-    Scorer = _scorer_class(ray).options(num_cpus=threads)
-    args = (str(Path(teacher).resolve()), str(pack.path.resolve()), pack.fingerprint, threads)
+    Scorer = _scorer_class(ray).options(num_cpus=threads, num_gpus=config.gpus_per_worker)
+    args = (str(Path(teacher).resolve()), str(pack.path.resolve()), pack.fingerprint, threads, ray_providers(config))
     actors = [Scorer.remote(*args) for _ in range(min(workers, max(1, len(todo))))]
     queue = list(todo)
     retries: dict[int, int] = {}

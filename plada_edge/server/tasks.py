@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 from ..core import atomic
@@ -42,9 +41,9 @@ from ..core.payload import read_payload
 from ..core.reference import ReferencePack
 from ..core.targets import data_dir
 
-if sys.version_info >= (3, 11):
+try:
     import tomllib
-else:  # Python 3.10 (JetPack 6): the same parser, from PyPI
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser, from PyPI
     import tomli as tomllib
 
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -154,7 +153,11 @@ def load_task_file(path: str | os.PathLike) -> dict:
 
 
 def build_tasks(
-    task_file: str | os.PathLike, only: list[str] | None = None, progress: bool | None = None, log=lambda msg: None
+    task_file: str | os.PathLike,
+    only: list[str] | None = None,
+    progress: bool | None = None,
+    device: str | None = None,
+    log=lambda msg: None,
 ) -> dict:
     """Build (or reuse) every task's teacher, ONNX, scores and payload; publish the list."""
     from .payloads import make_payload
@@ -171,13 +174,15 @@ def build_tasks(
         steps = {}
         pack = ReferencePack.open(t["reference"])
         tpath, thash = target_hash(t["target"], cfg["base"])
-        tkey = _sha("teacher", thash, {k: t[k] for k in TEACHER_KEYS})
+        # where a teacher trains does not change what it is: the device is left out of the cache key
+        tkey = _sha("teacher", thash, {k: t[k] for k in TEACHER_KEYS if k != "device"})
+        where = device or t["device"]
         tdir = cache / "teachers" / tkey
         if (tdir / "teacher.pt").exists():
             steps["teacher"] = "cached"
         else:
             log(f"[{name}] training teacher {t['arch']}")
-            train_teacher(tpath, tdir, t["teacher_config"], progress=progress)
+            train_teacher(tpath, tdir, t["teacher_config"], progress=progress, device=where)
             steps["teacher"] = "built"
         onnx = cache / "onnx" / f"{_sha('onnx', _file_sha(tdir / 'teacher.pt'), pack.size)}.onnx"
         if onnx.exists():
@@ -192,7 +197,7 @@ def build_tasks(
             steps["scores"] = "cached"
         except ValueError:
             log(f"[{name}] scoring {pack.n:,} images")
-            scores = score_pack(onnx, pack, sdir, progress=progress)
+            scores = score_pack(onnx, pack, sdir, progress=progress, device=where)
             steps["scores"] = "built"
         pkey = _sha("payload", skey, {k: t[k] for k in SELECT_KEYS}, t.get("task", name))
         ppath = cache / "payloads" / f"{pkey}.plada"

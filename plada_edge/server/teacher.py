@@ -20,6 +20,7 @@ import numpy as np
 
 from ..core import atomic
 from ..core.config import TeacherConfig, with_options
+from ..core.devices import resolve_device
 from ..core.errors import ModelError
 from ..core.models import create_model, feature_hook
 from ..core.targets import Target, load_target
@@ -54,6 +55,7 @@ def train_teacher(
     model = create_model(cfg.arch, target.num_classes, cfg.weights)
     test = (as_nhwc3(target.x_test), target.y_test)
     identity = {"target_sha256": target.sha256(), "arch": cfg.arch, "size": cfg.size, "weights": cfg.weights}
+    device = resolve_device(cfg.device)
     history = fit(
         model,
         view,
@@ -65,6 +67,8 @@ def train_teacher(
         resume=resume,
         progress=progress,
         identity=identity,
+        device=device,
+        precision=cfg.precision,
     )
     state = {
         "arch": cfg.arch,
@@ -88,6 +92,7 @@ def train_teacher(
         "history": history,
         "view": spec.to_dict(),
         "checkpoint_sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+        "device": device,
     }
     atomic.write_json(out / METRICS_FILE, metrics)
     return metrics
