@@ -304,6 +304,8 @@ void model_decode(const uint8_t* data, size_t len, uint64_t n, int64_t c, int64_
     ls.update(label);
     prev_b = b;
     prev_idx = idx;
+    // a valid body is never read past its end, so stop at once: garbage costs O(body), not O(k)
+    if (dec.overrun() > 0) throw std::runtime_error("model body is truncated at item " + std::to_string(i));
   }
   if (dec.overrun() > 0) throw std::runtime_error("model body is truncated");
 }

@@ -197,6 +197,27 @@ def audit(
             typer.echo(f"       {e['split']}[{e['index']}] = pack[{e['pack_index']}] {e['origin']}")
 
 
+keys_app = typer.Typer(help="Ed25519 keys: servers sign payloads, devices trust a public key.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("generate")
+@_clean_errors
+def keys_generate(
+    out: Path = typer.Option(..., "--out", "-o", help="Private key file to write (its public key goes to OUT.pub)."),
+    force: bool = typer.Option(False, "--force", help="Replace existing key files."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Make a signing key pair: OUT stays on the server (pack --sign, tasks.toml signing_key);
+    OUT.pub goes to devices (learn --trust)."""
+    from .core.keys import generate_keys
+
+    r = generate_keys(out, overwrite=force)
+    _print_json(r) if as_json else typer.echo(
+        f"key {r['key_id']}: private {r['private']} (mode 0600), public {r['public']}"
+    )
+
+
 teacher_app = typer.Typer(
     help="Server side: train a teacher on the target task and export it to ONNX.", no_args_is_help=True
 )
@@ -240,7 +261,9 @@ def teacher_train(
     )
     m = train_teacher(target, out, config, resume=not fresh)
     _print_json(m) if as_json else typer.echo(
-        f"{m['arch']} on {m['target']} ({m['device']}): test accuracy {m['test_acc']:.4f} → {out}"
+        f"{m['arch']} on {m['target']} ({m['device']}): test accuracy "
+        + (f"{m['test_acc']:.4f}" if m["test_acc"] is not None else "n/a (no test split)")
+        + f" → {out}"
     )
 
 
@@ -417,6 +440,12 @@ def pack_cmd(
     spread: str = SPREAD_OPTION,
     codec: str = typer.Option("auto", help="model | paper-idx | paper-bmp | varint | auto (smallest)."),
     task: str | None = typer.Option(None, help="Task name in the header (default: the target's)."),
+    sign: Path | None = typer.Option(
+        None,
+        "--sign",
+        envvar="PLADA_EDGE_SIGNING_KEY",
+        help="Sign with this Ed25519 private key (plada-edge keys generate).",
+    ),
     target: str | None = typer.Option(None, "--target", "-t", help="Target data, for --strategy auto."),
     reference: Path | None = typer.Option(None, "--reference", "-r", help="Reference pack, for --strategy auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the selection report and size as JSON."),
@@ -433,6 +462,8 @@ def pack_cmd(
     config = SelectionConfig(
         strategy=strategy, safety_net=safety_net, alpha=alpha, share=share, spread=spread, seed=seed
     )
+    from .core.keys import SigningKey
+
     payload, sel, data = make_payload(
         Scores.open(scores, pack),
         out,
@@ -444,8 +475,18 @@ def pack_cmd(
         task=task,
         target=load_target(target) if target else None,
         pack=pack,
+        signer=SigningKey(sign) if sign else None,
     )
-    report = dict(sel.report(pack), bytes=len(data), codec=payload.header["codec"], out=str(out))
+    report = dict(
+        sel.report(pack),
+        bytes=len(data),
+        codec=payload.header["codec"],
+        out=str(out),
+        header_bytes=payload.header_bytes,
+        body_bytes=payload.body_bytes,
+        trailer_bytes=payload.trailer_bytes,
+        signed_by=payload.signer_id,
+    )
     if sel.auto:
         report["auto"] = sel.auto
     if as_json:
@@ -453,19 +494,29 @@ def pack_cmd(
         return
     _print_selection(report)
     bits = 8 * len(data) / max(1, sel.k)
-    typer.echo(f"wrote {out}: {len(data):,} bytes ({payload.header['codec']}), {bits:.2f} bits per image")
+    typer.echo(
+        f"wrote {out}: {len(data):,} bytes ({payload.header['codec']}), {bits:.2f} bits per image"
+        + (f", signed by {payload.signer_id}" if payload.signer_id else "")
+    )
 
 
 @app.command()
 @_clean_errors
 def inspect(
     payload: Path = typer.Argument(..., help="A .plada payload."),
+    trust: str | None = typer.Option(
+        None,
+        "--trust",
+        envvar="PLADA_EDGE_TRUST",
+        help="Refuse it unless signed by this Ed25519 public key (.pub file).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Validate a payload and show its header, size, bits per image and the information floor."""
+    from .core.keys import load_public_key
     from .core.payload import inspect_payload
 
-    r = inspect_payload(payload)
+    r = inspect_payload(payload, load_public_key(trust) if trust else None)
     if as_json:
         _print_json(r)
         return
@@ -474,6 +525,10 @@ def inspect(
         f"{payload}: task '{h['task']}', {r['k']:,} of {r['n']:,} images, {r['classes']} classes, codec {h['codec']}"
     )
     typer.echo(f"  pack      {h['pack_fingerprint']}")
+    typer.echo(
+        f"  format    v{r['format_version']}, header {r['header_bytes']:,} B, trailer {r['trailer_bytes']:,} B, "
+        + (f"signed by key {r['signed_by']}" if r["signed_by"] else "checksummed, not signed")
+    )
     bits, ratio = r["bits_per_image"] or 0, r["body_to_floor"] or 0
     typer.echo(f"  size      {r['bytes']:,} bytes (body {r['body_bytes']:,}), {bits:.2f} bits per kept image")
     typer.echo(f"  floor     {r['floor_bytes']:,.0f} bytes = log2 C(N,k) + k·H(labels); body/floor {ratio:.3f}")
@@ -516,6 +571,12 @@ def learn(
     ),
     device: str = DEVICE_OPTION,
     precision: str = PRECISION_OPTION,
+    trust: str | None = typer.Option(
+        None,
+        "--trust",
+        envvar="PLADA_EDGE_TRUST",
+        help="Train only on payloads signed by this Ed25519 public key (.pub file).",
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:
@@ -537,7 +598,7 @@ def learn(
         device=device,
         precision=precision,
     )
-    m = run_learn(payload, reference, out, config, target=eval_target, resume=not fresh)
+    m = run_learn(payload, reference, out, config, target=eval_target, trusted=trust, resume=not fresh)
     if as_json:
         _print_json(m)
         return

@@ -169,7 +169,7 @@ def test_cli_prints_user_errors_in_one_line_and_bugs_with_a_traceback(tmp_path, 
     out = r.invoke(cli.app, ["inspect", str(tmp_path / "bad.plada")])
     assert out.exit_code == 2 and out.output.count("\n") == 1 and out.output.startswith("error: ")
 
-    def bug(_path):
+    def bug(*_args):
         raise ZeroDivisionError("a coding bug")
 
     monkeypatch.setattr(payload_module, "inspect_payload", bug)

@@ -33,7 +33,7 @@ def golden_inputs():
     return selections, logits
 
 
-def payload_digests(selections) -> dict:
+def payload_digests(selections, version: int = 1) -> dict:
     out = {}
     for name, (idx, lab, n, c) in selections.items():
         head = {
@@ -44,7 +44,7 @@ def payload_digests(selections) -> dict:
             "image_size": 32,
         }
         for codec in list_codecs():
-            data = encode_payload(idx, lab, head, codec)
+            data = encode_payload(idx, lab, head, codec, version=version)
             p = decode_payload(data)
             assert np.array_equal(p.indices, idx) and np.array_equal(p.labels, lab)
             out[f"{name}/{codec}"] = hashlib.sha256(data).hexdigest()
@@ -54,6 +54,12 @@ def payload_digests(selections) -> dict:
 def test_payload_bytes_match_golden():
     want = json.loads((GOLDEN / "payloads.json").read_text())
     got = payload_digests(golden_inputs()[0])
+    assert got == want
+
+
+def test_v2_payload_bytes_match_golden():
+    want = json.loads((GOLDEN / "payloads-v2.json").read_text())
+    got = payload_digests(golden_inputs()[0], version=2)
     assert got == want
 
 

@@ -9,6 +9,7 @@ of the payload each codec writes for a fixed selection, and energy_stats of a fi
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -27,11 +28,19 @@ from plada_edge.core import atomic, native  # noqa: E402
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", choices=["payloads-v1", "payloads-v2", "energy"], action="append",
+                    help="write only these golden files (default: all); golden files are written once, on x86_64")
+    what = set(ap.parse_args().only or ["payloads-v1", "payloads-v2", "energy"])
     selections, logits = golden_inputs()
-    stats = native.energy_stats(logits, nan_policy="flag")
-    atomic.write_json(GOLDEN / "payloads.json", payload_digests(selections))
-    atomic.save_npy(GOLDEN / "energy.npy", np.stack([stats.energy, stats.entropy]).astype(np.float32))
-    atomic.save_npy(GOLDEN / "labels.npy", stats.label)
+    if "payloads-v1" in what:
+        atomic.write_json(GOLDEN / "payloads.json", payload_digests(selections, version=1))
+    if "payloads-v2" in what:
+        atomic.write_json(GOLDEN / "payloads-v2.json", payload_digests(selections, version=2))
+    if "energy" in what:
+        stats = native.energy_stats(logits, nan_policy="flag")
+        atomic.save_npy(GOLDEN / "energy.npy", np.stack([stats.energy, stats.entropy]).astype(np.float32))
+        atomic.save_npy(GOLDEN / "labels.npy", stats.label)
     print(json.dumps({"written": str(GOLDEN), "simd": native.simd_level()}))
 
 

@@ -23,12 +23,34 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename)."""
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would briefly change it for every thread)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode(default: int = 0o666) -> int:
+    """The mode an ordinary open() would give a new file: ``default`` less the process umask."""
+    return default & ~_umask()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename).
+
+    The file gets ``mode`` (default: 0666 less the umask, as open() would; mkstemp's 0600 would
+    hide artefacts from the other users and services that read them). Secrets pass 0o600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode() if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -69,6 +91,7 @@ def staging_dir(final: str | os.PathLike, overwrite: bool = False):
         raise FileExistsError(f"{final} already exists (pass overwrite/--force to replace it)")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    os.chmod(tmp, file_mode(0o777))  # mkdtemp's 0700 would hide the pack from other users
     try:
         yield tmp
         if final.exists():

@@ -77,19 +77,32 @@ def _compress(raw: bytes) -> bytes:
     return _zstd().ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True, write_checksum=False).compress(raw)
 
 
-def _decompress(body: bytes, limit: int) -> bytes:
-    """Zstd decompression that refuses to expand past ``limit`` bytes (no decompression bombs)."""
+def decompress_bounded(data: bytes, limit: int) -> bytes:
+    """Zstd decompression that refuses to expand past ``limit`` bytes (no decompression bombs).
+
+    It streams in 1 MiB steps, so memory follows what the data really holds, never ``limit``.
+    """
     import io
 
     z = _zstd()
-    try:  # stream at most limit + 1 bytes: a bomb is detected without ever being inflated
-        with z.ZstdDecompressor().stream_reader(io.BytesIO(body)) as reader:
-            out = reader.read(limit + 1)
+    parts, total = [], 0
+    try:
+        with z.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
+            while part := reader.read(min(1 << 20, limit + 1 - total)):
+                parts.append(part)
+                total += len(part)
+                if total > limit:
+                    raise CodecError(f"data expands past the {limit:,} bytes it may hold")
     except z.ZstdError as exc:
-        raise CodecError(f"corrupt zstd body: {exc}") from None
-    if len(out) > limit:
-        raise CodecError(f"body expands to {len(out)} bytes, more than the {limit} a selection of this size needs")
-    return out
+        raise CodecError(f"corrupt zstd data: {exc}") from None
+    return b"".join(parts)
+
+
+def _decompress(body: bytes, limit: int) -> bytes:
+    try:
+        return decompress_bounded(body, limit)
+    except CodecError as exc:
+        raise CodecError(f"body: {exc} (a selection of this size needs at most {limit:,})") from None
 
 
 def gaps_of(indices: np.ndarray) -> np.ndarray:
@@ -200,6 +213,8 @@ def unleb128(raw: bytes, k: int) -> tuple[np.ndarray, int]:
             shift += 7
             if b < 0x80:
                 break
+        if x >= 1 << 63:  # ten 7-bit groups can hold 70 bits; no gap is that large
+            raise CodecError(f"varint {i} is out of range")
         vals[i] = x
     return vals, pos
 

@@ -272,6 +272,8 @@ def model_decode(body: bytes, n: int, c: int, k: int):
         idx[i], lab[i] = index, label
         ls.update(label)
         prev_b, prev_idx = b, index
+        if dec.pos > len(body):  # a valid body is never read past its end: garbage costs O(body), not O(k)
+            raise ValueError(f"model body is truncated at item {i}")
     if dec.pos > len(body):
         raise ValueError("model body is truncated")
     return idx, lab

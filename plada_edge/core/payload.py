@@ -1,27 +1,36 @@
 """The ``.plada`` payload: a task, shipped as (reference index, hard label) pairs (paper §3.3).
 
-Layout (docs/payload-format.md has the full specification), all integers little-endian:
+Version 2 (written by default; docs/payload-format.md is the specification), in order:
 
     magic        6 bytes   b"PLADA\\x00"
-    version      u16       1
-    header_len   u32       length of the header
-    header       JSON      UTF-8, sorted keys (task, classes, pack fingerprint, N, k, codec, ...)
-    body_len     u64       length of the body
-    body         bytes     the codec's encoding of the selection
-    checksum     32 bytes  SHA-256 of everything above
+    version      u8        2
+    flags        u8        bit 0: signed (Ed25519) instead of checksummed; bit 1: meta is zstd-compressed
+    n, k, C      varints   pack size N, pairs k, classes C
+    codec        u8        0 model, 1 paper-idx, 2 paper-bmp, 3 varint
+    image_size   varint    side of the pack's square images
+    fingerprint  32 bytes  the reference pack's SHA-256 fingerprint, raw
+    meta         varint length + bytes: task, class names, sensor view, selection, teacher, target
+    body         varint length + bytes: the codec's encoding of the selection
+    trailer      checksum: the first 4 bytes of SHA-256(everything above); or, signed:
+                 the signer's 32-byte public key + a 64-byte Ed25519 signature of everything above
 
-Reading validates everything before returning anything and raises one error type,
-``PayloadError``, whose message says what is wrong. Writing is atomic (temp file, rename).
-A device never trains on a payload made for another pack: ``check_pack`` compares fingerprints.
+Version 1 (a JSON header and a 32-byte SHA-256) stays readable, and writable with ``version=1``.
+
+Reading is bounded: every header number is checked against hard limits and against the bytes that
+are actually there before anything is allocated from it, the trailer is verified before the meta
+or the body is parsed, and decoding costs O(body + k). Everything wrong is one ``PayloadError``.
+Writing is atomic. A device never trains on a payload made for another pack (``check_pack``), and
+with a trusted key (``learn --trust``) never on one that key did not sign.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +38,28 @@ import numpy as np
 from . import atomic
 from .codecs import CodecError, encode_auto, get_codec, list_codecs
 from .errors import PayloadError
+from .view import IMAGENET_MEAN, IMAGENET_STD
 
 MAGIC = b"PLADA\x00"
-VERSION = 1
-_FIXED = len(MAGIC) + 2 + 4  # magic + version + header_len
-MAX_HEADER = 1 << 24  # 16 MiB of JSON is already absurd
+VERSION = 2
+FLAG_SIGNED, FLAG_META_ZSTD = 1, 2
+CHECKSUM_BYTES = 4  # catches accidents; authenticity is the signature's job
+SIGNATURE_TRAILER = 32 + 64  # the signer's Ed25519 public key + the signature
+CODEC_IDS = ("model", "paper-idx", "paper-bmp", "varint")  # v2 codec numbers: append only
+STRATEGY_IDS = ("", "energy", "opposite", "entropy", "random")  # v2 strategy numbers: append only
+NORMS = {1: (IMAGENET_MEAN, IMAGENET_STD), 2: ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}  # v2 view normalisations
+NO_ACC = 0xFFFF
 REQUIRED = ("task", "class_names", "pack_fingerprint", "n", "k", "codec", "image_size")
+V2_FIELDS = frozenset({*REQUIRED, "format_version", "view", "selection", "teacher", "target"})
+# hard limits: a reader allocates nothing from a header number before checking it against these
+MAX_N = 1 << 28  # reference images (ImageNet-21K has 14.2M)
+MAX_C = 1 << 24
+MAX_NAME, MAX_CLASS_NAME = 256, 1024
+MAX_META = 4 << 20  # bytes of header/meta (21,841 class names take ~0.3 MB)
+MAX_EXTRA = 64 << 10
+MAX_BODY = 256 << 20
+MAX_PAYLOAD = MAX_META + MAX_BODY + 1024
+MAX_K_PER_BODY_BYTE, FREE_K = 16, 4096  # a body holds at most 16 pairs per byte (+4096): keeps >= 1/2 bit per pair
 
 
 @dataclass
@@ -45,7 +70,16 @@ class Payload:
     body_bytes: int = 0
     total_bytes: int = 0
     sha256: str = ""
-    extra: dict = field(default_factory=dict)
+    format_version: int = VERSION
+    signer: bytes | None = None  # the Ed25519 public key that signed it (verified), or None
+    header_bytes: int = 0  # bytes before the body
+    trailer_bytes: int = 0  # checksum or public key + signature
+
+    @property
+    def signer_id(self) -> str | None:
+        from .keys import key_id
+
+        return key_id(self.signer) if self.signer else None
 
     @property
     def k(self) -> int:
@@ -73,13 +107,21 @@ class Payload:
             )
 
 
-def encode_payload(indices, labels, header: dict, codec: str = "auto") -> bytes:
-    """Serialise a selection. ``header`` needs task, class_names, pack_fingerprint, n, image_size."""
+def encode_payload(indices, labels, header: dict, codec: str = "auto", version: int = VERSION, signer=None) -> bytes:
+    """Serialise a selection (format ``version`` 2, or 1 for old readers).
+
+    ``header`` needs task, class_names, pack_fingerprint, n and image_size; view, selection,
+    teacher and target are carried when present (v2 packs them in binary, other keys as JSON).
+    ``signer`` (a plada_edge.core.keys.SigningKey) signs a v2 payload instead of checksumming it.
+    The writer refuses anything the reader would refuse.
+    """
     idx = np.asarray(indices, np.int64)
     lab = np.asarray(labels, np.int64)
-    n, c = int(header["n"]), len(header["class_names"])
     if idx.ndim != 1 or lab.shape != idx.shape:
         raise PayloadError("indices and labels must be 1-D arrays of equal length")
+    head = dict(header, k=int(len(idx)), codec="model" if codec == "auto" else codec, format_version=version)
+    check_header(head)
+    n, c = head["n"], len(head["class_names"])
     if len(idx) and (idx[0] < 0 or idx[-1] >= n or (np.diff(idx) <= 0).any()):
         raise PayloadError("indices must be strictly increasing and in [0, N)")
     if len(lab) and (lab.min() < 0 or lab.max() >= c):
@@ -88,67 +130,72 @@ def encode_payload(indices, labels, header: dict, codec: str = "auto") -> bytes:
         codec, body = encode_auto(idx, lab, n, c)
     else:
         body = get_codec(codec).encode(idx, lab, n, c)
-    head = dict(header, k=int(len(idx)), codec=codec, format_version=VERSION)
-    missing = [k for k in REQUIRED if k not in head]
-    if missing:
-        raise PayloadError(f"payload header lacks {missing}")
-    hbytes = json.dumps(head, sort_keys=True, separators=(",", ":")).encode()
-    blob = MAGIC + struct.pack("<HI", VERSION, len(hbytes)) + hbytes + struct.pack("<Q", len(body)) + body
-    return blob + hashlib.sha256(blob).digest()
+    head["codec"] = codec
+    _check_density(len(idx), len(body))
+    if version == 1:
+        if signer is not None:
+            raise PayloadError("version 1 payloads cannot be signed; write version 2")
+        hbytes = json.dumps(head, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        blob = MAGIC + struct.pack("<HI", 1, len(hbytes)) + hbytes + struct.pack("<Q", len(body)) + body
+        return blob + hashlib.sha256(blob).digest()
+    if version != VERSION:
+        raise PayloadError(f"cannot write payload version {version} (versions 1 and {VERSION} exist)")
+    meta = _pack_meta(head)
+    packed = _zstd_small(meta)
+    flags = (FLAG_SIGNED if signer is not None else 0) | (FLAG_META_ZSTD if len(packed) < len(meta) else 0)
+    if flags & FLAG_META_ZSTD:
+        meta = packed
+    w = _Writer()
+    w.raw(MAGIC)
+    w.u8(VERSION)
+    w.u8(flags)
+    for value in (n, len(idx), c):
+        w.varint(value)
+    w.u8(CODEC_IDS.index(codec))
+    w.varint(head["image_size"])
+    w.raw(bytes.fromhex(head["pack_fingerprint"]))
+    w.blob(meta)
+    w.blob(body)
+    signed = bytes(w.out)
+    if signer is None:
+        return signed + hashlib.sha256(signed).digest()[:CHECKSUM_BYTES]
+    return signed + signer.public + signer.sign(signed)
 
 
-def write_payload(path: str | os.PathLike, indices, labels, header: dict, codec: str = "auto") -> Payload:
-    data = encode_payload(indices, labels, header, codec)
+def write_payload(
+    path: str | os.PathLike, indices, labels, header: dict, codec: str = "auto", version: int = VERSION, signer=None
+) -> Payload:
+    data = encode_payload(indices, labels, header, codec, version, signer)
     atomic.write_bytes(path, data)
     return decode_payload(data)
 
 
-def decode_payload(data: bytes) -> Payload:
-    """Parse and fully validate payload bytes; PayloadError says what is wrong."""
+def decode_payload(data: bytes, trusted: bytes | None = None) -> Payload:
+    """Parse and fully validate payload bytes; PayloadError says what is wrong.
+
+    ``trusted``: a raw Ed25519 public key; when given, anything not signed by it is refused.
+    """
     data = bytes(data)
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
-        raise PayloadError("not a plada payload (bad magic)")
-    if len(data) < _FIXED:
-        raise PayloadError("payload truncated inside its fixed header")
-    version, hlen = struct.unpack_from("<HI", data, len(MAGIC))
-    if version != VERSION:
-        raise PayloadError(f"unsupported payload version {version} (this reader knows {VERSION})")
-    if hlen > MAX_HEADER:
-        raise PayloadError(f"header length {hlen} is implausible")
-    body_at = _FIXED + hlen + 8
-    if len(data) < body_at + 32:
-        raise PayloadError(f"payload truncated: {len(data)} bytes, the header alone needs {body_at + 32}")
-    (blen,) = struct.unpack_from("<Q", data, _FIXED + hlen)
-    end = body_at + blen
-    if len(data) < end + 32:
-        raise PayloadError(f"payload truncated: {len(data)} bytes, header and body need {end + 32}")
-    if len(data) > end + 32:
-        raise PayloadError(f"payload has {len(data) - end - 32} unexpected trailing bytes")
-    if hashlib.sha256(data[:end]).digest() != data[end:]:
-        raise PayloadError("checksum mismatch: the payload was corrupted or altered")
+    if len(data) < len(MAGIC) + 2 or data[: len(MAGIC)] != MAGIC:
+        raise PayloadError(
+            "not a plada payload (bad magic)"
+            if data[: len(MAGIC)] != MAGIC[: len(data)] or len(data) >= len(MAGIC)
+            else "payload truncated inside its magic"
+        )
+    version = data[len(MAGIC)]
+    if version == 1 and data[len(MAGIC) + 1] == 0:
+        header, body, body_at, signer = _parse_v1(data)
+    elif version == VERSION:
+        header, body, body_at, signer = _parse_v2(data)
+    else:
+        raise PayloadError(f"unsupported payload version {version} (this reader knows 1 and {VERSION})")
+    from .keys import require_trusted
+
+    require_trusted(signer, trusted)
+    n, k, c = header["n"], header["k"], len(header["class_names"])
+    _check_density(k, len(body))
     try:
-        header = json.loads(data[_FIXED : _FIXED + hlen])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"header is not valid JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise PayloadError("header is not a JSON object")
-    missing = [k for k in REQUIRED if k not in header]
-    if missing:
-        raise PayloadError(f"header lacks {missing}")
-    try:
-        n, k = int(header["n"]), int(header["k"])
-        names = header["class_names"]
-        if not isinstance(names, list) or not names:
-            raise ValueError("class_names must be a non-empty list")
-        c = len(names)
-        if not 0 <= k <= n:
-            raise ValueError(f"k = {k} is not within [0, N = {n}]")
-    except (TypeError, ValueError) as exc:
-        raise PayloadError(f"header inconsistent: {exc}") from None
-    if header["codec"] not in list_codecs():
-        raise PayloadError(f"unknown codec {header['codec']!r} (this reader knows {', '.join(list_codecs())})")
-    try:
-        idx, lab = get_codec(header["codec"]).decode(data[body_at:end], n, c, k)
+        idx, lab = get_codec(header["codec"]).decode(body, n, c, k)
     except CodecError as exc:
         raise PayloadError(f"body does not match the header: {exc}") from None
     idx, lab = np.asarray(idx, np.int64), np.asarray(lab, np.int64)
@@ -161,14 +208,365 @@ def decode_payload(data: bytes) -> Payload:
     if k and (lab.min() < 0 or lab.max() >= c):
         bad = int(lab[(lab < 0) | (lab >= c)][0])
         raise PayloadError(f"label {bad} is >= the number of classes ({c})")
-    return Payload(header, idx, lab, body_bytes=blen, total_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    return Payload(
+        header,
+        idx,
+        lab,
+        body_bytes=len(body),
+        total_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        format_version=version,
+        signer=signer,
+        header_bytes=body_at,
+        trailer_bytes=len(data) - body_at - len(body),
+    )
 
 
-def read_payload(path: str | os.PathLike) -> Payload:
+def read_payload(path: str | os.PathLike, trusted: bytes | None = None) -> Payload:
     path = Path(path)
     if not path.is_file():
         raise PayloadError(f"payload file {path} does not exist")
-    return decode_payload(path.read_bytes())
+    size = path.stat().st_size
+    if size > MAX_PAYLOAD:
+        raise PayloadError(f"{path} is {size:,} bytes, over the {MAX_PAYLOAD:,}-byte limit for a payload")
+    return decode_payload(path.read_bytes(), trusted)
+
+
+# --- validation ----------------------------------------------------------------------------------------------
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise PayloadError(f"header: {message}")
+
+
+def check_header(h) -> None:
+    """Strict types and ranges for every field a reader relies on (both versions)."""
+    _need(isinstance(h, dict), "not an object")
+    missing = [key for key in REQUIRED if key not in h]
+    _need(not missing, f"lacks {missing}")
+    _need(isinstance(h["task"], str) and 0 < len(h["task"]) <= MAX_NAME, "task must be a name of 1-256 characters")
+    names = h["class_names"]
+    _need(isinstance(names, list) and 1 <= len(names) <= MAX_C, f"class_names must be a list of 1..{MAX_C:,} names")
+    _need(all(isinstance(x, str) and len(x) <= MAX_CLASS_NAME for x in names), "class names must be short strings")
+    fp = h["pack_fingerprint"]
+    _need(
+        isinstance(fp, str) and len(fp) == 64 and all(ch in "0123456789abcdef" for ch in fp),
+        "pack_fingerprint must be 64 lowercase hex digits",
+    )
+    _need(_is_int(h["n"]) and 1 <= h["n"] <= MAX_N, f"n must be a whole number in 1..{MAX_N:,}")
+    _need(_is_int(h["k"]) and 0 <= h["k"] <= h["n"], f"k = {h['k']!r} is not within [0, N = {h['n']}]")
+    _need(
+        isinstance(h["codec"], str) and h["codec"] in list_codecs(),
+        f"unknown codec {h['codec']!r} (this reader knows {', '.join(list_codecs())})",
+    )
+    _need(_is_int(h["image_size"]) and 1 <= h["image_size"] <= 4096, "image_size must be 1..4096")
+    view = h.get("view")
+    if view is not None:
+        _need(isinstance(view, dict), "view must be an object")
+        _need(
+            all(_is_int(view.get(key)) and 1 <= view[key] <= 4096 for key in ("native_size", "model_size")),
+            "view sizes must be 1..4096",
+        )
+        _need(isinstance(view.get("gray", False), bool), "view.gray must be true or false")
+        for key in ("mean", "std"):
+            v = view.get(key)
+            _need(isinstance(v, list) and len(v) == 3 and all(_is_num(x) for x in v), f"view.{key} must be 3 numbers")
+        _need(all(x > 0 for x in view["std"]), "view.std must be positive")
+    for key in ("selection", "teacher", "target"):
+        _need(h.get(key) is None or isinstance(h[key], dict), f"{key} must be an object")
+    acc = (h.get("teacher") or {}).get("test_acc")
+    _need(acc is None or (_is_num(acc) and 0 <= acc <= 1), "teacher.test_acc must be a number in [0, 1] or null")
+
+
+def _check_density(k: int, body_len: int) -> None:
+    if k > MAX_K_PER_BODY_BYTE * body_len + FREE_K:
+        raise PayloadError(
+            f"{k:,} pairs in a {body_len:,}-byte body is denser than the format allows "
+            f"(at most {MAX_K_PER_BODY_BYTE} per body byte + {FREE_K:,}); keep fewer images"
+        )
+
+
+# --- version 1: JSON header ---------------------------------------------------------------------------------
+
+
+def _parse_v1(data: bytes):
+    fixed = len(MAGIC) + 6
+    if len(data) < fixed:
+        raise PayloadError("payload truncated inside its fixed header")
+    (hlen,) = struct.unpack_from("<I", data, len(MAGIC) + 2)
+    if hlen > MAX_META:
+        raise PayloadError(f"header length {hlen:,} is over the {MAX_META:,}-byte limit")
+    body_at = fixed + hlen + 8
+    if len(data) < body_at + 32:
+        raise PayloadError(f"payload truncated: {len(data)} bytes, the header alone needs {body_at + 32}")
+    (blen,) = struct.unpack_from("<Q", data, fixed + hlen)
+    end = body_at + blen
+    if len(data) < end + 32:
+        raise PayloadError(f"payload truncated: {len(data)} bytes, header and body need {end + 32}")
+    if len(data) > end + 32:
+        raise PayloadError(f"payload has {len(data) - end - 32} unexpected trailing bytes")
+    if hashlib.sha256(data[:end]).digest() != data[end:]:
+        raise PayloadError("checksum mismatch: the payload was corrupted or altered")
+    try:
+        header = json.loads(data[fixed : fixed + hlen], parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PayloadError(f"header is not valid JSON ({exc})") from None
+    check_header(header)
+    return header, data[body_at:end], body_at, None
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not a number a payload may hold")
+
+
+# --- version 2: binary header -------------------------------------------------------------------------------
+
+
+class _Writer:
+    def __init__(self):
+        self.out = bytearray()
+
+    def raw(self, b: bytes) -> None:
+        self.out += b
+
+    def u8(self, v: int) -> None:
+        self.out.append(v)
+
+    def varint(self, v: int) -> None:
+        while True:
+            byte, v = v & 0x7F, v >> 7
+            self.out.append(byte | (0x80 if v else 0))
+            if not v:
+                return
+
+    def blob(self, b: bytes) -> None:
+        self.varint(len(b))
+        self.out += b
+
+    def text(self, s: str) -> None:
+        self.blob(s.encode())
+
+    def f32(self, x: float) -> None:
+        self.out += struct.pack("<f", x)
+
+
+class _Reader:
+    """Bounded reads: every length is checked against the bytes that are there, every number against a limit."""
+
+    def __init__(self, data: bytes, end: int | None = None, what: str = "header"):
+        self.data, self.pos, self.end, self.what = data, 0, len(data) if end is None else end, what
+
+    def take(self, size: int) -> bytes:
+        if size > self.end - self.pos:
+            raise PayloadError(f"payload truncated inside its {self.what}")
+        out = self.data[self.pos : self.pos + size]
+        self.pos += size
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def varint(self, limit: int, name: str) -> int:
+        value = shift = 0
+        for i in range(10):
+            byte = self.u8()
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                if byte == 0 and i:
+                    raise PayloadError(f"{self.what}: {name} is not minimally encoded")
+                if value > limit:
+                    raise PayloadError(f"{self.what}: {name} = {value:,} is over the limit of {limit:,}")
+                return value
+        raise PayloadError(f"{self.what}: {name} is not a valid varint")
+
+    def blob(self, limit: int, name: str) -> bytes:
+        return self.take(self.varint(limit, f"{name} length"))
+
+    def text(self, limit: int, name: str) -> str:
+        try:
+            return self.blob(limit, name).decode()
+        except UnicodeDecodeError:
+            raise PayloadError(f"{self.what}: {name} is not UTF-8") from None
+
+    def f32(self) -> float:
+        return float(f"{struct.unpack('<f', self.take(4))[0]:.6g}")  # as written, not 0.20000000298
+
+
+def _zstd_small(raw: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=19, write_content_size=True, write_checksum=False).compress(raw)
+
+
+def _pack_meta(h: dict) -> bytes:
+    w = _Writer()
+    w.text(h["task"])
+    for name in h["class_names"]:
+        w.text(name)
+    view = h.get("view")
+    if view is None:
+        w.u8(0)
+    else:
+        pairs = {i: [list(mean), list(std)] for i, (mean, std) in NORMS.items()}
+        norm = next((i for i, pair in pairs.items() if pair == [view["mean"], view["std"]]), 0)
+        w.u8(1 | (2 if view.get("gray") else 0) | norm << 2)
+        w.varint(view["native_size"])
+        w.varint(view["model_size"])
+        if norm == 0:
+            for x in (*view["mean"], *view["std"]):
+                w.f32(x)
+    sel = h.get("selection")
+    if sel is None:
+        w.u8(0)
+    else:
+        net = sel.get("safety_net")
+        w.u8(1 | (2 if net else 0))
+        strategy = str(sel.get("strategy", ""))
+        w.u8(STRATEGY_IDS.index(strategy) if strategy in STRATEGY_IDS else 255)
+        if strategy not in STRATEGY_IDS:
+            w.text(strategy)
+        w.varint(int(sel.get("budget") or 0))
+        if net:
+            w.f32(net.get("alpha", 0.0))
+            w.f32(net.get("share", 0.0))
+        w.f32(float(sel.get("spread", 1.0)))
+    teacher = h.get("teacher") or {}
+    w.text(str(teacher.get("arch") or ""))
+    acc = teacher.get("test_acc")
+    w.varint(NO_ACC if acc is None else int(round(acc * 10_000)))
+    sha = teacher.get("sha256") or ""
+    w.blob(bytes.fromhex(sha)[:8] if sha else b"")
+    target_name = (h.get("target") or {}).get("name") or h["task"]
+    w.text("" if target_name == h["task"] else str(target_name))
+    extra = {key: v for key, v in h.items() if key not in V2_FIELDS}
+    w.blob(json.dumps(extra, sort_keys=True, separators=(",", ":"), allow_nan=False).encode() if extra else b"")
+    return bytes(w.out)
+
+
+def _unpack_meta(meta: bytes, h: dict) -> None:
+    r = _Reader(meta, what="meta")
+    h["task"] = r.text(MAX_NAME, "task")
+    h["class_names"] = [r.text(MAX_CLASS_NAME, "class name") for _ in range(h.pop("_c"))]
+    flags = r.u8()
+    if flags & 1:
+        norm = flags >> 2
+        view = {
+            "native_size": r.varint(4096, "view.native_size"),
+            "model_size": r.varint(4096, "view.model_size"),
+            "gray": bool(flags & 2),
+        }
+        if norm == 0:
+            values = [r.f32() for _ in range(6)]
+            view["mean"], view["std"] = values[:3], values[3:]
+        elif norm in NORMS:
+            view["mean"], view["std"] = list(NORMS[norm][0]), list(NORMS[norm][1])
+        else:
+            raise PayloadError(f"meta: unknown normalisation {norm}")
+        h["view"] = view
+    flags = r.u8()
+    if flags & 1:
+        code = r.u8()
+        strategy = (
+            r.text(MAX_NAME, "strategy") if code == 255 else (STRATEGY_IDS[code] if code < len(STRATEGY_IDS) else None)
+        )
+        if strategy is None:
+            raise PayloadError(f"meta: unknown strategy code {code}")
+        sel = {"strategy": strategy, "budget": r.varint(MAX_N, "budget"), "keep": h["k"] / h["n"]}
+        sel["safety_net"] = {"alpha": r.f32(), "share": r.f32()} if flags & 2 else None
+        sel["spread"] = r.f32()
+        h["selection"] = sel
+    arch = r.text(MAX_NAME, "teacher.arch")
+    acc = r.varint(NO_ACC, "teacher.test_acc")
+    sha = r.blob(8, "teacher.sha256")
+    if arch or acc != NO_ACC or sha:
+        h["teacher"] = {
+            "arch": arch or None,
+            "test_acc": None if acc == NO_ACC else acc / 10_000,
+            "sha256_prefix": sha.hex() or None,
+        }
+    name = r.text(MAX_NAME, "target") or h["task"]
+    h["target"] = {"name": name}
+    if "view" in h:
+        h["target"].update(native_size=h["view"]["native_size"], channels=1 if h["view"]["gray"] else 3)
+    extra = r.blob(MAX_EXTRA, "extra")
+    if extra:
+        try:
+            more = json.loads(extra, parse_constant=_no_constants)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise PayloadError(f"meta: extra fields are not valid JSON ({exc})") from None
+        if not isinstance(more, dict) or set(more) & V2_FIELDS:
+            raise PayloadError("meta: extra fields must be an object of other keys")
+        h.update(more)
+    if r.pos != len(meta):
+        raise PayloadError(f"meta has {len(meta) - r.pos} unexpected trailing bytes")
+
+
+def _parse_v2(data: bytes):
+    from .codecs import decompress_bounded
+
+    r = _Reader(data)
+    r.take(len(MAGIC) + 1)
+    flags = r.u8()
+    if flags & ~(FLAG_SIGNED | FLAG_META_ZSTD):
+        raise PayloadError(f"header: unknown flags {flags:#04x}")
+    trailer = SIGNATURE_TRAILER if flags & FLAG_SIGNED else CHECKSUM_BYTES
+    n = r.varint(MAX_N, "n")
+    k = r.varint(n, "k")
+    c = r.varint(MAX_C, "classes")
+    code = r.u8()
+    if code >= len(CODEC_IDS):
+        raise PayloadError(f"header: unknown codec {code}")
+    image_size = r.varint(4096, "image_size")
+    fingerprint = r.take(32).hex()
+    meta_len = r.varint(MAX_META, "meta length")
+    meta_at = r.pos
+    r.take(meta_len)
+    body_len = r.varint(MAX_BODY, "body length")
+    body_at = r.pos
+    end = body_at + body_len
+    if end + trailer > len(data):
+        raise PayloadError(f"payload truncated: {len(data)} bytes, header, body and trailer need {end + trailer}")
+    if end + trailer < len(data):
+        raise PayloadError(f"payload has {len(data) - end - trailer} unexpected trailing bytes")
+    signer = None
+    if flags & FLAG_SIGNED:
+        from .keys import PUBLIC_KEY_BYTES, verify
+
+        signer = data[end : end + PUBLIC_KEY_BYTES]
+        if not verify(signer, data[end + PUBLIC_KEY_BYTES :], data[:end]):
+            raise PayloadError("signature mismatch: the payload was altered after it was signed")
+    elif hashlib.sha256(data[:end]).digest()[:CHECKSUM_BYTES] != data[end:]:
+        raise PayloadError("checksum mismatch: the payload was corrupted or altered")
+    meta = data[meta_at : meta_at + meta_len]
+    if flags & FLAG_META_ZSTD:
+        try:
+            meta = decompress_bounded(meta, MAX_META)
+        except CodecError as exc:
+            raise PayloadError(f"meta: {exc}") from None
+    if c > len(meta):  # every class name costs at least its length byte
+        raise PayloadError(f"header: {c:,} classes cannot fit in {len(meta):,} bytes of meta")
+    header = {
+        "n": n,
+        "k": k,
+        "_c": c,
+        "codec": CODEC_IDS[code],
+        "image_size": image_size,
+        "pack_fingerprint": fingerprint,
+        "format_version": VERSION,
+    }
+    _unpack_meta(meta, header)
+    check_header(header)
+    return header, data[body_at:end], body_at, signer
 
 
 def information_floor_bits(n: int, indices, labels, num_classes: int) -> dict:
@@ -188,9 +586,9 @@ def information_floor_bits(n: int, indices, labels, num_classes: int) -> dict:
     return {"index_bits": comb, "label_bits": k * h, "total_bits": comb + k * h}
 
 
-def inspect_payload(path: str | os.PathLike) -> dict:
+def inspect_payload(path: str | os.PathLike, trusted: bytes | None = None) -> dict:
     """What a payload holds and how close its size is to the information floor."""
-    p = read_payload(path)
+    p = read_payload(path, trusted)
     floor = information_floor_bits(p.n, p.indices, p.labels, p.num_classes)
     bits = p.total_bytes * 8
     return {
@@ -202,6 +600,10 @@ def inspect_payload(path: str | os.PathLike) -> dict:
         "classes": p.num_classes,
         "bytes": p.total_bytes,
         "body_bytes": p.body_bytes,
+        "header_bytes": p.header_bytes,
+        "trailer_bytes": p.trailer_bytes,
+        "format_version": p.format_version,
+        "signed_by": p.signer_id,
         "bits_per_image": bits / p.k if p.k else None,
         "body_bits_per_image": p.body_bytes * 8 / p.k if p.k else None,
         "floor_bits": floor["total_bits"],

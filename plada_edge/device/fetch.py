@@ -2,10 +2,13 @@
 
 Standard library only (urllib), so a device needs nothing extra. The client:
 - reads the task's metadata (size and SHA-256) first and refuses anything over ``max_bytes``;
-- downloads with a timeout and retries with exponential backoff, resuming a partial download with
-  a Range request (a server that ignores Range restarts it cleanly);
-- checks the SHA-256 before decoding, so a corrupted body is refused as a PayloadError;
-- sends ``Authorization: Bearer`` when given a token (or PLADA_EDGE_TOKEN is set).
+- downloads with a per-read timeout, an overall ``deadline`` (a server that drips one byte at a
+  time cannot hold the device) and a size cap, and retries with exponential backoff and jitter,
+  resuming a partial download with a Range request (a server that ignores Range restarts it);
+- checks the SHA-256 before decoding, so a corrupted body is refused as a PayloadError; with a
+  trusted key it also refuses anything that key did not sign;
+- sends ``Authorization: Bearer`` when given a token (or PLADA_EDGE_TOKEN is set), and never
+  along a redirect to another origin.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from ..core.payload import Payload, PayloadError, decode_payload
@@ -24,6 +29,28 @@ DEFAULT_MAX_BYTES = 64 << 20
 
 class FetchError(PayloadError):
     """The payload could not be downloaded intact."""
+
+
+def _origin(url: str) -> tuple:
+    u = urllib.parse.urlsplit(url)
+    return u.scheme, u.hostname, u.port or {"http": 80, "https": 443}.get(u.scheme)
+
+
+class _SameOriginCredentials(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but drop the bearer token when one leads to another origin."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_SameOriginCredentials)
+
+
+def _open(req: urllib.request.Request, timeout: float):
+    return _OPENER.open(req, timeout=timeout)
 
 
 def _request(url: str, token: str | None, headers: dict | None = None) -> urllib.request.Request:
@@ -36,7 +63,7 @@ def _request(url: str, token: str | None, headers: dict | None = None) -> urllib
 
 def task_metadata(url: str, token: str | None = None, timeout: float = 10.0) -> dict:
     try:
-        with urllib.request.urlopen(_request(url.rstrip("/"), token), timeout=timeout) as r:
+        with _open(_request(url.rstrip("/"), token), timeout) as r:
             return json.loads(r.read(1 << 20))
     except urllib.error.HTTPError as exc:
         raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}") from None
@@ -51,30 +78,46 @@ def fetch_payload(
     retries: int = 5,
     backoff: float = 0.5,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    deadline: float = 300.0,
+    trusted: bytes | None = None,
 ) -> Payload:
-    """Download, verify (size, SHA-256) and decode the payload of the task at ``url``."""
-    meta = task_metadata(url, token, timeout)
+    """Download, verify (size, SHA-256, and the signature when ``trusted``) and decode the task's payload.
+
+    ``timeout`` bounds each network wait, ``deadline`` the whole download, retries included.
+    """
+    t_end = time.monotonic() + deadline
+
+    def left() -> float:
+        remaining = t_end - time.monotonic()
+        if remaining <= 0:
+            raise FetchError(f"{url}: no complete payload within the {deadline:g} s deadline")
+        return min(timeout, remaining)
+
+    meta = task_metadata(url, token, left())
     try:
         size, want = int(meta["bytes"]), str(meta["sha256"])
     except (KeyError, TypeError, ValueError):
         raise FetchError(f"{url}: metadata lacks bytes/sha256") from None
     if size > max_bytes:
         raise FetchError(f"{url}: payload is {size:,} bytes, over the limit of {max_bytes:,}")
+    if size <= 0:
+        raise FetchError(f"{url}: the server announces an empty payload ({size} bytes)")
     payload_url = url.rstrip("/") + "/payload"
     buf = bytearray()
     last_error = None
     for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
+        if attempt:  # exponential backoff with jitter, so many devices do not retry in lockstep
+            time.sleep(min(backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5), max(0.0, left())))
         headers = {"Range": f"bytes={len(buf)}-"} if buf else {}
         try:
-            with urllib.request.urlopen(_request(payload_url, token, headers), timeout=timeout) as r:
+            with _open(_request(payload_url, token, headers), left()) as r:
                 if buf and r.status != 206:  # the server ignored Range: start over
                     buf.clear()
-                while chunk := r.read(1 << 16):
+                while chunk := r.read1(1 << 16):  # what has arrived, not a fixed amount: a drip cannot stall us
                     buf.extend(chunk)
-                    if len(buf) > max_bytes or len(buf) > size:
+                    if len(buf) > size:
                         raise FetchError(f"{payload_url}: body is larger than the announced {size:,} bytes")
+                    left()
             if len(buf) == size:
                 break
             last_error = f"short read ({len(buf)} of {size} bytes)"
@@ -94,4 +137,4 @@ def fetch_payload(
             f"{payload_url}: downloaded bytes hash to {got[:16]}…, the server announced {want[:16]}…: "
             "corrupted in transit or by the server"
         )
-    return decode_payload(bytes(buf))
+    return decode_payload(bytes(buf), trusted)

@@ -41,15 +41,22 @@ from ..core.view import ViewSpec, as_nhwc3, torch_view
 STUDENT_FILE, STUDENT_ONNX, METRICS_FILE = "student.pt", "student.onnx", "metrics.json"
 
 
-def _load_payload(payload) -> Payload:
+def load_payload(payload, trusted: bytes | str | os.PathLike | None = None) -> Payload:
+    """A Payload from a Payload, a file or a server URL; with ``trusted`` (a public key or its .pub
+    file), refused unless that key signed it."""
+    from ..core.keys import load_public_key, require_trusted
+
+    if trusted is not None and not isinstance(trusted, bytes):
+        trusted = load_public_key(trusted)
     if isinstance(payload, Payload):
+        require_trusted(payload.signer, trusted)
         return payload
     text = str(payload)
     if text.startswith(("http://", "https://")):
         from .fetch import fetch_payload
 
-        return fetch_payload(text)
-    return read_payload(payload)
+        return fetch_payload(text, trusted=trusted)
+    return read_payload(payload, trusted)
 
 
 def learn(
@@ -59,6 +66,7 @@ def learn(
     config: StudentConfig | None = None,
     *,
     target: Target | str | None = None,
+    trusted: bytes | str | os.PathLike | None = None,
     resume: bool = True,
     progress: bool | None = None,
     **options,
@@ -70,19 +78,22 @@ def learn(
     input resolution of the teacher's view (same sensor, colour and normalisation):
     ImageNet-initialised students such as efficientnet_lite0 want 64 px or more. With ``target``,
     the student is evaluated on its test split; a target of another class count is refused first.
+    ``trusted`` (an Ed25519 public key, raw or a .pub file): refuse payloads that key did not sign.
     """
     import torch
 
     cfg = with_options(config, StudentConfig, options)
     t0 = time.perf_counter()
     pack = reference if isinstance(reference, ReferencePack) else ReferencePack.open(reference)
-    p = _load_payload(payload)
+    p = load_payload(payload, trusted)
     p.check_pack(pack)  # refuse before any work
     c = p.num_classes
     tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
     if tgt is not None and tgt.num_classes != c:
         raise TargetError(f"target {tgt.name} has {tgt.num_classes} classes but payload '{p.header['task']}' has {c}")
-    spec = ViewSpec.from_dict(p.header["view"])
+    view = p.header.get("view")  # a minimal payload has none: then the pack's images as they are
+    size = p.header["image_size"]
+    spec = ViewSpec.from_dict(view) if view else ViewSpec(native_size=size, model_size=size)
     if cfg.model_size is not None:
         spec = replace(spec, model_size=cfg.model_size)
     images = pack.gather(p.indices)
@@ -154,6 +165,7 @@ def learn(
         "payload_bytes": p.total_bytes,
         "k": p.k,
         "payload_sha256": p.sha256,
+        "payload_signed_by": p.signer_id,
         "pack_fingerprint": pack.fingerprint,
         "trained_on": int(len(labels)),
         "expansion": expansion,

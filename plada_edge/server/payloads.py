@@ -8,6 +8,7 @@ search over k: selections never rescore, so each probe costs one selection and o
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -31,6 +32,10 @@ def parse_bytes(text: str | int) -> int:
     return int(float(m.group(1)) * scale)
 
 
+def _finite_or_none(x):
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
 def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> dict:
     meta = scores.meta
     return {
@@ -49,7 +54,7 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> d
         },
         "teacher": {
             "arch": meta.get("arch"),
-            "test_acc": meta.get("teacher_test_acc"),
+            "test_acc": _finite_or_none(meta.get("teacher_test_acc")),
             "sha256": meta["teacher_sha256"],
         },
         # the class names are already above: keep only what the device needs to evaluate
@@ -69,13 +74,15 @@ def make_payload(
     task: str | None = None,
     target=None,
     pack=None,
+    signer=None,
     **options,
 ) -> tuple[Payload, Selection, bytes]:
     """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits.
 
     ``config`` (a SelectionConfig, or keyword ``options`` overriding its fields) says how to
-    select. ``strategy="auto"`` picks energy or opposite with proxy students on held-out target
-    data (plada_edge.server.auto); it needs ``target`` and ``pack``.
+    select; ``signer`` (a plada_edge.core.keys.SigningKey) signs the payload. ``strategy="auto"``
+    picks energy or opposite with proxy students on held-out target data (plada_edge.server.auto);
+    it needs ``target`` and ``pack``.
     """
     cfg = with_options(config, SelectionConfig, options)
     auto_report = None
@@ -95,7 +102,7 @@ def make_payload(
 
         def encoded(k: int):
             sel = select(scores, cfg, count=k)
-            return sel, encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec)
+            return sel, encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec, signer=signer)
 
         lo_sel, lo_data = encoded(0)
         if len(lo_data) > limit:
@@ -112,7 +119,7 @@ def make_payload(
         sel, data = best
     else:
         sel = select(scores, cfg, keep=keep, count=count)
-        data = encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec)
+        data = encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec, signer=signer)
     if auto_report is not None:
         sel.auto = auto_report
     if out is not None:

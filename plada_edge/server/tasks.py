@@ -5,6 +5,7 @@ A task file (TOML) names a cache directory, a default reference pack and one tab
     [server]
     cache = "runs/server"          # where teachers, scores and payloads are kept
     reference = "data/offline-mix"
+    signing_key = "server.key"     # optional: sign every payload (plada-edge keys generate); or $PLADA_EDGE_SIGNING_KEY
 
     [tasks.fmnist]
     target = "fmnist"              # a path (.npz / ImageFolder) or a name under data/targets/
@@ -127,7 +128,15 @@ def load_task_file(path: str | os.PathLike) -> dict:
         raise ConfigError(f"{path}: no [tasks.NAME] tables")
     server = cfg.get("server", {})
     base = path.parent
-    out = {"cache": base / server.get("cache", "plada-cache"), "tasks": {}, "base": base}
+    key = server.get("signing_key") or os.environ.get("PLADA_EDGE_SIGNING_KEY")
+    if key is not None and not isinstance(key, str):
+        raise ConfigError(f"{path}: [server] signing_key must be a path")
+    out = {
+        "cache": base / server.get("cache", "plada-cache"),
+        "tasks": {},
+        "base": base,
+        "signing_key": (base / key if not Path(key).is_absolute() else Path(key)) if key else None,
+    }
     for name, t in tasks.items():
         if not TASK_NAME.match(name):
             raise ConfigError(f"task name {name!r} must match {TASK_NAME.pattern}")
@@ -160,12 +169,14 @@ def build_tasks(
     log=lambda msg: None,
 ) -> dict:
     """Build (or reuse) every task's teacher, ONNX, scores and payload; publish the list."""
+    from ..core.keys import SigningKey
     from .payloads import make_payload
     from .scoring import Scores, score_pack
     from .teacher import export_onnx, train_teacher
 
     cfg = load_task_file(task_file)
     cache: Path = cfg["cache"]
+    signer = SigningKey(cfg["signing_key"]) if cfg["signing_key"] else None
     report = {}
     published = {}
     for name, t in cfg["tasks"].items():
@@ -199,7 +210,10 @@ def build_tasks(
             log(f"[{name}] scoring {pack.n:,} images")
             scores = score_pack(onnx, pack, sdir, progress=progress, device=where)
             steps["scores"] = "built"
-        pkey = _sha("payload", skey, {k: t[k] for k in SELECT_KEYS}, t.get("task", name))
+        signed_by = signer.public.hex() if signer else None
+        pkey = _sha(
+            "payload", skey, {k: t[k] for k in SELECT_KEYS}, t.get("task", name), *([signed_by] if signer else [])
+        )
         ppath = cache / "payloads" / f"{pkey}.plada"
         if ppath.exists():
             steps["payload"] = "cached"
@@ -214,6 +228,7 @@ def build_tasks(
                 budget=t["budget"],
                 codec=t["codec"],
                 task=t.get("task", name),
+                signer=signer,
             )
             steps["payload"] = "built"
         published[name] = {
@@ -225,7 +240,9 @@ def build_tasks(
             "classes": payload.num_classes,
             "codec": payload.header["codec"],
             "pack_fingerprint": payload.fingerprint,
-            "teacher_test_acc": payload.header.get("teacher", {}).get("test_acc"),
+            "teacher_test_acc": (payload.header.get("teacher") or {}).get("test_acc"),
+            "signed_by": payload.signer_id,
+            "keep": payload.k / payload.n,
         }
         report[name] = {"steps": steps, **published[name]}
         log(f"[{name}] " + ", ".join(f"{k} {v}" for k, v in steps.items()) + f" → {payload.total_bytes:,} bytes")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import warnings
 from dataclasses import asdict
@@ -53,7 +54,7 @@ def train_teacher(
     view = torch_view(spec, input_size=target.native_size)
     torch.manual_seed(cfg.train.seed)
     model = create_model(cfg.arch, target.num_classes, cfg.weights)
-    test = (as_nhwc3(target.x_test), target.y_test)
+    test = (as_nhwc3(target.x_test), target.y_test) if len(target.y_test) else None  # no test split: no accuracy
     identity = {"target_sha256": target.sha256(), "arch": cfg.arch, "size": cfg.size, "weights": cfg.weights}
     device = resolve_device(cfg.device)
     history = fit(
@@ -86,7 +87,7 @@ def train_teacher(
     metrics = {
         "target": target.name,
         "arch": cfg.arch,
-        "test_acc": history[-1]["test_acc"],
+        "test_acc": history[-1].get("test_acc"),
         "train_acc": history[-1]["train_acc"],
         "epochs": cfg.train.epochs,
         "history": history,
@@ -184,7 +185,7 @@ def export_onnx(
         "plada.normalization": json.dumps({"mean": list(spec.mean), "std": list(spec.std)}),
         "plada.checkpoint_sha256": meta["checkpoint_sha256"],
         "plada.target": json.dumps(meta.get("target", {})),
-        "plada.test_acc": str(meta.get("metrics", {}).get("test_acc", "")),
+        "plada.test_acc": _text(meta.get("metrics", {}).get("test_acc")),
     }
     for k, v in props.items():
         entry = proto.metadata_props.add()
@@ -216,6 +217,18 @@ def export_onnx(
     }
 
 
+def _text(x) -> str:
+    return "" if x is None else str(x)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        x = float(text) if text else None
+    except ValueError:
+        return None
+    return x if x is not None and math.isfinite(x) else None
+
+
 def onnx_metadata(path: str | os.PathLike) -> dict:
     """The plada.* metadata of an exported teacher, parsed, plus the file's SHA-256."""
     import onnx
@@ -235,7 +248,7 @@ def onnx_metadata(path: str | os.PathLike) -> dict:
         "view": json.loads(props["plada.view"]),
         "checkpoint_sha256": props["plada.checkpoint_sha256"],
         "target": json.loads(props.get("plada.target", "{}")),
-        "test_acc": float(props["plada.test_acc"]) if props.get("plada.test_acc") else None,
+        "test_acc": _number(props.get("plada.test_acc")),
         "sha256": hashlib.sha256(data).hexdigest(),
         "outputs": [o.name for o in proto.graph.output],
     }

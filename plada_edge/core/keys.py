@@ -1,0 +1,133 @@
+"""Ed25519 keys: a payload proves where it came from (paper §3.3, the server → device channel).
+
+A checksum only catches accidents: whoever controls the server or the connection can rewrite the
+labels and the checksum with them. A server that signs its payloads with a private key, and
+devices that are told to trust only its public key (``learn --trust KEY.pub``), close that gap.
+
+    plada-edge keys generate --out server.key      # server.key (private, mode 0600) + server.key.pub
+
+Files are PEM (PKCS#8 private, SubjectPublicKeyInfo public), readable by OpenSSL and every
+Ed25519 library. Signing and verification use the ``cryptography`` package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from . import atomic
+from .errors import ConfigError, PayloadError
+
+PUBLIC_KEY_BYTES, SIGNATURE_BYTES = 32, 64
+
+
+def _crypto():
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise ConfigError("signed payloads need the cryptography package: pip install cryptography") from None
+    return serialization, ed25519
+
+
+def generate_keys(out: str | os.PathLike, overwrite: bool = False) -> dict:
+    """Write a new private key to ``out`` (0600) and its public key to ``out.pub``; returns their paths and id."""
+    serialization, ed25519 = _crypto()
+    out = Path(out)
+    pub_path = out.with_name(out.name + ".pub")
+    for p in (out, pub_path):
+        if p.exists() and not overwrite:
+            raise ConfigError(f"{p} already exists; refusing to replace a key (pass --force)")
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    atomic.write_bytes(out, private, mode=0o600)
+    atomic.write_bytes(pub_path, public)
+    return {"private": str(out), "public": str(pub_path), "key_id": key_id(public_raw(key.public_key()))}
+
+
+def public_raw(public_key) -> bytes:
+    serialization, _ = _crypto()
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def key_id(public: bytes) -> str:
+    """A short name for a public key: the first 8 bytes of its SHA-256, in hex."""
+    return hashlib.sha256(public).hexdigest()[:16]
+
+
+class SigningKey:
+    """A private Ed25519 key loaded from a PEM file."""
+
+    def __init__(self, path: str | os.PathLike):
+        serialization, ed25519 = _crypto()
+        path = Path(path)
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except FileNotFoundError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{path} is not an unencrypted PEM private key ({exc})") from None
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise ConfigError(f"{path} is not an Ed25519 private key")
+        self._key, self.path = key, path
+        self.public = public_raw(key.public_key())
+
+    def sign(self, data: bytes) -> bytes:
+        return self._key.sign(data)
+
+
+def load_public_key(spec: str | os.PathLike) -> bytes:
+    """The raw 32-byte public key from a PEM .pub file (or a 64-character hex string)."""
+    serialization, ed25519 = _crypto()
+    text = str(spec)
+    if len(text) == 2 * PUBLIC_KEY_BYTES and all(ch in "0123456789abcdef" for ch in text.lower()):
+        return bytes.fromhex(text)
+    path = Path(spec)
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except FileNotFoundError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a PEM public key ({exc})") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise ConfigError(f"{path} is not an Ed25519 public key")
+    return public_raw(key)
+
+
+def verify(public: bytes, signature: bytes, data: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    _, ed25519 = _crypto()
+    try:
+        ed25519.Ed25519PublicKey.from_public_bytes(public).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def signing_key_from_env(path: str | os.PathLike | None) -> SigningKey | None:
+    """``path`` if given, else $PLADA_EDGE_SIGNING_KEY, else None (unsigned)."""
+    path = path or os.environ.get("PLADA_EDGE_SIGNING_KEY")
+    return SigningKey(path) if path else None
+
+
+def trusted_key_from_env(spec: str | os.PathLike | None) -> bytes | None:
+    """``spec`` if given, else $PLADA_EDGE_TRUST, else None (any valid payload is accepted)."""
+    spec = spec or os.environ.get("PLADA_EDGE_TRUST")
+    return load_public_key(spec) if spec else None
+
+
+def require_trusted(signer: bytes | None, trusted: bytes | None) -> None:
+    """Refuse a payload that is not signed by ``trusted`` (when a trusted key is configured)."""
+    if trusted is None:
+        return
+    if signer is None:
+        raise PayloadError(f"payload is not signed, but this device trusts only key {key_id(trusted)}")
+    if signer != trusted:
+        raise PayloadError(
+            f"payload is signed by key {key_id(signer)}, but this device trusts only key {key_id(trusted)}"
+        )
