@@ -2,19 +2,23 @@
 """Build the offline benchmark data: data/offline-mix (reference pack) and data/targets/*.npz.
 
     .venv/bin/python tools/build_offline_data.py [--root data] [--force] [--update-docs]
+    .venv/bin/python tools/build_offline_data.py --check     # does this machine's pool match the documented one?
 
 Needs only what tools/setup.sh installs (Debian data packages and pip packages); see
 plada_edge/data/offline.py for the sources and their order. --update-docs records N, build time,
-pack size and fingerprint in docs/benchmarks.md.
+pack size, fingerprint and each source's SHA-256 in docs/benchmarks.md and docs/offline-mix.json;
+--check compares a built pool with docs/offline-mix.json and names every source that differs (and
+the package versions behind it, from data/offline-mix.inputs.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from benchkit import machine, replace_section  # noqa: E402
+from benchkit import DOCS, machine, replace_section  # noqa: E402
 
 from plada_edge.data.offline import DEFAULT_TOTAL, build_offline_data  # noqa: E402
 
@@ -25,7 +29,10 @@ def main() -> None:
     ap.add_argument("--total", type=int, default=DEFAULT_TOTAL, help="pool size to reach (photo patches fill up)")
     ap.add_argument("--force", action="store_true", help="rebuild the pack even if it exists")
     ap.add_argument("--update-docs", action="store_true", help="record the build in docs/benchmarks.md")
+    ap.add_argument("--check", action="store_true", help="compare the built pool with docs/offline-mix.json")
     args = ap.parse_args()
+    if args.check:
+        sys.exit(check(args.root or Path("data")))
     report = build_offline_data(args.root, total=args.total, overwrite=args.force)
     print(json.dumps(report, indent=2))
     if args.update_docs and report["seconds"] is not None:
@@ -38,6 +45,14 @@ def main() -> None:
             f"- fingerprint `{report['fingerprint']}`\n\n| source (index order) | images |\n|---|---:|\n{rows}"
         )
         replace_section("offline_mix", body, "python tools/build_offline_data.py --force --update-docs")
+        root = args.root or Path("data")
+        expected = {
+            "fingerprint": report["fingerprint"],
+            "n": report["n"],
+            "sources": report["source_sha256"],
+            "inputs": json.loads((root / "offline-mix.inputs.json").read_text()),
+        }
+        (DOCS / "offline-mix.json").write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n")
     if args.update_docs:
         from plada_edge.core.reference import ReferencePack
         from plada_edge.core.targets import load_target
@@ -61,6 +76,35 @@ def main() -> None:
             + "\n".join(rows)
         )
         replace_section("offline_audit", body, "python tools/build_offline_data.py --update-docs")
+
+
+def check(root: Path) -> int:
+    """0 when the pool at ``root`` is the documented one; else name each differing source and input."""
+    from plada_edge.core.reference import ReferencePack
+
+    want = json.loads((DOCS / "offline-mix.json").read_text())
+    pack = ReferencePack.open(root / "offline-mix")
+    if pack.fingerprint == want["fingerprint"]:
+        print(f"ok: offline-mix is {pack.fingerprint} as documented")
+        return 0
+    got = {e["name"]: e.get("sha256") for e in pack.manifest["sources"]}
+    print(f"offline-mix is {pack.fingerprint[:16]}…, the documented pool is {want['fingerprint'][:16]}…")
+    for name in sorted(set(got) | set(want["sources"])):
+        if got.get(name) != want["sources"].get(name):
+            here, there = str(got.get(name))[:16], str(want["sources"].get(name))[:16]
+            print(f"  source {name!r} differs: {here}… here, {there}… documented")
+    try:
+        have = json.loads((root / "offline-mix.inputs.json").read_text())
+    except OSError:
+        return 1
+    for kind in ("debian", "pip"):
+        for pkg, version in want["inputs"][kind].items():
+            if have[kind].get(pkg) != version:
+                print(f"  {kind} package {pkg}: {have[kind].get(pkg)} here, {version} documented")
+    fonts_here, fonts_doc = have["glyph_fonts"], want["inputs"]["glyph_fonts"]
+    for font in sorted(set(fonts_here) ^ set(fonts_doc)):
+        print(f"  glyph font {font} is {'only here' if font in fonts_here else 'missing here'}")
+    return 1
 
 
 if __name__ == "__main__":

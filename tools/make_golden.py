@@ -29,8 +29,12 @@ from plada_edge.core import atomic, native  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", choices=["payloads-v1", "payloads-v2", "energy"], action="append",
-                    help="write only these golden files (default: all); golden files are written once, on x86_64")
+    ap.add_argument(
+        "--only",
+        choices=["payloads-v1", "payloads-v2", "energy"],
+        action="append",
+        help="write only these golden files (default: all); golden files are written once, on x86_64",
+    )
     what = set(ap.parse_args().only or ["payloads-v1", "payloads-v2", "energy"])
     selections, logits = golden_inputs()
     if "payloads-v1" in what:

@@ -27,6 +27,7 @@ import numpy as np
 from . import atomic, native
 from .errors import ConfigError, PackError
 from .images import DEFAULT_MAX_PIXELS, RESIZE_METHODS, ImageSkipped, array_to_rgb_tiles, decode_file
+from .locks import output_lock
 from .progress import bar
 from .sources import Source, list_folder, load_array, parse_source
 
@@ -56,6 +57,7 @@ class _ImageWriter:
         self._f = open(path, "wb")
         self._f.write(_npy_header((0, size, size, 3)))
         self._sha = hashlib.sha256()
+        self.source_sha = hashlib.sha256()
 
     def append(self, tiles: np.ndarray) -> None:
         data = np.ascontiguousarray(tiles, dtype=np.uint8)
@@ -63,7 +65,12 @@ class _ImageWriter:
         buf = memoryview(data).cast("B")
         self._f.write(buf)
         self._sha.update(buf)
+        self.source_sha.update(buf)
         self.count += len(data)
+
+    def start_source(self) -> None:
+        """Begin a per-source digest: the manifest names which source changed when fingerprints differ."""
+        self.source_sha = hashlib.sha256()
 
     def finish(self) -> str:
         self._f.seek(0)
@@ -140,56 +147,63 @@ def build_pack(
     for s in srcs:
         s.items = list_folder(s.path) if s.kind == "folder" else []
         counts.append(len(s.items) if s.kind == "folder" else len(load_array(s)))
-    with atomic.staging_dir(out, overwrite=overwrite) as tmp:
-        writer = _ImageWriter(tmp / IMAGES, size)
-        described, skipped = [], []
-        with bar("building pack", sum(counts), progress, unit="img") as b:
-            for k, (s, count) in enumerate(zip(srcs, counts)):
-                method = s.resize or resize
-                start = writer.count
-                entry = s.describe()
-                if s.kind == "folder":
-                    kept = []
-                    pending = []
-                    for rel, tile, reason in _decoded_folder(s, size, method, workers, max_pixels, b):
-                        if tile is None:
-                            skipped.append({"source": s.name, "path": rel, "reason": reason})
-                            continue
-                        pending.append(tile)
-                        kept.append(rel)
-                        if len(pending) == _CHUNK:
+    out = Path(out)
+    with output_lock(out, out.parent / f".{out.name}.lock"):  # two builds into one folder: the second is refused
+        with atomic.staging_dir(out, overwrite=overwrite) as tmp:
+            writer = _ImageWriter(tmp / IMAGES, size)
+            described, skipped = [], []
+            with bar("building pack", sum(counts), progress, unit="img") as b:
+                for k, (s, count) in enumerate(zip(srcs, counts)):
+                    method = s.resize or resize
+                    start = writer.count
+                    writer.start_source()
+                    entry = s.describe()
+                    if s.kind == "folder":
+                        kept = []
+                        pending = []
+                        for rel, tile, reason in _decoded_folder(s, size, method, workers, max_pixels, b):
+                            if tile is None:
+                                skipped.append({"source": s.name, "path": rel, "reason": reason})
+                                continue
+                            pending.append(tile)
+                            kept.append(rel)
+                            if len(pending) == _CHUNK:
+                                writer.append(np.stack(pending))
+                                pending.clear()
+                        if pending:
                             writer.append(np.stack(pending))
-                            pending.clear()
-                    if pending:
-                        writer.append(np.stack(pending))
-                    entry["paths"] = f"paths-{k}.txt"
-                    atomic.write_bytes(
-                        tmp / entry["paths"], "".join(p + "\n" for p in kept).encode("utf-8", "surrogateescape")
+                        entry["paths"] = f"paths-{k}.txt"
+                        atomic.write_bytes(
+                            tmp / entry["paths"], "".join(p + "\n" for p in kept).encode("utf-8", "surrogateescape")
+                        )
+                    else:
+                        arr = load_array(s)
+                        for c0 in range(0, len(arr), _CHUNK):
+                            writer.append(array_to_rgb_tiles(arr[c0 : c0 + _CHUNK], size, method))
+                            b.advance(min(_CHUNK, len(arr) - c0))
+                    entry.update(
+                        start=start,
+                        stop=writer.count,
+                        count=writer.count - start,
+                        skipped=count - (writer.count - start),
+                        sha256=writer.source_sha.hexdigest(),
                     )
-                else:
-                    arr = load_array(s)
-                    for c0 in range(0, len(arr), _CHUNK):
-                        writer.append(array_to_rgb_tiles(arr[c0 : c0 + _CHUNK], size, method))
-                        b.advance(min(_CHUNK, len(arr) - c0))
-                entry.update(
-                    start=start, stop=writer.count, count=writer.count - start, skipped=count - (writer.count - start)
-                )
-                described.append(entry)
-        fingerprint = writer.finish()
-        manifest = {
-            "format": "plada-reference-pack",
-            "format_version": PACK_FORMAT,
-            "n": writer.count,
-            "height": size,
-            "width": size,
-            "channels": 3,
-            "build": {"size": size, "resize": resize, "max_pixels": max_pixels, "pillow": _pillow_version()},
-            "sources": described,
-            "skipped": skipped,
-            "fingerprint": fingerprint,
-        }
-        atomic.write_json(tmp / MANIFEST, manifest)
-    return ReferencePack.open(out)
+                    described.append(entry)
+            fingerprint = writer.finish()
+            manifest = {
+                "format": "plada-reference-pack",
+                "format_version": PACK_FORMAT,
+                "n": writer.count,
+                "height": size,
+                "width": size,
+                "channels": 3,
+                "build": {"size": size, "resize": resize, "max_pixels": max_pixels, "pillow": _pillow_version()},
+                "sources": described,
+                "skipped": skipped,
+                "fingerprint": fingerprint,
+            }
+            atomic.write_json(tmp / MANIFEST, manifest)
+        return ReferencePack.open(out)
 
 
 def _pillow_version() -> str:
@@ -222,13 +236,18 @@ class ReferencePack:
             manifest = json.loads(mpath.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise PackError(f"{mpath}: unreadable manifest ({exc})") from None
-        if manifest.get("format") != "plada-reference-pack":
+        if not isinstance(manifest, dict) or manifest.get("format") != "plada-reference-pack":
             raise PackError(f"{mpath}: not a plada reference pack manifest")
         if manifest.get("format_version") != PACK_FORMAT:
             raise PackError(
                 f"{mpath}: pack format {manifest.get('format_version')} is not supported (this is {PACK_FORMAT})"
             )
-        n, h, w = int(manifest["n"]), int(manifest["height"]), int(manifest["width"])
+        try:
+            n, h, w = (int(manifest[key]) for key in ("n", "height", "width"))
+            if not isinstance(manifest.get("fingerprint"), str) or not isinstance(manifest.get("sources", []), list):
+                raise TypeError("fingerprint or sources")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PackError(f"{mpath}: manifest lacks or garbles {exc}") from None
         if not ipath.is_file():
             raise PackError(f"{path}: {IMAGES} is missing")
         with open(ipath, "rb") as f:

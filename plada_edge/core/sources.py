@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,15 +118,22 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def load_array(src: Source) -> np.ndarray:
-    if src.kind == "idx":
-        arr = read_idx(src.path)
-    elif src.path.suffix == ".npz":
-        with np.load(src.path) as z:
-            if src.key not in z:
-                raise PackError(f"{src.path} has no array {src.key!r} (has {list(z.keys())})")
-            arr = z[src.key]
-    else:
-        arr = np.load(src.path, mmap_mode="r")
+    try:
+        if src.kind == "idx":
+            arr = read_idx(src.path)
+        elif src.path.suffix == ".npz":
+            with np.load(src.path, allow_pickle=False) as z:
+                if src.key not in z:
+                    raise PackError(f"{src.path} has no array {src.key!r} (has {list(z.keys())})")
+                arr = z[src.key]
+        else:
+            arr = np.load(src.path, mmap_mode="r", allow_pickle=False)
+    except PackError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # empty, truncated or not numpy at all
+        raise PackError(
+            f"source {src.name}: {src.path} is not a readable numpy file ({type(exc).__name__}: {exc})"
+        ) from None
     if arr.dtype != np.uint8:
         raise PackError(f"source {src.name}: images must be uint8, got {arr.dtype}")
     if arr.ndim not in (3, 4):

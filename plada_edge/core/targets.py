@@ -13,6 +13,7 @@ pool the way the task's sensor would.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,11 @@ class Target:
             if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] != 3):
                 raise TargetError(
                     f"target {self.name}: x_{split} must be uint8 (n, h, w) or (n, h, w, 3), got {x.dtype} {x.shape}"
+                )
+            if not isinstance(y, np.ndarray) or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+                raise TargetError(
+                    f"target {self.name}: y_{split} must be a 1-D array of whole-number labels, "
+                    f"got {getattr(y, 'dtype', type(y).__name__)} {getattr(y, 'shape', '')}"
                 )
             if len(x) != len(y):
                 raise TargetError(f"target {self.name}: {len(x)} {split} images but {len(y)} labels")
@@ -138,9 +144,18 @@ def load_target(spec: str | os.PathLike) -> Target:
             )
     if path.is_dir():
         return _load_folder(path)
-    with np.load(path, allow_pickle=False) as z:
-        missing = {"x_train", "y_train", "x_test", "y_test", "class_names"} - set(z.files)
-        if missing:
-            raise TargetError(f"{path}: target .npz lacks {sorted(missing)}")
-        name = str(z["name"]) if "name" in z.files else path.stem
-        return Target(name, z["x_train"], z["y_train"], z["x_test"], z["y_test"], [str(c) for c in z["class_names"]])
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise TargetError(f"{path}: a target is an .npz archive of arrays, not a single .npy array")
+            missing = {"x_train", "y_train", "x_test", "y_test", "class_names"} - set(z.files)
+            if missing:
+                raise TargetError(f"{path}: target .npz lacks {sorted(missing)}")
+            arrays = {key: z[key] for key in ("x_train", "y_train", "x_test", "y_test", "class_names")}
+            name = str(z["name"]) if "name" in z.files else path.stem
+    except TargetError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # truncated, empty or not an archive
+        raise TargetError(f"{path}: not a readable target archive ({type(exc).__name__}: {exc})") from None
+    names = [str(c) for c in np.atleast_1d(arrays.pop("class_names"))]
+    return Target(name, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], names)

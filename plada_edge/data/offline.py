@@ -41,7 +41,9 @@ OPENCLIPART_DIR = Path("/usr/share/openclipart/png")
 OXYGEN_DIR = Path("/usr/share/icons/oxygen/base")
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")
-FONT_DIRS = [Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts/opentype")]
+# glyph fonts come only from these Debian packages (tools/setup.sh installs them) and matplotlib's
+# bundled fonts, never from whatever else a machine has installed: the pool must rebuild identically
+GLYPH_FONT_PACKAGES = ("fonts-dejavu-core", "fonts-liberation", "fonts-freefont-ttf")
 FMNIST_CLASSES = [
     "T-shirt/top",
     "Trouser",
@@ -139,15 +141,25 @@ def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
 
 
+def package_files(package: str) -> list[Path]:
+    """The files a Debian package installed (dpkg's list), or an empty list where it is not installed."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return [Path(line) for line in out.splitlines() if line and Path(line).is_file() and not Path(line).is_symlink()]
+
+
 def glyph_fonts() -> list[Path]:
     """Font files that render distinct, non-empty 0/8/A/a glyphs (drops symbol-only fonts)."""
     import matplotlib
     from PIL import Image, ImageDraw, ImageFont
 
-    paths = []
-    for d in [*FONT_DIRS, Path(matplotlib.get_data_path()) / "fonts" / "ttf"]:
-        if d.exists():
-            paths += [p for p in sorted(d.rglob("*")) if p.suffix.lower() in (".ttf", ".otf")]
+    paths = sorted(p for pkg in GLYPH_FONT_PACKAGES for p in package_files(pkg) if p.suffix.lower() in (".ttf", ".otf"))
+    bundled = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    paths += sorted(p for p in bundled.rglob("*") if p.suffix.lower() in (".ttf", ".otf"))
     keep, seen = [], set()
     for p in paths:
         if p.name in seen or "Emoji" in p.name or "LastResort" in p.name:
@@ -329,6 +341,52 @@ def load_pool_truth(target: str, root: Path | None = None) -> tuple[np.ndarray, 
         return z["indices"], z["labels"]
 
 
+DATA_PACKAGES = (
+    "dataset-fashion-mnist",
+    "openclipart-png",
+    "oxygen-icon-theme",
+    "fonts-noto-color-emoji",
+    *GLYPH_FONT_PACKAGES,
+)
+PIP_PACKAGES = ("numpy", "pillow", "matplotlib", "scikit-image", "scikit-learn", "mlxtend")
+
+
+def input_provenance() -> dict:
+    """Every input of the pool by name: Debian and pip package versions and the SHA-256 of each glyph font."""
+    import hashlib
+    import subprocess
+    from importlib import metadata
+
+    def deb_version(pkg: str) -> str | None:
+        try:
+            return (
+                subprocess.run(
+                    ["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True, check=True
+                ).stdout
+                or None
+            )
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    def pip_version(pkg: str) -> str | None:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "debian": {pkg: deb_version(pkg) for pkg in DATA_PACKAGES},
+        "pip": {pkg: pip_version(pkg) for pkg in PIP_PACKAGES},
+        "glyph_fonts": {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in glyph_fonts()},
+    }
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    from ..core import atomic
+
+    atomic.write_json(path, obj)
+
+
 def build_offline_data(
     root: str | os.PathLike | None = None,
     total: int = DEFAULT_TOTAL,
@@ -399,6 +457,7 @@ def build_offline_data(
         np.concatenate([mnist_labels, glyph_chars[digit_glyph]]),
     )
     seconds = time.perf_counter() - t0
+    atomic_write_json(root / "offline-mix.inputs.json", input_provenance())
     return {
         "pack": str(pack_dir),
         "n": pack.n,
@@ -406,5 +465,6 @@ def build_offline_data(
         "seconds": seconds,
         "bytes": (pack_dir / "images.npy").stat().st_size,
         "sources": {s.name: s.stop - s.start for s in pack.sources},
+        "source_sha256": {e["name"]: e.get("sha256") for e in pack.manifest["sources"]},
         "skipped": len(pack.manifest["skipped"]),
     }

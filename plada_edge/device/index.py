@@ -28,6 +28,7 @@ import numpy as np
 
 from ..core import atomic, native
 from ..core.errors import ConfigError, PackError
+from ..core.locks import output_lock
 from ..core.progress import bar
 from ..core.reference import ReferencePack
 
@@ -118,65 +119,66 @@ def build_index(
     if embedder not in _EMBEDDERS:
         raise ConfigError(f"unknown embedder {embedder!r}; available: {', '.join(list_embedders())}")
     root = index_dir(pack, out)
-    chunks = root / f"{embedder}.chunks"
-    chunks.mkdir(parents=True, exist_ok=True)
-    meta_path = root / f"{embedder}.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("pack_fingerprint") == pack.fingerprint and meta.get("complete"):
-            return meta
-    from ..core.devices import resolve_device
+    with output_lock(root, root.parent / f".{root.name}.lock"):  # one indexer per index folder
+        chunks = root / f"{embedder}.chunks"
+        chunks.mkdir(parents=True, exist_ok=True)
+        meta_path = root / f"{embedder}.json"
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("pack_fingerprint") == pack.fingerprint and meta.get("complete"):
+                return meta
+        from ..core.devices import resolve_device
 
-    embed, dim = _EMBEDDERS[embedder][0](resolve_device(device) if embedder != "pixels" else "cpu")
-    starts = list(range(0, pack.n, chunk))
-    todo = [c0 for c0 in starts if not (chunks / f"{c0:012d}.npy").exists()]
-    t0 = time.perf_counter()
-    with bar(f"embedding ({embedder})", sum(min(chunk, pack.n - c) for c in todo), progress, unit="img") as b:
-        for c0 in todo:
-            imgs = np.asarray(pack.images[c0 : min(c0 + chunk, pack.n)])
-            parts = []
-            for b0 in range(0, len(imgs), batch_size):
-                parts.append(embed(imgs[b0 : b0 + batch_size]).astype(np.float16))
-                b.advance(len(parts[-1]))
-            atomic.save_npy(chunks / f"{c0:012d}.npy", np.concatenate(parts))
-    emb_path = root / f"{embedder}.npy"
-    tmp = root / f".{embedder}.npy.tmp"
-    emb = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(pack.n, dim))
-    for c0 in starts:
-        part = np.load(chunks / f"{c0:012d}.npy")
-        emb[c0 : c0 + len(part)] = part
-    emb.flush()
-    del emb
-    os.replace(tmp, emb_path)
-    emb = np.load(emb_path, mmap_mode="r")
-    if pack.n <= FLAT_MAX:
-        index = faiss.IndexFlatIP(dim)
-        kind = "Flat"
-    else:
-        nlist = int(min(65536, max(1024, 4 * np.sqrt(pack.n))))
-        kind = f"IVF{nlist},PQ{dim // 20 if dim % 20 == 0 else 64}"
-        index = faiss.index_factory(dim, kind, faiss.METRIC_INNER_PRODUCT)
-        sample = np.random.default_rng(0).choice(pack.n, min(pack.n, 64 * nlist), replace=False)
-        index.train(np.asarray(emb[np.sort(sample)], np.float32))
-    for c0 in range(0, pack.n, 65536):
-        index.add(np.asarray(emb[c0 : c0 + 65536], np.float32))
-    faiss_path = root / f"{embedder}.faiss"
-    tmpf = root / f".{embedder}.faiss.tmp"
-    faiss.write_index(index, str(tmpf))
-    os.replace(tmpf, faiss_path)
-    meta = {
-        "embedder": embedder,
-        "dim": dim,
-        "n": pack.n,
-        "pack_fingerprint": pack.fingerprint,
-        "index": kind,
-        "embeddings": emb_path.name,
-        "faiss": faiss_path.name,
-        "complete": True,
-        "seconds": time.perf_counter() - t0,
-    }
-    atomic.write_json(meta_path, meta)
-    return meta
+        embed, dim = _EMBEDDERS[embedder][0](resolve_device(device) if embedder != "pixels" else "cpu")
+        starts = list(range(0, pack.n, chunk))
+        todo = [c0 for c0 in starts if not (chunks / f"{c0:012d}.npy").exists()]
+        t0 = time.perf_counter()
+        with bar(f"embedding ({embedder})", sum(min(chunk, pack.n - c) for c in todo), progress, unit="img") as b:
+            for c0 in todo:
+                imgs = np.asarray(pack.images[c0 : min(c0 + chunk, pack.n)])
+                parts = []
+                for b0 in range(0, len(imgs), batch_size):
+                    parts.append(embed(imgs[b0 : b0 + batch_size]).astype(np.float16))
+                    b.advance(len(parts[-1]))
+                atomic.save_npy(chunks / f"{c0:012d}.npy", np.concatenate(parts))
+        emb_path = root / f"{embedder}.npy"
+        tmp = root / f".{embedder}.npy.tmp"
+        emb = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(pack.n, dim))
+        for c0 in starts:
+            part = np.load(chunks / f"{c0:012d}.npy")
+            emb[c0 : c0 + len(part)] = part
+        emb.flush()
+        del emb
+        os.replace(tmp, emb_path)
+        emb = np.load(emb_path, mmap_mode="r")
+        if pack.n <= FLAT_MAX:
+            index = faiss.IndexFlatIP(dim)
+            kind = "Flat"
+        else:
+            nlist = int(min(65536, max(1024, 4 * np.sqrt(pack.n))))
+            kind = f"IVF{nlist},PQ{dim // 20 if dim % 20 == 0 else 64}"
+            index = faiss.index_factory(dim, kind, faiss.METRIC_INNER_PRODUCT)
+            sample = np.random.default_rng(0).choice(pack.n, min(pack.n, 64 * nlist), replace=False)
+            index.train(np.asarray(emb[np.sort(sample)], np.float32))
+        for c0 in range(0, pack.n, 65536):
+            index.add(np.asarray(emb[c0 : c0 + 65536], np.float32))
+        faiss_path = root / f"{embedder}.faiss"
+        tmpf = root / f".{embedder}.faiss.tmp"
+        faiss.write_index(index, str(tmpf))
+        os.replace(tmpf, faiss_path)
+        meta = {
+            "embedder": embedder,
+            "dim": dim,
+            "n": pack.n,
+            "pack_fingerprint": pack.fingerprint,
+            "index": kind,
+            "embeddings": emb_path.name,
+            "faiss": faiss_path.name,
+            "complete": True,
+            "seconds": time.perf_counter() - t0,
+        }
+        atomic.write_json(meta_path, meta)
+        return meta
 
 
 def load_index(pack: ReferencePack, embedder: str | None = None, out: str | os.PathLike | None = None):

@@ -31,6 +31,7 @@ from ..core import atomic
 from ..core.config import StudentConfig, with_options
 from ..core.devices import onnx_providers, resolve_device
 from ..core.errors import ModelError, TargetError
+from ..core.locks import output_lock
 from ..core.models import create_model
 from ..core.payload import Payload, read_payload
 from ..core.reference import ReferencePack
@@ -121,74 +122,75 @@ def learn(
         **{k: v for k, v in asdict(cfg).items() if k not in ("train", "device", "precision")},
     }
     device = resolve_device(cfg.device)
-    history = fit(
-        model,
-        torch_view(spec, input_size=pack.size),
-        images,
-        labels,
-        cfg.train,
-        out,
-        sample_weight=sample_weight,
-        resume=resume,
-        progress=progress,
-        identity=identity,
-        device=device,
-        precision=cfg.precision,
-    )
-    state = {
-        "arch": arch,
-        "num_classes": c,
-        "class_names": p.header["class_names"],
-        "view": spec.to_dict(),
-        "payload_sha256": p.sha256,
-        "train": asdict(cfg.train),
-        "model": model.state_dict(),
-    }
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic.write_bytes(out / STUDENT_FILE, buf.getvalue())
-    native_size = tgt.native_size if tgt is not None else spec.native_size
-    parity = export_student(
-        model,
-        spec,
-        out / STUDENT_ONNX,
-        native_size,
-        p.header["class_names"],
-        hashlib.sha256(buf.getvalue()).hexdigest(),
-    )
-    teacher_acc = p.header.get("teacher", {}).get("test_acc")
-    metrics = {
-        "task": p.header["task"],
-        "arch": arch,
-        "epochs": cfg.train.epochs,
-        "model_size": spec.model_size,
-        "payload_bytes": p.total_bytes,
-        "k": p.k,
-        "payload_sha256": p.sha256,
-        "payload_signed_by": p.signer_id,
-        "pack_fingerprint": pack.fingerprint,
-        "trained_on": int(len(labels)),
-        "expansion": expansion,
-        "history": history,
-        "onnx_max_abs_diff": parity,
-        "teacher_test_acc": teacher_acc,
-        "seconds": time.perf_counter() - t0,
-        "device": device,
-    }
-    if tgt is not None:
-        pred = predict(model, eval_view, as_nhwc3(tgt.x_test), device=device).argmax(1)
-        model.to("cpu")
-        acc = float((pred == tgt.y_test).mean())
-        per_class = [
-            float((pred[tgt.y_test == c] == c).mean()) for c in range(tgt.num_classes) if (tgt.y_test == c).any()
-        ]
-        metrics.update(
-            target=tgt.name,
-            test_acc=acc,
-            macro_acc=float(np.mean(per_class)),
-            ratio_to_teacher=(acc / teacher_acc) if teacher_acc else None,
+    with output_lock(out):  # one writer per student folder
+        history = fit(
+            model,
+            torch_view(spec, input_size=pack.size),
+            images,
+            labels,
+            cfg.train,
+            out,
+            sample_weight=sample_weight,
+            resume=resume,
+            progress=progress,
+            identity=identity,
+            device=device,
+            precision=cfg.precision,
         )
-    atomic.write_json(out / METRICS_FILE, metrics)
+        state = {
+            "arch": arch,
+            "num_classes": c,
+            "class_names": p.header["class_names"],
+            "view": spec.to_dict(),
+            "payload_sha256": p.sha256,
+            "train": asdict(cfg.train),
+            "model": model.state_dict(),
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic.write_bytes(out / STUDENT_FILE, buf.getvalue())
+        native_size = tgt.native_size if tgt is not None else spec.native_size
+        parity = export_student(
+            model,
+            spec,
+            out / STUDENT_ONNX,
+            native_size,
+            p.header["class_names"],
+            hashlib.sha256(buf.getvalue()).hexdigest(),
+        )
+        teacher_acc = p.header.get("teacher", {}).get("test_acc")
+        metrics = {
+            "task": p.header["task"],
+            "arch": arch,
+            "epochs": cfg.train.epochs,
+            "model_size": spec.model_size,
+            "payload_bytes": p.total_bytes,
+            "k": p.k,
+            "payload_sha256": p.sha256,
+            "payload_signed_by": p.signer_id,
+            "pack_fingerprint": pack.fingerprint,
+            "trained_on": int(len(labels)),
+            "expansion": expansion,
+            "history": history,
+            "onnx_max_abs_diff": parity,
+            "teacher_test_acc": teacher_acc,
+            "seconds": time.perf_counter() - t0,
+            "device": device,
+        }
+        if tgt is not None:
+            pred = predict(model, eval_view, as_nhwc3(tgt.x_test), device=device).argmax(1)
+            model.to("cpu")
+            acc = float((pred == tgt.y_test).mean())
+            per_class = [
+                float((pred[tgt.y_test == c] == c).mean()) for c in range(tgt.num_classes) if (tgt.y_test == c).any()
+            ]
+            metrics.update(
+                target=tgt.name,
+                test_acc=acc,
+                macro_acc=float(np.mean(per_class)),
+                ratio_to_teacher=(acc / teacher_acc) if teacher_acc else None,
+            )
+        atomic.write_json(out / METRICS_FILE, metrics)
     return metrics
 
 

@@ -65,7 +65,8 @@ def create_app(tasks: dict, token: str | None = None):
         if not token:
             return None
         got = request.headers.get("authorization", "")
-        if got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), token.encode()):
+        scheme, _, credentials = got.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode()):
             return None
         return JSONResponse(
             {"error": "missing or wrong bearer token"},
@@ -109,7 +110,8 @@ def create_app(tasks: dict, token: str | None = None):
             "Content-Type": "application/vnd.plada",
         }
         inm = request.headers.get("if-none-match")
-        if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+        # weak validators (W/"...") match too: If-None-Match uses the weak comparison (RFC 9110 §13.1.2)
+        if inm and (inm.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in inm.split(",")]):
             return Response(status_code=304, headers=headers)
         rng = request.headers.get("range")
         if rng:

@@ -26,6 +26,7 @@ from ..core import atomic
 from ..core.config import ScoreConfig, with_options
 from ..core.devices import onnx_providers
 from ..core.errors import ScoresError
+from ..core.locks import clean_stale_temps, output_lock
 from ..core.progress import bar
 from ..core.reference import ReferencePack
 from ..core.twins import label_dtype
@@ -104,6 +105,13 @@ def score_pack(
     pack = pack if isinstance(pack, ReferencePack) else ReferencePack.open(pack)
     out = Path(out)
     providers = onnx_providers(cfg.providers, cfg.device) if cfg.engine == "local" else None  # refuse before writing
+    with output_lock(out):
+        clean_stale_temps(out)
+        clean_stale_temps(out / "chunks")
+        return _score_locked(teacher, pack, out, cfg, providers, progress)
+
+
+def _score_locked(teacher, pack: ReferencePack, out: Path, cfg: ScoreConfig, providers, progress) -> Scores:
     meta, starts, todo, complete = prepare_scores(teacher, pack, out, cfg)
     if complete:
         return Scores.open(out, pack)

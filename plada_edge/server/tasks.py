@@ -38,6 +38,7 @@ from pathlib import Path
 from ..core import atomic
 from ..core.config import SelectionConfig, TeacherConfig, flat_defaults, with_options
 from ..core.errors import ConfigError
+from ..core.locks import output_lock
 from ..core.payload import read_payload
 from ..core.reference import ReferencePack
 from ..core.targets import data_dir
@@ -177,77 +178,78 @@ def build_tasks(
     cfg = load_task_file(task_file)
     cache: Path = cfg["cache"]
     signer = SigningKey(cfg["signing_key"]) if cfg["signing_key"] else None
-    report = {}
-    published = {}
-    for name, t in cfg["tasks"].items():
-        if only and name not in only:
-            continue
-        steps = {}
-        pack = ReferencePack.open(t["reference"])
-        tpath, thash = target_hash(t["target"], cfg["base"])
-        # where a teacher trains does not change what it is: the device is left out of the cache key
-        tkey = _sha("teacher", thash, {k: t[k] for k in TEACHER_KEYS if k != "device"})
-        where = device or t["device"]
-        tdir = cache / "teachers" / tkey
-        if (tdir / "teacher.pt").exists():
-            steps["teacher"] = "cached"
-        else:
-            log(f"[{name}] training teacher {t['arch']}")
-            train_teacher(tpath, tdir, t["teacher_config"], progress=progress, device=where)
-            steps["teacher"] = "built"
-        onnx = cache / "onnx" / f"{_sha('onnx', _file_sha(tdir / 'teacher.pt'), pack.size)}.onnx"
-        if onnx.exists():
-            steps["onnx"] = "cached"
-        else:
-            export_onnx(tdir, onnx, input_size=pack.size)
-            steps["onnx"] = "built"
-        skey = _sha("scores", _file_sha(onnx), pack.fingerprint)
-        sdir = cache / "scores" / skey
-        try:
-            scores = Scores.open(sdir, pack)
-            steps["scores"] = "cached"
-        except ValueError:
-            log(f"[{name}] scoring {pack.n:,} images")
-            scores = score_pack(onnx, pack, sdir, progress=progress, device=where)
-            steps["scores"] = "built"
-        signed_by = signer.public.hex() if signer else None
-        pkey = _sha(
-            "payload", skey, {k: t[k] for k in SELECT_KEYS}, t.get("task", name), *([signed_by] if signer else [])
-        )
-        ppath = cache / "payloads" / f"{pkey}.plada"
-        if ppath.exists():
-            steps["payload"] = "cached"
-            payload = read_payload(ppath)
-        else:
-            payload, _, _ = make_payload(
-                scores,
-                ppath,
-                t["selection_config"],
-                keep=t["keep"],
-                count=t["count"],
-                budget=t["budget"],
-                codec=t["codec"],
-                task=t.get("task", name),
-                signer=signer,
+    with output_lock(cache, cache.parent / f".{cache.name}.lock"):  # one builder per cache
+        report = {}
+        published = {}
+        for name, t in cfg["tasks"].items():
+            if only and name not in only:
+                continue
+            steps = {}
+            pack = ReferencePack.open(t["reference"])
+            tpath, thash = target_hash(t["target"], cfg["base"])
+            # where a teacher trains does not change what it is: the device is left out of the cache key
+            tkey = _sha("teacher", thash, {k: t[k] for k in TEACHER_KEYS if k != "device"})
+            where = device or t["device"]
+            tdir = cache / "teachers" / tkey
+            if (tdir / "teacher.pt").exists():
+                steps["teacher"] = "cached"
+            else:
+                log(f"[{name}] training teacher {t['arch']}")
+                train_teacher(tpath, tdir, t["teacher_config"], progress=progress, device=where)
+                steps["teacher"] = "built"
+            onnx = cache / "onnx" / f"{_sha('onnx', _file_sha(tdir / 'teacher.pt'), pack.size)}.onnx"
+            if onnx.exists():
+                steps["onnx"] = "cached"
+            else:
+                export_onnx(tdir, onnx, input_size=pack.size)
+                steps["onnx"] = "built"
+            skey = _sha("scores", _file_sha(onnx), pack.fingerprint)
+            sdir = cache / "scores" / skey
+            try:
+                scores = Scores.open(sdir, pack)
+                steps["scores"] = "cached"
+            except ValueError:
+                log(f"[{name}] scoring {pack.n:,} images")
+                scores = score_pack(onnx, pack, sdir, progress=progress, device=where)
+                steps["scores"] = "built"
+            signed_by = signer.public.hex() if signer else None
+            pkey = _sha(
+                "payload", skey, {k: t[k] for k in SELECT_KEYS}, t.get("task", name), *([signed_by] if signer else [])
             )
-            steps["payload"] = "built"
-        published[name] = {
-            "payload": str(ppath.relative_to(cache)),
-            "sha256": payload.sha256,
-            "bytes": payload.total_bytes,
-            "k": payload.k,
-            "n": payload.n,
-            "classes": payload.num_classes,
-            "codec": payload.header["codec"],
-            "pack_fingerprint": payload.fingerprint,
-            "teacher_test_acc": (payload.header.get("teacher") or {}).get("test_acc"),
-            "signed_by": payload.signer_id,
-            "keep": payload.k / payload.n,
-        }
-        report[name] = {"steps": steps, **published[name]}
-        log(f"[{name}] " + ", ".join(f"{k} {v}" for k, v in steps.items()) + f" → {payload.total_bytes:,} bytes")
-    old = cache / PUBLISHED
-    if only and old.exists():  # keep the tasks this run did not touch
-        published = {**json.loads(old.read_text()), **published}
-    atomic.write_json(old, published)
+            ppath = cache / "payloads" / f"{pkey}.plada"
+            if ppath.exists():
+                steps["payload"] = "cached"
+                payload = read_payload(ppath)
+            else:
+                payload, _, _ = make_payload(
+                    scores,
+                    ppath,
+                    t["selection_config"],
+                    keep=t["keep"],
+                    count=t["count"],
+                    budget=t["budget"],
+                    codec=t["codec"],
+                    task=t.get("task", name),
+                    signer=signer,
+                )
+                steps["payload"] = "built"
+            published[name] = {
+                "payload": str(ppath.relative_to(cache)),
+                "sha256": payload.sha256,
+                "bytes": payload.total_bytes,
+                "k": payload.k,
+                "n": payload.n,
+                "classes": payload.num_classes,
+                "codec": payload.header["codec"],
+                "pack_fingerprint": payload.fingerprint,
+                "teacher_test_acc": (payload.header.get("teacher") or {}).get("test_acc"),
+                "signed_by": payload.signer_id,
+                "keep": payload.k / payload.n,
+            }
+            report[name] = {"steps": steps, **published[name]}
+            log(f"[{name}] " + ", ".join(f"{k} {v}" for k, v in steps.items()) + f" → {payload.total_bytes:,} bytes")
+        old = cache / PUBLISHED
+        if only and old.exists():  # keep the tasks this run did not touch
+            published = {**json.loads(old.read_text()), **published}
+        atomic.write_json(old, published)
     return report

@@ -23,6 +23,7 @@ from ..core import atomic
 from ..core.config import TeacherConfig, with_options
 from ..core.devices import resolve_device
 from ..core.errors import ModelError
+from ..core.locks import output_lock
 from ..core.models import create_model, feature_hook
 from ..core.targets import Target, load_target
 from ..core.train import accuracy, fit, load_checkpoint
@@ -57,45 +58,46 @@ def train_teacher(
     test = (as_nhwc3(target.x_test), target.y_test) if len(target.y_test) else None  # no test split: no accuracy
     identity = {"target_sha256": target.sha256(), "arch": cfg.arch, "size": cfg.size, "weights": cfg.weights}
     device = resolve_device(cfg.device)
-    history = fit(
-        model,
-        view,
-        as_nhwc3(target.x_train),
-        target.y_train,
-        cfg.train,
-        out,
-        eval_set=test,
-        resume=resume,
-        progress=progress,
-        identity=identity,
-        device=device,
-        precision=cfg.precision,
-    )
-    state = {
-        "arch": cfg.arch,
-        "num_classes": target.num_classes,
-        "class_names": target.class_names,
-        "view": spec.to_dict(),
-        "target": target.describe(),
-        "train": asdict(cfg.train),
-        "weights": cfg.weights,
-        "model": model.state_dict(),
-    }
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic.write_bytes(out / TEACHER_FILE, buf.getvalue())
-    metrics = {
-        "target": target.name,
-        "arch": cfg.arch,
-        "test_acc": history[-1].get("test_acc"),
-        "train_acc": history[-1]["train_acc"],
-        "epochs": cfg.train.epochs,
-        "history": history,
-        "view": spec.to_dict(),
-        "checkpoint_sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
-        "device": device,
-    }
-    atomic.write_json(out / METRICS_FILE, metrics)
+    with output_lock(out):  # one writer per teacher folder
+        history = fit(
+            model,
+            view,
+            as_nhwc3(target.x_train),
+            target.y_train,
+            cfg.train,
+            out,
+            eval_set=test,
+            resume=resume,
+            progress=progress,
+            identity=identity,
+            device=device,
+            precision=cfg.precision,
+        )
+        state = {
+            "arch": cfg.arch,
+            "num_classes": target.num_classes,
+            "class_names": target.class_names,
+            "view": spec.to_dict(),
+            "target": target.describe(),
+            "train": asdict(cfg.train),
+            "weights": cfg.weights,
+            "model": model.state_dict(),
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic.write_bytes(out / TEACHER_FILE, buf.getvalue())
+        metrics = {
+            "target": target.name,
+            "arch": cfg.arch,
+            "test_acc": history[-1].get("test_acc"),
+            "train_acc": history[-1]["train_acc"],
+            "epochs": cfg.train.epochs,
+            "history": history,
+            "view": spec.to_dict(),
+            "checkpoint_sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+            "device": device,
+        }
+        atomic.write_json(out / METRICS_FILE, metrics)
     return metrics
 
 
