@@ -285,6 +285,49 @@ def teacher_export(
     )
 
 
+@teacher_app.command("import")
+@_clean_errors
+def teacher_import(
+    model: Path = typer.Argument(..., help="Any ONNX image classifier (one 4-D image input, class scores out)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The plada-edge teacher .onnx to write."),
+    input_size: int = typer.Option(32, help="Side of the reference pack's images (what score feeds it)."),
+    layout: str = typer.Option("auto", help="The model's input layout: nchw, nhwc, or auto (the axis of size 3)."),
+    scale: float = typer.Option(1.0, help="The model wants pixels in [0, SCALE]: 1 or 255."),
+    normalisation: str = typer.Option(
+        "imagenet", help="After scaling: imagenet (mean/std), half (0.5/0.5), none, or MEAN,MEAN,MEAN/STD,STD,STD."
+    ),
+    probabilities: bool = typer.Option(False, help="The model ends in a softmax (its log becomes the logits)."),
+    classes: Path | None = typer.Option(None, help="Class names, one per line (default: the model's metadata)."),
+    target: str | None = typer.Option(None, "--target", "-t", help="Measure the teacher's accuracy on this target."),
+    as_json: bool = typer.Option(False, "--json", help="Print the import report as JSON."),
+) -> None:
+    """Wrap your own ONNX classifier so score, pack, build and serve use it like a trained teacher."""
+    from .server.imports import import_onnx, parse_normalisation, teacher_test_accuracy
+
+    r = import_onnx(
+        model,
+        out,
+        input_size=input_size,
+        layout=layout,
+        scale=scale,
+        normalisation=parse_normalisation(normalisation),
+        probabilities=probabilities,
+        classes=classes,
+    )
+    if target:
+        r["test_acc"] = teacher_test_accuracy(out, target, record=True)
+    if as_json:
+        _print_json(r)
+        return
+    acc = f", test accuracy {r['test_acc']:.4f}" if r.get("test_acc") is not None else ""
+    typer.echo(
+        f"wrote {out}: {r['classes']} classes, {r['layout']} {r['model_size'][0]}x{r['model_size'][1]} "
+        f"model fed {input_size} px pack images; max |logit diff| vs the original {r['max_abs_logit_diff']:.2e}{acc}"
+    )
+    if r["warning"]:
+        typer.echo(f"warning: {r['warning']}", err=True)
+
+
 @app.command()
 @_clean_errors
 def models() -> None:

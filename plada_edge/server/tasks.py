@@ -141,11 +141,13 @@ def load_task_file(path: str | os.PathLike) -> dict:
     for name, t in tasks.items():
         if not TASK_NAME.match(name):
             raise ConfigError(f"task name {name!r} must match {TASK_NAME.pattern}")
-        unknown = set(t) - set(DEFAULTS) - {"target", "reference", "task"}
+        unknown = set(t) - set(DEFAULTS) - {"target", "reference", "task", "teacher"}
         if unknown:
             raise ConfigError(f"task {name}: unknown settings {sorted(unknown)}")
-        if "target" not in t:
-            raise ConfigError(f"task {name}: 'target' is required")
+        if "target" not in t and "teacher" not in t:
+            raise ConfigError(f"task {name}: give 'target' (train a teacher) or 'teacher' (an imported .onnx)")
+        if "teacher" in t:
+            t = {**t, "teacher": str(base / t["teacher"]) if not Path(t["teacher"]).is_absolute() else t["teacher"]}
         ref = t.get("reference", server.get("reference"))
         if not ref:
             raise ConfigError(f"task {name}: no reference pack (set [server] reference or the task's reference)")
@@ -173,7 +175,7 @@ def build_tasks(
     from ..core.keys import SigningKey
     from .payloads import make_payload
     from .scoring import Scores, score_pack
-    from .teacher import export_onnx, train_teacher
+    from .teacher import export_onnx, onnx_metadata, train_teacher
 
     cfg = load_task_file(task_file)
     cache: Path = cfg["cache"]
@@ -186,23 +188,32 @@ def build_tasks(
                 continue
             steps = {}
             pack = ReferencePack.open(t["reference"])
-            tpath, thash = target_hash(t["target"], cfg["base"])
-            # where a teacher trains does not change what it is: the device is left out of the cache key
-            tkey = _sha("teacher", thash, {k: t[k] for k in TEACHER_KEYS if k != "device"})
             where = device or t["device"]
-            tdir = cache / "teachers" / tkey
-            if (tdir / "teacher.pt").exists():
-                steps["teacher"] = "cached"
+            if t.get("teacher"):  # an imported (or separately exported) teacher: nothing to train
+                onnx = Path(t["teacher"])
+                if onnx_metadata(onnx)["input_size"] != pack.size:
+                    raise ConfigError(
+                        f"task {name}: {onnx} reads {onnx_metadata(onnx)['input_size']} px images, "
+                        f"the pack holds {pack.size} px"
+                    )
+                steps["teacher"] = steps["onnx"] = "given"
             else:
-                log(f"[{name}] training teacher {t['arch']}")
-                train_teacher(tpath, tdir, t["teacher_config"], progress=progress, device=where)
-                steps["teacher"] = "built"
-            onnx = cache / "onnx" / f"{_sha('onnx', _file_sha(tdir / 'teacher.pt'), pack.size)}.onnx"
-            if onnx.exists():
-                steps["onnx"] = "cached"
-            else:
-                export_onnx(tdir, onnx, input_size=pack.size)
-                steps["onnx"] = "built"
+                tpath, thash = target_hash(t["target"], cfg["base"])
+                # where a teacher trains does not change what it is: the device is left out of the cache key
+                tkey = _sha("teacher", thash, {k: t[k] for k in TEACHER_KEYS if k != "device"})
+                tdir = cache / "teachers" / tkey
+                if (tdir / "teacher.pt").exists():
+                    steps["teacher"] = "cached"
+                else:
+                    log(f"[{name}] training teacher {t['arch']}")
+                    train_teacher(tpath, tdir, t["teacher_config"], progress=progress, device=where)
+                    steps["teacher"] = "built"
+                onnx = cache / "onnx" / f"{_sha('onnx', _file_sha(tdir / 'teacher.pt'), pack.size)}.onnx"
+                if onnx.exists():
+                    steps["onnx"] = "cached"
+                else:
+                    export_onnx(tdir, onnx, input_size=pack.size)
+                    steps["onnx"] = "built"
             skey = _sha("scores", _file_sha(onnx), pack.fingerprint)
             sdir = cache / "scores" / skey
             try:
