@@ -22,6 +22,24 @@ STUDENT = flat_defaults(StudentConfig)
 SELECTION = flat_defaults(SelectionConfig)
 SCORING = flat_defaults(ScoreConfig)
 
+TEST_SPLIT_OPTION = typer.Option(
+    None,
+    "--test-split",
+    help="For a target that is one folder of class folders (or a CSV without a split column): "
+    "hold out this share of each class as the test split (stratified, seeded).",
+)
+TARGET_SIZE_OPTION = typer.Option(
+    None, "--target-size", help="Side to which a folder target of mixed image sizes is resized (default 32)."
+)
+
+
+def _target(spec: str | None, test_split: float | None = None, size: int | None = None):
+    """The Target a command's --target/--eval names, with the folder options applied (None when not given)."""
+    from .core.targets import load_target
+
+    return load_target(spec, test_split=test_split, size=size) if spec else None
+
+
 DEVICE_OPTION = typer.Option(TEACHER["device"], "--device", help="Where torch runs: " + DEVICE_HELP)
 PRECISION_OPTION = typer.Option(
     TEACHER["precision"],
@@ -178,14 +196,15 @@ def audit(
     target: str = typer.Option(..., "--target", "-t", help="Target .npz / ImageFolder, or a name under data/targets/."),
     reference: Path = typer.Option(..., "--reference", "-r", help="Reference pack directory."),
     examples: int = typer.Option(5, help="How many example pairs to show."),
+    test_split: float | None = TEST_SPLIT_OPTION,
+    target_size: int | None = TARGET_SIZE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Leakage audit: count target images with an exact (paper rule) or near duplicate in the pack."""
     from .core.reference import ReferencePack
-    from .core.targets import load_target
     from .server.audit import audit_leakage
 
-    report = audit_leakage(load_target(target), ReferencePack.open(reference), examples=examples)
+    report = audit_leakage(_target(target, test_split, target_size), ReferencePack.open(reference), examples=examples)
     if as_json:
         _print_json(report)
         return
@@ -239,6 +258,8 @@ def teacher_train(
     seed: int = typer.Option(TEACHER["seed"], help="Random seed."),
     hflip: bool = typer.Option(TEACHER["hflip"], help="Random horizontal flips (off for digits and text)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (teacher.pt, metrics.json, checkpoint.pt)."),
+    test_split: float | None = TEST_SPLIT_OPTION,
+    target_size: int | None = TARGET_SIZE_OPTION,
     device: str = DEVICE_OPTION,
     precision: str = PRECISION_OPTION,
     fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
@@ -259,7 +280,7 @@ def teacher_train(
         seed=seed,
         hflip=hflip,
     )
-    m = train_teacher(target, out, config, resume=not fresh)
+    m = train_teacher(_target(target, test_split, target_size), out, config, resume=not fresh)
     _print_json(m) if as_json else typer.echo(
         f"{m['arch']} on {m['target']} ({m['device']}): test accuracy "
         + (f"{m['test_acc']:.4f}" if m["test_acc"] is not None else "n/a (no test split)")
@@ -495,7 +516,6 @@ def pack_cmd(
 ) -> None:
     """Select and write a payload: (index, label) pairs, fingerprinted and checksummed."""
     from .core.reference import ReferencePack
-    from .core.targets import load_target
     from .server.payloads import make_payload
     from .server.scoring import Scores
 
@@ -516,7 +536,7 @@ def pack_cmd(
         budget=budget,
         codec=codec,
         task=task,
-        target=load_target(target) if target else None,
+        target=_target(target),
         pack=pack,
         signer=SigningKey(sign) if sign else None,
     )
@@ -612,6 +632,8 @@ def learn(
         help="Student input pixels (default: the teacher's). "
         "ImageNet-initialised students (efficientnet_lite0) want 64+.",
     ),
+    test_split: float | None = TEST_SPLIT_OPTION,
+    target_size: int | None = TARGET_SIZE_OPTION,
     device: str = DEVICE_OPTION,
     precision: str = PRECISION_OPTION,
     trust: str | None = typer.Option(
@@ -641,7 +663,15 @@ def learn(
         device=device,
         precision=precision,
     )
-    m = run_learn(payload, reference, out, config, target=eval_target, trusted=trust, resume=not fresh)
+    m = run_learn(
+        payload,
+        reference,
+        out,
+        config,
+        target=_target(eval_target, test_split, target_size),
+        trusted=trust,
+        resume=not fresh,
+    )
     if as_json:
         _print_json(m)
         return
@@ -661,6 +691,8 @@ def learn(
 def evaluate(
     student: Path = typer.Argument(..., help="Student directory or student.onnx."),
     target: str = typer.Option(..., "--target", "-t", help="Target .npz / ImageFolder, or a name under data/targets/."),
+    test_split: float | None = TEST_SPLIT_OPTION,
+    target_size: int | None = TARGET_SIZE_OPTION,
     device: str = typer.Option(
         "auto", "--device", help="auto: the best installed onnxruntime provider; cpu; cuda[:N]."
     ),
@@ -670,7 +702,7 @@ def evaluate(
     """Accuracy of student.onnx on a target's test split, through onnxruntime."""
     from .device.student import evaluate as run_evaluate
 
-    r = run_evaluate(student, target, device=device, providers=providers)
+    r = run_evaluate(student, _target(target, test_split, target_size), device=device, providers=providers)
     _print_json(r) if as_json else typer.echo(
         f"{r['target']}: accuracy {r['test_acc']:.4f}, macro {r['macro_acc']:.4f} on {r['n']:,} images"
     )

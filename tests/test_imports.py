@@ -30,8 +30,15 @@ def torchvision_onnx(tmp_path_factory):
     path = tmp_path_factory.mktemp("tv") / "resnet18.onnx"
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=3).eval()
-    torch.onnx.export(model, (torch.zeros(1, 3, 64, 64),), str(path), input_names=["input"], output_names=["scores"],
-                      dynamic_axes={"input": {0: "b"}, "scores": {0: "b"}}, dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 3, 64, 64),),
+        str(path),
+        input_names=["input"],
+        output_names=["scores"],
+        dynamic_axes={"input": {0: "b"}, "scores": {0: "b"}},
+        dynamo=False,
+    )
     return path
 
 
@@ -41,10 +48,15 @@ def hand_onnx(tmp_path_factory):
     path = tmp_path_factory.mktemp("hand") / "hand.onnx"
     w = np.random.default_rng(0).standard_normal((16 * 16 * 3, 3)).astype(np.float32) * 1e-3
     graph = helper.make_graph(
-        [helper.make_node("Flatten", ["x"], ["f"], axis=1), helper.make_node("MatMul", ["f", "W"], ["z"]),
-         helper.make_node("Softmax", ["z"], ["p"], axis=1)],
-        "hand", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16, 16, 3])],
-        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["n", 3])], initializer=[numpy_helper.from_array(w, "W")],
+        [
+            helper.make_node("Flatten", ["x"], ["f"], axis=1),
+            helper.make_node("MatMul", ["f", "W"], ["z"]),
+            helper.make_node("Softmax", ["z"], ["p"], axis=1),
+        ],
+        "hand",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16, 16, 3])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["n", 3])],
+        initializer=[numpy_helper.from_array(w, "W")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -75,19 +87,43 @@ def test_hand_built_graph_with_other_conventions(hand_onnx, tiny, tmp_path):
     sc = score_pack(tmp_path / "h.onnx", tiny["pack"], tmp_path / "s", batch_size=32, chunk=64, progress=False)
     p, _, _ = make_payload(sc, tmp_path / "p.plada", count=30, strategy="entropy")
     assert p.header["teacher"]["test_acc"] == pytest.approx(acc, abs=1e-4)
-    m = learn(tmp_path / "p.plada", tiny["pack"], tmp_path / "st", arch="tiny_cnn", epochs=1, progress=False,
-              target=tiny["target"])
+    m = learn(
+        tmp_path / "p.plada",
+        tiny["pack"],
+        tmp_path / "st",
+        arch="tiny_cnn",
+        epochs=1,
+        progress=False,
+        target=tiny["target"],
+    )
     assert m["k"] == 30 and 0 <= m["test_acc"] <= 1
 
 
 def test_cli_import_and_build_with_an_imported_teacher(hand_onnx, tiny, tmp_path):
     from plada_edge.server.tasks import build_tasks
 
-    r = CliRunner().invoke(app, ["teacher", "import", str(hand_onnx), "--out", str(tmp_path / "h.onnx"),
-                                 "--input-size", "16", "--scale", "255", "--normalisation", "none", "--probabilities",
-                                 "--target", str(tiny["root"] / "stripes.npz"), "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "teacher",
+            "import",
+            str(hand_onnx),
+            "--out",
+            str(tmp_path / "h.onnx"),
+            "--input-size",
+            "16",
+            "--scale",
+            "255",
+            "--normalisation",
+            "none",
+            "--probabilities",
+            "--target",
+            str(tiny["root"] / "stripes.npz"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output[r.output.index("{"):])["test_acc"] is not None
+    assert json.loads(r.output[r.output.index("{") :])["test_acc"] is not None
     (tmp_path / "tasks.toml").write_text(
         f'[server]\ncache = "cache"\nreference = "{tiny["pack"].path}"\n\n'
         '[tasks.mine]\nteacher = "h.onnx"\ncount = 30\nstrategy = "entropy"\n'

@@ -23,12 +23,22 @@ FP = "ab" * 32
 def header(n=100_181, c=10, **kw):
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     return dict(
-        task="fmnist", class_names=(names * (c // 10 + 1))[:c], pack_fingerprint=FP, n=n, image_size=32,
+        task="fmnist",
+        class_names=(names * (c // 10 + 1))[:c],
+        pack_fingerprint=FP,
+        n=n,
+        image_size=32,
         view={"native_size": 28, "model_size": 32, "gray": True, "mean": [0.5] * 3, "std": [0.5] * 3},
-        selection={"strategy": "energy", "keep": 0.01, "budget": 1002, "safety_net": {"alpha": -0.2, "share": 0.5},
-                   "spread": 7.99},
+        selection={
+            "strategy": "energy",
+            "keep": 0.01,
+            "budget": 1002,
+            "safety_net": {"alpha": -0.2, "share": 0.5},
+            "spread": 7.99,
+        },
         teacher={"arch": "resnet18", "test_acc": 0.8823, "sha256": "cd" * 32},
-        target={"name": "fmnist", "native_size": 28, "channels": 1}, **kw,
+        target={"name": "fmnist", "native_size": 28, "channels": 1},
+        **kw,
     )
 
 
@@ -173,8 +183,12 @@ def test_v2_numbers_are_bounded_before_anything_is_allocated():
         blob = blob[:-4]
         return blob + hashlib.sha256(blob).digest()[:4]
 
-    for (n, k), expected in {(10**8, 10**8): "denser", (2**40, 1): "over the limit", (5000, 6000): "over the limit",
-                             (2**27, 2**27): "denser"}.items():
+    for (n, k), expected in {
+        (10**8, 10**8): "denser",
+        (2**40, 1): "over the limit",
+        (5000, 6000): "over the limit",
+        (2**27, 2**27): "denser",
+    }.items():
         t0 = time.perf_counter()
         with pytest.raises(PayloadError, match=expected):
             decode_payload(with_counts(n, k))
@@ -187,7 +201,7 @@ def test_dense_selections_are_refused_by_the_writer_too():
         encode_payload(np.arange(n), np.zeros(n, np.int64), header(n=n), "model")
 
 
-FUZZ = textwrap.dedent('''
+FUZZ = textwrap.dedent("""
     import hashlib, resource, sys, time
     import numpy as np
     from plada_edge.core.errors import PayloadError
@@ -250,7 +264,7 @@ FUZZ = textwrap.dedent('''
     extra_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
     print(tried, len(bad), round(worst, 3), round(extra_mb, 1), reached)
     print(bad[:5])
-''')
+""")
 
 
 def test_fuzz_v2_reader_only_raises_payload_error_fast_and_small(key):
@@ -258,8 +272,12 @@ def test_fuzz_v2_reader_only_raises_payload_error_fast_and_small(key):
     from pathlib import Path
 
     _, _, d = key
-    out = subprocess.run([sys.executable, "-c", FUZZ, str(d / "server.key"), str(Path(__file__).parent), "10200"],
-                         capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-c", FUZZ, str(d / "server.key"), str(Path(__file__).parent), "10200"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     tried, bad, worst, extra_mb, reached = out.stdout.splitlines()[0].split()
     assert int(tried) >= 10_000 and int(reached) >= 500  # many mutations got past the trailer into the codecs

@@ -43,8 +43,9 @@ def one_line_error(args) -> str:
 @pytest.fixture(scope="module")
 def scored(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("rel")
-    sc = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], root / "scores", batch_size=32, chunk=64,
-                    progress=False)
+    sc = score_pack(
+        tiny["root"] / "teacher.onnx", tiny["pack"], root / "scores", batch_size=32, chunk=64, progress=False
+    )
     a, _, _ = make_payload(sc, root / "a.plada", count=40)
     b, _, _ = make_payload(sc, root / "b.plada", count=40, strategy="random")
     return {"root": root, "scores": sc, "a": root / "a.plada", "b": root / "b.plada"}
@@ -105,8 +106,21 @@ def test_two_score_processes_cannot_share_an_output(tiny, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "s")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        out = one_line_error(["score", "--teacher", tiny["root"] / "teacher.onnx", "--reference", tiny["pack"].path,
-                              "--out", tmp_path / "s", "--batch-size", "32", "--chunk", "64"])
+        out = one_line_error(
+            [
+                "score",
+                "--teacher",
+                tiny["root"] / "teacher.onnx",
+                "--reference",
+                tiny["pack"].path,
+                "--out",
+                tmp_path / "s",
+                "--batch-size",
+                "32",
+                "--chunk",
+                "64",
+            ]
+        )
         assert f"process {holder.pid}" in out
     finally:
         holder.kill()
@@ -131,8 +145,9 @@ def test_a_truncated_chunk_is_rescored_not_fatal(tiny, tmp_path):
     chunk = sorted((out / "chunks").glob("*.npz"))[2]
     chunk.write_bytes(chunk.read_bytes()[:100])
     again = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], out, batch_size=32, chunk=64, progress=False)
-    ref = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], tmp_path / "ref", batch_size=32, chunk=64,
-                     progress=False)
+    ref = score_pack(
+        tiny["root"] / "teacher.onnx", tiny["pack"], tmp_path / "ref", batch_size=32, chunk=64, progress=False
+    )
     np.testing.assert_array_equal(np.asarray(again.energy), np.asarray(ref.energy))
 
 
@@ -157,43 +172,77 @@ def test_bad_cli_inputs_are_one_line_errors(tiny, scored, tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     out = one_line_error(["score", "--teacher", tmp_path / "bad.onnx", "--reference", pack, "--out", tmp_path / "s"])
     assert "not a readable ONNX model" in out
-    assert "chunk must be" in one_line_error(["score", "--teacher", onnx, "--reference", pack, "--out", tmp_path / "s",
-                                              "--chunk", "-256"])
+    assert "chunk must be" in one_line_error(
+        ["score", "--teacher", onnx, "--reference", pack, "--out", tmp_path / "s", "--chunk", "-256"]
+    )
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "teacher.pt").write_bytes(b"garbage")
-    assert "not a readable checkpoint" in one_line_error(["teacher", "export", tmp_path / "t", "--out",
-                                                          tmp_path / "t.onnx"])
+    assert "not a readable checkpoint" in one_line_error(
+        ["teacher", "export", tmp_path / "t", "--out", tmp_path / "t.onnx"]
+    )
     assert "epochs must be" in one_line_error(["learn", scored["a"], "-r", pack, "-o", tmp_path / "l", "--epochs", "0"])
-    assert "batch_size must be" in one_line_error(["learn", scored["a"], "-r", pack, "-o", tmp_path / "l",
-                                                   "--batch-size", "0"])
+    assert "batch_size must be" in one_line_error(
+        ["learn", scored["a"], "-r", pack, "-o", tmp_path / "l", "--batch-size", "0"]
+    )
     (tmp_path / "l2").mkdir()
     (tmp_path / "l2" / "checkpoint.pt").write_bytes(b"\x80garbage")
-    assert "--fresh" in one_line_error(["learn", scored["a"], "-r", pack, "-o", tmp_path / "l2", "--arch", "tiny_cnn",
-                                        "--epochs", "1"])
+    assert "--fresh" in one_line_error(
+        ["learn", scored["a"], "-r", pack, "-o", tmp_path / "l2", "--arch", "tiny_cnn", "--epochs", "1"]
+    )
     np.save(tmp_path / "p.npy", np.zeros((3, 8, 8), np.uint8))
-    assert "size must be" in one_line_error(["reference", "build", tmp_path / "p.npy", "--out", tmp_path / "pk",
-                                             "--size", "0"])
+    assert "size must be" in one_line_error(
+        ["reference", "build", tmp_path / "p.npy", "--out", tmp_path / "pk", "--size", "0"]
+    )
     (tmp_path / "empty.npy").write_bytes(b"")
-    assert "not a readable numpy file" in one_line_error(["reference", "build", tmp_path / "empty.npy", "--out",
-                                                          tmp_path / "pk2"])
+    assert "not a readable numpy file" in one_line_error(
+        ["reference", "build", tmp_path / "empty.npy", "--out", tmp_path / "pk2"]
+    )
     (tmp_path / "fakepack").mkdir()
     (tmp_path / "fakepack" / "manifest.json").write_text("[1, 2, 3]")
     assert "not a plada reference pack" in one_line_error(["reference", "info", tmp_path / "fakepack"])
     (tmp_path / "cut.npz").write_bytes(target.read_bytes()[:300])
-    assert "not a readable target" in one_line_error(["teacher", "train", "-t", tmp_path / "cut.npz", "-o",
-                                                      tmp_path / "tt"])
+    assert "not a readable target" in one_line_error(
+        ["teacher", "train", "-t", tmp_path / "cut.npz", "-o", tmp_path / "tt"]
+    )
     t = tiny["target"]
-    np.savez(tmp_path / "twod.npz", x_train=t.x_train, y_train=t.y_train[:, None], x_test=t.x_test, y_test=t.y_test,
-             class_names=np.array(t.class_names))
+    np.savez(
+        tmp_path / "twod.npz",
+        x_train=t.x_train,
+        y_train=t.y_train[:, None],
+        x_test=t.x_test,
+        y_test=t.y_test,
+        class_names=np.array(t.class_names),
+    )
     assert "1-D array" in one_line_error(["teacher", "train", "-t", tmp_path / "twod.npz", "-o", tmp_path / "tt"])
-    np.savez(tmp_path / "floaty.npz", x_train=t.x_train, y_train=t.y_train.astype(float), x_test=t.x_test,
-             y_test=t.y_test, class_names=np.array(t.class_names))
-    assert "whole-number labels" in one_line_error(["teacher", "train", "-t", tmp_path / "floaty.npz", "-o",
-                                                    tmp_path / "tt"])
+    np.savez(
+        tmp_path / "floaty.npz",
+        x_train=t.x_train,
+        y_train=t.y_train.astype(float),
+        x_test=t.x_test,
+        y_test=t.y_test,
+        class_names=np.array(t.class_names),
+    )
+    assert "whole-number labels" in one_line_error(
+        ["teacher", "train", "-t", tmp_path / "floaty.npz", "-o", tmp_path / "tt"]
+    )
     four = Target("four", t.x_train, t.y_train, t.x_test, t.y_test, [*t.class_names, "extra"])
     save_target(tmp_path / "four.npz", four)
-    assert "classes" in one_line_error(["learn", scored["a"], "-r", pack, "-o", tmp_path / "l3", "--eval",
-                                        tmp_path / "four.npz", "--arch", "tiny_cnn", "--epochs", "1"])
+    assert "classes" in one_line_error(
+        [
+            "learn",
+            scored["a"],
+            "-r",
+            pack,
+            "-o",
+            tmp_path / "l3",
+            "--eval",
+            tmp_path / "four.npz",
+            "--arch",
+            "tiny_cnn",
+            "--epochs",
+            "1",
+        ]
+    )
     assert not (tmp_path / "l3" / "checkpoint.pt").exists()  # refused before training
     code, output, _ = run("serve", tmp_path / "tasks.toml", "--port", "70000")
     assert code == 2 and "65535" in output and "Traceback" not in output
@@ -210,7 +259,7 @@ def test_empty_selections_warn(scored):
 
 
 def _task_file(tmp_path, tiny, target, **extra) -> os.PathLike:
-    lines = [f'{k} = {json.dumps(v)}' for k, v in extra.items()]
+    lines = [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
     (tmp_path / "tasks.toml").write_text(
         f'[server]\ncache = "cache"\nreference = "{tiny["pack"].path}"\n\n[tasks.t]\ntarget = "{target}"\n'
         'arch = "tiny_cnn"\nsize = 16\nepochs = 1\nbatch_size = 32\n' + "\n".join(lines) + "\n"
@@ -229,8 +278,9 @@ def test_an_empty_test_split_gives_null_accuracy_not_nan(tiny, tmp_path):
     from plada_edge.server.tasks import build_tasks
 
     t = tiny["target"]
-    save_target(tmp_path / "notest.npz", Target("notest", t.x_train, t.y_train, t.x_test[:0], t.y_test[:0],
-                                                t.class_names))
+    save_target(
+        tmp_path / "notest.npz", Target("notest", t.x_train, t.y_train, t.x_test[:0], t.y_test[:0], t.class_names)
+    )
     tf = _task_file(tmp_path, tiny, tmp_path / "notest.npz", count=30)
     build_tasks(tf)
     text = (tmp_path / "cache" / "tasks.json").read_text()
@@ -298,10 +348,12 @@ def test_token_is_not_sent_to_another_origin(scored):
     sha = __import__("hashlib").sha256(data).hexdigest()
     other, other_h = _serve({"/t/payload": (200, {}, data, 0)})
     port2 = other.server_address[1]
-    first, first_h = _serve({
-        "/v1/tasks/t": (200, {}, json.dumps({"bytes": len(data), "sha256": sha}).encode(), 0),
-        "/v1/tasks/t/payload": (302, {"Location": f"http://localhost:{port2}/t/payload"}, b"", 0),
-    })
+    first, first_h = _serve(
+        {
+            "/v1/tasks/t": (200, {}, json.dumps({"bytes": len(data), "sha256": sha}).encode(), 0),
+            "/v1/tasks/t/payload": (302, {"Location": f"http://localhost:{port2}/t/payload"}, b"", 0),
+        }
+    )
     try:
         p = fetch_payload(f"http://127.0.0.1:{first.server_address[1]}/v1/tasks/t", token="s3cret", retries=0)
         assert p.k == 40
@@ -317,10 +369,12 @@ def test_a_dripping_server_cannot_hold_the_device(scored):
 
     data = scored["a"].read_bytes()
     sha = __import__("hashlib").sha256(data).hexdigest()
-    srv, _ = _serve({
-        "/v1/tasks/t": (200, {}, json.dumps({"bytes": len(data), "sha256": sha}).encode(), 0),
-        "/v1/tasks/t/payload": (200, {}, data, 0.05),
-    })
+    srv, _ = _serve(
+        {
+            "/v1/tasks/t": (200, {}, json.dumps({"bytes": len(data), "sha256": sha}).encode(), 0),
+            "/v1/tasks/t/payload": (200, {}, data, 0.05),
+        }
+    )
     try:
         t0 = time.perf_counter()
         with pytest.raises(FetchError, match="deadline"):

@@ -109,29 +109,166 @@ def save_target(path: str | os.PathLike, target: Target) -> Path:
     return atomic.write_bytes(path, buf.getvalue())
 
 
-def _load_folder(root: Path) -> Target:
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+DEFAULT_TARGET_SIZE = 32  # mixed-size folders are resized to this side (the packs' default) unless told
+
+
+def _decode_images(paths: list[Path], size: int | None) -> tuple[np.ndarray, int]:
+    """Images as one uint8 array: their own size when all share one square size, else ``size`` (or 32) by the
+    pack rule (shorter side, centre crop); grayscale when every file is, RGB (alpha on white) otherwise."""
     from PIL import Image
 
+    from .images import square, to_rgb
+
+    modes, sizes = set(), set()
+    for p in paths:
+        try:
+            with Image.open(p) as img:
+                modes.add(img.mode)
+                sizes.add(img.size)
+        except (OSError, ValueError) as exc:  # Pillow: UnidentifiedImageError (an OSError), truncated files
+            raise TargetError(f"{p}: not a readable image ({type(exc).__name__}: {exc})") from None
+    ((w, h),) = sizes if len(sizes) == 1 else ((0, 0),)
+    side = size or (w if w == h and w > 0 else DEFAULT_TARGET_SIZE)
+    gray = modes <= {"L", "1", "I", "I;16", "I;16B", "I;16L", "F"}
+    out = np.empty((len(paths), side, side) if gray else (len(paths), side, side, 3), np.uint8)
+    for i, p in enumerate(paths):
+        try:
+            with Image.open(p) as img:
+                img.load()
+                rgb = square(to_rgb(img), side) if img.size != (side, side) else to_rgb(img)
+        except (OSError, ValueError) as exc:
+            raise TargetError(f"{p}: not a readable image ({type(exc).__name__}: {exc})") from None
+        arr = np.asarray(rgb, dtype=np.uint8)
+        out[i] = arr[..., 0] if gray else arr
+    return out, side
+
+
+def _class_files(folder: Path) -> dict[str, list[Path]]:
     from .sources import list_folder
 
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    splits = {}
-    for split in ("train", "test"):
-        xs, ys = [], []
-        for k, c in enumerate(classes):
-            d = root / split / c
-            for rel in list_folder(d) if d.is_dir() else []:
-                with Image.open(d / rel) as img:
-                    xs.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
-                ys.append(k)
-        if not xs:
-            raise TargetError(f"{root / split}: no images")
-        splits[split] = (np.stack(xs), np.array(ys, np.int64))
-    return Target(root.name, *splits["train"], *splits["test"], classes)
+    return {
+        c.name: [c / rel for rel in list_folder(c) if (c / rel).suffix.lower() in IMAGE_SUFFIXES]
+        for c in sorted(p for p in folder.iterdir() if p.is_dir())
+    }
 
 
-def load_target(spec: str | os.PathLike) -> Target:
-    """Load a target by path (.npz or ImageFolder root) or by name from data_dir()/targets/."""
+def stratified_split(labels: np.ndarray, share: float, seed: int = 0) -> np.ndarray:
+    """Boolean mask of the held-out rows: ``share`` of each class (at least one where a class has two or more)."""
+    if not 0 < share < 1:
+        raise TargetError(f"test split must be a share in (0, 1), got {share!r}")
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        m = int(round(share * len(rows)))
+        held[rows[: max(m, 1 if len(rows) >= 2 else 0)]] = True
+    return held
+
+
+def _from_lists(
+    name: str, train: dict, test: dict | None, test_split: float | None, seed: int, size: int | None, where: Path
+) -> Target:
+    """A Target from {class: [files]} per split (``test`` None: split ``train`` by ``test_split``)."""
+    classes = sorted(train)
+    if test is not None:
+        only_test = sorted(set(test) - set(train))
+        if only_test:
+            raise TargetError(f"{where}: classes {only_test} have test images but no training images")
+    if not classes:
+        raise TargetError(f"{where}: no class folders (expected CLASS/IMAGE files)")
+    files = [(f, k) for k, c in enumerate(classes) for f in train[c]]
+    if test is None:
+        if test_split is None:
+            raise TargetError(
+                f"{where}: one set of class folders and no test split: pass --test-split 0.2 "
+                "(or add test/ or validation/ beside train/)"
+            )
+        y = np.array([k for _, k in files], np.int64)
+        held = stratified_split(y, test_split, seed)
+        train_files, test_files = [files[i] for i in np.flatnonzero(~held)], [files[i] for i in np.flatnonzero(held)]
+    else:
+        train_files = files
+        test_files = [(f, classes.index(c)) for c in sorted(test) for f in test[c]]
+    for split, rows in (("train", train_files), ("test", test_files)):
+        if not rows:
+            raise TargetError(f"{where}: the {split} split has no images")
+    x_train, side = _decode_images([f for f, _ in train_files], size)
+    x_test, _ = _decode_images([f for f, _ in test_files], side)
+    return Target(
+        name,
+        x_train,
+        np.array([k for _, k in train_files], np.int64),
+        x_test,
+        np.array([k for _, k in test_files], np.int64),
+        classes,
+    )
+
+
+def _load_folder(root: Path, test_split: float | None, seed: int, size: int | None) -> Target:
+    """ImageFolder (train/ + test/), Hugging Face imagefolder (train/ + validation/ or test/), or one
+    folder of class folders split by ``test_split``."""
+    if (root / "train").is_dir():
+        test_dir = next((root / d for d in ("test", "validation", "val") if (root / d).is_dir()), None)
+        if test_dir is not None and test_split is not None:
+            raise TargetError(f"{root} has its own {test_dir.name}/ split; drop --test-split")
+        train = _class_files(root / "train")
+        test = _class_files(test_dir) if test_dir is not None else None
+        return _from_lists(root.name, train, test, test_split, seed, size, root)
+    return _from_lists(root.name, _class_files(root), None, test_split, seed, size, root)
+
+
+def _load_csv(path: Path, test_split: float | None, seed: int, size: int | None) -> Target:
+    """A manifest with columns path,label (and optionally split = train|test); paths relative to the file."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise TargetError(f"{path}: a target manifest needs a header with columns path,label (and optionally split)")
+    labels = [r["label"].strip() for r in rows]
+    for text in labels:
+        if not text or text.lower() in ("nan", "none", "null") or (_is_number(text) and not text.lstrip("-").isdigit()):
+            raise TargetError(f"{path}: label {text!r} is not a class name or a whole number")
+    by_split: dict[str, dict[str, list[Path]]] = {"train": {}, "test": {}}
+    for r, label in zip(rows, labels):
+        split = (r.get("split") or "train").strip().lower()
+        if split in ("validation", "val"):
+            split = "test"
+        if split not in by_split:
+            raise TargetError(f"{path}: split {split!r} must be train or test")
+        file = Path(r["path"]) if Path(r["path"]).is_absolute() else path.parent / r["path"]
+        by_split[split].setdefault(label, []).append(file)
+    numeric = all(lab.lstrip("-").isdigit() for lab in labels)
+    if numeric:  # whole-number labels keep their order (2 < 10), not string order
+        for split in by_split.values():
+            for lab in list(split):
+                split[f"{int(lab):09d}"] = split.pop(lab)
+    target = _from_lists(path.stem, by_split["train"], by_split["test"] or None, test_split, seed, size, path)
+    if numeric:
+        target.class_names = [str(int(c)) for c in target.class_names]
+    return target
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_target(
+    spec: str | os.PathLike, test_split: float | None = None, size: int | None = None, seed: int = 0
+) -> Target:
+    """Load a target as users have them, by path or by name from data_dir()/targets/.
+
+    - ``.npz`` with x_train, y_train, x_test, y_test, class_names;
+    - an ImageFolder ``root/{train,test}/CLASS/IMAGE`` (Hugging Face's ``validation/`` works as test);
+    - one folder of class folders, split by ``test_split`` (stratified, seeded by ``seed``);
+    - a CSV manifest ``path,label[,split]``.
+    Folders of mixed sizes and modes are resized by the pack rule to ``size`` (default 32).
+    """
     path = Path(spec)
     if not path.exists():
         named = data_dir() / "targets" / f"{spec}.npz"
@@ -143,7 +280,11 @@ def load_target(spec: str | os.PathLike) -> Target:
                 "build the benchmark targets with: python tools/build_offline_data.py"
             )
     if path.is_dir():
-        return _load_folder(path)
+        return _load_folder(path, test_split, seed, size)
+    if path.suffix.lower() == ".csv":
+        return _load_csv(path, test_split, seed, size)
+    if test_split is not None:
+        raise TargetError(f"{path}: an .npz target carries its own test split; drop --test-split")
     try:
         with np.load(path, allow_pickle=False) as z:
             if not hasattr(z, "files"):

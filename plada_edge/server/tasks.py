@@ -41,7 +41,7 @@ from ..core.errors import ConfigError
 from ..core.locks import output_lock
 from ..core.payload import read_payload
 from ..core.reference import ReferencePack
-from ..core.targets import data_dir
+from ..core.targets import data_dir, load_target
 
 try:
     import tomllib
@@ -60,6 +60,8 @@ DEFAULTS = {
     "count": None,
     "budget": None,
     "codec": "auto",
+    "test_split": None,  # a one-folder target: the share of each class held out for testing
+    "target_size": None,  # a folder target of mixed sizes: resized to this side (default 32)
 }
 PUBLISHED = "tasks.json"
 
@@ -200,13 +202,19 @@ def build_tasks(
             else:
                 tpath, thash = target_hash(t["target"], cfg["base"])
                 # where a teacher trains does not change what it is: the device is left out of the cache key
-                tkey = _sha("teacher", thash, {k: t[k] for k in TEACHER_KEYS if k != "device"})
+                tkey = _sha(
+                    "teacher",
+                    thash,
+                    {k: t[k] for k in TEACHER_KEYS if k != "device"},
+                    *([t["test_split"], t["target_size"]] if t["test_split"] or t["target_size"] else []),
+                )
                 tdir = cache / "teachers" / tkey
                 if (tdir / "teacher.pt").exists():
                     steps["teacher"] = "cached"
                 else:
                     log(f"[{name}] training teacher {t['arch']}")
-                    train_teacher(tpath, tdir, t["teacher_config"], progress=progress, device=where)
+                    target = load_target(tpath, test_split=t["test_split"], size=t["target_size"])
+                    train_teacher(target, tdir, t["teacher_config"], progress=progress, device=where)
                     steps["teacher"] = "built"
                 onnx = cache / "onnx" / f"{_sha('onnx', _file_sha(tdir / 'teacher.pt'), pack.size)}.onnx"
                 if onnx.exists():
