@@ -563,6 +563,21 @@ def pack_cmd(
     )
 
 
+def _write_grid(payload: Path, grid: Path, reference: Path | None, scores: Path | None, per_class: int) -> Path:
+    from .core import atomic
+    from .core.errors import ConfigError
+    from .core.payload import read_payload
+    from .core.reference import ReferencePack
+    from .core.sheets import payload_sheet
+    from .server.scoring import open_scores
+
+    if reference is None:
+        raise ConfigError("--grid draws the selected images from the pack: give --reference PACK")
+    pack = ReferencePack.open(reference)
+    energy = open_scores(scores, pack).energy if scores else None
+    return atomic.write_bytes(grid, payload_sheet(read_payload(payload), pack, energy, per_class))
+
+
 @app.command()
 @_clean_errors
 def inspect(
@@ -573,6 +588,16 @@ def inspect(
         envvar="PLADA_EDGE_TRUST",
         help="Refuse it unless signed by this Ed25519 public key (.pub file).",
     ),
+    grid: Path | None = typer.Option(
+        None, "--grid", help="Write a contact sheet PNG: per class, the selected images (needs --reference)."
+    ),
+    reference: Path | None = typer.Option(None, "--reference", "-r", help="The pack the payload names, for --grid."),
+    scores: Path | None = typer.Option(
+        None,
+        "--scores",
+        help="Scores of that pack: rows in energy order, and the energy histogram with the cut, in the --grid picture.",
+    ),
+    per_class: int = typer.Option(12, min=1, max=64, help="Images per class in the --grid picture."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Validate a payload and show its header, size, bits per image and the information floor."""
@@ -580,6 +605,8 @@ def inspect(
     from .core.payload import inspect_payload
 
     r = inspect_payload(payload, load_public_key(trust) if trust else None)
+    if grid is not None:
+        r["grid"] = str(_write_grid(payload, grid, reference, scores, per_class))
     if as_json:
         _print_json(r)
         return
@@ -601,7 +628,9 @@ def inspect(
             f"  selection {sel.get('strategy')} keep {sel.get('keep', 0):.2%}"
             + (", Safety-Net" if sel.get("safety_net") else "")
         )
-    t = h.get("teacher", {})
+    if r.get("grid"):
+        typer.echo(f"  grid      {r['grid']}")
+    t = h.get("teacher") or {}
     if t.get("test_acc") is not None:
         typer.echo(f"  teacher   {t.get('arch')} test accuracy {t['test_acc']:.4f}")
 

@@ -40,7 +40,11 @@ def list_models(available_only: bool = False) -> list[str]:
 
 
 def describe_models() -> dict[str, str]:
-    return {n: _NOTES[n] for n in sorted(_REGISTRY)}
+    notes = {n: _NOTES[n] for n in sorted(_REGISTRY)}
+    notes["timm:NAME"] = "any timm architecture, weights from a local .safetensors/.pth" + (
+        "" if timm_installed() else " (timm is not installed: pip install timm)"
+    )
+    return notes
 
 
 def _torchvision(name: str, num_classes: int, weights: str | None):
@@ -149,13 +153,44 @@ def tiny_cnn(num_classes: int, weights: str | None = None):
     )
 
 
+WEIGHT_FILES = (".pt", ".pth", ".safetensors")
+TIMM_PREFIX = "timm:"
+
+
+def timm_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("timm") is not None
+
+
+def _timm(name: str, num_classes: int, weights: str | None):
+    """Any timm architecture (``timm:convnext_tiny``); weights only from a local file, never the hub."""
+    if not timm_installed():
+        raise ModelError(f"{TIMM_PREFIX}{name} needs timm: pip install timm")
+    import timm
+
+    if name not in timm.list_models():
+        raise ModelError(f"timm has no model {name!r} (see timm.list_models())")
+    if weights is not None:
+        raise ModelError(f"timm weights come from a local file only (.safetensors, .pth), got {weights!r}")
+    return timm.create_model(name, pretrained=False, num_classes=num_classes)
+
+
 def create_model(name: str, num_classes: int, weights: str | os.PathLike | None = None):
-    """Build a registered model with ``num_classes`` outputs; ``weights`` = local file or known name."""
-    if name not in _REGISTRY:
-        raise ModelError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    """Build a registered model (or ``timm:NAME``) with ``num_classes`` outputs.
+
+    ``weights``: a local .pt/.pth/.safetensors file, or a weight name the model knows (never downloaded).
+    """
     if num_classes < 1:
         raise ModelError(f"num_classes must be >= 1, got {num_classes}")
-    local = weights is not None and Path(str(weights)).suffix in (".pt", ".pth")
+    local = weights is not None and Path(str(weights)).suffix in WEIGHT_FILES
+    if name.startswith(TIMM_PREFIX):
+        model = _timm(name[len(TIMM_PREFIX) :], num_classes, None if local else weights)
+        if local:
+            load_weights(model, weights)
+        return model
+    if name not in _REGISTRY:
+        raise ModelError(f"unknown model {name!r}; available: {', '.join(list_models())}, or timm:NAME with timm")
     model = _REGISTRY[name](num_classes=num_classes, weights=None if local else weights)
     if local:
         load_weights(model, weights)
@@ -169,7 +204,17 @@ def load_weights(model, path: str | os.PathLike) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except ImportError:
+        raise ModelError(".safetensors weights need the safetensors package: pip install safetensors") from None
+    except Exception as exc:  # pickle, zip and safetensors errors for a damaged or foreign file
+        raise ModelError(f"{path} is not a readable weights file ({type(exc).__name__})") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     own = model.state_dict()

@@ -3,11 +3,13 @@
 A Starlette app on uvicorn. Payloads are small (tens of KB), immutable and named by content, so
 they are read into memory at start and served with strong caching:
 
+  GET /                            an HTML page: every task with its contact sheet and label histogram
   GET /healthz                     liveness (never needs a token)
   GET /v1/tasks                    every task: name, bytes, sha256, k, N, classes, codec, fingerprint
   GET /v1/tasks/{name}             one task's metadata (plus the payload header)
   GET /v1/tasks/{name}/payload     the bytes; ETag = SHA-256, 304 on If-None-Match, single-range
                                    requests (206 / 416), Cache-Control immutable
+  GET /v1/tasks/{name}/sheet.png   the selection's contact sheet; labels.png its label histogram
 
 Task names must match ``[A-Za-z0-9][A-Za-z0-9._-]{0,63}`` and are looked up in the published
 list, never joined to a path, so traversal (``..``, encoded slashes) can only ever be a 404.
@@ -46,10 +48,15 @@ def load_published(cache: str | os.PathLike) -> dict:
             "data": data,
             "meta": {
                 "name": name,
-                **{k: v for k, v in entry.items() if k != "payload"},
+                **{k: v for k, v in entry.items() if k not in ("payload", "sheet", "labels")},
                 "url": f"/v1/tasks/{name}/payload",
             },
             "header": payload.header,
+            **{
+                kind: (cache / entry[kind]).read_bytes()
+                for kind in ("sheet", "labels")
+                if entry.get(kind) and (cache / entry[kind]).is_file()
+            },
         }
     return out
 
@@ -133,11 +140,34 @@ def create_app(tasks: dict, token: str | None = None):
             )
         return Response(data, headers=headers)
 
+    async def page(request: Request):
+        if (r := auth_failed(request)) is not None:
+            return r
+        from starlette.responses import HTMLResponse
+
+        from .pages import render_page
+
+        return HTMLResponse(render_page(tasks))
+
+    async def picture(request: Request):
+        if (r := auth_failed(request)) is not None:
+            return r
+        task, err = lookup(request)
+        if err is not None:
+            return err
+        kind = request.path_params["kind"]
+        data = task.get(kind) if kind in ("sheet", "labels") else None
+        if data is None:
+            return JSONResponse({"error": "no such picture"}, status_code=404)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
+
     routes = [
+        Route("/", page),
         Route("/healthz", healthz),
         Route("/v1/tasks", list_tasks),
         Route("/v1/tasks/{name}", task_meta),
         Route("/v1/tasks/{name}/payload", task_payload),
+        Route("/v1/tasks/{name}/{kind:str}.png", picture),
     ]
     return Starlette(routes=routes)
 

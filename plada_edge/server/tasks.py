@@ -118,6 +118,17 @@ def _check_budget(task: dict) -> None:
         raise ConfigError(f"unknown codec {task['codec']!r}; available: {', '.join(list_codecs())}, auto")
 
 
+def _pictures(scores, pack, payload, stem: Path, log) -> dict:
+    """The task's contact sheet and label histogram for the served page; a missing plotting stack skips them."""
+    try:
+        from .pages import draw_task_pictures
+
+        return draw_task_pictures(scores, pack, payload, stem)
+    except ImportError as exc:  # matplotlib is an optional extra ([data])
+        log(f"no pictures for the page ({exc}); pip install matplotlib")
+        return {}
+
+
 def load_task_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
@@ -252,6 +263,7 @@ def build_tasks(
                     signer=signer,
                 )
                 steps["payload"] = "built"
+            pictures = _pictures(scores, pack, payload, ppath.with_suffix(""), log)
             published[name] = {
                 "payload": str(ppath.relative_to(cache)),
                 "sha256": payload.sha256,
@@ -264,6 +276,7 @@ def build_tasks(
                 "teacher_test_acc": (payload.header.get("teacher") or {}).get("test_acc"),
                 "signed_by": payload.signer_id,
                 "keep": payload.k / payload.n,
+                **{kind: str((ppath.parent / f).relative_to(cache)) for kind, f in pictures.items()},
             }
             report[name] = {"steps": steps, **published[name]}
             log(f"[{name}] " + ", ".join(f"{k} {v}" for k, v in steps.items()) + f" → {payload.total_bytes:,} bytes")
