@@ -295,11 +295,26 @@ def teacher_export(
     out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write."),
     input_size: int = typer.Option(32, help="Pixel size of the reference pack the graph will read."),
     features: bool = typer.Option(True, help="Also output the pooled feature vector."),
+    int8: bool = typer.Option(
+        False,
+        "--int8",
+        help="Also write an int8 (static QDQ) copy for fast CPU scoring, "
+        "calibrated on --target's training images: OUT, with the fp32 graph at OUT.fp32.onnx.",
+    ),
+    target: str | None = typer.Option(None, "--target", "-t", help="Calibration images for --int8."),
+    calibration_images: int = typer.Option(512, min=8, help="How many training images calibrate --int8."),
     as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
 ) -> None:
     """Export to ONNX: uint8 NHWC in (as packs store images), logits out; checked against torch."""
-    from .server.teacher import export_onnx
+    from .server.teacher import export_int8, export_onnx
 
+    if int8:
+        r = export_int8(teacher, out, target, input_size=input_size, calibration_images=calibration_images)
+        _print_json(r) if as_json else typer.echo(
+            f"wrote {out} (int8, {r['bytes'] / 2**20:.1f} MiB; fp32 {r['fp32']['onnx']}), max |energy diff| on "
+            f"calibration images {r['max_abs_energy_diff']:.3g}, top-1 agreement {r['argmax_agreement']:.3f}"
+        )
+        return
     r = export_onnx(teacher, out, input_size=input_size, with_features=features)
     _print_json(r) if as_json else typer.echo(
         f"wrote {out} ({r['bytes'] / 2**20:.1f} MiB), max |logit diff| vs torch {r['max_abs_logit_diff']:.2e}"

@@ -147,24 +147,29 @@ def test_existing_pack_is_not_overwritten_without_force(tmp_path):
     build_pack([str(tmp_path / "a.npy")], tmp_path / "pack", size=4, overwrite=True)
 
 
-def test_interrupted_build_leaves_no_pack(tiny_folder, tmp_path, monkeypatch):
+def test_interrupted_build_leaves_no_pack_and_resumes(tiny_folder, tmp_path, monkeypatch):
     import plada_edge.core.reference as ref
 
     calls = {"n": 0}
-    real = ref._ImageWriter.append
+    real = ref._BuildDir.commit
 
-    def append_then_die(self, tiles):
+    def commit_then_die(self, *args):
         calls["n"] += 1
-        real(self, tiles)
+        real(self, *args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ref._ImageWriter, "append", append_then_die)
-    np.save(tmp_path / "a.npy", np.zeros((9000, 4, 4), np.uint8))
-    with pytest.raises(KeyboardInterrupt):
-        build_pack([str(tmp_path / "a.npy")], tmp_path / "pack", size=4)
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).integers(0, 256, (9000, 4, 4), dtype=np.uint8))
+    with monkeypatch.context() as m:
+        m.setattr(ref._BuildDir, "commit", commit_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            build_pack([str(tmp_path / "a.npy")], tmp_path / "pack", size=4, shard=1000)
     assert calls["n"] == 1
-    assert not (tmp_path / "pack").exists()
-    assert not list(tmp_path.glob(".pack.tmp-*"))
+    assert not (tmp_path / "pack").exists()  # never a pack that looks complete
+    resumed = build_pack([str(tmp_path / "a.npy")], tmp_path / "pack", size=4, shard=1000)
+    clean = build_pack([str(tmp_path / "a.npy")], tmp_path / "clean", size=4, shard=1000)
+    assert resumed.fingerprint == clean.fingerprint
+    assert (tmp_path / "pack" / "images.npy").read_bytes() == (tmp_path / "clean" / "images.npy").read_bytes()
+    assert not (tmp_path / ".pack.build").exists()
 
 
 def test_killed_build_leaves_no_pack_that_opens(tmp_path):
@@ -175,11 +180,23 @@ def test_killed_build_leaves_no_pack_that_opens(tmp_path):
     code = (
         "import time; import plada_edge.core.reference as r; real = r._decode_batch;"
         "r._decode_batch = lambda a: (time.sleep(0.3), real(a))[1];"
-        f"r.build_pack([{str(tmp_path / 'src')!r}], {str(tmp_path / 'pack')!r}, size=32, workers=1, progress=False)"
+        f"r.build_pack([{str(tmp_path / 'src')!r}], {str(tmp_path / 'pack')!r}, size=32, workers=1, progress=False,"
+        " shard=64)"
     )
-    sigkill_when(code, lambda: bool(list(tmp_path.glob(".pack.tmp-*/images.npy"))))
+
+    def some_shards_committed() -> bool:
+        try:
+            return len(json.loads((tmp_path / ".pack.build" / "progress.json").read_text())["shards"]) >= 2
+        except (OSError, ValueError):
+            return False
+
+    sigkill_when(code, some_shards_committed)
     with pytest.raises(PackError):
         ReferencePack.open(tmp_path / "pack")
+    # a rerun continues from the committed shards and ends byte-identical to a clean build
+    resumed = build_pack([str(tmp_path / "src")], tmp_path / "pack", size=32, workers=1, progress=False, shard=64)
+    clean = build_pack([str(tmp_path / "src")], tmp_path / "clean", size=32, workers=1, progress=False, shard=64)
+    assert resumed.fingerprint == clean.fingerprint and resumed.manifest == {**clean.manifest}
 
 
 def test_cli_build_info_verify(tiny_folder, tmp_path):

@@ -35,6 +35,7 @@ PACK_FORMAT = 1
 IMAGES, MANIFEST = "images.npy", "manifest.json"
 _HEADER_BYTES = 128  # fixed .npy header size, so the final N can be written after streaming
 _CHUNK = 4096  # images per streamed chunk (12 MiB at 32 px)
+SHARD = 8192  # inputs per committed build shard: 25 MB of 32 px tiles, the most a killed build loses
 
 
 def _npy_header(shape: tuple[int, ...]) -> bytes:
@@ -49,38 +50,6 @@ def _fingerprint(pixel_digest: bytes, n: int, h: int, w: int) -> str:
     return hashlib.sha256(b"plada-pack-v1" + struct.pack("<QIII", n, h, w, 3) + pixel_digest).hexdigest()
 
 
-class _ImageWriter:
-    """Appends (k, H, W, 3) tiles to images.npy while hashing them; fixes the header at the end."""
-
-    def __init__(self, path: Path, size: int):
-        self.path, self.size, self.count = path, size, 0
-        self._f = open(path, "wb")
-        self._f.write(_npy_header((0, size, size, 3)))
-        self._sha = hashlib.sha256()
-        self.source_sha = hashlib.sha256()
-
-    def append(self, tiles: np.ndarray) -> None:
-        data = np.ascontiguousarray(tiles, dtype=np.uint8)
-        assert data.shape[1:] == (self.size, self.size, 3), data.shape
-        buf = memoryview(data).cast("B")
-        self._f.write(buf)
-        self._sha.update(buf)
-        self.source_sha.update(buf)
-        self.count += len(data)
-
-    def start_source(self) -> None:
-        """Begin a per-source digest: the manifest names which source changed when fingerprints differ."""
-        self.source_sha = hashlib.sha256()
-
-    def finish(self) -> str:
-        self._f.seek(0)
-        self._f.write(_npy_header((self.count, self.size, self.size, 3)))
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
-        return _fingerprint(self._sha.digest(), self.count, self.size, self.size)
-
-
 def _decode_batch(args):
     root, rels, size, method, max_pixels = args
     out = []
@@ -92,28 +61,21 @@ def _decode_batch(args):
     return out
 
 
-def _decoded_folder(src: Source, size: int, method: str, workers: int, max_pixels: int, b):
-    """Yield (relative path, tile or None, skip reason) in sorted order, decoding in parallel."""
-    batch = 64
-    jobs = [
-        (str(src.path), src.items[i : i + batch], size, method, max_pixels) for i in range(0, len(src.items), batch)
-    ]
-    if workers <= 1 or len(jobs) <= 1:
-        results = map(_decode_batch, jobs)
-        pool = None
-    else:
-        import multiprocessing as mp
+def _decoder_pool(workers: int):
+    if workers <= 1:
+        return None
+    import multiprocessing as mp
 
-        pool = mp.get_context("fork" if hasattr(os, "fork") else "spawn").Pool(workers)
-        results = pool.imap(_decode_batch, jobs)  # ordered: the index order never depends on timing
-    try:
-        for res in results:
-            yield from res
-            b.advance(len(res))
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    return mp.get_context("fork" if hasattr(os, "fork") else "spawn").Pool(workers)
+
+
+def _decoded_folder(src: Source, items: list[str], size: int, method: str, max_pixels: int, pool):
+    """Yield (relative path, tile or None, skip reason) for ``items`` in their order, decoding in parallel."""
+    batch = 64
+    jobs = [(str(src.path), items[i : i + batch], size, method, max_pixels) for i in range(0, len(items), batch)]
+    results = pool.imap(_decode_batch, jobs) if pool is not None and len(jobs) > 1 else map(_decode_batch, jobs)
+    for res in results:  # ordered: the index order never depends on timing
+        yield from res
 
 
 def build_pack(
@@ -125,17 +87,23 @@ def build_pack(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
     progress: bool | None = None,
+    shard: int = SHARD,
 ) -> ReferencePack:
     """Build a pack from sources (specs as in plada_edge.core.sources) into directory ``out``.
 
     Same inputs → byte-identical images.npy, manifest and fingerprint. Unreadable, corrupt,
     truncated or oversized files are skipped and listed in the manifest. The pack appears at
-    ``out`` only when complete (built in a temp directory, then renamed).
+    ``out`` only when complete. Work goes in shards of ``shard`` inputs into ``.OUT.build/`` beside
+    it, each committed with an fsync: a build killed at image 900,000 and run again continues from
+    its last shard and ends byte-identical to an uninterrupted one. A second build into the same
+    folder while one runs is refused.
     """
     if resize not in RESIZE_METHODS:
         raise ConfigError(f"resize must be one of {RESIZE_METHODS}, got {resize!r}")
     if not 1 <= size <= 4096:
         raise ConfigError(f"size must be in 1..4096, got {size}")
+    if shard < 1:
+        raise ConfigError(f"shard must be >= 1, got {shard}")
     workers = workers or native.hardware_threads()
     srcs = [parse_source(s) for s in sources]
     if not srcs:
@@ -143,66 +111,195 @@ def build_pack(
     names = [s.name for s in srcs]
     if len(set(names)) != len(names):
         raise ConfigError(f"source names must be unique, got {names} (name them as NAME=PATH)")
-    counts = []
-    for s in srcs:
-        s.items = list_folder(s.path) if s.kind == "folder" else []
-        counts.append(len(s.items) if s.kind == "folder" else len(load_array(s)))
     out = Path(out)
     with output_lock(out, out.parent / f".{out.name}.lock"):  # two builds into one folder: the second is refused
-        with atomic.staging_dir(out, overwrite=overwrite) as tmp:
-            writer = _ImageWriter(tmp / IMAGES, size)
-            described, skipped = [], []
-            with bar("building pack", sum(counts), progress, unit="img") as b:
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} already exists (pass overwrite/--force to replace it)")
+        counts = []
+        for s in srcs:
+            s.items = list_folder(s.path) if s.kind == "folder" else []
+            counts.append(len(s.items) if s.kind == "folder" else len(load_array(s)))
+        plan = {
+            "size": size,
+            "resize": resize,
+            "max_pixels": max_pixels,
+            "pillow": _pillow_version(),
+            "shard": shard,
+            "sources": [dict(s.describe(), identity=_source_identity(s), count=c) for s, c in zip(srcs, counts)],
+        }
+        work = _BuildDir(out.parent / f".{out.name}.build", plan, size)
+        with bar("building pack", sum(counts), progress, unit="img") as b:
+            b.advance(work.inputs_done)
+            pool = _decoder_pool(workers)
+            try:
                 for k, (s, count) in enumerate(zip(srcs, counts)):
                     method = s.resize or resize
-                    start = writer.count
-                    writer.start_source()
-                    entry = s.describe()
-                    if s.kind == "folder":
-                        kept = []
-                        pending = []
-                        for rel, tile, reason in _decoded_folder(s, size, method, workers, max_pixels, b):
-                            if tile is None:
-                                skipped.append({"source": s.name, "path": rel, "reason": reason})
-                                continue
-                            pending.append(tile)
-                            kept.append(rel)
-                            if len(pending) == _CHUNK:
-                                writer.append(np.stack(pending))
-                                pending.clear()
-                        if pending:
-                            writer.append(np.stack(pending))
-                        entry["paths"] = f"paths-{k}.txt"
-                        atomic.write_bytes(
-                            tmp / entry["paths"], "".join(p + "\n" for p in kept).encode("utf-8", "surrogateescape")
-                        )
-                    else:
-                        arr = load_array(s)
-                        for c0 in range(0, len(arr), _CHUNK):
-                            writer.append(array_to_rgb_tiles(arr[c0 : c0 + _CHUNK], size, method))
-                            b.advance(min(_CHUNK, len(arr) - c0))
-                    entry.update(
-                        start=start,
-                        stop=writer.count,
-                        count=writer.count - start,
-                        skipped=count - (writer.count - start),
-                        sha256=writer.source_sha.hexdigest(),
-                    )
-                    described.append(entry)
-            fingerprint = writer.finish()
-            manifest = {
-                "format": "plada-reference-pack",
-                "format_version": PACK_FORMAT,
-                "n": writer.count,
-                "height": size,
-                "width": size,
-                "channels": 3,
-                "build": {"size": size, "resize": resize, "max_pixels": max_pixels, "pillow": _pillow_version()},
-                "sources": described,
-                "skipped": skipped,
-                "fingerprint": fingerprint,
-            }
-            atomic.write_json(tmp / MANIFEST, manifest)
+                    for j, lo in enumerate(range(0, count, shard)):
+                        hi = min(lo + shard, count)
+                        if work.done((k, j)):
+                            continue
+                        if s.kind == "folder":
+                            kept, tiles, skipped = [], [], []
+                            for rel, tile, reason in _decoded_folder(s, s.items[lo:hi], size, method, max_pixels, pool):
+                                if tile is None:
+                                    skipped.append({"source": s.name, "path": rel, "reason": reason})
+                                else:
+                                    kept.append(rel)
+                                    tiles.append(tile)
+                            block = np.stack(tiles) if tiles else np.zeros((0, size, size, 3), np.uint8)
+                        else:
+                            kept, skipped = None, []
+                            block = array_to_rgb_tiles(load_array(s)[lo:hi], size, method)
+                        work.commit((k, j), block, kept, skipped, hi - lo)
+                        b.advance(hi - lo)
+            finally:
+                if pool is not None:
+                    pool.terminate()
+                    pool.join()
+        return work.finish(out, srcs, overwrite)
+
+
+def _source_identity(s: Source) -> str:
+    """What a resumed build must find unchanged: array files by size and mtime, folders by every file's."""
+    h = hashlib.sha256()
+    if s.kind == "folder":
+        for rel in s.items:
+            st = os.stat(s.path / rel)
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    else:
+        st = os.stat(s.path)
+        h.update(f"{st.st_size}\0{st.st_mtime_ns}\0{s.key}".encode())
+    return h.hexdigest()
+
+
+class _BuildDir:
+    """``.OUT.build/``: images.npy grown shard by shard, and progress.json naming the committed shards.
+
+    A shard is committed only after its pixels are fsynced; a rerun truncates images.npy to the
+    committed length and carries on. A work folder of another plan (other sources, sizes or
+    settings) is discarded.
+    """
+
+    def __init__(self, path: Path, plan: dict, size: int):
+        import shutil
+
+        self.path, self.plan, self.tile = path, plan, size * size * 3
+        state = None
+        if (path / "progress.json").is_file():
+            try:
+                state = json.loads((path / "progress.json").read_text())
+            except (OSError, ValueError):
+                state = None
+        if not state or state.get("plan") != plan:
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+            state = {"plan": plan, "shards": [], "images": 0, "inputs": 0, "skipped": []}
+            with open(path / IMAGES, "wb") as f:
+                f.write(_npy_header((0, size, size, 3)))
+            atomic.write_json(path / "progress.json", state)
+        self.state = state
+        self._done = {tuple(x) for x in state["shards"]}
+        with open(path / IMAGES, "r+b") as f:  # drop pixels of a shard that was written but never committed
+            f.truncate(_HEADER_BYTES + state["images"] * self.tile)
+
+    @property
+    def inputs_done(self) -> int:
+        return int(self.state["inputs"])
+
+    def done(self, key: tuple[int, int]) -> bool:
+        return key in self._done
+
+    def commit(self, key, block: np.ndarray, kept: list[str] | None, skipped: list[dict], inputs: int) -> None:
+        data = np.ascontiguousarray(block, dtype=np.uint8)
+        with open(self.path / IMAGES, "r+b") as f:
+            f.seek(_HEADER_BYTES + self.state["images"] * self.tile)
+            f.write(memoryview(data).cast("B"))
+            f.flush()
+            os.fsync(f.fileno())
+        if kept is not None:
+            atomic.write_bytes(
+                self.path / f"paths-{key[0]}-{key[1]}.txt",
+                "".join(p + "\n" for p in kept).encode("utf-8", "surrogateescape"),
+            )
+        self.state["shards"].append(list(key))
+        self.state["images"] += len(data)
+        self.state["inputs"] += inputs
+        self.state["skipped"] += skipped
+        self.state.setdefault("counts", {})[f"{key[0]}/{key[1]}"] = len(data)
+        atomic.write_json(self.path / "progress.json", self.state)  # the commit point
+        self._done.add(tuple(key))
+
+    def finish(self, out: Path, srcs: list, overwrite: bool) -> ReferencePack:
+        """Seal the header, hash the pixels once (fingerprint and per-source SHA-256), write the manifest, publish."""
+        import shutil
+
+        plan, n, size = self.plan, self.state["images"], self.plan["size"]
+        with open(self.path / IMAGES, "r+b") as f:
+            f.write(_npy_header((n, size, size, 3)))
+            f.flush()
+            os.fsync(f.fileno())
+        described, start = [], 0
+        shards_of = {}
+        for k, j in (tuple(x) for x in self.state["shards"]):
+            shards_of.setdefault(k, []).append(j)
+        for k, s in enumerate(srcs):
+            got = sum(self.state["counts"][f"{k}/{j}"] for j in sorted(shards_of.get(k, [])))
+            entry = dict(
+                s.describe(), start=start, stop=start + got, count=got, skipped=plan["sources"][k]["count"] - got
+            )
+            if s.kind == "folder":
+                entry["paths"] = f"paths-{k}.txt"
+                with open(self.path / entry["paths"], "wb") as f:
+                    for j in sorted(shards_of.get(k, [])):
+                        part = self.path / f"paths-{k}-{j}.txt"
+                        f.write(part.read_bytes())
+                        part.unlink()
+            described.append(entry)
+            start += got
+        total, per_source = hashlib.sha256(), [hashlib.sha256() for _ in srcs]
+        bounds = [(e["start"], e["stop"]) for e in described]
+        with open(self.path / IMAGES, "rb") as f:
+            f.seek(_HEADER_BYTES)
+            row = 0
+            while row < n:
+                step = min(_CHUNK, n - row)
+                buf = f.read(step * self.tile)
+                total.update(buf)
+                for k, (lo, hi) in enumerate(bounds):  # sources are contiguous: split the chunk among them
+                    a, c = max(lo, row), min(hi, row + step)
+                    if a < c:
+                        per_source[k].update(buf[(a - row) * self.tile : (c - row) * self.tile])
+                row += step
+        for entry, sha in zip(described, per_source):
+            entry["sha256"] = sha.hexdigest()
+        fingerprint = _fingerprint(total.digest(), n, size, size)
+        manifest = {
+            "format": "plada-reference-pack",
+            "format_version": PACK_FORMAT,
+            "n": n,
+            "height": size,
+            "width": size,
+            "channels": 3,
+            "build": {
+                "size": size,
+                "resize": plan["resize"],
+                "max_pixels": plan["max_pixels"],
+                "pillow": plan["pillow"],
+            },
+            "sources": described,
+            "skipped": self.state["skipped"],
+            "fingerprint": fingerprint,
+        }
+        atomic.write_json(self.path / MANIFEST, manifest)
+        (self.path / "progress.json").unlink()
+        os.chmod(self.path, atomic.file_mode(0o777))
+        if out.exists():  # overwrite: swap, then drop the old pack
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(self.path, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.path, out)
         return ReferencePack.open(out)
 
 

@@ -219,6 +219,29 @@ def export_onnx(
     }
 
 
+def export_int8(
+    teacher: str | os.PathLike,
+    out: str | os.PathLike,
+    target: Target | str | None,
+    input_size: int = 32,
+    calibration_images: int = 512,
+) -> dict:
+    """Export fp32 to OUT.fp32.onnx, then an int8 copy to OUT calibrated on the target's training images."""
+    from ..core.errors import ConfigError
+    from ..core.images import array_to_rgb_tiles
+    from .quantize import quantize_teacher
+
+    if target is None:
+        raise ConfigError("--int8 calibrates on the target's training images: give --target")
+    tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
+    out = Path(out)
+    fp32 = out.with_name(out.stem + ".fp32.onnx")
+    report = export_onnx(teacher, fp32, input_size=input_size, with_features=False)
+    pick = np.random.default_rng(0).permutation(len(tgt.y_train))[:calibration_images]
+    calibration = array_to_rgb_tiles(tgt.x_train[np.sort(pick)], input_size, "crop")
+    return dict(quantize_teacher(fp32, out, calibration), fp32=report)
+
+
 def _text(x) -> str:
     return "" if x is None else str(x)
 
