@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ PACK_FORMAT = 1
 IMAGES, MANIFEST = "images.npy", "manifest.json"
 _HEADER_BYTES = 128  # fixed .npy header size, so the final N can be written after streaming
 _CHUNK = 4096  # images per streamed chunk (12 MiB at 32 px)
+_GATHER_BLOCK = 64  # rows gathered before their pages are unmapped (a touch can map a 256 KiB folio)
 SHARD = 8192  # inputs per committed build shard: 25 MB of 32 px tiles, the most a killed build loses
 
 
@@ -320,8 +322,9 @@ class SourceRange:
 class ReferencePack:
     """A memory-mapped reference pack. Open with ``ReferencePack.open(path)``."""
 
-    def __init__(self, path: Path, manifest: dict, images: np.memmap):
+    def __init__(self, path: Path, manifest: dict, images: np.ndarray, mapping=None):
         self.path, self.manifest, self.images = path, manifest, images
+        self._mapping = mapping  # the mmap behind ``images`` (None for an empty pack)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> ReferencePack:
@@ -366,12 +369,30 @@ class ReferencePack:
                 f"{ipath} is {actual:,} bytes but the manifest's {n:,} images of {h}x{w}x3 need {expected:,}: "
                 "the pack is truncated or was modified"
             )
-        images = (
-            np.memmap(ipath, dtype=np.uint8, mode="r", offset=offset, shape=(n, h, w, 3))
-            if n
-            else np.zeros((0, h, w, 3), np.uint8)
-        )
-        return cls(path, manifest, images)
+        if not n:
+            return cls(path, manifest, np.zeros((0, h, w, 3), np.uint8))
+        with open(ipath, "rb") as f:
+            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        images = np.frombuffer(mapping, np.uint8, count=n * h * w * 3, offset=offset).reshape(n, h, w, 3)
+        return cls(path, manifest, images, mapping)
+
+    def release(self, start: int = 0, stop: int | None = None) -> None:
+        """Unmap the pages of rows [start, stop) from this process (the page cache keeps them).
+
+        Pages a read touched stay mapped, and count in the process's resident set, until released:
+        streaming 14M images or gathering 142k would otherwise leave the process holding the whole
+        pack. Reading released rows again simply maps them again.
+        """
+        if self._mapping is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        stop = self.n if stop is None else stop
+        row = self.images.strides[0]
+        base = int(self.images.ctypes.data - np.frombuffer(self._mapping, np.uint8, count=1).ctypes.data)
+        page = mmap.PAGESIZE
+        a = (base + start * row) // page * page
+        b = min(len(self._mapping), -(-(base + stop * row) // page) * page)
+        if b > a:
+            self._mapping.madvise(mmap.MADV_DONTNEED, a, b - a)
 
     # --- what it is -------------------------------------------------------------------------
     @property
@@ -438,13 +459,26 @@ class ReferencePack:
         idx = np.asarray(indices)
         if idx.size == 0 and idx.dtype.kind not in "iu":
             idx = idx.astype(np.int64)
-        return native.gather_rows(self.images, idx, threads)
+        if idx.size <= _GATHER_BLOCK:
+            out = native.gather_rows(self.images, idx, threads)
+            if idx.size:
+                self.release(int(idx.min()), int(idx.max()) + 1)
+            return out
+        order = np.argsort(idx, kind="stable")
+        out = np.empty((len(idx), *self.images.shape[1:]), np.uint8)
+        for b0 in range(0, len(order), _GATHER_BLOCK):  # in blocks, unmapping each block's pages as it goes
+            part = order[b0 : b0 + _GATHER_BLOCK]
+            rows = idx[part]
+            out[part] = native.gather_rows(self.images, rows, threads)
+            self.release(int(rows[0]), int(rows[-1]) + 1)
+        return out
 
     def iter_chunks(self, chunk: int = _CHUNK, start: int = 0, stop: int | None = None):
         """Yield (first index, images) over [start, stop) in chunks, in index order."""
         stop = self.n if stop is None else stop
         for c0 in range(start, stop, chunk):
             yield c0, np.asarray(self.images[c0 : min(c0 + chunk, stop)])
+            self.release(c0, min(c0 + chunk, stop))
 
     def verify(self, progress: bool | None = None) -> str:
         """Recompute the fingerprint from the pixels; raise PackError if it differs."""
