@@ -161,8 +161,8 @@ def main() -> None:
     }
     body = (
         f"Machine: {machine()}. Synthetic 32 px packs (offline-mix crops, colour shifts, noise), a tiny_cnn teacher; "
-        "each step in its own process (wall time, peak RSS as VmHWM). Payload at 1 %, default selection. Energy kernel + "
-        "selection as a share of scoring time in the last column.\n\n"
+        "each step in its own process (wall time, peak RSS as VmHWM). Payload at 1 %, default selection. "
+        "Energy kernel + selection as a share of scoring time in the last column.\n\n"
         "| N | build | score | select 1 % | pack 1 % | learn's gather of 1 % | energy + select / score |\n"
         "|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n\n"
         f"Peak RSS growth from N = {ns[0]:,} to {ns[-1]:,}: "
