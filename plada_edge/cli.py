@@ -155,12 +155,28 @@ def reference_build(
     workers: int = typer.Option(0, help="Decoding processes (0 = one per CPU)."),
     max_pixels: int = typer.Option(4096 * 4096, help="Skip images with more pixels than this."),
     force: bool = typer.Option(False, "--force", help="Replace an existing pack at OUT."),
+    store: str = typer.Option(
+        "raw",
+        help="raw (memory-mapped pixels; fastest) or jpeg / webp (each image encoded: "
+        "several times smaller, decoded only when gathered or scored).",
+    ),
+    quality: int = typer.Option(90, min=1, max=100, help="Encoder quality for --store jpeg / webp."),
     as_json: bool = typer.Option(False, "--json", help="Print the pack's info as JSON."),
 ) -> None:
     """Build a reference pack: decode, resize to SIZE x SIZE RGB, fingerprint. Same inputs → same bytes."""
     from .core.reference import build_pack
 
-    pack = build_pack(sources, out, size=size, resize=resize, workers=workers, max_pixels=max_pixels, overwrite=force)
+    pack = build_pack(
+        sources,
+        out,
+        size=size,
+        resize=resize,
+        workers=workers,
+        max_pixels=max_pixels,
+        overwrite=force,
+        store=store,
+        quality=quality,
+    )
     _print_json(pack.info()) if as_json else _print_pack(pack.info())
 
 

@@ -31,6 +31,7 @@ from .images import DEFAULT_MAX_PIXELS, RESIZE_METHODS, ImageSkipped, array_to_r
 from .locks import output_lock
 from .progress import bar
 from .sources import Source, list_folder, load_array, parse_source
+from .storage import BLOB, OFFSETS, EncodedImages, check_store, encode_tiles
 
 PACK_FORMAT = 1
 IMAGES, MANIFEST = "images.npy", "manifest.json"
@@ -90,6 +91,8 @@ def build_pack(
     overwrite: bool = False,
     progress: bool | None = None,
     shard: int = SHARD,
+    store: str = "raw",
+    quality: int = 90,
 ) -> ReferencePack:
     """Build a pack from sources (specs as in plada_edge.core.sources) into directory ``out``.
 
@@ -98,7 +101,8 @@ def build_pack(
     ``out`` only when complete. Work goes in shards of ``shard`` inputs into ``.OUT.build/`` beside
     it, each committed with an fsync: a build killed at image 900,000 and run again continues from
     its last shard and ends byte-identical to an uninterrupted one. A second build into the same
-    folder while one runs is refused.
+    folder while one runs is refused. ``store``: raw (memory-mapped uint8), or jpeg / webp at
+    ``quality`` (each image encoded; plada_edge.core.storage).
     """
     if resize not in RESIZE_METHODS:
         raise ConfigError(f"resize must be one of {RESIZE_METHODS}, got {resize!r}")
@@ -106,6 +110,7 @@ def build_pack(
         raise ConfigError(f"size must be in 1..4096, got {size}")
     if shard < 1:
         raise ConfigError(f"shard must be >= 1, got {shard}")
+    check_store(store, quality)
     workers = workers or native.hardware_threads()
     srcs = [parse_source(s) for s in sources]
     if not srcs:
@@ -127,6 +132,7 @@ def build_pack(
             "max_pixels": max_pixels,
             "pillow": _pillow_version(),
             "shard": shard,
+            "store": {"kind": store, "quality": quality} if store != "raw" else {"kind": "raw"},
             "sources": [dict(s.describe(), identity=_source_identity(s), count=c) for s, c in zip(srcs, counts)],
         }
         work = _BuildDir(out.parent / f".{out.name}.build", plan, size)
@@ -161,6 +167,24 @@ def build_pack(
         return work.finish(out, srcs, overwrite)
 
 
+def _hash_encoded(folder: Path, offsets: np.ndarray, bounds, per_source, plan: dict) -> str:
+    """Fingerprint of an encoded pack: the decoder settings, the offsets and every stored byte, in index order."""
+    store = json.dumps({"store": plan["store"], "size": plan["size"]}, sort_keys=True).encode()
+    blob_sha = hashlib.sha256()
+    with open(folder / BLOB, "rb") as f:
+        for k, (lo, hi) in enumerate(bounds):
+            f.seek(int(offsets[lo]))
+            remaining = int(offsets[hi] - offsets[lo])
+            while remaining:
+                buf = f.read(min(remaining, 1 << 24))
+                remaining -= len(buf)
+                blob_sha.update(buf)
+                per_source[k].update(buf)
+    n, size = len(offsets) - 1, plan["size"]
+    body = hashlib.sha256(store + offsets.astype("<i8").tobytes() + blob_sha.digest()).digest()
+    return hashlib.sha256(b"plada-pack-v1-encoded" + struct.pack("<QIII", n, size, size, 3) + body).hexdigest()
+
+
 def _source_identity(s: Source) -> str:
     """What a resumed build must find unchanged: array files by size and mtime, folders by every file's."""
     h = hashlib.sha256()
@@ -192,17 +216,20 @@ class _BuildDir:
                 state = json.loads((path / "progress.json").read_text())
             except (OSError, ValueError):
                 state = None
+        self.encoded = plan["store"]["kind"] != "raw"
+        self.data = path / (BLOB if self.encoded else IMAGES)
         if not state or state.get("plan") != plan:
             shutil.rmtree(path, ignore_errors=True)
             path.mkdir(parents=True)
-            state = {"plan": plan, "shards": [], "images": 0, "inputs": 0, "skipped": []}
-            with open(path / IMAGES, "wb") as f:
-                f.write(_npy_header((0, size, size, 3)))
+            state = {"plan": plan, "shards": [], "images": 0, "inputs": 0, "skipped": [], "bytes": 0}
+            with open(self.data, "wb") as f:
+                if not self.encoded:
+                    f.write(_npy_header((0, size, size, 3)))
             atomic.write_json(path / "progress.json", state)
         self.state = state
         self._done = {tuple(x) for x in state["shards"]}
-        with open(path / IMAGES, "r+b") as f:  # drop pixels of a shard that was written but never committed
-            f.truncate(_HEADER_BYTES + state["images"] * self.tile)
+        with open(self.data, "r+b") as f:  # drop the bytes of a shard that was written but never committed
+            f.truncate(state["bytes"] if self.encoded else _HEADER_BYTES + state["images"] * self.tile)
 
     @property
     def inputs_done(self) -> int:
@@ -213,9 +240,20 @@ class _BuildDir:
 
     def commit(self, key, block: np.ndarray, kept: list[str] | None, skipped: list[dict], inputs: int) -> None:
         data = np.ascontiguousarray(block, dtype=np.uint8)
-        with open(self.path / IMAGES, "r+b") as f:
-            f.seek(_HEADER_BYTES + self.state["images"] * self.tile)
-            f.write(memoryview(data).cast("B"))
+        with open(self.data, "r+b") as f:
+            if self.encoded:
+                store = self.plan["store"]
+                blobs = encode_tiles(data, store["kind"], store["quality"])
+                atomic.save_npy(
+                    self.path / f"lengths-{key[0]}-{key[1]}.npy", np.array([len(x) for x in blobs], np.int64)
+                )
+                f.seek(self.state["bytes"])
+                for x in blobs:
+                    f.write(x)
+                self.state["bytes"] += sum(len(x) for x in blobs)
+            else:
+                f.seek(_HEADER_BYTES + self.state["images"] * self.tile)
+                f.write(memoryview(data).cast("B"))
             f.flush()
             os.fsync(f.fileno())
         if kept is not None:
@@ -236,10 +274,21 @@ class _BuildDir:
         import shutil
 
         plan, n, size = self.plan, self.state["images"], self.plan["size"]
-        with open(self.path / IMAGES, "r+b") as f:
-            f.write(_npy_header((n, size, size, 3)))
-            f.flush()
-            os.fsync(f.fileno())
+        if self.encoded:
+            lengths = [np.load(self.path / f"lengths-{k}-{j}.npy") for k, j in (tuple(x) for x in self.state["shards"])]
+            offsets = (
+                np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64)
+                if lengths
+                else np.zeros(1, np.int64)
+            )
+            atomic.save_npy(self.path / OFFSETS, offsets)
+            for k, j in (tuple(x) for x in self.state["shards"]):
+                (self.path / f"lengths-{k}-{j}.npy").unlink()
+        else:
+            with open(self.path / IMAGES, "r+b") as f:
+                f.write(_npy_header((n, size, size, 3)))
+                f.flush()
+                os.fsync(f.fileno())
         described, start = [], 0
         shards_of = {}
         for k, j in (tuple(x) for x in self.state["shards"]):
@@ -260,10 +309,12 @@ class _BuildDir:
             start += got
         total, per_source = hashlib.sha256(), [hashlib.sha256() for _ in srcs]
         bounds = [(e["start"], e["stop"]) for e in described]
-        with open(self.path / IMAGES, "rb") as f:
+        if self.encoded:
+            fingerprint = _hash_encoded(self.path, offsets, bounds, per_source, plan)
+        with open(self.path / IMAGES, "rb") if not self.encoded else open(os.devnull, "rb") as f:
             f.seek(_HEADER_BYTES)
             row = 0
-            while row < n:
+            while row < n and not self.encoded:
                 step = min(_CHUNK, n - row)
                 buf = f.read(step * self.tile)
                 total.update(buf)
@@ -274,7 +325,8 @@ class _BuildDir:
                 row += step
         for entry, sha in zip(described, per_source):
             entry["sha256"] = sha.hexdigest()
-        fingerprint = _fingerprint(total.digest(), n, size, size)
+        if not self.encoded:
+            fingerprint = _fingerprint(total.digest(), n, size, size)
         manifest = {
             "format": "plada-reference-pack",
             "format_version": PACK_FORMAT,
@@ -288,6 +340,7 @@ class _BuildDir:
                 "max_pixels": plan["max_pixels"],
                 "pillow": plan["pillow"],
             },
+            "store": plan["store"],
             "sources": described,
             "skipped": self.state["skipped"],
             "fingerprint": fingerprint,
@@ -322,9 +375,22 @@ class SourceRange:
 class ReferencePack:
     """A memory-mapped reference pack. Open with ``ReferencePack.open(path)``."""
 
-    def __init__(self, path: Path, manifest: dict, images: np.ndarray, mapping=None):
-        self.path, self.manifest, self.images = path, manifest, images
-        self._mapping = mapping  # the mmap behind ``images`` (None for an empty pack)
+    def __init__(self, path: Path, manifest: dict, images: np.ndarray | None, mapping=None, encoded=None):
+        self.path, self.manifest, self.images = path, manifest, images  # images: None for an encoded pack
+        self._mapping = mapping  # the mmap behind ``images`` (None for an empty or encoded pack)
+        self._encoded = encoded  # plada_edge.core.storage.EncodedImages for jpeg / webp packs
+
+    @property
+    def store(self) -> str:
+        return "raw" if self._encoded is None else self.manifest["store"]["kind"]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """A writable copy of images [start, stop), decoded when the pack is encoded."""
+        if self._encoded is not None:
+            return self._encoded.read(start, stop)
+        out = np.array(self.images[start:stop])
+        self.release(start, stop)
+        return out
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> ReferencePack:
@@ -348,6 +414,11 @@ class ReferencePack:
                 raise TypeError("fingerprint or sources")
         except (KeyError, TypeError, ValueError) as exc:
             raise PackError(f"{mpath}: manifest lacks or garbles {exc}") from None
+        store = (manifest.get("store") or {"kind": "raw"}).get("kind")
+        if store != "raw":
+            if not (path / BLOB).is_file() or not (path / OFFSETS).is_file():
+                raise PackError(f"{path}: an encoded ({store}) pack needs {BLOB} and {OFFSETS}")
+            return cls(path, manifest, None, encoded=EncodedImages(path, n, h))
         if not ipath.is_file():
             raise PackError(f"{path}: {IMAGES} is missing")
         with open(ipath, "rb") as f:
@@ -442,7 +513,8 @@ class ReferencePack:
             "path": str(self.path),
             "n": self.n,
             "size": [m["height"], m["width"], 3],
-            "bytes": (self.path / IMAGES).stat().st_size,
+            "bytes": sum((self.path / f).stat().st_size for f in (IMAGES, BLOB, OFFSETS) if (self.path / f).exists()),
+            "store": self.manifest.get("store", {"kind": "raw"}),
             "fingerprint": self.fingerprint,
             "sources": [{k: s[k] for k in ("name", "kind", "start", "stop", "count", "skipped")} for s in m["sources"]],
             "skipped": len(m["skipped"]),
@@ -459,6 +531,8 @@ class ReferencePack:
         idx = np.asarray(indices)
         if idx.size == 0 and idx.dtype.kind not in "iu":
             idx = idx.astype(np.int64)
+        if self._encoded is not None:
+            return self._encoded.gather(idx)
         if idx.size <= _GATHER_BLOCK:
             out = native.gather_rows(self.images, idx, threads)
             if idx.size:
@@ -477,17 +551,22 @@ class ReferencePack:
         """Yield (first index, images) over [start, stop) in chunks, in index order."""
         stop = self.n if stop is None else stop
         for c0 in range(start, stop, chunk):
-            yield c0, np.asarray(self.images[c0 : min(c0 + chunk, stop)])
-            self.release(c0, min(c0 + chunk, stop))
+            yield c0, self.read(c0, min(c0 + chunk, stop))
 
     def verify(self, progress: bool | None = None) -> str:
-        """Recompute the fingerprint from the pixels; raise PackError if it differs."""
-        sha = hashlib.sha256()
-        with bar("verifying", self.n, progress, unit="img") as b:
-            for _, imgs in self.iter_chunks(16384):
-                sha.update(memoryview(np.ascontiguousarray(imgs)).cast("B"))
-                b.advance(len(imgs))
-        got = _fingerprint(sha.digest(), self.n, self.size, int(self.manifest["width"]))
+        """Recompute the fingerprint from what is stored; raise PackError if it differs."""
+        if self._encoded is not None:
+            bounds = [(s.start, s.stop) for s in self.sources]
+            plan = {"store": self.manifest["store"], "size": self.size}
+            offsets = np.asarray(self._encoded.offsets)
+            got = _hash_encoded(self.path, offsets, bounds, [hashlib.sha256() for _ in bounds], plan)
+        else:
+            sha = hashlib.sha256()
+            with bar("verifying", self.n, progress, unit="img") as b:
+                for _, imgs in self.iter_chunks(16384):
+                    sha.update(memoryview(np.ascontiguousarray(imgs)).cast("B"))
+                    b.advance(len(imgs))
+            got = _fingerprint(sha.digest(), self.n, self.size, int(self.manifest["width"]))
         if got != self.fingerprint:
             raise PackError(
                 f"{self.path}: pixels hash to {got[:16]}…, manifest says {self.fingerprint[:16]}…: "

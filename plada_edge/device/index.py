@@ -135,7 +135,7 @@ def build_index(
         t0 = time.perf_counter()
         with bar(f"embedding ({embedder})", sum(min(chunk, pack.n - c) for c in todo), progress, unit="img") as b:
             for c0 in todo:
-                imgs = np.asarray(pack.images[c0 : min(c0 + chunk, pack.n)])
+                imgs = pack.read(c0, min(c0 + chunk, pack.n))
                 parts = []
                 for b0 in range(0, len(imgs), batch_size):
                     parts.append(embed(imgs[b0 : b0 + batch_size]).astype(np.float16))

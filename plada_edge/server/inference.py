@@ -48,8 +48,7 @@ def prefetched(pack: ReferencePack, start: int, stop: int, batch: int):
     def producer():
         try:
             for b0 in range(start, stop, batch):
-                q.put((b0, np.array(pack.images[b0 : min(b0 + batch, stop)])))  # a copy: its pages can go
-                pack.release(b0, min(b0 + batch, stop))
+                q.put((b0, pack.read(b0, min(b0 + batch, stop))))  # a copy (raw: its pages are unmapped)
         except BaseException as exc:  # surface read errors in the consumer
             q.put(exc)
         q.put(None)
