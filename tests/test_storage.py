@@ -63,3 +63,15 @@ def test_tampered_or_truncated_encoded_packs_are_refused(source, tmp_path):
         ReferencePack.open(tmp_path / "p")
     with pytest.raises(ConfigError, match="store must be"):
         build_pack([str(source / "a.npy")], tmp_path / "q", size=24, store="png")
+
+
+@pytest.mark.parametrize("store", ["jpeg", "webp"])
+def test_both_decoders_give_the_same_pixels(source, tmp_path, store):
+    from plada_edge.core import storage
+
+    pytest.importorskip("torchvision")
+    pack = build_pack([str(source / "a.npy")], tmp_path / "p", size=24, store=store)
+    blobs = pack._encoded._blobs(np.arange(0, 3000, 37))
+    fast = storage._torchvision_decoder()
+    for b in blobs:
+        np.testing.assert_array_equal(fast(b), storage._decode(b, 24))
