@@ -113,7 +113,7 @@ def _root(
 
 @app.command()
 def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Report the kernel backend (native or numpy), SIMD level, threads and package versions."""
+    """Report the kernel backend (native or numpy), SIMD level, threads, package versions, GPUs and providers."""
     from .core.doctor import doctor as run_doctor
 
     report = run_doctor()
@@ -545,7 +545,7 @@ def pack_cmd(
     reference: Path | None = typer.Option(None, "--reference", "-r", help="Reference pack, for --strategy auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the selection report and size as JSON."),
 ) -> None:
-    """Select and write a payload: (index, label) pairs, fingerprinted and checksummed."""
+    """Select and write a payload: (index, label) pairs, fingerprinted, checksummed or signed (--sign)."""
     from .core.reference import ReferencePack
     from .server.payloads import make_payload
     from .server.scoring import Scores
