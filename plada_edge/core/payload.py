@@ -176,12 +176,10 @@ def decode_payload(data: bytes, trusted: bytes | None = None) -> Payload:
     ``trusted``: a raw Ed25519 public key; when given, anything not signed by it is refused.
     """
     data = bytes(data)
-    if len(data) < len(MAGIC) + 2 or data[: len(MAGIC)] != MAGIC:
-        raise PayloadError(
-            "not a plada payload (bad magic)"
-            if data[: len(MAGIC)] != MAGIC[: len(data)] or len(data) >= len(MAGIC)
-            else "payload truncated inside its magic"
-        )
+    if data[: len(MAGIC)] != MAGIC:
+        raise PayloadError("not a plada payload (bad magic)")
+    if len(data) < len(MAGIC) + 2:
+        raise PayloadError("payload truncated inside its fixed header")
     version = data[len(MAGIC)]
     if version == 1 and data[len(MAGIC) + 1] == 0:
         header, body, body_at, signer = _parse_v1(data)

@@ -167,6 +167,23 @@ def build_pack(
         return work.finish(out, srcs, overwrite)
 
 
+def _hash_raw(images: Path, n: int, size: int, bounds, per_source) -> str:
+    """Fingerprint of a raw pack from its images.npy, one streaming pass; also feeds each source's digest."""
+    tile = size * size * 3
+    total = hashlib.sha256()
+    with open(images, "rb") as f:
+        f.seek(_HEADER_BYTES)
+        for row in range(0, n, _CHUNK):
+            step = min(_CHUNK, n - row)
+            buf = f.read(step * tile)
+            total.update(buf)
+            for k, (lo, hi) in enumerate(bounds):  # sources are contiguous: split the chunk among them
+                a, c = max(lo, row), min(hi, row + step)
+                if a < c:
+                    per_source[k].update(buf[(a - row) * tile : (c - row) * tile])
+    return _fingerprint(total.digest(), n, size, size)
+
+
 def _hash_encoded(folder: Path, offsets: np.ndarray, bounds, per_source, plan: dict) -> str:
     """Fingerprint of an encoded pack: the decoder settings, the offsets and every stored byte, in index order."""
     store = json.dumps({"store": plan["store"], "size": plan["size"]}, sort_keys=True).encode()
@@ -307,26 +324,14 @@ class _BuildDir:
                         part.unlink()
             described.append(entry)
             start += got
-        total, per_source = hashlib.sha256(), [hashlib.sha256() for _ in srcs]
+        per_source = [hashlib.sha256() for _ in srcs]
         bounds = [(e["start"], e["stop"]) for e in described]
         if self.encoded:
             fingerprint = _hash_encoded(self.path, offsets, bounds, per_source, plan)
-        with open(self.path / IMAGES, "rb") if not self.encoded else open(os.devnull, "rb") as f:
-            f.seek(_HEADER_BYTES)
-            row = 0
-            while row < n and not self.encoded:
-                step = min(_CHUNK, n - row)
-                buf = f.read(step * self.tile)
-                total.update(buf)
-                for k, (lo, hi) in enumerate(bounds):  # sources are contiguous: split the chunk among them
-                    a, c = max(lo, row), min(hi, row + step)
-                    if a < c:
-                        per_source[k].update(buf[(a - row) * self.tile : (c - row) * self.tile])
-                row += step
+        else:
+            fingerprint = _hash_raw(self.path / IMAGES, n, size, bounds, per_source)
         for entry, sha in zip(described, per_source):
             entry["sha256"] = sha.hexdigest()
-        if not self.encoded:
-            fingerprint = _fingerprint(total.digest(), n, size, size)
         manifest = {
             "format": "plada-reference-pack",
             "format_version": PACK_FORMAT,
@@ -375,9 +380,11 @@ class SourceRange:
 class ReferencePack:
     """A memory-mapped reference pack. Open with ``ReferencePack.open(path)``."""
 
-    def __init__(self, path: Path, manifest: dict, images: np.ndarray | None, mapping=None, encoded=None):
+    def __init__(
+        self, path: Path, manifest: dict, images: np.ndarray | None, mapping=None, encoded=None, offset: int = 0
+    ):
         self.path, self.manifest, self.images = path, manifest, images  # images: None for an encoded pack
-        self._mapping = mapping  # the mmap behind ``images`` (None for an empty or encoded pack)
+        self._mapping, self._offset = mapping, offset  # the mmap behind ``images`` and where row 0 starts in it
         self._encoded = encoded  # plada_edge.core.storage.EncodedImages for jpeg / webp packs
 
     @property
@@ -445,7 +452,7 @@ class ReferencePack:
         with open(ipath, "rb") as f:
             mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         images = np.frombuffer(mapping, np.uint8, count=n * h * w * 3, offset=offset).reshape(n, h, w, 3)
-        return cls(path, manifest, images, mapping)
+        return cls(path, manifest, images, mapping, offset=offset)
 
     def release(self, start: int = 0, stop: int | None = None) -> None:
         """Unmap the pages of rows [start, stop) from this process (the page cache keeps them).
@@ -457,9 +464,7 @@ class ReferencePack:
         if self._mapping is None or not hasattr(mmap, "MADV_DONTNEED"):
             return
         stop = self.n if stop is None else stop
-        row = self.images.strides[0]
-        base = int(self.images.ctypes.data - np.frombuffer(self._mapping, np.uint8, count=1).ctypes.data)
-        page = mmap.PAGESIZE
+        row, base, page = self.images.strides[0], self._offset, mmap.PAGESIZE
         a = (base + start * row) // page * page
         b = min(len(self._mapping), -(-(base + stop * row) // page) * page)
         if b > a:
