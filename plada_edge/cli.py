@@ -28,6 +28,19 @@ TEST_SPLIT_OPTION = typer.Option(
     help="For a target that is one folder of class folders (or a CSV without a split column): "
     "hold out this share of each class as the test split (stratified, seeded).",
 )
+RECIPE_OPTION = typer.Option(
+    "auto",
+    "--recipe",
+    help="auto: an ImageNet-pretrained model at 64 px for colour targets when weights are installed, "
+    "else resnet18 from scratch at 32 px; scratch; pretrained. Fills only the options marked [recipe] "
+    "that you leave unset (docs/results.md, 'Defaults, and why').",
+)
+WEIGHTS_HELP = (
+    "Initial weights: 'imagenet' (whatever is installed; see plada-edge models), a local "
+    ".pt/.pth/.safetensors, or a cached torchvision weight name. [recipe]"
+)
+BACKBONE_LR_HELP = "Backbone learning rate as a share of --lr (the head gets --lr). [recipe; scratch: 1]"
+AUGMENT_HELP = "shift (random shifts) or trivial (+ TrivialAugmentWide). [recipe; scratch: shift]"
 TARGET_SIZE_OPTION = typer.Option(
     None, "--target-size", help="Side to which a folder target of mixed image sizes is resized (default 32)."
 )
@@ -263,16 +276,24 @@ app.add_typer(teacher_app, name="teacher")
 @_clean_errors
 def teacher_train(
     target: str = typer.Option(..., "--target", "-t", help="Target .npz / ImageFolder, or a name under data/targets/."),
-    arch: str = typer.Option(TEACHER["arch"], "--arch", "-a", help="Model name (plada-edge models)."),
-    epochs: int = typer.Option(TEACHER["epochs"], help="Training epochs."),
-    size: int = typer.Option(TEACHER["size"], "--size", help="Model input size in pixels."),
-    weights: str | None = typer.Option(
-        TEACHER["weights"], help="Initial weights: a local .pt/.pth, or a cached torchvision weight name."
+    recipe: str = RECIPE_OPTION,
+    arch: str | None = typer.Option(
+        None, "--arch", "-a", help=f"Model name (plada-edge models). [recipe; scratch: {TEACHER['arch']}]"
     ),
+    epochs: int | None = typer.Option(None, help=f"Training epochs. [recipe; scratch: {TEACHER['epochs']}]"),
+    size: int | None = typer.Option(None, "--size", help=f"Model input pixels. [recipe; scratch: {TEACHER['size']}]"),
+    weights: str | None = typer.Option(None, help=WEIGHTS_HELP),
     batch_size: int = typer.Option(TEACHER["batch_size"], help="Batch size."),
-    lr: float = typer.Option(TEACHER["lr"], help="Peak AdamW learning rate (cosine schedule)."),
+    lr: float | None = typer.Option(
+        None, help=f"Peak AdamW learning rate (cosine). [recipe; scratch: {TEACHER['lr']:g}]"
+    ),
+    backbone_lr: float | None = typer.Option(None, help=BACKBONE_LR_HELP),
+    augment: str | None = typer.Option(None, help=AUGMENT_HELP),
+    label_smoothing: float | None = typer.Option(None, help="Label smoothing. [recipe; scratch: 0]"),
     seed: int = typer.Option(TEACHER["seed"], help="Random seed."),
-    hflip: bool = typer.Option(TEACHER["hflip"], help="Random horizontal flips (off for digits and text)."),
+    hflip: bool | None = typer.Option(
+        None, "--hflip/--no-hflip", help="Random horizontal flips (off for digits and text). [recipe; scratch: off]"
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (teacher.pt, metrics.json, checkpoint.pt)."),
     test_split: float | None = TEST_SPLIT_OPTION,
     target_size: int | None = TARGET_SIZE_OPTION,
@@ -284,7 +305,11 @@ def teacher_train(
     """Train a teacher (AdamW, cosine, light augmentation); resumes from OUT/checkpoint.pt."""
     from .server.teacher import train_teacher
 
-    config = TeacherConfig.from_options(
+    m = train_teacher(
+        _target(target, test_split, target_size),
+        out,
+        recipe=recipe,
+        resume=not fresh,
         arch=arch,
         size=size,
         weights=weights,
@@ -293,12 +318,14 @@ def teacher_train(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
+        backbone_lr=backbone_lr,
+        augment=augment,
+        label_smoothing=label_smoothing,
         seed=seed,
         hflip=hflip,
     )
-    m = train_teacher(_target(target, test_split, target_size), out, config, resume=not fresh)
     _print_json(m) if as_json else typer.echo(
-        f"{m['arch']} on {m['target']} ({m['device']}): test accuracy "
+        f"{m['arch']} ({m['recipe']} recipe, {m['size']} px) on {m['target']} ({m['device']}): test accuracy "
         + (f"{m['test_acc']:.4f}" if m["test_acc"] is not None else "n/a (no test split)")
         + f" → {out}"
     )
@@ -672,15 +699,25 @@ def learn(
     payload: str = typer.Argument(..., help="A .plada file, or http(s)://host/v1/tasks/NAME of a plada-edge server."),
     reference: Path = typer.Option(..., "--reference", "-r", help="This device's reference pack."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (student.pt, student.onnx, metrics.json)."),
-    arch: str = typer.Option(STUDENT["arch"], "--arch", "-a", help="Student architecture (plada-edge models)."),
-    epochs: int = typer.Option(STUDENT["epochs"], help="Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K)."),
-    batch_size: int = typer.Option(STUDENT["batch_size"], help="Batch size."),
-    lr: float = typer.Option(STUDENT["lr"], help="Peak AdamW learning rate (cosine schedule)."),
-    weights: str | None = typer.Option(
-        STUDENT["weights"], help="Initial weights: a local .pt/.pth or a cached torchvision name."
+    recipe: str = RECIPE_OPTION,
+    arch: str | None = typer.Option(
+        None, "--arch", "-a", help=f"Student architecture (plada-edge models). [recipe; scratch: {STUDENT['arch']}]"
     ),
+    epochs: int | None = typer.Option(
+        None, help=f"Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K). [recipe; scratch: {STUDENT['epochs']}]"
+    ),
+    batch_size: int = typer.Option(STUDENT["batch_size"], help="Batch size."),
+    lr: float | None = typer.Option(
+        None, help=f"Peak AdamW learning rate (cosine). [recipe; scratch: {STUDENT['lr']:g}]"
+    ),
+    backbone_lr: float | None = typer.Option(None, help=BACKBONE_LR_HELP),
+    augment: str | None = typer.Option(None, help=AUGMENT_HELP),
+    label_smoothing: float | None = typer.Option(None, help="Label smoothing. [recipe; scratch: 0]"),
+    weights: str | None = typer.Option(None, help=WEIGHTS_HELP),
     seed: int = typer.Option(STUDENT["seed"], help="Random seed."),
-    hflip: bool = typer.Option(STUDENT["hflip"], help="Random horizontal flips."),
+    hflip: bool | None = typer.Option(
+        None, "--hflip/--no-hflip", help="Random horizontal flips. [recipe; scratch: off]"
+    ),
     eval_target: str | None = typer.Option(None, "--eval", help="Evaluate on this target's test split afterwards."),
     expand: int = typer.Option(
         STUDENT["expand"], help="FAISS label expansion: neighbours per payload image (0 = off)."
@@ -688,9 +725,8 @@ def learn(
     expand_weight: float = typer.Option(STUDENT["expand_weight"], help="Loss weight of expanded images."),
     embedder: str | None = typer.Option(STUDENT["embedder"], help="Embedder of the pack index used by --expand."),
     model_size: int | None = typer.Option(
-        STUDENT["model_size"],
-        help="Student input pixels (default: the teacher's). "
-        "ImageNet-initialised students (efficientnet_lite0) want 64+.",
+        None,
+        help="Student input pixels. [recipe; scratch: the teacher's] ImageNet-initialised students want 64+.",
     ),
     test_split: float | None = TEST_SPLIT_OPTION,
     target_size: int | None = TARGET_SIZE_OPTION,
@@ -708,7 +744,14 @@ def learn(
     """Device side: verify a payload, gather its images from the pack, train and export a student."""
     from .device.student import learn as run_learn
 
-    config = StudentConfig.from_options(
+    m = run_learn(
+        payload,
+        reference,
+        out,
+        target=_target(eval_target, test_split, target_size),
+        trusted=trust,
+        recipe=recipe,
+        resume=not fresh,
         arch=arch,
         weights=weights,
         model_size=model_size,
@@ -718,24 +761,21 @@ def learn(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
+        backbone_lr=backbone_lr,
+        augment=augment,
+        label_smoothing=label_smoothing,
         seed=seed,
         hflip=hflip,
         device=device,
         precision=precision,
     )
-    m = run_learn(
-        payload,
-        reference,
-        out,
-        config,
-        target=_target(eval_target, test_split, target_size),
-        trusted=trust,
-        resume=not fresh,
-    )
     if as_json:
         _print_json(m)
         return
-    typer.echo(f"trained {m['arch']} on {m['trained_on']:,} images from a {m['payload_bytes']:,}-byte payload → {out}")
+    typer.echo(
+        f"trained {m['arch']} ({m['recipe']} recipe) on {m['trained_on']:,} images "
+        f"from a {m['payload_bytes']:,}-byte payload → {out}"
+    )
     if m.get("expansion"):
         typer.echo(f"label expansion added {m['expansion']['added']:,} images")
     if m.get("test_acc") is not None:

@@ -110,19 +110,27 @@ def _cli_defaults(*path: str) -> dict:
 
 
 def test_cli_toml_and_api_defaults_agree():
+    import inspect
+
+    from plada_edge.core.recipes import RECIPE_FIELDS
+    from plada_edge.device.student import learn
     from plada_edge.server.tasks import DEFAULTS
+    from plada_edge.server.teacher import train_teacher
 
     def agree(cli: dict, api: dict, names) -> None:
         for name in names:
             want = api[name]
             got = cli[name]
+            if name in RECIPE_FIELDS and got is None:  # unset on the command line: the recipe fills it, as in the API
+                continue
             assert (str(got) if name == "spread" else got) == (str(want) if name == "spread" else want), name
 
     teacher, student = flat_defaults(TeacherConfig), flat_defaults(StudentConfig)
     selection, scoring = flat_defaults(SelectionConfig), flat_defaults(ScoreConfig)
-    agree(_cli_defaults("teacher", "train"), teacher, ["arch", "epochs", "size", "weights", "batch_size", "lr", "seed"])
+    cli_teacher, cli_student = _cli_defaults("teacher", "train"), _cli_defaults("learn")
+    agree(cli_teacher, teacher, ["arch", "epochs", "size", "weights", "batch_size", "lr", "seed", "hflip"])
     agree(
-        _cli_defaults("learn"),
+        cli_student,
         student,
         [
             "arch",
@@ -138,6 +146,9 @@ def test_cli_toml_and_api_defaults_agree():
             "model_size",
         ],
     )
+    for fn, cli in ((train_teacher, cli_teacher), (learn, cli_student)):
+        assert cli["recipe"] == inspect.signature(fn).parameters["recipe"].default == "auto"
+        assert all(cli[name] is None for name in RECIPE_FIELDS if name in cli), "the CLI must leave these to the recipe"
     for command in ("select", "pack"):
         agree(_cli_defaults(command), selection, list(selection))
     agree(_cli_defaults("score"), scoring, list(scoring))

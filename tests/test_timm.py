@@ -40,7 +40,7 @@ def test_timm_model_with_local_safetensors_weights_trains_and_exports(tiny, tmp_
 def test_timm_errors_are_clear(tmp_path):
     with pytest.raises(ModelError, match="timm has no model"):
         create_model("timm:not_a_model", 3)
-    with pytest.raises(ModelError, match="local file only"):
+    with pytest.raises(ModelError, match="no ImageNet weights installed for timm:resnet10t"):
         create_model("timm:resnet10t", 3, "imagenet")
     (tmp_path / "bad.safetensors").write_bytes(b"nope")
     with pytest.raises(ModelError, match="not a readable weights file"):

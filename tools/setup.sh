@@ -9,9 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Offline benchmark data (plada_edge/data/offline.py): real images and fonts from Debian.
+# Offline benchmark data (plada_edge/data/offline.py, suite.py): real images, fonts and icon themes from Debian.
 APT_PACKAGES=(dataset-fashion-mnist openclipart-png oxygen-icon-theme fonts-noto-color-emoji unicode-data
-  fonts-dejavu-core fonts-liberation fonts-freefont-ttf)
+  fonts-dejavu-core fonts-liberation fonts-freefont-ttf
+  tango-icon-theme gnome-icon-theme elementary-icon-theme papirus-icon-theme librsvg2-bin)
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 

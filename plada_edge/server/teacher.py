@@ -25,6 +25,7 @@ from ..core.devices import resolve_device
 from ..core.errors import ModelError
 from ..core.locks import output_lock
 from ..core.models import create_model, feature_hook
+from ..core.recipes import TargetFacts, teacher_options
 from ..core.targets import Target, load_target
 from ..core.train import accuracy, fit, load_checkpoint
 from ..core.view import ViewSpec, as_nhwc3, torch_view
@@ -37,6 +38,7 @@ def train_teacher(
     out: str | os.PathLike,
     config: TeacherConfig | None = None,
     *,
+    recipe: str = "auto",
     resume: bool = True,
     progress: bool | None = None,
     **options,
@@ -44,12 +46,18 @@ def train_teacher(
     """Train a teacher on the target's train split; write teacher.pt and metrics.json into ``out``.
 
     ``config`` (a TeacherConfig) or flat keyword ``options`` (arch, size, weights and any
-    TrainConfig field, e.g. ``epochs=5``) set the model and its training.
+    TrainConfig field, e.g. ``epochs=5``) set the model and its training. Without a ``config``,
+    ``recipe`` (auto | scratch | pretrained, plada_edge.core.recipes) fills every option left unset.
     """
     import torch
 
-    cfg = with_options(config, TeacherConfig, options)
     target = load_target(target) if isinstance(target, (str, os.PathLike)) else target
+    if config is None:
+        options = teacher_options(TargetFacts.of(target), recipe, options)
+        recipe = options.pop("recipe")
+    else:
+        recipe = "config"
+    cfg = with_options(config, TeacherConfig, options)
     out = Path(out)
     spec = ViewSpec(native_size=target.native_size, model_size=cfg.size, gray=target.channels == 1)
     view = torch_view(spec, input_size=target.native_size)
@@ -81,6 +89,7 @@ def train_teacher(
             "target": target.describe(),
             "train": asdict(cfg.train),
             "weights": cfg.weights,
+            "recipe": recipe,
             "model": model.state_dict(),
         }
         buf = io.BytesIO()
@@ -89,6 +98,9 @@ def train_teacher(
         metrics = {
             "target": target.name,
             "arch": cfg.arch,
+            "recipe": recipe,
+            "size": cfg.size,
+            "weights": cfg.weights,
             "test_acc": history[-1].get("test_acc"),
             "train_acc": history[-1]["train_acc"],
             "epochs": cfg.train.epochs,

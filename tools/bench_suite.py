@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""The transfer suite: does PLADA hold on tasks the defaults were not tuned on? (docs/results.md, "suite")
+
+    .venv/bin/python tools/bench_suite.py                  # every target, both recipes, then the page
+    .venv/bin/python tools/bench_suite.py --targets tango --seeds 1
+    .venv/bin/python tools/bench_suite.py --report-only --update-docs
+
+Targets: plada_edge.data.suite.SUITE (fmnist, digits and four icon-theme colour tasks; build them
+with tools/build_offline_data.py and tools/build_suite.py). For each target and recipe
+(plada_edge.core.recipes: scratch, pretrained; auto is whichever of the two it picks) a teacher is
+trained and scores the offline-mix pool; at 1 % keep the code's default selection, random and plain
+lowest energy go to students trained with the same recipe; where the pool's ground truth is known
+(fmnist, digits) an oracle payload of the same size too. Every run is cached under runs/suite by
+what it depends on, so a rerun resumes and --report-only trains nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from benchkit import machine, replace_section  # noqa: E402
+
+from plada_edge.core import atomic  # noqa: E402
+from plada_edge.core.config import SelectionConfig, StudentConfig  # noqa: E402
+from plada_edge.core.payload import write_payload  # noqa: E402
+from plada_edge.core.recipes import TargetFacts, teacher_options  # noqa: E402
+from plada_edge.core.reference import ReferencePack  # noqa: E402
+from plada_edge.core.targets import data_dir, load_target  # noqa: E402
+from plada_edge.data.suite import SUITE  # noqa: E402
+from plada_edge.server.payloads import payload_header  # noqa: E402
+from plada_edge.server.scoring import Scores, score_pack  # noqa: E402
+from plada_edge.server.selection import select  # noqa: E402
+from plada_edge.server.teacher import export_onnx, train_teacher  # noqa: E402
+
+ROOT = Path("runs/suite")
+KEEP = "1%"
+PINNED = {  # baselines with every option pinned, so they do not move when the defaults do
+    "random": dict(strategy="random", safety_net=False, spread=1.0),
+    "energy": dict(strategy="energy", safety_net=False, spread=1.0),
+}
+RECIPES = ("scratch", "pretrained")
+REPORT_ONLY = False
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def effective(target: str, recipe: str) -> str:
+    """What ``recipe`` resolves to for ``target`` (auto → scratch or pretrained)."""
+    return teacher_options(TargetFacts.of(load_target(target)), recipe)["recipe"]
+
+
+def teacher(target: str, recipe: str, pack: ReferencePack, log) -> tuple[dict, Scores] | None:
+    d = ROOT / f"{target}-{recipe}"
+    if not (d / "teacher" / "teacher.pt").exists():
+        if REPORT_ONLY:
+            return None
+        log(f"[{target}] {recipe} teacher")
+        t0 = time.perf_counter()
+        train_teacher(target, d / "teacher", recipe=recipe, progress=False)
+        atomic.write_json(d / "teacher-seconds.json", {"seconds": time.perf_counter() - t0})
+    metrics = json.loads((d / "teacher" / "metrics.json").read_text())
+    metrics["seconds"] = json.loads((d / "teacher-seconds.json").read_text())["seconds"]
+    if not (d / "teacher.onnx").exists():
+        export_onnx(d / "teacher", d / "teacher.onnx", input_size=pack.size)
+    try:
+        scores = Scores.open(d / "scores", pack)
+    except ValueError:
+        if REPORT_ONLY:
+            return None
+        log(f"[{target}] scoring the pool with the {recipe} teacher")
+        t0 = time.perf_counter()
+        scores = score_pack(d / "teacher.onnx", pack, d / "scores", progress=False)
+        atomic.write_json(d / "score-seconds.json", {"seconds": time.perf_counter() - t0})
+    return metrics, scores
+
+
+def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferencePack) -> dict:
+    opts = PINNED.get(row) or {k: v for k, v in asdict(SelectionConfig()).items() if k != "seed"}
+    path = ROOT / f"{target}-{recipe}" / "payloads" / f"{row}-{_key(opts)}.plada"
+    if row == "oracle":
+        from plada_edge.data.offline import load_pool_truth
+
+        k = select(scores, keep=KEEP).k
+        idx, lab = load_pool_truth(target)
+        pick = np.sort(np.random.default_rng(0).choice(len(idx), min(k, len(idx)), replace=False))
+        order = np.argsort(idx[pick])
+        indices, labels = idx[pick][order], lab[pick][order]
+        header = payload_header(scores, select(scores, count=0), task=f"{target}-oracle")
+        hist = np.bincount(labels, minlength=scores.num_classes)
+    else:
+        sel = select(scores, keep=KEEP, **opts)
+        indices, labels = sel.indices, sel.labels
+        header = payload_header(scores, sel, task=target)
+        hist = np.bincount(labels, minlength=scores.num_classes)
+    if not path.exists():
+        write_payload(path, indices, labels, header, codec="auto")
+    return {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "k": int(len(indices)),
+        "classes_present": int((hist > 0).sum()),
+    }
+
+
+def student(target: str, recipe: str, row: str, pay: dict, seed: int, pack: ReferencePack, log) -> dict | None:
+    out = ROOT / f"{target}-{recipe}" / "students" / f"{row}-s{seed}-{_key(pay['path'], StudentConfig().train.epochs)}"
+    cached = out / "result.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    if REPORT_ONLY:
+        return None
+    log(f"[{target}] {recipe} student on {row} (seed {seed})")
+    from plada_edge.device.student import learn
+
+    m = learn(pay["path"], pack, out, recipe=recipe, seed=seed, target=target, progress=False)
+    r = {k: m[k] for k in ("test_acc", "macro_acc", "seconds", "arch", "model_size", "epochs", "recipe", "k")}
+    atomic.write_json(cached, r)
+    return r
+
+
+def run(targets, recipes, seeds: int, log=print) -> dict:
+    pack = ReferencePack.open(data_dir() / "offline-mix")
+    results = {"machine": machine(), "pack": pack.fingerprint, "keep": KEEP, "targets": {}}
+    for target in targets:
+        res = results["targets"].setdefault(target, {"facts": asdict(TargetFacts.of(load_target(target)))})
+        res["auto"] = effective(target, "auto")
+        for recipe in recipes:
+            got = teacher(target, recipe, pack, log)
+            if got is None:
+                continue
+            metrics, scores = got
+            rec = res.setdefault(recipe, {})
+            rec["teacher"] = {k: metrics.get(k) for k in ("test_acc", "arch", "size", "epochs", "seconds", "weights")}
+            oracle = (data_dir() / "targets" / f"{target}_pool.npz").exists()  # pool ground truth known
+            rows = ["default", *PINNED] + (["oracle"] if oracle else [])
+            rec["rows"] = {}
+            for row in rows:
+                pay = payload(target, recipe, scores, row, pack)
+                n_seeds = seeds if row == "default" else 1
+                runs = [student(target, recipe, row, pay, s, pack, log) for s in range(n_seeds)]
+                rec["rows"][row] = {"payload": pay, "students": [r for r in runs if r is not None]}
+    return results
+
+
+def _mean(runs: list[dict], key: str = "test_acc") -> float | None:
+    return float(np.mean([r[key] for r in runs])) if runs else None
+
+
+def _fmt(x, spec=".3f") -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def report(results: dict) -> str:
+    lines = [
+        f"Machine: {results['machine']}. Pool: offline-mix `{results['pack'][:12]}…`, keep {results['keep']}. "
+        "Accuracy on each target's test split; macro = mean per-class accuracy. A recipe's student is "
+        "trained with the same recipe as its teacher (`learn --recipe R`).",
+        "",
+        "| target | classes / train | recipe | teacher | student (default) | / teacher | macro | random | "
+        "plain energy | oracle | payload B | student s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    ratios = {r: {} for r in ("scratch", "pretrained", "auto")}
+    for target, res in results["targets"].items():
+        facts = res["facts"]
+        for recipe in ("scratch", "pretrained"):
+            rec = res.get(recipe)
+            if not rec or not rec["rows"]["default"]["students"]:
+                continue
+            t = rec["teacher"]["test_acc"]
+            d = rec["rows"]["default"]
+            s = _mean(d["students"])
+            ratios[recipe][target] = s / t
+            if res["auto"] == recipe:
+                ratios["auto"][target] = s / t
+            seeds = len(d["students"])
+            rows = rec["rows"]
+            lines.append(
+                f"| {target} | {facts['num_classes']} / {facts['n_train']:,} | {recipe}"
+                + (" (auto)" if res["auto"] == recipe else "")
+                + f" | {t:.3f} | {s:.3f}"
+                + (f" ({seeds} seeds)" if seeds > 1 else "")
+                + f" | {s / t:.3f} | {_fmt(_mean(d['students'], 'macro_acc'))}"
+                + f" | {_fmt(_mean(rows['random']['students']))} | {_fmt(_mean(rows['energy']['students']))}"
+                + f" | {_fmt(_mean(rows['oracle']['students'])) if 'oracle' in rows else '–'}"
+                + f" | {d['payload']['bytes']:,} | {np.mean([r['seconds'] for r in d['students']]):.0f} |"
+            )
+    lines += ["", "| recipe | targets | mean student / teacher | worst |", "|---|---:|---:|---:|"]
+    for recipe, by in ratios.items():
+        if by:
+            worst = min(by, key=by.get)
+            lines.append(f"| {recipe} | {len(by)} | {np.mean(list(by.values())):.3f} | {by[worst]:.3f} ({worst}) |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    global REPORT_ONLY
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--targets", default=",".join(SUITE))
+    ap.add_argument("--recipes", default=",".join(RECIPES))
+    ap.add_argument("--seeds", type=int, default=1, help="seeds of the default row's student")
+    ap.add_argument("--report-only", action="store_true", help="use cached runs only")
+    ap.add_argument("--update-docs", action="store_true", help="write the table into docs/results.md")
+    args = ap.parse_args()
+    REPORT_ONLY = args.report_only
+    t0 = time.perf_counter()
+    results = run(args.targets.split(","), args.recipes.split(","), args.seeds)
+    atomic.write_json(ROOT / "results.json", results)
+    text = report(results)
+    print(text)
+    print(f"\n{time.perf_counter() - t0:.0f} s")
+    if args.update_docs:
+        replace_section("suite", text, "python tools/bench_suite.py --update-docs", doc="results.md")
+
+
+if __name__ == "__main__":
+    main()
