@@ -409,12 +409,33 @@ def teacher_import(
 
 @app.command()
 @_clean_errors
-def models() -> None:
-    """List the model architectures teachers and students can use."""
-    from .core.models import describe_models
+def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List the architectures teachers and students can use, and which have ImageNet weights installed.
 
-    for name, note in describe_models().items():
+    `--weights imagenet` (and `--recipe pretrained`) need one; put ARCH.pth or ARCH.safetensors in
+    $PLADA_EDGE_WEIGHTS (default ~/.cache/plada-edge/weights) to add your own.
+    """
+    from .core.models import describe_models, pretrained_weights, weights_dir
+    from .core.recipes import installed_pretrained_arch
+
+    notes = describe_models()
+    if as_json:
+        _print_json(
+            {
+                "models": {n: {"note": note, "imagenet": pretrained_weights(n)} for n, note in notes.items()},
+                "weights_dir": str(weights_dir()),
+                "pretrained_recipe_uses": installed_pretrained_arch(),
+            }
+        )
+        return
+    for name, note in notes.items():
         typer.echo(f"{name:<20} {note}")
+    found = installed_pretrained_arch()
+    typer.echo(
+        f"\n--recipe auto/pretrained uses: {found}"
+        if found
+        else "\nno ImageNet weights installed: --recipe auto trains from scratch"
+    )
 
 
 @app.command()
@@ -722,7 +743,17 @@ def learn(
     expand: int = typer.Option(
         STUDENT["expand"], help="FAISS label expansion: neighbours per payload image (0 = off)."
     ),
-    expand_weight: float = typer.Option(STUDENT["expand_weight"], help="Loss weight of expanded images."),
+    expand_weight: float = typer.Option(
+        STUDENT["expand_weight"], help="Loss weight of expanded and self-labelled images."
+    ),
+    self_train: float = typer.Option(
+        STUDENT["self_train"],
+        help="Zero-byte self-training: after training, label up to this many x k more pool images the student "
+        "is sure of, and retrain (0 = off).",
+    ),
+    self_train_confidence: float = typer.Option(
+        STUDENT["self_train_confidence"], help="Softmax confidence a self-labelled image needs."
+    ),
     embedder: str | None = typer.Option(STUDENT["embedder"], help="Embedder of the pack index used by --expand."),
     model_size: int | None = typer.Option(
         None,
@@ -757,6 +788,8 @@ def learn(
         model_size=model_size,
         expand=expand,
         expand_weight=expand_weight,
+        self_train=self_train,
+        self_train_confidence=self_train_confidence,
         embedder=embedder,
         epochs=epochs,
         batch_size=batch_size,
@@ -778,6 +811,8 @@ def learn(
     )
     if m.get("expansion"):
         typer.echo(f"label expansion added {m['expansion']['added']:,} images")
+    if m.get("self_training"):
+        typer.echo(f"self-training added {m['self_training']['added']:,} pool images")
     if m.get("test_acc") is not None:
         t = m.get("teacher_test_acc")
         typer.echo(

@@ -129,3 +129,39 @@ def test_trivial_augment_is_seeded_and_keeps_shape():
         TrainConfig(augment="mixup")
     with pytest.raises(ConfigError, match="backbone_lr must be in"):
         TrainConfig(backbone_lr=2.0)
+
+
+def test_self_training_adds_confident_pool_images_without_payload_bytes(tiny, tmp_path):
+    from plada_edge.core.payload import read_payload
+    from plada_edge.device.student import learn
+    from plada_edge.server.payloads import make_payload
+    from plada_edge.server.scoring import score_pack
+
+    scores = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], tmp_path / "scores", progress=False)
+    make_payload(scores, tmp_path / "p.plada", keep="6%")
+    k = read_payload(tmp_path / "p.plada").k
+    kw = dict(arch="tiny_cnn", epochs=2, batch_size=16, lr=3e-3, target=tiny["target"], progress=False)
+    plain = learn(tmp_path / "p.plada", tiny["pack"], tmp_path / "plain", **kw)
+    m = learn(tmp_path / "p.plada", tiny["pack"], tmp_path / "st", self_train=1.0, self_train_confidence=0.5, **kw)
+    st = m["self_training"]
+    assert plain["self_training"] is None and m["payload_bytes"] == plain["payload_bytes"]
+    assert 0 < st["added"] <= k and st["candidates"] >= st["confident"] >= st["added"]
+    assert m["trained_on"] == k + st["added"] and sum(st["per_class"]) == st["added"]
+    again = learn(tmp_path / "p.plada", tiny["pack"], tmp_path / "st", self_train=1.0, self_train_confidence=0.5, **kw)
+    assert again["test_acc"] == m["test_acc"]  # both rounds resume from their checkpoints to the same weights
+    with pytest.raises(ConfigError, match="self_train must be in"):
+        learn(tmp_path / "p.plada", tiny["pack"], tmp_path / "bad", self_train=-1, **kw)
+
+
+def test_tasks_toml_takes_a_recipe(tmp_path):
+    from plada_edge.server.tasks import load_task_file
+
+    def task(extra: str) -> dict:
+        (tmp_path / "tasks.toml").write_text(f'[server]\nreference = "pack"\n[tasks.t]\ntarget = "t.npz"\n{extra}\n')
+        return load_task_file(tmp_path / "tasks.toml")["tasks"]["t"]
+
+    t = task('recipe = "scratch"\nepochs = 3')
+    assert t["recipe"] == "scratch" and t["epochs"] == 3 and t["arch"] is None  # unset: the recipe decides
+    assert task("")["recipe"] == "auto"
+    with pytest.raises(ConfigError, match="recipe must be one of"):
+        task('recipe = "fancy"')

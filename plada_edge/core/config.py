@@ -161,6 +161,8 @@ class StudentConfig:
     expand: int = 0  # FAISS label expansion: neighbours per payload image (0 = off)
     expand_weight: float = 0.5
     embedder: str | None = None
+    self_train: float = 0.0  # pseudo-label up to this many x k more pool images with the student, retrain (0 = off)
+    self_train_confidence: float = 0.9  # softmax confidence a self-labelled pool image needs
     device: str = "auto"  # auto | cpu | cuda[:N] | mps (plada_edge.core.devices)
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30))
@@ -175,6 +177,14 @@ class StudentConfig:
         _check(
             _finite(self.expand_weight) and self.expand_weight > 0,
             f"expand_weight must be a positive number, got {self.expand_weight!r}",
+        )
+        _check(
+            _finite(self.self_train) and 0 <= self.self_train <= 20,
+            f"self_train must be in [0, 20] (extra images per payload image), got {self.self_train!r}",
+        )
+        _check(
+            _finite(self.self_train_confidence) and 0 < self.self_train_confidence < 1,
+            f"self_train_confidence must be in (0, 1), got {self.self_train_confidence!r}",
         )
         _check_device(self)
 
@@ -260,6 +270,11 @@ def flat_defaults(cls: type) -> dict[str, Any]:
     return _flat(cls())
 
 
+def flat_options(config: Any) -> dict[str, Any]:
+    """Every option of a config object, flattened (its TrainConfig's fields beside its own)."""
+    return _flat(config)
+
+
 __all__ = [
     "SelectionConfig",
     "TrainConfig",
@@ -268,6 +283,7 @@ __all__ = [
     "ScoreConfig",
     "with_options",
     "flat_defaults",
+    "flat_options",
     "parse_spread",
     "AUTO_BAND",
     "AUTO_SPREAD_MAX",

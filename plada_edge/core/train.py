@@ -70,6 +70,33 @@ def param_groups(model, lr: float, backbone_lr: float) -> list[dict]:
     return [{"params": list(head.parameters()), "lr": lr}, {"params": rest, "lr": lr * backbone_lr}]
 
 
+def frozen_features(model, view, images: np.ndarray, hflip: bool, batch_size: int, device: str):
+    """A frozen backbone's pooled features, once per image (and once flipped with ``hflip``): (variants, n, d).
+
+    A linear probe needs the backbone only once, so its epochs cost a matrix product each. Shifts
+    and TrivialAugment, which would change the features every epoch, are not applied.
+    """
+    import torch
+    import torch.nn as nn
+
+    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    grabbed: list = []
+    handle = head.register_forward_pre_hook(lambda _m, inputs: grabbed.append(inputs[0].float()))
+    model.eval()
+    variants = []
+    try:
+        with torch.no_grad():  # not inference_mode: the head's backward keeps these as inputs
+            for flip in (False, True) if hflip else (False,):
+                grabbed.clear()
+                for _, raw in batches(images, range(0, len(images), batch_size), batch_size, device):
+                    x = view(raw)
+                    model(x.flip(3) if flip else x)
+                variants.append(torch.cat(grabbed))
+    finally:
+        handle.remove()
+    return torch.stack(variants), head
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write a training checkpoint atomically (a kill never leaves a half-written one)."""
     import torch
@@ -242,6 +269,8 @@ def fit(
     y_all = torch.from_numpy(np.asarray(labels, np.int64)).to(device)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="none", label_smoothing=cfg.label_smoothing)
     shift = max(0, round(cfg.shift * view.m.shape[0] / 32)) if hasattr(view, "m") else cfg.shift
+    if frozen:
+        feats, head = frozen_features(model, view, images, cfg.hflip, cfg.batch_size, device)
     with bar("training", (cfg.epochs - start_epoch) * steps_per_epoch, progress, unit="step") as b:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -255,17 +284,24 @@ def fit(
             correct = torch.zeros((), dtype=torch.int64, device=device)
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             reported = 0
-            for s, (idx, raw) in enumerate(batches(images, plan, cfg.batch_size, device)):
-                if cfg.augment == "trivial":
-                    raw = trivial_augment(raw, cfg.seed * 1_000_003 + epoch * 100_003 + s)
-                xb = _augment(view(raw), rng, shift, cfg.hflip)
-                if cuda:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
+            steps = ((idx, None) for idx in plan) if frozen else batches(images, plan, cfg.batch_size, device)
+            for s, (idx, raw) in enumerate(steps):
                 rows = torch.from_numpy(idx).to(device)
                 yb = y_all[rows]
-                with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
-                    out = model(xb)
-                    loss = loss_fn(out.float(), yb)
+                if frozen:  # the head alone, on cached features (flipped ones for a random half)
+                    variant = torch.from_numpy(rng.integers(0, len(feats), len(idx))).to(device)
+                    with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+                        out = head(feats[variant, rows])
+                        loss = loss_fn(out.float(), yb)
+                else:
+                    if cfg.augment == "trivial":
+                        raw = trivial_augment(raw, cfg.seed * 1_000_003 + epoch * 100_003 + s)
+                    xb = _augment(view(raw), rng, shift, cfg.hflip)
+                    if cuda:
+                        xb = xb.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+                        out = model(xb)
+                        loss = loss_fn(out.float(), yb)
                 loss = (loss * weights[rows]).sum() / weights[rows].sum() if weights is not None else loss.mean()
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

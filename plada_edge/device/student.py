@@ -132,9 +132,10 @@ def learn(
     }
     device = resolve_device(cfg.device)
     with output_lock(out):  # one writer per student folder
+        train_view = torch_view(spec, input_size=pack.size)
         history = fit(
             model,
-            torch_view(spec, input_size=pack.size),
+            train_view,
             images,
             labels,
             cfg.train,
@@ -146,6 +147,32 @@ def learn(
             device=device,
             precision=cfg.precision,
         )
+        self_training = None
+        if cfg.self_train > 0:
+            extra_idx, extra_lab, self_training = self_label(
+                model, train_view, pack, p.indices, c, cfg.self_train, cfg.self_train_confidence, cfg.train.seed, device
+            )
+            if len(extra_idx):  # a second round from a fresh start on payload + self-labelled images
+                torch.manual_seed(cfg.train.seed)
+                model = create_model(arch, c, cfg.weights)
+                weight = np.concatenate([np.ones(len(labels)), np.full(len(extra_idx), cfg.expand_weight)])
+                history = fit(
+                    model,
+                    train_view,
+                    np.concatenate([images, pack.gather(extra_idx)]),
+                    np.concatenate([labels, extra_lab]),
+                    cfg.train,
+                    out / "self-train",
+                    sample_weight=weight.astype(np.float32)
+                    if sample_weight is None
+                    else np.concatenate([sample_weight, weight[len(labels) :]]).astype(np.float32),
+                    resume=resume,
+                    progress=progress,
+                    identity={**identity, "self_trained": extra_idx.tolist()[:64], "extra": int(len(extra_idx))},
+                    device=device,
+                    precision=cfg.precision,
+                )
+                labels = np.concatenate([labels, extra_lab])
         state = {
             "arch": arch,
             "num_classes": c,
@@ -182,6 +209,7 @@ def learn(
             "pack_fingerprint": pack.fingerprint,
             "trained_on": int(len(labels)),
             "expansion": expansion,
+            "self_training": self_training,
             "history": history,
             "onnx_max_abs_diff": parity,
             "teacher_test_acc": teacher_acc,
@@ -203,6 +231,40 @@ def learn(
             )
         atomic.write_json(out / METRICS_FILE, metrics)
     return metrics
+
+
+def self_label(
+    model, view, pack: ReferencePack, owned, num_classes: int, share: float, confidence: float, seed: int, device
+):
+    """Zero-byte self-training: the student labels pool images it is sure of (paper §3.3 extension).
+
+    From a seeded sample of 20 x share x k pool images outside the payload, keep those whose
+    softmax confidence reaches ``confidence``, the most confident first, at most share x k / C
+    per class so no class swamps the rest. Returns (indices, labels, report).
+    """
+    k = len(owned)
+    budget = int(round(share * k))
+    rng = np.random.default_rng([seed, 7])
+    free = np.setdiff1d(np.arange(pack.n), np.asarray(owned, np.int64))
+    cand = np.sort(rng.choice(free, min(len(free), 20 * max(budget, 1)), replace=False))
+    logits = predict(model, view, pack.gather(cand), device=device)
+    z = logits - logits.max(1, keepdims=True)
+    prob = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    conf, pred = prob.max(1), prob.argmax(1)
+    per_class = max(1, budget // num_classes)
+    keep = []
+    for c in range(num_classes):
+        mine = np.flatnonzero((pred == c) & (conf >= confidence))
+        keep.append(mine[np.argsort(-conf[mine], kind="stable")][:per_class])
+    keep = np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+    report = {
+        "candidates": int(len(cand)),
+        "confident": int((conf >= confidence).sum()),
+        "added": int(len(keep)),
+        "confidence": confidence,
+        "per_class": np.bincount(pred[keep], minlength=num_classes).tolist(),
+    }
+    return cand[keep], pred[keep].astype(np.int64), report
 
 
 def export_student(

@@ -36,12 +36,13 @@ import re
 from pathlib import Path
 
 from ..core import atomic
-from ..core.config import SelectionConfig, TeacherConfig, flat_defaults, with_options
+from ..core.config import SelectionConfig, TeacherConfig, flat_defaults, flat_options, with_options
 from ..core.errors import ConfigError
 from ..core.locks import output_lock
 from ..core.payload import read_payload
+from ..core.recipes import RECIPE_FIELDS, RECIPES, TargetFacts, teacher_options
 from ..core.reference import ReferencePack
-from ..core.targets import data_dir, load_target
+from ..core.targets import Target, data_dir, load_target
 
 try:
     import tomllib
@@ -52,9 +53,11 @@ TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TEACHER_KEYS = tuple(flat_defaults(TeacherConfig))
 SELECTION_KEYS = tuple(flat_defaults(SelectionConfig))
 SELECT_KEYS = (*SELECTION_KEYS, "keep", "count", "budget", "codec")
-# every setting a task may give, with its default: the parameter objects' own defaults
+# every setting a task may give, with its default: the parameter objects' own defaults, except
+# the options a recipe fills (None: left to the task's recipe, plada_edge.core.recipes)
 DEFAULTS = {
-    **flat_defaults(TeacherConfig),
+    **{k: None if k in RECIPE_FIELDS else v for k, v in flat_defaults(TeacherConfig).items()},
+    "recipe": "auto",
     **flat_defaults(SelectionConfig),
     "keep": None,
     "count": None,
@@ -96,8 +99,16 @@ def target_hash(spec: str, base: Path) -> tuple[Path, str]:
     return path, _file_sha(path)
 
 
-def teacher_config(task: dict) -> TeacherConfig:
-    return TeacherConfig.from_options(**{k: task[k] for k in TEACHER_KEYS})
+def teacher_config(task: dict, target: Target | None = None) -> TeacherConfig:
+    """The task's teacher: its recipe (for ``target``) under its own settings; without a target, only checked."""
+    given = {k: task[k] for k in TEACHER_KEYS if task[k] is not None}
+    if target is None:
+        if task["recipe"] not in RECIPES:
+            raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, got {task['recipe']!r}")
+        return TeacherConfig.from_options(**given)
+    options = teacher_options(TargetFacts.of(target), task["recipe"], given)
+    options.pop("recipe")
+    return TeacherConfig.from_options(**options)
 
 
 def _check_budget(task: dict) -> None:
@@ -168,7 +179,7 @@ def load_task_file(path: str | os.PathLike) -> dict:
         if full["keep"] is None and full["count"] is None and full["budget"] is None:
             full["keep"] = "1%"
         try:  # every setting is checked here, before any task trains or scores
-            full["teacher_config"] = teacher_config(full)
+            teacher_config(full)  # the recipe is applied once the target is loaded
             full["selection_config"] = with_options(None, SelectionConfig, {k: full[k] for k in SELECTION_KEYS})
             _check_budget(full)
         except ConfigError as exc:
@@ -212,20 +223,21 @@ def build_tasks(
                 steps["teacher"] = steps["onnx"] = "given"
             else:
                 tpath, thash = target_hash(t["target"], cfg["base"])
+                target = load_target(tpath, test_split=t["test_split"], size=t["target_size"])
+                tconfig = teacher_config(t, target)
                 # where a teacher trains does not change what it is: the device is left out of the cache key
                 tkey = _sha(
                     "teacher",
                     thash,
-                    {k: t[k] for k in TEACHER_KEYS if k != "device"},
+                    {k: v for k, v in flat_options(tconfig).items() if k != "device"},
                     *([t["test_split"], t["target_size"]] if t["test_split"] or t["target_size"] else []),
                 )
                 tdir = cache / "teachers" / tkey
                 if (tdir / "teacher.pt").exists():
                     steps["teacher"] = "cached"
                 else:
-                    log(f"[{name}] training teacher {t['arch']}")
-                    target = load_target(tpath, test_split=t["test_split"], size=t["target_size"])
-                    train_teacher(target, tdir, t["teacher_config"], progress=progress, device=where)
+                    log(f"[{name}] training teacher {tconfig.arch}")
+                    train_teacher(target, tdir, tconfig, progress=progress, device=where)
                     steps["teacher"] = "built"
                 onnx = cache / "onnx" / f"{_sha('onnx', _file_sha(tdir / 'teacher.pt'), pack.size)}.onnx"
                 if onnx.exists():
