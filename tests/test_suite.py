@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -165,3 +167,24 @@ def test_tasks_toml_takes_a_recipe(tmp_path):
     assert task("")["recipe"] == "auto"
     with pytest.raises(ConfigError, match="recipe must be one of"):
         task('recipe = "fancy"')
+
+
+def test_cli_models_and_a_missing_weight(tiny, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from plada_edge.cli import app
+
+    monkeypatch.setenv("PLADA_EDGE_WEIGHTS", str(tmp_path / "none"))
+    runner = CliRunner()
+    r = runner.invoke(app, ["models", "--json"])
+    assert r.exit_code == 0
+    listed = json.loads(r.stdout)
+    assert listed["models"]["tiny_cnn"]["imagenet"] is None and listed["weights_dir"] == str(tmp_path / "none")
+    r = runner.invoke(
+        app,
+        ["teacher", "train", "-t", str(tiny["root"] / "stripes.npz"), "-a", "tiny_cnn", "--weights", "imagenet"]
+        + ["--out", str(tmp_path / "t")],
+    )
+    assert r.exit_code == 2 and r.output.count("\n") == 1  # one line, no traceback
+    assert "no ImageNet weights installed for tiny_cnn" in r.output and str(tmp_path / "none") in r.output
+    assert not (tmp_path / "t" / "teacher.pt").exists()
