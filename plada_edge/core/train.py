@@ -271,6 +271,9 @@ def fit(
     shift = max(0, round(cfg.shift * view.m.shape[0] / 32)) if hasattr(view, "m") else cfg.shift
     if frozen:
         feats, head = frozen_features(model, view, images, cfg.hflip, cfg.batch_size, device)
+        if eval_set is not None:  # the test split's features are fixed too: each epoch's check is one product
+            eval_feats = frozen_features(model, view, eval_set[0], False, cfg.batch_size, device)[0][0]
+            eval_labels = torch.from_numpy(np.asarray(eval_set[1], np.int64)).to(device)
     with bar("training", (cfg.epochs - start_epoch) * steps_per_epoch, progress, unit="step") as b:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -324,7 +327,10 @@ def fit(
                 "train_acc": int(correct) / seen,
                 "seconds": time.perf_counter() - t0,
             }
-            if eval_set is not None:
+            if eval_set is not None and frozen:
+                with torch.no_grad():
+                    record["test_acc"] = int((head(eval_feats).argmax(1) == eval_labels).sum()) / len(eval_labels)
+            elif eval_set is not None:
                 record["test_acc"] = accuracy(model, view, *eval_set, device=device)
             history.append(record)
             save_checkpoint(
