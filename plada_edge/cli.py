@@ -32,15 +32,15 @@ RECIPE_OPTION = typer.Option(
     "auto",
     "--recipe",
     help="auto: an ImageNet-pretrained model at 64 px for colour targets when weights are installed, "
-    "else resnet18 from scratch at 32 px; scratch; pretrained. Fills only the options marked [recipe] "
+    "else resnet18 from scratch at 32 px; scratch; pretrained. Fills only the options marked (recipe) "
     "that you leave unset (docs/results.md, 'Defaults, and why').",
 )
 WEIGHTS_HELP = (
     "Initial weights: 'imagenet' (whatever is installed; see plada-edge models), a local "
-    ".pt/.pth/.safetensors, or a cached torchvision weight name. [recipe]"
+    ".pt/.pth/.safetensors, or a cached torchvision weight name. (recipe)"
 )
-BACKBONE_LR_HELP = "Backbone learning rate as a share of --lr (the head gets --lr). [recipe; scratch: 1]"
-AUGMENT_HELP = "shift (random shifts) or trivial (+ TrivialAugmentWide). [recipe; scratch: shift]"
+BACKBONE_LR_HELP = "Backbone learning rate as a share of --lr (the head gets --lr). (recipe; scratch: 1)"
+AUGMENT_HELP = "shift (random shifts) or trivial (+ TrivialAugmentWide). (recipe; scratch: shift)"
 TARGET_SIZE_OPTION = typer.Option(
     None, "--target-size", help="Side to which a folder target of mixed image sizes is resized (default 32)."
 )
@@ -278,21 +278,21 @@ def teacher_train(
     target: str = typer.Option(..., "--target", "-t", help="Target .npz / ImageFolder, or a name under data/targets/."),
     recipe: str = RECIPE_OPTION,
     arch: str | None = typer.Option(
-        None, "--arch", "-a", help=f"Model name (plada-edge models). [recipe; scratch: {TEACHER['arch']}]"
+        None, "--arch", "-a", help=f"Model name (plada-edge models). (recipe; scratch: {TEACHER['arch']})"
     ),
-    epochs: int | None = typer.Option(None, help=f"Training epochs. [recipe; scratch: {TEACHER['epochs']}]"),
-    size: int | None = typer.Option(None, "--size", help=f"Model input pixels. [recipe; scratch: {TEACHER['size']}]"),
+    epochs: int | None = typer.Option(None, help=f"Training epochs. (recipe; scratch: {TEACHER['epochs']})"),
+    size: int | None = typer.Option(None, "--size", help=f"Model input pixels. (recipe; scratch: {TEACHER['size']})"),
     weights: str | None = typer.Option(None, help=WEIGHTS_HELP),
     batch_size: int = typer.Option(TEACHER["batch_size"], help="Batch size."),
     lr: float | None = typer.Option(
-        None, help=f"Peak AdamW learning rate (cosine). [recipe; scratch: {TEACHER['lr']:g}]"
+        None, help=f"Peak AdamW learning rate (cosine). (recipe; scratch: {TEACHER['lr']:g})"
     ),
     backbone_lr: float | None = typer.Option(None, help=BACKBONE_LR_HELP),
     augment: str | None = typer.Option(None, help=AUGMENT_HELP),
-    label_smoothing: float | None = typer.Option(None, help="Label smoothing. [recipe; scratch: 0]"),
+    label_smoothing: float | None = typer.Option(None, help="Label smoothing. (recipe; scratch: 0)"),
     seed: int = typer.Option(TEACHER["seed"], help="Random seed."),
     hflip: bool | None = typer.Option(
-        None, "--hflip/--no-hflip", help="Random horizontal flips (off for digits and text). [recipe; scratch: off]"
+        None, "--hflip/--no-hflip", help="Random horizontal flips (off for digits and text). (recipe; scratch: off)"
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (teacher.pt, metrics.json, checkpoint.pt)."),
     test_split: float | None = TEST_SPLIT_OPTION,
@@ -722,22 +722,22 @@ def learn(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (student.pt, student.onnx, metrics.json)."),
     recipe: str = RECIPE_OPTION,
     arch: str | None = typer.Option(
-        None, "--arch", "-a", help=f"Student architecture (plada-edge models). [recipe; scratch: {STUDENT['arch']}]"
+        None, "--arch", "-a", help=f"Student architecture (plada-edge models). (recipe; scratch: {STUDENT['arch']})"
     ),
     epochs: int | None = typer.Option(
-        None, help=f"Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K). [recipe; scratch: {STUDENT['epochs']}]"
+        None, help=f"Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K). (recipe; scratch: {STUDENT['epochs']})"
     ),
     batch_size: int = typer.Option(STUDENT["batch_size"], help="Batch size."),
     lr: float | None = typer.Option(
-        None, help=f"Peak AdamW learning rate (cosine). [recipe; scratch: {STUDENT['lr']:g}]"
+        None, help=f"Peak AdamW learning rate (cosine). (recipe; scratch: {STUDENT['lr']:g})"
     ),
     backbone_lr: float | None = typer.Option(None, help=BACKBONE_LR_HELP),
     augment: str | None = typer.Option(None, help=AUGMENT_HELP),
-    label_smoothing: float | None = typer.Option(None, help="Label smoothing. [recipe; scratch: 0]"),
+    label_smoothing: float | None = typer.Option(None, help="Label smoothing. (recipe; scratch: 0)"),
     weights: str | None = typer.Option(None, help=WEIGHTS_HELP),
     seed: int = typer.Option(STUDENT["seed"], help="Random seed."),
     hflip: bool | None = typer.Option(
-        None, "--hflip/--no-hflip", help="Random horizontal flips. [recipe; scratch: off]"
+        None, "--hflip/--no-hflip", help="Random horizontal flips. (recipe; scratch: off)"
     ),
     eval_target: str | None = typer.Option(None, "--eval", help="Evaluate on this target's test split afterwards."),
     expand: int = typer.Option(
@@ -757,7 +757,7 @@ def learn(
     embedder: str | None = typer.Option(STUDENT["embedder"], help="Embedder of the pack index used by --expand."),
     model_size: int | None = typer.Option(
         None,
-        help="Student input pixels. [recipe; scratch: the teacher's] ImageNet-initialised students want 64+.",
+        help="Student input pixels. (recipe; scratch: the teacher's) ImageNet-initialised students want 64+.",
     ),
     test_split: float | None = TEST_SPLIT_OPTION,
     target_size: int | None = TARGET_SIZE_OPTION,
