@@ -14,6 +14,10 @@ prints them beside the numbers behind them.
 - ``TeacherConfig`` / ``StudentConfig``: the model around a ``TrainConfig``.
 - ``ScoreConfig``: how the pack is streamed through the teacher (paper §3, energy scoring).
 
+These defaults are the ``scratch`` recipe's. ``--recipe auto|pretrained`` (plada_edge.core.recipes,
+the one home of the pretrained settings) fills the options a user leaves unset from the target and
+the installed weights before these objects are built.
+
 Every object validates itself on construction and raises ``ConfigError`` naming the option.
 ``from_options`` builds one from flat keyword options (the CLI's and tasks.toml's shape).
 """
