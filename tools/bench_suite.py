@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -175,7 +176,8 @@ def report(results: dict) -> str:
     lines = [
         f"Machine: {results['machine']}. Pool: offline-mix `{results['pack'][:12]}…`, keep {results['keep']}. "
         "Accuracy on each target's test split; macro = mean per-class accuracy. A recipe's student is "
-        "trained with the same recipe as its teacher (`learn --recipe R`).",
+        'trained with the same recipe as its teacher (`learn --recipe R`). "student s" is wall time on the 2 cores, '
+        "including ONNX export; some runs shared the cores with others, so read it as an upper bound.",
         "",
         "| target | classes / train | recipe | teacher | student (default) | / teacher | macro | random | "
         "plain energy | oracle | payload B | student s |",
@@ -339,7 +341,13 @@ def main() -> None:
     print(text)
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.update_docs:
-        replace_section("suite", text, "python tools/bench_suite.py --update-docs", doc="results.md")
+        command = "python tools/bench_suite.py " + " ".join(sys.argv[1:])
+        runs = (
+            "The runs behind it are cached under runs/suite; they came from `tools/bench_suite.py --targets T "
+            "--recipes R --seeds S` per target and recipe (S = 3 for the pretrained colour rows, 1 elsewhere, "
+            "to fit the 2-core budget), and a rerun without `--report-only` resumes from them.\n\n"
+        )
+        replace_section("suite", runs + text, command, doc="results.md")
 
 
 if __name__ == "__main__":
