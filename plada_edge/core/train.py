@@ -61,10 +61,10 @@ def trivial_augment(raw, seed: int):
 
 
 def param_groups(model, lr: float, backbone_lr: float) -> list[dict]:
-    """The last nn.Linear (the task head) at ``lr``, everything else at ``lr * backbone_lr``."""
-    import torch.nn as nn
+    """The task head (plada_edge.core.models.head_layer) at ``lr``, everything else at ``lr * backbone_lr``."""
+    from .models import head_layer
 
-    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    head = head_layer(model)
     head_ids = {id(p) for p in head.parameters()}
     rest = [p for p in model.parameters() if id(p) not in head_ids]
     return [{"params": list(head.parameters()), "lr": lr}, {"params": rest, "lr": lr * backbone_lr}]
@@ -77,24 +77,22 @@ def frozen_features(model, view, images: np.ndarray, hflip: bool, batch_size: in
     and TrivialAugment, which would change the features every epoch, are not applied.
     """
     import torch
-    import torch.nn as nn
 
-    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    grabbed: list = []
-    handle = head.register_forward_pre_hook(lambda _m, inputs: grabbed.append(inputs[0].float()))
-    model.eval()
-    variants = []
-    try:
-        with torch.no_grad():  # not inference_mode: the head's backward keeps these as inputs
-            for flip in (False, True) if hflip else (False,):
-                grabbed.clear()
-                for _, raw in batches(images, range(0, len(images), batch_size), batch_size, device):
-                    x = view(raw)
-                    model(x.flip(3) if flip else x)
-                variants.append(torch.cat(grabbed))
-    finally:
-        handle.remove()
-    return torch.stack(variants), head
+    from .models import head_layer
+
+    class Flipped(torch.nn.Module):  # the view, mirrored left-right as _augment's flips are
+        def __init__(self):
+            super().__init__()
+            self.view = view
+
+        def forward(self, x):
+            return self.view(x).flip(3)
+
+    variants = [
+        torch.from_numpy(predict(model, v, images, batch_size, with_features=True, device=device)[1])
+        for v in ([view, Flipped()] if hflip else [view])
+    ]
+    return torch.stack(variants).to(device), head_layer(model)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -132,12 +130,16 @@ def predict(model, view, images: np.ndarray, batch_size: int = 512, with_feature
     model.to(device)
     view = view.to(device)
     logits, feats = [], []
-    with torch.inference_mode():
-        for _, batch in batches(images, range(0, len(images), batch_size), batch_size, device):
-            out = model(view(batch))
-            logits.append(out.float().cpu().numpy())
-            if holder is not None:
-                feats.append(holder["features"].float().cpu().numpy())
+    try:
+        with torch.inference_mode():
+            for _, batch in batches(images, range(0, len(images), batch_size), batch_size, device):
+                out = model(view(batch))
+                logits.append(out.float().cpu().numpy())
+                if holder is not None:
+                    feats.append(holder["features"].float().cpu().numpy())
+    finally:
+        if holder is not None:  # a hook left behind would fire in every later forward (and export)
+            holder["handle"].remove()
     c = logits[0].shape[1] if logits else 0
     out = np.concatenate(logits) if logits else np.zeros((0, c), np.float32)
     return (out, np.concatenate(feats)) if with_features else out

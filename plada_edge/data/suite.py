@@ -166,19 +166,27 @@ def icon_target(name: str, seed: int = 0, test_share: float = 0.3, workers: int 
     return Target(name, x["train"], y["train"], x["test"], y["test"], list(classes))
 
 
-def drop_pack_duplicates(target: Target, pack) -> tuple[Target, dict]:
-    """``target`` without images that have a near duplicate in the reference pack (the audit's rule)."""
+def drop_pack_duplicates(target: Target, pack, chunk: int = 16384) -> tuple[Target, dict]:
+    """``target`` without images that have a near duplicate in the reference pack (the audit's rule).
+
+    The pack streams through in chunks, so a pack of any size fits; a chunk offers each target
+    image its nearest candidates within the chunk, so no duplicate the whole pack would show is missed.
+    """
     from ..core.dedup import near_duplicate_mask
 
-    pool = pack.read(0, pack.n)
-    kept, dropped = {}, {}
-    for split in ("train", "test"):
-        x, y = getattr(target, f"x_{split}"), getattr(target, f"y_{split}")
-        leak = near_duplicate_mask(x, pool) if len(x) else np.zeros(0, bool)
-        kept[split] = (x[~leak], y[~leak])
-        dropped[split] = int(leak.sum())
-    clean = Target(target.name, *kept["train"], *kept["test"], target.class_names)
-    return clean, dropped
+    splits = {s: (getattr(target, f"x_{s}"), getattr(target, f"y_{s}")) for s in ("train", "test")}
+    leak = {s: np.zeros(len(x), bool) for s, (x, _) in splits.items()}
+    for _, pool in pack.iter_chunks(chunk):
+        for s, (x, _) in splits.items():
+            if len(x):
+                leak[s] |= near_duplicate_mask(x, pool)
+    clean = Target(
+        target.name,
+        *(a[~leak["train"]] for a in splits["train"]),
+        *(a[~leak["test"]] for a in splits["test"]),
+        target.class_names,
+    )
+    return clean, {s: int(m.sum()) for s, m in leak.items()}
 
 
 def build_suite(

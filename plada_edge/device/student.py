@@ -155,7 +155,8 @@ def learn(
             if len(extra_idx):  # a second round from a fresh start on payload + self-labelled images
                 torch.manual_seed(cfg.train.seed)
                 model = create_model(arch, c, cfg.weights)
-                weight = np.concatenate([np.ones(len(labels)), np.full(len(extra_idx), cfg.expand_weight)])
+                base = sample_weight if sample_weight is not None else np.ones(len(labels), np.float32)
+                weight = np.concatenate([base, np.full(len(extra_idx), cfg.expand_weight, np.float32)])
                 history = fit(
                     model,
                     train_view,
@@ -163,12 +164,10 @@ def learn(
                     np.concatenate([labels, extra_lab]),
                     cfg.train,
                     out / "self-train",
-                    sample_weight=weight.astype(np.float32)
-                    if sample_weight is None
-                    else np.concatenate([sample_weight, weight[len(labels) :]]).astype(np.float32),
+                    sample_weight=weight,
                     resume=resume,
                     progress=progress,
-                    identity={**identity, "self_trained": extra_idx.tolist()[:64], "extra": int(len(extra_idx))},
+                    identity={**identity, "self_trained": extra_idx[:64].tolist(), "extra": int(len(extra_idx))},
                     device=device,
                     precision=cfg.precision,
                 )
@@ -256,7 +255,7 @@ def self_label(
     for c in range(num_classes):
         mine = np.flatnonzero((pred == c) & (conf >= confidence))
         keep.append(mine[np.argsort(-conf[mine], kind="stable")][:per_class])
-    keep = np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+    keep = np.sort(np.concatenate(keep))
     report = {
         "candidates": int(len(cand)),
         "confident": int((conf >= confidence).sum()),
