@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from plada_edge.core import atomic
+from plada_edge.core.errors import PladaError
 from plada_edge.core.reference import ReferencePack
 from plada_edge.core.targets import data_dir, load_target
 from plada_edge.data.suite import THEMES, build_suite
@@ -28,7 +29,10 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=None, help="data directory (default: $PLADA_EDGE_DATA or ./data)")
     args = ap.parse_args()
     root = args.root or data_dir()
-    summary = build_suite(tuple(args.targets.split(",")), root=root)
+    try:
+        summary = build_suite(tuple(args.targets.split(",")), root=root)
+    except (PladaError, OSError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     pack = ReferencePack.open(root / "offline-mix")
     leaks = {}
     for name, s in summary.items():

@@ -201,12 +201,13 @@ def build_suite(
     """
     from ..core.reference import ReferencePack
 
+    unknown = [name for name in names if name not in THEMES]
+    if unknown:  # before any work
+        raise TargetError(f"unknown suite target(s) {unknown}; colour targets: {', '.join(THEMES)}")
     root = Path(root) if root else data_dir()
     pack = ReferencePack.open(pack_dir or root / "offline-mix")
     summary = {}
     for name in names:
-        if name not in THEMES:
-            raise TargetError(f"unknown suite target {name!r}; colour targets: {', '.join(THEMES)}")
         log(f"[{name}] rendering {THEMES[name].package}")
         target, dropped = drop_pack_duplicates(icon_target(name), pack)
         for split in ("train", "test"):
