@@ -205,3 +205,63 @@ def test_spread_must_be_at_least_one(bad):
 
     with pytest.raises(ValueError, match="spread"):
         select(_fake_scores(), count=10, spread=bad)
+
+
+def _whole_array_select(sc, k, safety_net, spread, seed, strategy="energy", alpha=-0.2, share=0.5):
+    """The selection rule on whole in-memory arrays (the form select had before it streamed)."""
+    from plada_edge.server.selection import safety_net_quotas
+
+    key = {"energy": sc.energy, "opposite": sc.energy, "entropy": sc.entropy}.get(strategy)
+    if strategy == "random":
+        key = np.random.default_rng(seed).random(sc.n, dtype=np.float32)
+    largest = strategy == "opposite"
+    rand = np.random.default_rng([seed, 0x5EED]).random(sc.n, dtype=np.float32)
+    exclude = (sc.flags != 0).astype(np.uint8)
+    lab = sc.label.astype(np.uint32)
+
+    def only(band):
+        mask = np.ones(sc.n, np.uint8)
+        mask[band] = 0
+        return mask
+
+    def best(m, exclude):
+        if spread == 1 or m == 0:
+            return twins.topk(key, m, exclude, largest)
+        return twins.topk(rand, m, only(twins.topk(key, int(np.ceil(spread * m)), exclude, largest)))
+
+    chosen = []
+    if safety_net:
+        counts = np.bincount(lab[exclude == 0], minlength=sc.num_classes)
+        quotas = safety_net_quotas(counts, k, alpha, share)
+        if spread == 1 or not quotas.any():
+            picked = twins.class_topk(key, lab, quotas, exclude, largest)
+        else:
+            band = twins.class_topk(key, lab, np.ceil(spread * quotas).astype(np.int64), exclude, largest)
+            picked = twins.class_topk(rand, lab, quotas, only(band))
+        exclude = exclude.copy()
+        exclude[picked] = 1
+        chosen = [picked, best(k - len(picked), exclude)]
+    else:
+        chosen = [best(k, exclude)]
+    return np.sort(np.concatenate(chosen))
+
+
+@pytest.mark.parametrize("chunk", [64, 999, 1 << 18])
+@pytest.mark.parametrize("strategy", ["energy", "opposite", "random"])
+def test_streamed_selection_equals_the_whole_array_rule(monkeypatch, chunk, strategy):
+    """select reads the scores in chunks (memory flat in N); the picks are those of the rule on whole
+    arrays, chunk boundaries, ties, flags and -0.0 included."""
+    from plada_edge.server import selection
+
+    monkeypatch.setattr(selection, "CHUNK", chunk)
+    sc = _fake_scores(n=7001, seed=5)
+    sc.energy = np.round(sc.energy * 4) / 4  # many exact ties
+    sc.energy[::97] = -0.0
+    sc.energy[1::97] = 0.0
+    sc.entropy = sc.energy
+    for safety_net in (True, False):
+        for k, spread in ((0, 1.0), (70, 1.0), (70, 8.0), (333, 3.5), (7001, 2.0), (200, 1.0)):
+            got = selection.select(sc, count=k, strategy=strategy, safety_net=safety_net, spread=spread, seed=2)
+            want = _whole_array_select(sc, min(k, int((sc.flags == 0).sum())), safety_net, spread, 2, strategy)
+            np.testing.assert_array_equal(got.indices, want, err_msg=f"k={k} spread={spread} net={safety_net}")
+            np.testing.assert_array_equal(got.labels, sc.label[want])

@@ -17,7 +17,7 @@ from ..core.config import SelectionConfig, with_options
 from ..core.errors import ConfigError
 from ..core.payload import Payload, decode_payload, encode_payload
 from .scoring import Scores
-from .selection import Selection, select
+from .selection import Selection, class_counts, select
 
 
 def parse_bytes(text: str | int) -> int:
@@ -107,7 +107,7 @@ def make_payload(
         lo_sel, lo_data = encoded(0)
         if len(lo_data) > limit:
             raise ConfigError(f"even an empty payload needs {len(lo_data)} bytes, more than the budget of {limit}")
-        lo, hi = 0, int((scores.flags[:] == 0).sum())
+        lo, hi = 0, int(class_counts(scores).sum())
         best = (lo_sel, lo_data)
         while lo < hi:  # largest k with size <= limit
             mid = (lo + hi + 1) // 2

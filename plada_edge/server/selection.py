@@ -21,6 +21,11 @@ the lowest AUTO_BAND of the pool and at most AUTO_SPREAD_MAX times the budget:
 s = clip(AUTO_BAND · N / k, 1, AUTO_SPREAD_MAX). So small keeps get diversity and large keeps,
 whose band would reach far out of distribution, stay strict.
 
+Memory (issue 18): every pass reads the scores CHUNK rows at a time. Strict picks merge each
+chunk's best (the native class_topk kernel) into a running best of at most k rows; a spread's band
+is never listed: its per-class thresholds come from a radix select (four passes of per-class byte
+histograms), so a selection holds one chunk, k candidates and classes x 256 counts at any N.
+
 Flagged rows (NaN, +inf, all -inf logits) are never selected. Every selection reports its label
 histogram and warns when classes vanish: with a weak teacher, vanilla lowest energy can collapse
 onto a few classes, and quotas fix it. Scores are never recomputed: selecting again with another
@@ -38,14 +43,15 @@ import numpy as np
 from ..core import native
 from ..core.config import AUTO_BAND, AUTO_SPREAD_MAX, SelectionConfig, parse_spread, with_options
 from ..core.errors import ConfigError
-from .scoring import Scores
+from .scoring import Scores, gather_rows, read_rows
 
+CHUNK = 1 << 18  # rows of scores a selection pass reads at a time: its memory, whatever N is
 _STRATEGIES: dict[str, Callable] = {}
 _DOCS: dict[str, str] = {}
 
 
 def register_strategy(name: str, doc: str):
-    """Register fn(scores, seed) -> (float32 key per image, largest_first)."""
+    """Register fn(scores, seed) -> (key(lo, hi): float32 keys of rows [lo, hi), largest_first)."""
 
     def deco(fn):
         _STRATEGIES[name] = fn
@@ -63,12 +69,14 @@ def describe_strategies() -> dict[str, str]:
     return dict(_DOCS)
 
 
-register_strategy("energy", "lowest energy first (paper default)")(lambda s, seed: (np.asarray(s.energy), False))
-register_strategy("opposite", "highest energy first (far-OOD targets)")(lambda s, seed: (np.asarray(s.energy), True))
-register_strategy("entropy", "lowest softmax entropy first")(lambda s, seed: (np.asarray(s.entropy), False))
-register_strategy("random", "seeded random order (control)")(
-    lambda s, seed: (np.random.default_rng(seed).random(s.n, dtype=np.float32), False)
-)
+def _field(name: str, largest: bool = False):
+    return lambda s, seed: ((lambda lo, hi: read_rows(getattr(s, name), lo, hi)), largest)
+
+
+register_strategy("energy", "lowest energy first (paper default)")(_field("energy"))
+register_strategy("opposite", "highest energy first (far-OOD targets)")(_field("energy", largest=True))
+register_strategy("entropy", "lowest softmax entropy first")(_field("entropy"))
+register_strategy("random", "seeded random order (control)")(lambda s, seed: (_RandomChunks(seed).rows, False))
 
 
 def parse_keep(keep: str | float) -> float:
@@ -165,39 +173,119 @@ def resolve_spread(spread: float | str, k: int, valid: int) -> float:
     return float(spread)
 
 
-class _Picker:
-    """Best-first picks under a key, or with spread > 1, seeded random picks from the spread·m best."""
+class _RandomChunks:
+    """Rows [lo, hi) of default_rng(seed).random(N, float32), drawn chunk by chunk (the same numbers)."""
 
-    def __init__(self, key, largest: bool, labels, spread: float, seed: int, threads: int):
-        self.key, self.largest, self.labels, self.spread, self.threads = key, largest, labels, spread, threads
-        self._seed, self._rand = seed, None
+    def __init__(self, seed):
+        self.seed, self.rng, self.at = seed, None, 0
 
-    def _random_key(self):  # drawn once, only when needed: N float32s
-        if self._rand is None:
-            self._rand = np.random.default_rng([self._seed, 0x5EED]).random(len(self.key), dtype=np.float32)
-        return self._rand
-
-    def best(self, m: int, exclude: np.ndarray) -> np.ndarray:
-        if self.spread == 1 or m == 0:
-            return native.topk(self.key, m, exclude, self.largest, self.threads)
-        band = native.topk(self.key, int(np.ceil(self.spread * m)), exclude, self.largest, self.threads)
-        return native.topk(self._random_key(), m, _only(band, len(exclude)), False, self.threads)
-
-    def per_class(self, quotas: np.ndarray, exclude: np.ndarray) -> np.ndarray:
-        if self.spread == 1 or not quotas.any():
-            return native.class_topk(self.key, self.labels, quotas, exclude, self.largest, self.threads)
-        bands = np.ceil(self.spread * quotas).astype(np.int64)
-        band = native.class_topk(self.key, self.labels, bands, exclude, self.largest, self.threads)
-        return native.class_topk(
-            self._random_key(), self.labels, quotas, _only(band, len(exclude)), False, self.threads
-        )
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        if self.rng is None or lo < self.at:  # passes run in index order: restart only for a new pass
+            self.rng, self.at = np.random.default_rng(self.seed), 0
+        if lo > self.at:
+            self.rng.random(lo - self.at, dtype=np.float32)
+        self.at = hi
+        return self.rng.random(hi - lo, dtype=np.float32)
 
 
-def _only(indices: np.ndarray, n: int) -> np.ndarray:
-    """An exclude mask that leaves only ``indices`` selectable."""
-    mask = np.ones(n, np.uint8)
-    mask[indices] = 0
-    return mask
+def _ordered(key: np.ndarray, largest: bool) -> np.ndarray:
+    """float32 keys as uint32 in the same order (largest first: reversed); -0.0 and 0.0 tie."""
+    b = (np.asarray(key, np.float32) + np.float32(0)).view(np.uint32)
+    u = np.where(b >> np.uint32(31), ~b, b | np.uint32(0x80000000))
+    return ~u if largest else u
+
+
+class _Pass:
+    """The scores read in chunks of CHUNK rows (memory stays flat in N): labels and what may be picked."""
+
+    def __init__(self, scores, exclude: np.ndarray | None, per_class: bool):
+        self.scores, self.exclude, self.per_class = scores, exclude, per_class
+
+    def __iter__(self):
+        s = self.scores
+        for lo in range(0, s.n, CHUNK):
+            hi = min(lo + CHUNK, s.n)
+            ok = read_rows(s.flags, lo, hi) == 0
+            if self.exclude is not None and len(self.exclude):  # sorted global indices
+                a, b = np.searchsorted(self.exclude, [lo, hi])
+                ok[self.exclude[a:b] - lo] = False
+            lab = read_rows(s.label, lo, hi) if self.per_class else np.zeros(hi - lo, np.uint8)
+            yield lo, hi, lab, ok
+
+
+class _Band:
+    """Per class, the rows among its ``need`` best by a key: those under the threshold t, and the
+    first ``ties`` rows (by index) equal to it. Found by radix select, one byte per pass: four
+    passes over the scores holding classes x 256 counts, whatever N is."""
+
+    def __init__(self, rows: _Pass, key, largest: bool, need: np.ndarray):
+        self.rows, self.key, self.largest = rows, key, largest
+        need = np.asarray(need, np.int64).copy()
+        classes = len(need)
+        prefix = np.zeros(classes, np.uint32)
+        for shift in (24, 16, 8, 0):
+            high = np.uint32((0xFFFFFFFF << (shift + 8)) & 0xFFFFFFFF)  # the bytes already fixed
+            hist = np.zeros(classes * 256, np.int64)
+            for lo, hi, lab, ok in rows:
+                u = _ordered(key(lo, hi), largest)
+                lab = lab.astype(np.intp)
+                m = ok & (need[lab] > 0) & ((u & high) == (prefix[lab] & high))
+                hist += np.bincount(lab[m] * 256 + ((u[m] >> np.uint32(shift)) & np.uint32(255)), minlength=hist.size)
+            hist = hist.reshape(classes, 256)
+            if shift == 24:
+                need = np.minimum(need, hist.sum(1))  # a class smaller than its need gives all it has
+            cum = hist.cumsum(1)
+            digit = np.argmax(cum >= need[:, None], axis=1)
+            need -= np.where(digit > 0, cum[np.arange(classes), digit - 1], 0) * (need > 0)
+            prefix |= (digit.astype(np.uint32) << np.uint32(shift)) * (need > 0)
+        self.threshold, self.ties = prefix, need
+
+    def members(self):
+        """Yield (lo, hi, lab, ok) with ok narrowed to the band, in index order (ties: lowest indices)."""
+        taken = np.zeros(len(self.ties), np.int64)
+        for lo, hi, lab, ok in self.rows:
+            u = _ordered(self.key(lo, hi), self.largest)
+            li = lab.astype(np.intp)
+            t = self.threshold[li]
+            inside = ok & (u < t)
+            eq = np.flatnonzero(ok & (u == t) & (self.ties[li] > 0))
+            if len(eq):
+                le = li[eq]
+                order = np.argsort(le, kind="stable")
+                rank = np.empty(len(eq), np.int64)
+                rank[order] = np.arange(len(eq)) - np.searchsorted(le[order], le[order], side="left")
+                inside[eq[rank + taken[le] < self.ties[le]]] = True
+                taken += np.bincount(le, minlength=len(taken))
+            yield lo, hi, lab, inside
+
+
+def _best(chunks, key, largest: bool, quotas: np.ndarray, threads: int) -> np.ndarray:
+    """Per class c, the quotas[c] best rows by key (ties to the lower index), sorted by index.
+
+    Each chunk's own best (native.class_topk) are merged into the running best, so memory holds
+    one chunk plus sum(quotas) candidates."""
+    quotas = np.asarray(quotas, np.int64)
+    idx, keys, labs = np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.uint32)
+    for lo, hi, lab, ok in chunks:
+        k = np.ascontiguousarray(key(lo, hi), np.float32)
+        lab32 = lab.astype(np.uint32)
+        local = native.class_topk(k, lab32, quotas, (~ok).view(np.uint8), largest, threads)
+        if not len(local):
+            continue
+        local.sort()
+        idx = np.concatenate([idx, local + lo])  # ascending: earlier chunks hold lower indices
+        keys, labs = np.concatenate([keys, k[local]]), np.concatenate([labs, lab32[local]])
+        keep = np.sort(native.class_topk(keys, labs, quotas, None, largest, threads))
+        idx, keys, labs = idx[keep], keys[keep], labs[keep]
+    return idx
+
+
+def class_counts(scores: Scores) -> np.ndarray:
+    """Selectable (unflagged) images per pseudo-label, counted chunk by chunk."""
+    counts = np.zeros(scores.num_classes, np.int64)
+    for _, _, lab, ok in _Pass(scores, None, True):
+        counts += np.bincount(lab[ok].astype(np.intp), minlength=len(counts))[: len(counts)]
+    return counts
 
 
 def select(
@@ -220,23 +308,26 @@ def select(
     strategy, seed = cfg.strategy, cfg.seed
     if strategy not in _STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(list_strategies())}")
-    labels = np.asarray(scores.label)
-    flags = np.asarray(scores.flags)
-    exclude = (flags != 0).astype(np.uint8)
-    valid = int(len(flags) - exclude.sum())
+    counts = class_counts(scores)
+    valid = int(counts.sum())
     budget = budget_size(scores.n, keep, count)
     k = min(budget, valid)
     spread = resolve_spread(cfg.spread, k, valid)
     key, largest = _STRATEGIES[strategy](scores, seed)
-    key = np.ascontiguousarray(key, np.float32)
+    draw = _RandomChunks([seed, 0x5EED]).rows  # with spread: the random order within a band
+
+    def pick(quotas: np.ndarray, exclude: np.ndarray | None, per_class: bool) -> np.ndarray:
+        rows = _Pass(scores, exclude, per_class)
+        if spread == 1 or not quotas.any():
+            return _best(rows, key, largest, quotas, threads)
+        band = _Band(rows, key, largest, np.ceil(spread * quotas).astype(np.int64))
+        return _best(band.members(), draw, False, quotas, threads)
+
     net = None
-    pick = _Picker(key, largest, labels, spread, seed, threads)
     if cfg.safety_net:
-        counts = np.bincount(labels[exclude == 0].astype(np.int64), minlength=scores.num_classes)
         quotas = safety_net_quotas(counts, k, cfg.alpha, cfg.share)
-        picked = pick.per_class(quotas, exclude)
-        exclude[picked] = 1
-        rest = pick.best(k - len(picked), exclude)
+        picked = pick(quotas, None, True)
+        rest = pick(np.array([k - len(picked)]), picked, False)
         chosen = np.concatenate([picked, rest])
         net = {
             "alpha": cfg.alpha,
@@ -245,11 +336,11 @@ def select(
             "quota_filled": int(len(picked)),
         }
     else:
-        chosen = pick.best(k, exclude)
+        chosen = pick(np.array([k]), None, False)
     indices = np.sort(chosen)
     sel = Selection(
         indices,
-        labels[indices],
+        gather_rows(scores.label, indices),
         scores.num_classes,
         scores.class_names,
         strategy,
