@@ -64,6 +64,19 @@ def _decode_batch(args):
     return out
 
 
+def _encode_block(args):
+    tiles, kind, quality = args
+    return encode_tiles(tiles, kind, quality)
+
+
+def _encoded(block: np.ndarray, store: dict, pool) -> list[bytes]:
+    """encode_tiles over a shard, in blocks across the build's worker processes (same bytes as serial)."""
+    step = 512
+    jobs = [(block[i : i + step], store["kind"], store["quality"]) for i in range(0, len(block), step)]
+    results = pool.imap(_encode_block, jobs) if pool is not None and len(jobs) > 1 else map(_encode_block, jobs)
+    return [b for part in results for b in part]
+
+
 def _decoder_pool(workers: int):
     if workers <= 1:
         return None
@@ -158,7 +171,7 @@ def build_pack(
                         else:
                             kept, skipped = None, []
                             block = array_to_rgb_tiles(load_array(s)[lo:hi], size, method)
-                        work.commit((k, j), block, kept, skipped, hi - lo)
+                        work.commit((k, j), block, kept, skipped, hi - lo, pool)
                         b.advance(hi - lo)
             finally:
                 if pool is not None:
@@ -255,12 +268,11 @@ class _BuildDir:
     def done(self, key: tuple[int, int]) -> bool:
         return key in self._done
 
-    def commit(self, key, block: np.ndarray, kept: list[str] | None, skipped: list[dict], inputs: int) -> None:
+    def commit(self, key, block: np.ndarray, kept, skipped: list[dict], inputs: int, pool=None) -> None:
         data = np.ascontiguousarray(block, dtype=np.uint8)
         with open(self.data, "r+b") as f:
             if self.encoded:
-                store = self.plan["store"]
-                blobs = encode_tiles(data, store["kind"], store["quality"])
+                blobs = _encoded(data, self.plan["store"], pool)
                 atomic.save_npy(
                     self.path / f"lengths-{key[0]}-{key[1]}.npy", np.array([len(x) for x in blobs], np.int64)
                 )
