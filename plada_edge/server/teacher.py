@@ -240,18 +240,24 @@ def export_int8(
 ) -> dict:
     """Export fp32 to OUT.fp32.onnx, then an int8 copy to OUT calibrated on the target's training images."""
     from ..core.errors import ConfigError
-    from ..core.images import array_to_rgb_tiles
     from .quantize import quantize_teacher
 
     if target is None:
         raise ConfigError("--int8 calibrates on the target's training images: give --target")
-    tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
     out = Path(out)
     fp32 = out.with_name(out.stem + ".fp32.onnx")
     report = export_onnx(teacher, fp32, input_size=input_size, with_features=False)
-    pick = np.random.default_rng(0).permutation(len(tgt.y_train))[:calibration_images]
-    calibration = array_to_rgb_tiles(tgt.x_train[np.sort(pick)], input_size, "crop")
+    calibration = calibration_set(target, input_size, calibration_images)
     return dict(quantize_teacher(fp32, out, calibration), fp32=report)
+
+
+def calibration_set(target: Target | str, input_size: int, count: int = 512) -> np.ndarray:
+    """``count`` seeded training images of the target, rendered as a pack of ``input_size`` stores them."""
+    from ..core.images import array_to_rgb_tiles
+
+    tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
+    pick = np.random.default_rng(0).permutation(len(tgt.y_train))[:count]
+    return array_to_rgb_tiles(tgt.x_train[np.sort(pick)], input_size, "crop")
 
 
 def _text(x) -> str:
