@@ -22,8 +22,10 @@ def source(tmp_path_factory):
 @pytest.mark.parametrize("store", ["jpeg", "webp"])
 def test_encoded_packs_read_like_raw_ones(source, tmp_path, store):
     raw = build_pack([str(source / "a.npy")], tmp_path / "raw", size=24)
-    enc = build_pack([str(source / "a.npy")], tmp_path / store, size=24, store=store, quality=90, shard=700)
-    again = build_pack([str(source / "a.npy")], tmp_path / f"{store}2", size=24, store=store, quality=90, shard=700)
+    enc = build_pack([str(source / "a.npy")], tmp_path / store, size=24, store=store, quality=90, shard=700, workers=2)
+    again = build_pack(  # encoded serially: the same bytes as across worker processes
+        [str(source / "a.npy")], tmp_path / f"{store}2", size=24, store=store, quality=90, shard=700, workers=1
+    )
     assert enc.fingerprint == again.fingerprint != raw.fingerprint  # deterministic, and a fingerprint of its own
     assert enc.store == store and enc.n == raw.n == 3000 and enc.verify() == enc.fingerprint
     assert enc.info()["bytes"] < raw.info()["bytes"] / 2
