@@ -6,7 +6,8 @@ noise, so nearly no two are equal; generated at 16 px) is built with ``reference
 default a raw 16 px pack, so 14.2M images take 10.9 GB and the run fits 2 cores in under an hour
 (``--size 32 --store jpeg`` builds 32 px jpeg packs instead, about 4x slower to build and score).
 A small teacher (tiny_cnn, 1 epoch on fmnist, at 8x8) scores it; then ``select`` and ``pack`` at
-1 %, and the device's gather of that 1 %. Every step runs in its own process, so its peak RSS
+1 %, and the device's gather of that 1 % as learn does it (to a file, a block at a time) followed by
+an epoch of random training batches read back from it. Every step runs in its own process, so its peak RSS
 (VmHWM) is its own. The goals: peak RSS of score, select, pack and gather grows <= 1.2x from the
 smallest to the largest N, and the energy kernel plus selection stay <= 2 % of scoring time.
 
@@ -34,7 +35,7 @@ from benchkit import machine, replace_section
 ROOT = Path("runs/scale")
 
 STEP = r"""
-import json, sys, time
+import json, os, sys, time
 import numpy as np
 step, args = sys.argv[1], json.loads(sys.argv[2])
 t0 = time.perf_counter()
@@ -68,8 +69,12 @@ elif step == "gather":
     pack = open_pack(args["pack"])
     p = read_payload(args["payload"])
     p.check_pack(pack)
-    images = pack.gather(p.indices)
-    extra["gathered_mib"] = images.nbytes / 2**20
+    images = pack.gather_to(p.indices, args["out"])  # what learn does: to a file, a block at a time
+    order = np.random.default_rng(0).permutation(len(images))
+    for b0 in range(0, len(order), 256):  # then an epoch of training batches read back from it
+        images[np.sort(order[b0 : b0 + 256])]
+    extra["gathered_mib"] = len(images) * images.shape[1] * images.shape[2] * 3 / 2**20
+    os.unlink(args["out"])
 elif step == "energy":  # the native energy kernel alone, on logits shaped like scoring's
     from plada_edge.core import native
     logits = np.random.default_rng(0).standard_normal((args["n"], 10)).astype(np.float32)
@@ -162,7 +167,7 @@ def main() -> None:
         for step, kw in (
             ("select", dict(scores=str(d / "scores"))),
             ("pack", dict(scores=str(d / "scores"), payload=str(d / "task.plada"))),
-            ("gather", dict(pack=str(pack), payload=str(d / "task.plada"))),
+            ("gather", dict(pack=str(pack), payload=str(d / "task.plada"), out=str(d / "gathered.npy"))),
             ("energy", dict(n=n)),
         ):
             if step not in r or step in rerun:
@@ -195,7 +200,7 @@ def main() -> None:
         f"built to {args.size} px, stored {args.store}), a tiny_cnn teacher (10 classes); each step in its own process "
         "(wall time, peak RSS as VmHWM). Payload at 1 %, default selection. Energy kernel + selection as a share "
         "of scoring time in the last column.\n\n"
-        "| N | pack on disk | build | score | select 1 % | pack 1 % | learn's gather of 1 % "
+        "| N | pack on disk | build | score | select 1 % | pack 1 % | learn's gather of 1 % (+ an epoch of reads) "
         "| energy + select / score |\n"
         "|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n\n"
         f"Peak RSS growth from N = {ns[0]:,} to {ns[-1]:,}: "

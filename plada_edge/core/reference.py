@@ -31,7 +31,7 @@ from .images import DEFAULT_MAX_PIXELS, RESIZE_METHODS, ImageSkipped, array_to_r
 from .locks import output_lock
 from .progress import bar
 from .sources import Source, list_folder, load_array, parse_source
-from .storage import BLOB, OFFSETS, EncodedImages, check_store, encode_tiles
+from .storage import BLOB, OFFSETS, EncodedImages, MappedImages, check_store, encode_tiles, unmap_rows, write_images
 
 PACK_FORMAT = 1
 IMAGES, MANIFEST = "images.npy", "manifest.json"
@@ -473,14 +473,9 @@ class ReferencePack:
         streaming 14M images or gathering 142k would otherwise leave the process holding the whole
         pack. Reading released rows again simply maps them again.
         """
-        if self._mapping is None or not hasattr(mmap, "MADV_DONTNEED"):
-            return
         stop = self.n if stop is None else stop
-        row, base, page = self.images.strides[0], self._offset, mmap.PAGESIZE
-        a = (base + start * row) // page * page
-        b = min(len(self._mapping), -(-(base + stop * row) // page) * page)
-        if b > a:
-            self._mapping.madvise(mmap.MADV_DONTNEED, a, b - a)
+        if self._mapping is not None:
+            unmap_rows(self._mapping, self._offset, self.images.strides[0], start, stop)
 
     # --- what it is -------------------------------------------------------------------------
     @property
@@ -563,6 +558,14 @@ class ReferencePack:
             out[part] = native.gather_rows(self.images, rows, threads)
             self.release(int(rows[0]), int(rows[-1]) + 1)
         return out
+
+    def gather_to(self, indices, path: str | os.PathLike, block: int = 4096) -> MappedImages:
+        """The images at ``indices`` written to the .npy ``path`` (atomically), one block of ``block``
+        images in memory at a time; returned as MappedImages. A device gathers its 142k images of a
+        14.2M pack this way in flat memory, and trains from the file."""
+        idx = np.asarray(indices, np.int64)
+        blocks = (self.gather(idx[b0 : b0 + block]) for b0 in range(0, len(idx), block))
+        return MappedImages(write_images(path, (len(idx), self.size, self.size, 3), blocks))
 
     def iter_chunks(self, chunk: int = _CHUNK, start: int = 0, stop: int | None = None):
         """Yield (first index, images) over [start, stop) in chunks, in index order."""

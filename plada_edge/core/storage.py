@@ -15,8 +15,11 @@ a given Pillow (libjpeg/libwebp) build, which the manifest records. ``EncodedIma
 
 from __future__ import annotations
 
+import contextlib
 import io
+import mmap
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -156,3 +159,92 @@ class EncodedImages:
         out = np.empty((len(idx), self.size, self.size, 3), np.uint8)
         out[order] = self._decode_all(self._blobs(idx[order]))
         return out
+
+
+def unmap_rows(mapping: mmap.mmap | None, offset: int, row_bytes: int, start: int, stop: int) -> None:
+    """Drop this process's pages of rows [start, stop) of a read-only map (the page cache keeps them).
+
+    Pages a read touched stay mapped, and count in the resident set, until dropped: a pass over 14M
+    rows, or a gather of 142k, would otherwise leave the process holding the whole file.
+    """
+    if mapping is None or not hasattr(mmap, "MADV_DONTNEED") or stop <= start:
+        return
+    page = mmap.PAGESIZE
+    a = (offset + start * row_bytes) // page * page
+    b = min(len(mapping), -(-(offset + stop * row_bytes) // page) * page)
+    if b > a:
+        mapping.madvise(mmap.MADV_DONTNEED, a, b - a)
+
+
+class MappedImages:
+    """An (n, H, W, 3) uint8 .npy read through a map: ``images[rows]`` copies those rows out and drops
+    their pages again, so training epochs over a large gathered set keep only the batch resident."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read(f)
+            except ValueError as exc:
+                raise PackError(f"{self.path}: not a valid .npy file ({exc})") from None
+            self._offset = f.tell()
+            if dtype != np.uint8 or fortran or len(shape) != 4 or shape[-1] != 3:
+                raise PackError(f"{self.path}: holds {dtype} {shape}, expected uint8 (n, H, W, 3)")
+            need = self._offset + int(np.prod(shape))
+            if os.fstat(f.fileno()).st_size != need:
+                raise PackError(f"{self.path} is not {need:,} bytes: truncated or modified")
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if shape[0] else None
+        self.shape, self.dtype = tuple(shape), np.dtype(np.uint8)
+        self._rows = (
+            np.frombuffer(self._map, np.uint8, count=int(np.prod(shape)), offset=self._offset).reshape(shape)
+            if self._map is not None
+            else np.zeros(shape, np.uint8)
+        )
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        """Rows by a slice or an array of row numbers, as a new array."""
+        out = np.array(self._rows[rows])
+        if isinstance(rows, slice):
+            lo, hi, _ = rows.indices(len(self))
+        else:
+            r = np.asarray(rows).reshape(-1)
+            lo, hi = (int(r.min()), int(r.max()) + 1) if r.size else (0, 0)
+        unmap_rows(self._map, self._offset, self._rows.strides[0], max(lo, 0), hi)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+
+def write_images(path: str | os.PathLike, shape: tuple[int, int, int, int], blocks) -> Path:
+    """Write an (n, H, W, 3) uint8 .npy from ``blocks`` (arrays of rows, in order) atomically, one block
+    in memory at a time."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "|u1", "fortran_order": False, "shape": tuple(int(x) for x in shape)}
+            )
+            rows = 0
+            for block in blocks:
+                f.write(np.ascontiguousarray(block, np.uint8).tobytes())
+                rows += len(block)
+            if rows != shape[0]:
+                raise PackError(f"wrote {rows} rows to {path}, expected {shape[0]}")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path

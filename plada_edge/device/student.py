@@ -30,12 +30,13 @@ import numpy as np
 from ..core import atomic
 from ..core.config import StudentConfig, with_options
 from ..core.devices import onnx_providers, resolve_device
-from ..core.errors import ModelError, TargetError
+from ..core.errors import ModelError, PackError, TargetError
 from ..core.locks import output_lock
 from ..core.models import create_model
 from ..core.payload import Payload, read_payload
 from ..core.recipes import student_options
 from ..core.reference import ReferencePack
+from ..core.storage import MappedImages
 from ..core.targets import Target, load_target
 from ..core.train import fit, predict
 from ..core.view import ViewSpec, as_nhwc3, torch_view
@@ -106,20 +107,9 @@ def learn(
     spec = ViewSpec.from_dict(view) if view else ViewSpec(native_size=size, model_size=size)
     if cfg.model_size is not None:
         spec = replace(spec, model_size=cfg.model_size)
-    images = pack.gather(p.indices)
     labels = p.labels.copy()
     sample_weight = None
     expansion = None
-    if cfg.expand > 0:
-        from .index import expand_labels
-
-        extra_idx, extra_lab, expansion = expand_labels(pack, p.indices, p.labels, k=cfg.expand, embedder=cfg.embedder)
-        if len(extra_idx):
-            images = np.concatenate([images, pack.gather(extra_idx)])
-            labels = np.concatenate([labels, extra_lab])
-            sample_weight = np.concatenate([np.ones(p.k), np.full(len(extra_idx), cfg.expand_weight)]).astype(
-                np.float32
-            )
     out = Path(out)
     torch.manual_seed(cfg.train.seed)
     arch = cfg.arch
@@ -132,6 +122,20 @@ def learn(
     }
     device = resolve_device(cfg.device)
     with output_lock(out):  # one writer per student folder
+        images = gathered(pack, p, out)
+        gathered_file = images.path
+        if cfg.expand > 0:
+            from .index import expand_labels
+
+            extra_idx, extra_lab, expansion = expand_labels(
+                pack, p.indices, p.labels, k=cfg.expand, embedder=cfg.embedder
+            )
+            if len(extra_idx):
+                images = np.concatenate([images, pack.gather(extra_idx)])
+                labels = np.concatenate([labels, extra_lab])
+                sample_weight = np.concatenate([np.ones(p.k), np.full(len(extra_idx), cfg.expand_weight)]).astype(
+                    np.float32
+                )
         train_view = torch_view(spec, input_size=pack.size)
         history = fit(
             model,
@@ -229,7 +233,28 @@ def learn(
                 ratio_to_teacher=(acc / teacher_acc) if teacher_acc else None,
             )
         atomic.write_json(out / METRICS_FILE, metrics)
+        gathered_file.unlink(missing_ok=True)  # only a resumed run needs it
     return metrics
+
+
+GATHERED = "gathered-{}.npy"  # the payload's images, gathered once into the student folder
+
+
+def gathered(pack: ReferencePack, payload, out: Path) -> MappedImages:
+    """The payload's images as a file in ``out`` (gathered in blocks, so memory stays flat at any k),
+    read through MappedImages. A rerun (resume) reuses it; it is named by payload and pack, so a
+    file from another payload or pack is never read."""
+    path = out / GATHERED.format(hashlib.sha256((payload.sha256 + pack.fingerprint).encode()).hexdigest()[:16])
+    if path.is_file():
+        try:
+            images = MappedImages(path)
+            if images.shape == (payload.k, pack.size, pack.size, 3):
+                return images
+        except PackError:
+            pass  # damaged: gather again
+    for old in out.glob(GATHERED.format("*")):
+        old.unlink()
+    return pack.gather_to(payload.indices, path)
 
 
 def self_label(
