@@ -155,24 +155,31 @@ def _consolidate(out: Path, starts: list[int], n: int, num_classes: int, keep_lo
         fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{f}.npy.", suffix=".tmp")  # unique: concurrent runs never share
         os.close(fd)
         try:
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dt, shape=shape)
-            for c0 in starts:
-                path = chunk_path(out, c0)
-                try:
-                    with np.load(path) as z:
-                        part, start, stop = z[f], int(z["start"]), int(z["stop"])
-                except Exception as exc:  # a chunk damaged after it was written: drop it so a rerun rescores it
-                    path.unlink(missing_ok=True)
-                    raise ScoresError(
-                        f"{path} is damaged ({type(exc).__name__}); it was removed, rerun to rescore it"
-                    ) from None
-                if start != c0 or stop - start != len(part):
-                    raise ScoresError(
-                        f"{path} covers [{start}, {stop}) with {len(part)} rows, expected to start at {c0}"
-                    )
-                arr[start:stop] = part
-            arr.flush()
-            del arr
+            # written, not memory-mapped: a map's dirty pages would stay in this process's resident set
+            with open(tmp, "wb") as f_out:
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dt)), "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(f_out, header)
+                rows = 0
+                for c0 in starts:
+                    path = chunk_path(out, c0)
+                    try:
+                        with np.load(path) as z:
+                            part, start, stop = z[f], int(z["start"]), int(z["stop"])
+                    except Exception as exc:  # a chunk damaged after it was written: drop it so a rerun rescores it
+                        path.unlink(missing_ok=True)
+                        raise ScoresError(
+                            f"{path} is damaged ({type(exc).__name__}); it was removed, rerun to rescore it"
+                        ) from None
+                    if start != c0 or start != rows or stop - start != len(part):
+                        raise ScoresError(
+                            f"{path} covers [{start}, {stop}) with {len(part)} rows, expected to start at {rows}"
+                        )
+                    f_out.write(np.ascontiguousarray(part, dt).tobytes())
+                    rows = stop
+                if rows != n:
+                    raise ScoresError(f"the score chunks in {out} cover {rows:,} rows of {n:,}")
+                f_out.flush()
+                os.fsync(f_out.fileno())
             os.replace(tmp, out / f"{f}.npy")
         finally:
             if os.path.exists(tmp):
