@@ -161,6 +161,9 @@ class EncodedImages:
         return out
 
 
+FOLIO_SLACK = 1 << 21  # bytes either side of a read that a fault may have mapped too (a PMD-mapped folio: 2 MiB)
+
+
 def unmap_rows(mapping: mmap.mmap | None, offset: int, row_bytes: int, start: int, stop: int) -> None:
     """Drop this process's pages of rows [start, stop) of a read-only map (the page cache keeps them).
 
@@ -170,8 +173,9 @@ def unmap_rows(mapping: mmap.mmap | None, offset: int, row_bytes: int, start: in
     if mapping is None or not hasattr(mmap, "MADV_DONTNEED") or stop <= start:
         return
     page = mmap.PAGESIZE
-    a = (offset + start * row_bytes) // page * page
-    b = min(len(mapping), -(-(offset + stop * row_bytes) // page) * page)
+    # a fault maps whole folios, up to FOLIO_SLACK past the rows read: without the slack 4-12 % stayed mapped
+    a = max(0, (offset + start * row_bytes - FOLIO_SLACK) // page * page)
+    b = min(len(mapping), -(-(offset + stop * row_bytes + FOLIO_SLACK) // page) * page)
     if b > a:
         mapping.madvise(mmap.MADV_DONTNEED, a, b - a)
 
