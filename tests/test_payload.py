@@ -223,3 +223,28 @@ def test_zstd_bomb_is_refused():
     blob = _container(header(10, 2), "paper-idx", huge, k=2)
     with pytest.raises(PayloadError, match="expands"):
         decode_payload(blob)
+
+
+def test_zstd_context_is_capped_and_uncapped_payloads_still_decode(monkeypatch):
+    """The encoder caps zstd's window and tables (memory flat at 14.2M); a payload written with the
+    level's own, larger tables (as before the cap) reads the same."""
+    import zstandard
+
+    raw = np.random.default_rng(4).integers(0, 2, 3_000_000, dtype=np.uint8).tobytes()
+    assert zstandard.get_frame_parameters(codecs._compress(raw)).window_size <= 1 << codecs.ZSTD_MAX_LOG
+    n = 14_197_122
+    idx = np.sort(np.random.default_rng(3).choice(n, n // 100, replace=False))
+    lab = (idx % 7).astype(np.int64)
+    head = header(n, 7)
+    capped = encode_payload(idx, lab, head, "paper-bmp")
+    monkeypatch.setattr(
+        codecs,
+        "_compress",
+        lambda raw: zstandard.ZstdCompressor(level=codecs.ZSTD_LEVEL, write_content_size=True).compress(raw),
+    )
+    uncapped = encode_payload(idx, lab, head, "paper-bmp")
+    assert uncapped != capped and abs(len(uncapped) - len(capped)) < 0.02 * len(capped)
+    for data in (capped, uncapped):
+        p = decode_payload(data)
+        np.testing.assert_array_equal(p.indices, idx)
+        np.testing.assert_array_equal(p.labels, lab)
