@@ -79,31 +79,22 @@ def test_both_decoders_give_the_same_pixels(source, tmp_path, store):
         np.testing.assert_array_equal(fast(b), storage._decode(b, 24))
 
 
-def _mapped_rss_kib(path) -> int:
-    """Resident KiB of this process's mappings of ``path`` (from /proc/self/smaps)."""
-    total, mine = 0, False
-    for line in open("/proc/self/smaps"):
-        if "-" in line.split(" ", 1)[0]:  # a mapping's header line
-            mine = line.rstrip().endswith(str(path))
-        elif mine and line.startswith("Rss:"):
-            total += int(line.split()[1])
-    return total
-
-
-@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/smaps"), reason="needs /proc/self/smaps")
-def test_gather_to_writes_the_gather_and_reads_leave_nothing_resident(source, tmp_path):
-    from plada_edge.core.storage import MappedImages
+def test_gather_to_writes_the_gather_and_reads_rows_back(source, tmp_path):
+    from plada_edge.core.storage import ImageFile
 
     pack = build_pack([str(source / "a.npy")], tmp_path / "raw", size=24)
     idx = np.sort(np.random.default_rng(1).choice(pack.n, 2500, replace=False))
-    mapped = pack.gather_to(idx, tmp_path / "g.npy", block=300)
+    images = pack.gather_to(idx, tmp_path / "g.npy", block=300)
     np.testing.assert_array_equal(np.load(tmp_path / "g.npy"), pack.gather(idx))
-    assert len(mapped) == 2500 and mapped.shape == (2500, 24, 24, 3)
-    for rows in (np.random.default_rng(2).permutation(2500).reshape(-1, 100)):  # an epoch of random batches
-        np.testing.assert_array_equal(mapped[rows], pack.gather(idx[rows]))
-    np.testing.assert_array_equal(mapped[10:20], pack.gather(idx[10:20]))
-    assert _mapped_rss_kib(tmp_path / "g.npy") <= 64  # the batches' pages were dropped again (4.3 MB read)
-    np.testing.assert_array_equal(np.asarray(mapped), pack.gather(idx))
+    assert len(images) == 2500 and images.shape == (2500, 24, 24, 3)
+    for rows in np.random.default_rng(2).permutation(2500).reshape(-1, 100)[:5]:  # training batches
+        np.testing.assert_array_equal(images[rows], pack.gather(idx[rows]))
+    np.testing.assert_array_equal(images[10:20], pack.gather(idx[10:20]))
+    np.testing.assert_array_equal(images[np.array([-1, 0])], pack.gather(idx[[-1, 0]]))
+    np.testing.assert_array_equal(np.asarray(images), pack.gather(idx))
+    assert images[5:5].shape == (0, 24, 24, 3)
+    with pytest.raises(IndexError):
+        images[np.array([2500])]
     (tmp_path / "g.npy").write_bytes((tmp_path / "g.npy").read_bytes()[:-5])
     with pytest.raises(PackError, match="truncated"):
-        MappedImages(tmp_path / "g.npy")
+        ImageFile(tmp_path / "g.npy")

@@ -31,13 +31,13 @@ from .images import DEFAULT_MAX_PIXELS, RESIZE_METHODS, ImageSkipped, array_to_r
 from .locks import output_lock
 from .progress import bar
 from .sources import Source, list_folder, load_array, parse_source
-from .storage import BLOB, OFFSETS, EncodedImages, MappedImages, check_store, encode_tiles, unmap_rows, write_images
+from .storage import BLOB, OFFSETS, EncodedImages, ImageFile, check_store, encode_tiles, unmap_rows, write_images
 
 PACK_FORMAT = 1
 IMAGES, MANIFEST = "images.npy", "manifest.json"
 _HEADER_BYTES = 128  # fixed .npy header size, so the final N can be written after streaming
 _CHUNK = 4096  # images per streamed chunk (12 MiB at 32 px)
-_GATHER_BLOCK = 64  # rows gathered before their pages are unmapped (a touch can map a 256 KiB folio)
+_GATHER_BLOCK = 64  # rows gathered before their pages are unmapped (a touch can map a 2 MiB folio)
 SHARD = 8192  # inputs per committed build shard: 25 MB of 32 px tiles, the most a killed build loses
 
 
@@ -559,13 +559,13 @@ class ReferencePack:
             self.release(int(rows[0]), int(rows[-1]) + 1)
         return out
 
-    def gather_to(self, indices, path: str | os.PathLike, block: int = 4096) -> MappedImages:
+    def gather_to(self, indices, path: str | os.PathLike, block: int = 4096) -> ImageFile:
         """The images at ``indices`` written to the .npy ``path`` (atomically), one block of ``block``
-        images in memory at a time; returned as MappedImages. A device gathers its 142k images of a
+        images in memory at a time; returned as ImageFile. A device gathers its 142k images of a
         14.2M pack this way in flat memory, and trains from the file."""
         idx = np.asarray(indices, np.int64)
         blocks = (self.gather(idx[b0 : b0 + block]) for b0 in range(0, len(idx), block))
-        return MappedImages(write_images(path, (len(idx), self.size, self.size, 3), blocks))
+        return ImageFile(write_images(path, (len(idx), self.size, self.size, 3), blocks))
 
     def iter_chunks(self, chunk: int = _CHUNK, start: int = 0, stop: int | None = None):
         """Yield (first index, images) over [start, stop) in chunks, in index order."""

@@ -180,12 +180,14 @@ def unmap_rows(mapping: mmap.mmap | None, offset: int, row_bytes: int, start: in
         mapping.madvise(mmap.MADV_DONTNEED, a, b - a)
 
 
-class MappedImages:
-    """An (n, H, W, 3) uint8 .npy read through a map: ``images[rows]`` copies those rows out and drops
-    their pages again, so training epochs over a large gathered set keep only the batch resident."""
+class ImageFile:
+    """An (n, H, W, 3) uint8 .npy read with pread: ``images[rows]`` reads just those rows into a new
+    array. Nothing is memory-mapped, so training epochs over a large gathered set hold one batch (a
+    map would fault in a whole folio, up to 2 MiB, per row touched)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self._fd = os.open(self.path, os.O_RDONLY)
         with open(self.path, "rb") as f:
             try:
                 version = np.lib.format.read_magic(f)
@@ -199,27 +201,44 @@ class MappedImages:
             need = self._offset + int(np.prod(shape))
             if os.fstat(f.fileno()).st_size != need:
                 raise PackError(f"{self.path} is not {need:,} bytes: truncated or modified")
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if shape[0] else None
-        self.shape, self.dtype = tuple(shape), np.dtype(np.uint8)
-        self._rows = (
-            np.frombuffer(self._map, np.uint8, count=int(np.prod(shape)), offset=self._offset).reshape(shape)
-            if self._map is not None
-            else np.zeros(shape, np.uint8)
-        )
+        self.shape, self.dtype = tuple(int(x) for x in shape), np.dtype(np.uint8)
+        self._row = int(np.prod(shape[1:]))
+
+    def __del__(self):
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, rows) -> np.ndarray:
-        """Rows by a slice or an array of row numbers, as a new array."""
-        out = np.array(self._rows[rows])
+        """Rows by a slice (step 1) or an array of row numbers, as a new array."""
         if isinstance(rows, slice):
-            lo, hi, _ = rows.indices(len(self))
-        else:
-            r = np.asarray(rows).reshape(-1)
-            lo, hi = (int(r.min()), int(r.max()) + 1) if r.size else (0, 0)
-        unmap_rows(self._map, self._offset, self._rows.strides[0], max(lo, 0), hi)
+            lo, hi, step = rows.indices(len(self))
+            if step != 1:
+                return self[np.arange(lo, hi, step)]
+            out = np.empty((max(0, hi - lo), *self.shape[1:]), np.uint8)
+            self._read_into(out, lo)
+            return out
+        r = np.asarray(rows, np.int64).reshape(-1)
+        if r.size and (r.min() < -len(self) or r.max() >= len(self)):
+            raise IndexError(f"rows out of range for {len(self)} images")
+        r = np.where(r < 0, r + len(self), r)
+        out = np.empty((len(r), *self.shape[1:]), np.uint8)
+        for i, row in enumerate(r.tolist()):
+            self._read_into(out[i : i + 1], row)
         return out
+
+    def _read_into(self, out: np.ndarray, row: int) -> None:
+        if not out.size:
+            return
+        view, done, at = memoryview(out.reshape(-1)), 0, self._offset + row * self._row
+        while done < len(view):
+            got = os.preadv(self._fd, [view[done:]], at + done)
+            if got <= 0:
+                raise PackError(f"{self.path} ended early: truncated while being read")
+            done += got
 
     def __array__(self, dtype=None, copy=None):
         out = self[:]

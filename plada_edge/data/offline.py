@@ -300,8 +300,9 @@ def photo_paths() -> list[Path]:
     return [p for p in paths if p.exists() and p.name != "digits.png"]
 
 
-def photo_patches(count: int, seed: int = 3) -> np.ndarray:
-    """Random crops at several scales (24..320 px) with flips, resized to 32 with a box filter."""
+def photo_patches(count: int, seed: int = 3, size: int = SIZE) -> np.ndarray:
+    """Random crops at several scales (24..320 px at size 32, in proportion otherwise) with flips,
+    resized to ``size`` with a box filter."""
     from PIL import Image
 
     photos = []
@@ -309,14 +310,14 @@ def photo_patches(count: int, seed: int = 3) -> np.ndarray:
         with Image.open(p) as img:
             photos.append(to_rgb(img))
     rng = np.random.default_rng(seed)
-    out = np.empty((count, SIZE, SIZE, 3), np.uint8)
-    scales = np.array([24, 32, 48, 64, 96, 128, 192, 256, 320])
+    out = np.empty((count, size, size, 3), np.uint8)
+    scales = np.array([24, 32, 48, 64, 96, 128, 192, 256, 320]) * size // SIZE
     for i in range(count):
         img = photos[rng.integers(len(photos))]
         w, h = img.size
         s = int(min(rng.choice(scales), w, h))
         x0, y0 = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
-        tile = img.crop((x0, y0, x0 + s, y0 + s)).resize((SIZE, SIZE), Image.Resampling.BOX)
+        tile = img.crop((x0, y0, x0 + s, y0 + s)).resize((size, size), Image.Resampling.BOX)
         if rng.random() < 0.5:
             tile = tile.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         out[i] = np.asarray(tile)

@@ -1,9 +1,9 @@
-"""The device's half of PLADA (paper §3.3): payload → memory-mapped subset → student → ONNX.
+"""The device's half of PLADA (paper §3.3): payload → gathered subset → student → ONNX.
 
 ``learn``:
 1. verifies the payload (checksum, version, and the pack fingerprint) before anything else;
-2. decodes it and gathers the k named images from the memory-mapped pack (memory ∝ k, the pack
-   is never loaded);
+2. decodes it and gathers the k named images from the pack into a file in the student folder, a
+   block at a time, and trains from that file (memory flat in k; the pack is never loaded);
 3. optionally adds free labels by FAISS label expansion (plada_edge.device.index);
 4. trains the student through the payload's sensor view (the teacher's), with the paper's recipe:
    AdamW, lr 1e-3, cosine schedule, light augmentation, a checkpoint per epoch, exact resume;
@@ -36,7 +36,7 @@ from ..core.models import create_model
 from ..core.payload import Payload, read_payload
 from ..core.recipes import student_options
 from ..core.reference import ReferencePack
-from ..core.storage import MappedImages
+from ..core.storage import ImageFile
 from ..core.targets import Target, load_target
 from ..core.train import fit, predict
 from ..core.view import ViewSpec, as_nhwc3, torch_view
@@ -240,14 +240,14 @@ def learn(
 GATHERED = "gathered-{}.npy"  # the payload's images, gathered once into the student folder
 
 
-def gathered(pack: ReferencePack, payload, out: Path) -> MappedImages:
+def gathered(pack: ReferencePack, payload, out: Path) -> ImageFile:
     """The payload's images as a file in ``out`` (gathered in blocks, so memory stays flat at any k),
-    read through MappedImages. A rerun (resume) reuses it; it is named by payload and pack, so a
+    read through ImageFile. A rerun (resume) reuses it; it is named by payload and pack, so a
     file from another payload or pack is never read."""
     path = out / GATHERED.format(hashlib.sha256((payload.sha256 + pack.fingerprint).encode()).hexdigest()[:16])
     if path.is_file():
         try:
-            images = MappedImages(path)
+            images = ImageFile(path)
             if images.shape == (payload.k, pack.size, pack.size, 3):
                 return images
         except PackError:
