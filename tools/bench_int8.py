@@ -14,6 +14,7 @@ Goals: int8 >= 2x fp32 onnxruntime; 1 % selections overlap >= 0.97 (Jaccard); st
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -21,12 +22,26 @@ import numpy as np
 from benchkit import interleaved, machine, replace_section
 
 import plada_edge as plada
+from plada_edge.core.errors import ScoresError
 from plada_edge.core.targets import data_dir
 from plada_edge.server.inference import open_session
 from plada_edge.server.quantize import quantize_teacher
 from plada_edge.server.teacher import calibration_set, export_int8
 
 ROOT = Path("runs/int8")
+
+
+def scored(teacher: Path, pack, name: str):
+    """Scores of ``pack`` under ``teacher``: cached while the teacher's bytes stay the same."""
+    out = ROOT / f"scores-{name}"
+    try:
+        cached = plada.open_scores(out, pack)
+        if cached.meta["teacher_sha256"] == hashlib.sha256(teacher.read_bytes()).hexdigest():
+            return cached
+    except ScoresError:
+        pass
+    shutil.rmtree(out, ignore_errors=True)
+    return plada.score(teacher, pack, out, progress=False)
 
 
 def main() -> None:
@@ -51,16 +66,10 @@ def main() -> None:
         args.repeats,
     )
     rate = {k: len(images) / t for k, t in times.items()}
-    for k in ("fp32", "int8"):  # the teacher may have been re-exported: score afresh
-        shutil.rmtree(ROOT / f"scores-{k}", ignore_errors=True)
-    scores = {
-        k: plada.score(p, pack, ROOT / f"scores-{k}", progress=False) for k, p in (("fp32", fp32), ("int8", int8))
-    }
     # the same quantization with 8-bit weights: the setting reduce_range replaced
     full = ROOT / "teacher-full-range.onnx"
     quantize_teacher(fp32, full, calibration_set(args.target, pack.size), reduce_range=False)
-    shutil.rmtree(ROOT / "scores-int8-full-range", ignore_errors=True)
-    scores["int8-full-range"] = plada.score(full, pack, ROOT / "scores-int8-full-range", progress=False)
+    scores = {k: scored(p, pack, k) for k, p in (("fp32", fp32), ("int8", int8), ("int8-full-range", full))}
     sel = {k: plada.select(sc, keep="1%") for k, sc in scores.items()}
     e32 = np.asarray(scores["fp32"].energy)
     agree = {}
@@ -73,10 +82,10 @@ def main() -> None:
         )
     students = {}
     if args.students:
-        for k, sc in scores.items():
-            plada.make_payload(sc, ROOT / f"{k}.plada", keep="1%")
+        for k in ("fp32", "int8"):  # a rerun on the same payload resumes the finished student
+            plada.make_payload(scores[k], ROOT / f"{k}.plada", keep="1%")
             students[k] = plada.learn(
-                ROOT / f"{k}.plada", pack, ROOT / f"student-{k}", target=args.target, resume=False, progress=False
+                ROOT / f"{k}.plada", pack, ROOT / f"student-{k}", target=args.target, progress=False
             )["test_acc"]
     body = (
         f"Machine: {machine()}. Teacher: resnet18 on {args.target} (`{args.teacher}`), int8 = onnxruntime static QDQ, "
