@@ -14,6 +14,7 @@ streams in chunks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mmap
@@ -545,19 +546,33 @@ class ReferencePack:
             idx = idx.astype(np.int64)
         if self._encoded is not None:
             return self._encoded.gather(idx)
-        if idx.size <= _GATHER_BLOCK:
-            out = native.gather_rows(self.images, idx, threads)
-            if idx.size:
-                self.release(int(idx.min()), int(idx.max()) + 1)
+        with self._random_access():
+            if idx.size <= _GATHER_BLOCK:
+                out = native.gather_rows(self.images, idx, threads)
+                if idx.size:
+                    self.release(int(idx.min()), int(idx.max()) + 1)
+                return out
+            order = np.argsort(idx, kind="stable")
+            out = np.empty((len(idx), *self.images.shape[1:]), np.uint8)
+            for b0 in range(0, len(order), _GATHER_BLOCK):  # in blocks, unmapping each block's pages as it goes
+                part = order[b0 : b0 + _GATHER_BLOCK]
+                rows = idx[part]
+                out[part] = native.gather_rows(self.images, rows, threads)
+                self.release(int(rows[0]), int(rows[-1]) + 1)
             return out
-        order = np.argsort(idx, kind="stable")
-        out = np.empty((len(idx), *self.images.shape[1:]), np.uint8)
-        for b0 in range(0, len(order), _GATHER_BLOCK):  # in blocks, unmapping each block's pages as it goes
-            part = order[b0 : b0 + _GATHER_BLOCK]
-            rows = idx[part]
-            out[part] = native.gather_rows(self.images, rows, threads)
-            self.release(int(rows[0]), int(rows[-1]) + 1)
-        return out
+
+    @contextlib.contextmanager
+    def _random_access(self):
+        """No readahead while gathering: on a cold page cache each scattered row would otherwise pull in
+        its neighbours too, several times the bytes it needs (the cold column of tools/bench_storage.py)."""
+        advise = self._mapping is not None and hasattr(mmap, "MADV_RANDOM")
+        if advise:
+            self._mapping.madvise(mmap.MADV_RANDOM)
+        try:
+            yield
+        finally:
+            if advise:
+                self._mapping.madvise(mmap.MADV_NORMAL)
 
     def gather_to(self, indices, path: str | os.PathLike, block: int = 4096) -> ImageFile:
         """The images at ``indices`` written to the .npy ``path`` (atomically), one block of ``block``
