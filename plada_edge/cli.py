@@ -488,7 +488,11 @@ def _print_selection(report: dict) -> None:
     typer.echo(
         f"{report['strategy']}: kept {report['k']:,} of {report['pack_n']:,} ({report['keep']:.2%})"
         + (
-            f", Safety-Net alpha={report['safety_net']['alpha']} share={report['safety_net']['share']}"
+            (
+                ", Safety-Net quotas=target"
+                if report["safety_net"].get("quotas") == "target"
+                else f", Safety-Net alpha={report['safety_net']['alpha']} share={report['safety_net']['share']}"
+            )
             if report["safety_net"]
             else ""
         )
@@ -508,6 +512,11 @@ SAFETY_NET_OPTION = typer.Option(
     SELECTION["safety_net"],
     "--safety-net/--no-safety-net",
     help="Per-class quotas K_c ∝ N_c^alpha for part of the budget (plain energy can collapse).",
+)
+QUOTAS_OPTION = typer.Option(
+    SELECTION["quotas"],
+    help="Safety-Net quotas: pool (K_c ∝ N_c^alpha for --share of the budget) or target (the whole budget "
+    "in the target's training class proportions, as the teacher recorded them).",
 )
 ALPHA_OPTION = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c ∝ N_c^alpha.")
 SHARE_OPTION = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas.")
@@ -529,6 +538,7 @@ def select_cmd(
     count: int | None = typer.Option(None, help="Budget as a number of images."),
     strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random."),
     safety_net: bool = SAFETY_NET_OPTION,
+    quotas: str = QUOTAS_OPTION,
     alpha: float = ALPHA_OPTION,
     share: float = SHARE_OPTION,
     seed: int = SEED_OPTION,
@@ -548,7 +558,13 @@ def select_cmd(
     pack = ReferencePack.open(reference) if reference else None
     sc = Scores.open(scores, pack)
     config = SelectionConfig(
-        strategy=strategy, safety_net=safety_net, alpha=alpha, share=share, spread=spread, seed=seed
+        strategy=strategy,
+        safety_net=safety_net,
+        quotas=quotas,
+        alpha=alpha,
+        share=share,
+        spread=spread,
+        seed=seed,
     )
     sel = select(sc, config, keep=keep, count=count)
     if out:
@@ -577,6 +593,7 @@ def pack_cmd(
         "with proxy students on held-out target data; needs --target and --reference).",
     ),
     safety_net: bool = SAFETY_NET_OPTION,
+    quotas: str = QUOTAS_OPTION,
     alpha: float = ALPHA_OPTION,
     share: float = SHARE_OPTION,
     seed: int = SEED_OPTION,
@@ -602,7 +619,13 @@ def pack_cmd(
         keep = "1%"
     pack = ReferencePack.open(reference) if reference else None
     config = SelectionConfig(
-        strategy=strategy, safety_net=safety_net, alpha=alpha, share=share, spread=spread, seed=seed
+        strategy=strategy,
+        safety_net=safety_net,
+        quotas=quotas,
+        alpha=alpha,
+        share=share,
+        spread=spread,
+        seed=seed,
     )
     from .core.keys import SigningKey
 

@@ -141,3 +141,9 @@ def test_cli_pipeline(tiny, tmp_path):
         assert len(z["indices"]) == 10
     out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--count", "3"])
     assert out.exit_code == 2 and "exactly one" in out.output
+    # the teacher recorded its target's class counts, so quotas=target needs nothing more
+    out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--quotas", "target", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["safety_net"]["quotas"] == "target"
+    out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--quotas", "prior"])
+    assert out.exit_code == 2 and "quotas must be one of" in out.output

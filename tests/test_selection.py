@@ -265,3 +265,27 @@ def test_streamed_selection_equals_the_whole_array_rule(monkeypatch, chunk, stra
             want = _whole_array_select(sc, min(k, int((sc.flags == 0).sum())), safety_net, spread, 2, strategy)
             np.testing.assert_array_equal(got.indices, want, err_msg=f"k={k} spread={spread} net={safety_net}")
             np.testing.assert_array_equal(got.labels, sc.label[want])
+
+
+def test_target_quotas_follow_the_targets_class_proportions():
+    from plada_edge.core.config import SelectionConfig
+    from plada_edge.server.selection import select
+
+    sc = _fake_scores(n=20_000, seed=8)
+    prior = np.array([1, 1, 2, 4, 2])  # the target's training images per class (10 % class 0 ... 40 % class 3)
+    sel = select(sc, count=500, quotas="target", target_counts=prior, spread=1)
+    assert sel.safety_net["quotas"] == "target" and sel.k == 500
+    np.testing.assert_array_equal(sel.histogram, [50, 50, 100, 200, 100])
+    pool = select(sc, count=500, spread=1)  # the default: pool quotas, the rest by energy
+    assert pool.safety_net["quotas"] == "pool" and pool.histogram[0] > 100
+    # what the teacher recorded is used when no counts are given; none recorded: pool quotas, with a warning
+    sc.meta["target"] = {"train_class_counts": prior.tolist()}
+    np.testing.assert_array_equal(select(sc, count=500, quotas="target", spread=1).indices, sel.indices)
+    del sc.meta["target"]
+    fallback = select(sc, count=500, quotas="target", spread=1)
+    np.testing.assert_array_equal(fallback.indices, pool.indices)
+    assert any("quotas=pool" in w for w in fallback.warnings)
+    with pytest.raises(ValueError, match="target_counts"):
+        select(sc, count=500, quotas="target", target_counts=[1, 2])
+    with pytest.raises(ValueError, match="quotas"):
+        SelectionConfig(quotas="prior")

@@ -33,6 +33,7 @@ from .errors import ConfigError
 
 # spread="auto": s = clip(AUTO_BAND * N / k, 1, AUTO_SPREAD_MAX) (plada_edge.server.selection)
 AUTO_BAND, AUTO_SPREAD_MAX = 0.08, 8.0
+QUOTAS = ("target", "pool")  # how the Safety-Net sizes its per-class quotas (SelectionConfig.quotas)
 AUGMENTS = ("shift", "trivial")
 
 C = TypeVar("C")
@@ -72,7 +73,11 @@ class SelectionConfig:
     """Which reference images to send, and how (paper §3.2)."""
 
     strategy: str = "energy"  # energy | opposite | entropy | random | auto (plada_edge.server.selection)
-    safety_net: bool = True  # per-class quotas K_c ∝ N_c^alpha for `share` of the budget
+    safety_net: bool = True  # per-class quotas, so no class vanishes
+    # pool: K_c ∝ N_c^alpha for `share` of the budget, N_c = pack images pseudo-labelled c; target: the
+    # whole budget in the target's training class proportions (docs/results.md, "suite": it helps some
+    # targets and hurts others, so it is not the default)
+    quotas: str = "pool"
     alpha: float = -0.2
     share: float = 0.5
     spread: float | str = "auto"  # diversity within the low-energy band; 1 = strict best-first
@@ -83,6 +88,7 @@ class SelectionConfig:
             isinstance(self.strategy, str) and bool(self.strategy), f"strategy must be a name, got {self.strategy!r}"
         )
         _check(isinstance(self.safety_net, bool), f"safety_net must be true or false, got {self.safety_net!r}")
+        _check(self.quotas in QUOTAS, f"quotas must be one of {', '.join(QUOTAS)}, got {self.quotas!r}")
         _check(_finite(self.alpha), f"alpha must be a finite number, got {self.alpha!r}")
         _check(_finite(self.share) and 0 <= self.share <= 1, f"share must be in [0, 1], got {self.share!r}")
         _check(_whole(self.seed) and self.seed >= 0, f"seed must be a whole number >= 0, got {self.seed!r}")
@@ -290,5 +296,6 @@ __all__ = [
     "flat_options",
     "parse_spread",
     "AUTO_BAND",
+    "QUOTAS",
     "AUTO_SPREAD_MAX",
 ]

@@ -81,12 +81,18 @@ class Target:
         h.update("\0".join(self.class_names).encode())
         return h.hexdigest()
 
+    def class_counts(self) -> np.ndarray:
+        """Training images per class."""
+        return np.bincount(np.asarray(self.y_train, np.int64), minlength=self.num_classes)
+
     def describe(self) -> dict:
         return {
             "name": self.name,
             "classes": self.num_classes,
             "class_names": self.class_names,
             "train": int(len(self.y_train)),
+            # the Safety-Net's quotas=target splits a payload in these proportions
+            "train_class_counts": self.class_counts().tolist(),
             "test": int(len(self.y_test)),
             "native_size": self.native_size,
             "channels": self.channels,

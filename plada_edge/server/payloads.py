@@ -75,6 +75,7 @@ def make_payload(
     target=None,
     pack=None,
     signer=None,
+    target_counts=None,
     **options,
 ) -> tuple[Payload, Selection, bytes]:
     """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits.
@@ -82,9 +83,13 @@ def make_payload(
     ``config`` (a SelectionConfig, or keyword ``options`` overriding its fields) says how to
     select; ``signer`` (a plada_edge.core.keys.SigningKey) signs the payload. ``strategy="auto"``
     picks energy or opposite with proxy students on held-out target data (plada_edge.server.auto);
-    it needs ``target`` and ``pack``.
+    it needs ``target`` and ``pack``. ``target_counts`` (or ``target``'s training labels) size the
+    Safety-Net's quotas=target; without either, what the teacher recorded.
     """
     cfg = with_options(config, SelectionConfig, options)
+    counts = target_counts
+    if counts is None and target is not None:  # the Safety-Net's quotas=target proportions
+        counts = target.class_counts()
     auto_report = None
     if cfg.strategy == "auto":
         if target is None or pack is None:
@@ -101,7 +106,7 @@ def make_payload(
         limit = parse_bytes(budget)
 
         def encoded(k: int):
-            sel = select(scores, cfg, count=k)
+            sel = select(scores, cfg, count=k, target_counts=counts)
             return sel, encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec, signer=signer)
 
         lo_sel, lo_data = encoded(0)
@@ -118,7 +123,7 @@ def make_payload(
                 hi = mid - 1
         sel, data = best
     else:
-        sel = select(scores, cfg, keep=keep, count=count)
+        sel = select(scores, cfg, keep=keep, count=count, target_counts=counts)
         data = encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec, signer=signer)
     if auto_report is not None:
         sel.auto = auto_report

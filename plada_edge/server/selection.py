@@ -93,18 +93,23 @@ def parse_keep(keep: str | float) -> float:
     return value
 
 
-def safety_net_quotas(class_counts: np.ndarray, budget: int, alpha: float, share: float) -> np.ndarray:
-    """Per-class quotas K_c ∝ N_c^alpha over non-empty classes, summing to round(share*budget), capped at N_c."""
+def safety_net_quotas(
+    class_counts: np.ndarray, budget: int, alpha: float, share: float, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-class quotas K_c ∝ N_c^alpha (or ∝ ``weights``) over non-empty classes, summing to
+    round(share*budget), capped at N_c."""
     if not 0 <= share <= 1:
         raise ConfigError(f"share must be in [0, 1], got {share}")
     counts = np.asarray(class_counts, np.int64)
     total = int(round(share * budget))
     eligible = counts > 0
+    if weights is not None:
+        eligible &= np.asarray(weights, np.float64) > 0
     quotas = np.zeros(len(counts), np.int64)
     if total == 0 or not eligible.any():
         return quotas
     w = np.zeros(len(counts))
-    w[eligible] = counts[eligible].astype(np.float64) ** alpha
+    w[eligible] = counts[eligible].astype(np.float64) ** alpha if weights is None else np.asarray(weights)[eligible]
     raw = total * w / w.sum()
     quotas = np.floor(raw).astype(np.int64)
     left = total - int(quotas.sum())
@@ -113,6 +118,14 @@ def safety_net_quotas(class_counts: np.ndarray, budget: int, alpha: float, share
         order = np.lexsort((np.arange(len(counts)), -frac))
         quotas[order[:left]] += 1
     return np.minimum(quotas, counts)
+
+
+def target_class_counts(scores: Scores) -> np.ndarray | None:
+    """The target's training labels per class, as the teacher recorded them (None: not recorded)."""
+    counts = (scores.meta.get("target") or {}).get("train_class_counts")
+    if counts is None or len(counts) != scores.num_classes:
+        return None
+    return np.asarray(counts, np.int64)
 
 
 @dataclass
@@ -295,9 +308,14 @@ def select(
     keep: str | float | None = None,
     count: int | None = None,
     threads: int = 0,
+    target_counts=None,
     **options,
 ) -> Selection:
     """Choose images within a budget of ``keep`` (fraction) or ``count`` images.
+
+    With ``quotas="target"`` the Safety-Net splits the whole budget in the target's training class
+    proportions: ``target_counts`` when given, else what the teacher recorded; a teacher that
+    recorded none (an imported one) falls back to ``quotas="pool"`` with a warning.
 
     ``config`` (a SelectionConfig) says how; keyword ``options`` override its fields, so
     ``select(scores, keep="1%", strategy="random")`` works. The Safety-Net is on by default: plain
@@ -324,14 +342,26 @@ def select(
         return _best(band.members(), draw, False, quotas, threads)
 
     net = None
+    notes = []
     if cfg.safety_net:
-        quotas = safety_net_quotas(counts, k, cfg.alpha, cfg.share)
+        prior = None
+        if cfg.quotas == "target":
+            prior = target_class_counts(scores) if target_counts is None else np.asarray(target_counts, np.int64)
+            if prior is None:
+                notes.append("quotas=target: the teacher recorded no training class counts; used quotas=pool")
+            elif len(prior) != scores.num_classes:
+                raise ConfigError(f"target_counts has {len(prior)} classes, the scores have {scores.num_classes}")
+        if prior is not None:  # the whole budget in the target's own class proportions
+            quotas = safety_net_quotas(counts, k, 1.0, 1.0, weights=prior)
+        else:
+            quotas = safety_net_quotas(counts, k, cfg.alpha, cfg.share)
         picked = pick(quotas, None, True)
         rest = pick(np.array([k - len(picked)]), picked, False)
         chosen = np.concatenate([picked, rest])
         net = {
-            "alpha": cfg.alpha,
-            "share": cfg.share,
+            "quotas": "target" if prior is not None else "pool",
+            "alpha": cfg.alpha if prior is None else None,
+            "share": cfg.share if prior is None else 1.0,
             "quota_total": int(quotas.sum()),
             "quota_filled": int(len(picked)),
         }
@@ -352,6 +382,7 @@ def select(
         spread=spread,
     )
     hist = sel.histogram
+    sel.warnings.extend(notes)
     if sel.k == 0:
         sel.warnings.append(f"the selection is empty: a budget of {budget:,} images of {scores.n:,} keeps nothing")
     if budget > valid:

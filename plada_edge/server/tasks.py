@@ -213,6 +213,7 @@ def build_tasks(
             steps = {}
             pack = ReferencePack.open(t["reference"])
             where = device or t["device"]
+            target = None
             if t.get("teacher"):  # an imported (or separately exported) teacher: nothing to train
                 onnx = Path(t["teacher"])
                 if onnx_metadata(onnx)["input_size"] != pack.size:
@@ -273,6 +274,7 @@ def build_tasks(
                     codec=t["codec"],
                     task=t.get("task", name),
                     signer=signer,
+                    target_counts=None if target is None else target.class_counts(),
                 )
                 steps["payload"] = "built"
             pictures = _pictures(scores, pack, payload, ppath.with_suffix(""), log)
