@@ -289,3 +289,21 @@ def test_target_quotas_follow_the_targets_class_proportions():
         select(sc, count=500, quotas="target", target_counts=[1, 2])
     with pytest.raises(ValueError, match="quotas"):
         SelectionConfig(quotas="prior")
+
+
+def test_a_target_quota_selection_packs_into_a_payload(tmp_path):
+    from plada_edge.core.payload import read_payload, write_payload
+    from plada_edge.server.selection import select
+
+    sc = _fake_scores(n=3000, seed=9)
+    sel = select(sc, count=100, quotas="target", target_counts=[3, 1, 1, 1, 1])
+    head = {"task": "t", "class_names": sc.class_names, "pack_fingerprint": "f" * 64, "n": sc.n, "image_size": 32}
+    head["selection"] = {
+        "strategy": sel.strategy,
+        "budget": sel.budget,
+        "safety_net": sel.safety_net,
+        "spread": sel.spread,
+    }
+    for version in (1, 2):
+        write_payload(tmp_path / f"v{version}.plada", sel.indices, sel.labels, head, version=version)
+        np.testing.assert_array_equal(read_payload(tmp_path / f"v{version}.plada").indices, sel.indices)

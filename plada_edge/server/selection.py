@@ -360,7 +360,7 @@ def select(
         chosen = np.concatenate([picked, rest])
         net = {
             "quotas": "target" if prior is not None else "pool",
-            "alpha": cfg.alpha if prior is None else None,
+            "alpha": cfg.alpha,
             "share": cfg.share if prior is None else 1.0,
             "quota_total": int(quotas.sum()),
             "quota_filled": int(len(picked)),
