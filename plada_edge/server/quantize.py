@@ -65,7 +65,7 @@ def quantize_teacher(
                 op_types_to_quantize=["Conv", "Gemm"],
                 per_channel=True,
                 # on AVX2 CPUs without VNNI, onnxruntime's u8 x s8 kernels can saturate their 16-bit sums; the
-                # full range doubled the energy error and moved the 1 % selection more (tools/bench_int8.py)
+                # full range moved more of the 1 % selection and agreed less on labels (tools/bench_int8.py)
                 reduce_range=reduce_range,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
