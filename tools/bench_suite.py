@@ -282,14 +282,14 @@ def report(results: dict) -> str:
             quota_rows,
             key=lambda tr: _mean(tr[1]["quotas=target"]["students"]) - _mean(tr[1]["default"]["students"]),
         )[0]
+        seeds_of = {t: len(rows["quotas=target"]["students"]) for t, rows in quota_rows}
         lines += [
             "",
             f"`target` quotas beat `pool` on plain accuracy on {better} of {len(quota_rows)} targets; mean student/"
             f"teacher {np.mean(ratio['default']):.3f} (pool) vs {np.mean(ratio['quotas=target']):.3f} (target), worst "
             f"{min(ratio['default']):.3f} vs {min(ratio['quotas=target']):.3f}. "
             + (
-                f"It loses on the others ({loss} most; grayscale targets have one seed), so `pool` stays the default "
-                "until more seeds settle it."
+                f"It loses on the others ({loss} most, over {seeds_of[loss]} seed(s)), so `pool` stays the default."
                 if better < len(quota_rows)
                 else "It wins on every target."
             ),
