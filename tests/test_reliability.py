@@ -248,6 +248,20 @@ def test_bad_cli_inputs_are_one_line_errors(tiny, scored, tmp_path):
     assert code == 2 and "65535" in output and "Traceback" not in output
 
 
+def test_damaged_scores_are_one_error_line(scored, tmp_path):
+    import shutil
+
+    bad = tmp_path / "scores"
+    shutil.copytree(scored["root"] / "scores", bad)
+    energy = bad / "energy.npy"
+    energy.write_bytes(energy.read_bytes()[:-40])  # truncated after scoring finished
+    code, output, _ = run("select", bad, "--keep", "5%")
+    assert code == 2 and "energy.npy is damaged" in output and "Traceback" not in output
+    energy.write_bytes(b"not numpy")
+    code, output, _ = run("pack", bad, "--keep", "5%", "--out", tmp_path / "x.plada")
+    assert code == 2 and "energy.npy is damaged" in output and not (tmp_path / "x.plada").exists()
+
+
 def test_empty_selections_warn(scored):
     code, output, _ = run("select", scored["root"] / "scores", "--keep", "0.0000001")
     assert code == 0 and "warning: the selection is empty" in output

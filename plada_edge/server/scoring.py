@@ -221,7 +221,10 @@ class Scores:
     def __init__(self, path: Path, meta: dict):
         self.path, self.meta = path, meta
         for f in FIELDS:
-            setattr(self, f, np.load(path / f"{f}.npy", mmap_mode="r"))
+            try:
+                setattr(self, f, np.load(path / f"{f}.npy", mmap_mode="r"))
+            except (ValueError, OSError) as exc:  # truncated, missing or not numpy at all
+                raise ScoresError(f"{path / (f + '.npy')} is damaged ({exc}); score again into a new --out") from None
         n = meta["pack_n"]
         for f in FIELDS:
             if len(getattr(self, f)) != n:
