@@ -40,8 +40,10 @@ def file_mode(default: int = 0o666) -> int:
     return default & ~_umask()
 
 
-def write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename).
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, mode: int | None = None):
+    """Yield a binary file that appears at ``path`` only if the block finishes (temp file in the same
+    directory, fsync, rename); an error or kill inside it leaves nothing at ``path``.
 
     The file gets ``mode`` (default: 0666 less the umask, as open() would; mkstemp's 0600 would
     hide artefacts from the other users and services that read them). Secrets pass 0o600.
@@ -52,7 +54,7 @@ def write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -
     try:
         os.fchmod(fd, file_mode() if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -61,7 +63,13 @@ def write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
-    return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` atomically (see ``writing``)."""
+    with writing(path, mode) as f:
+        f.write(data)
+    return Path(path)
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:

@@ -15,16 +15,15 @@ a given Pillow (libjpeg/libwebp) build, which the manifest records. ``EncodedIma
 
 from __future__ import annotations
 
-import contextlib
 import io
 import mmap
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from . import atomic
 from .errors import ConfigError, PackError
 
 STORES = ("raw", "jpeg", "webp")
@@ -248,26 +247,14 @@ class ImageFile:
 def write_images(path: str | os.PathLike, shape: tuple[int, int, int, int], blocks) -> Path:
     """Write an (n, H, W, 3) uint8 .npy from ``blocks`` (arrays of rows, in order) atomically, one block
     in memory at a time."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.lib.format.write_array_header_1_0(
-                f, {"descr": "|u1", "fortran_order": False, "shape": tuple(int(x) for x in shape)}
-            )
-            rows = 0
-            for block in blocks:
-                f.write(np.ascontiguousarray(block, np.uint8).tobytes())
-                rows += len(block)
-            if rows != shape[0]:
-                raise PackError(f"wrote {rows} rows to {path}, expected {shape[0]}")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic.writing(path) as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "|u1", "fortran_order": False, "shape": tuple(int(x) for x in shape)}
+        )
+        rows = 0
+        for block in blocks:
+            f.write(np.ascontiguousarray(block, np.uint8).tobytes())
+            rows += len(block)
+        if rows != shape[0]:
+            raise PackError(f"wrote {rows} rows to {path}, expected {shape[0]}")
+    return Path(path)
