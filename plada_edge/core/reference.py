@@ -32,7 +32,17 @@ from .images import DEFAULT_MAX_PIXELS, RESIZE_METHODS, ImageSkipped, array_to_r
 from .locks import output_lock
 from .progress import bar
 from .sources import Source, list_folder, load_array, parse_source
-from .storage import BLOB, OFFSETS, EncodedImages, ImageFile, check_store, encode_tiles, unmap_rows, write_images
+from .storage import (
+    BLOB,
+    OFFSETS,
+    EncodedImages,
+    ImageFile,
+    check_store,
+    encode_tiles,
+    npy_header,
+    unmap_rows,
+    write_images,
+)
 
 PACK_FORMAT = 1
 IMAGES, MANIFEST = "images.npy", "manifest.json"
@@ -441,16 +451,7 @@ class ReferencePack:
             return cls(path, manifest, None, encoded=EncodedImages(path, n, h))
         if not ipath.is_file():
             raise PackError(f"{path}: {IMAGES} is missing")
-        with open(ipath, "rb") as f:
-            try:
-                version = np.lib.format.read_magic(f)
-                read_header = (
-                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                )
-                shape, fortran, dtype = read_header(f)
-            except ValueError as exc:
-                raise PackError(f"{ipath}: not a valid .npy file ({exc})") from None
-            offset = f.tell()
+        shape, fortran, dtype, offset = npy_header(ipath)
         if dtype != np.uint8 or fortran or tuple(shape) != (n, h, w, 3):
             raise PackError(f"{ipath}: holds {dtype} {tuple(shape)}, manifest says uint8 {(n, h, w, 3)}")
         expected = offset + n * h * w * 3

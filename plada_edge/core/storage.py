@@ -179,6 +179,18 @@ def unmap_rows(mapping: mmap.mmap | None, offset: int, row_bytes: int, start: in
         mapping.madvise(mmap.MADV_DONTNEED, a, b - a)
 
 
+def npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran order, dtype, byte offset of the data) of an .npy file, or PackError."""
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+        except ValueError as exc:
+            raise PackError(f"{path}: not a valid .npy file ({exc})") from None
+        return tuple(shape), fortran, dtype, f.tell()
+
+
 class ImageFile:
     """An (n, H, W, 3) uint8 .npy read with pread: ``images[rows]`` reads just those rows into a new
     array. Nothing is memory-mapped, so training epochs over a large gathered set hold one batch (a
@@ -187,19 +199,12 @@ class ImageFile:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._fd = os.open(self.path, os.O_RDONLY)
-        with open(self.path, "rb") as f:
-            try:
-                version = np.lib.format.read_magic(f)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, fortran, dtype = read(f)
-            except ValueError as exc:
-                raise PackError(f"{self.path}: not a valid .npy file ({exc})") from None
-            self._offset = f.tell()
-            if dtype != np.uint8 or fortran or len(shape) != 4 or shape[-1] != 3:
-                raise PackError(f"{self.path}: holds {dtype} {shape}, expected uint8 (n, H, W, 3)")
-            need = self._offset + int(np.prod(shape))
-            if os.fstat(f.fileno()).st_size != need:
-                raise PackError(f"{self.path} is not {need:,} bytes: truncated or modified")
+        shape, fortran, dtype, self._offset = npy_header(self.path)
+        if dtype != np.uint8 or fortran or len(shape) != 4 or shape[-1] != 3:
+            raise PackError(f"{self.path}: holds {dtype} {shape}, expected uint8 (n, H, W, 3)")
+        need = self._offset + int(np.prod(shape))
+        if os.fstat(self._fd).st_size != need:
+            raise PackError(f"{self.path} is not {need:,} bytes: truncated or modified")
         self.shape, self.dtype = tuple(int(x) for x in shape), np.dtype(np.uint8)
         self._row = int(np.prod(shape[1:]))
 
