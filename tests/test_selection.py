@@ -184,18 +184,37 @@ def test_spread_draws_each_quota_from_its_band():
 
 
 def test_auto_spread_shrinks_with_the_budget():
-    from plada_edge.server.selection import AUTO_BAND, AUTO_SPREAD_MAX, resolve_spread, select
+    from plada_edge.server.selection import AUTO_SPREAD, resolve_spread, select
 
     n = 100_000
-    assert resolve_spread("auto", 500, n) == AUTO_SPREAD_MAX  # 0.5 %: capped
-    assert resolve_spread("auto", int(AUTO_BAND * n / 2), n) == pytest.approx(2.0)
+    band, most = AUTO_SPREAD["gray"]
+    assert resolve_spread("auto", 500, n) == most  # 0.5 %: capped
+    assert resolve_spread("auto", int(band * n / 2), n) == pytest.approx(2.0)
     assert resolve_spread("auto", 10_000, n) == 1.0 and resolve_spread("auto", 0, n) == 1.0
-    assert resolve_spread(" AUTO ", 1000, n) == pytest.approx(AUTO_BAND * n / 1000)
+    assert resolve_spread(" AUTO ", 1000, n) == pytest.approx(band * n / 1000)
     assert resolve_spread("3", 10, n) == 3.0 and resolve_spread(2, 10, n) == 2.0
     sc = _fake_scores()
     valid = int((sc.flags == 0).sum())
     sel = select(sc, count=100)  # the default is auto
-    assert sel.spread == pytest.approx(min(AUTO_SPREAD_MAX, AUTO_BAND * valid / 100))
+    assert sel.spread == pytest.approx(min(most, band * valid / 100))
+    np.testing.assert_array_equal(sel.indices, select(sc, count=100, spread=sel.spread).indices)
+
+
+def test_auto_spread_is_wider_for_a_colour_view():
+    from plada_edge.server.selection import AUTO_SPREAD, resolve_spread, select
+
+    n = 100_000
+    (gray_band, gray_most), (band, most) = AUTO_SPREAD["gray"], AUTO_SPREAD["colour"]
+    assert band > gray_band and most > gray_most
+    assert resolve_spread("auto", 1000, n, colour=True) == pytest.approx(min(most, band * n / 1000))
+    assert resolve_spread("auto", int(band * n / 2), n, colour=True) == pytest.approx(2.0)
+    assert resolve_spread(4, 1000, n, colour=True) == 4.0  # a number is taken as given
+    sc = _fake_scores()
+    valid = int((sc.flags == 0).sum())
+    gray = select(sc, count=100).spread
+    sc.meta["view"] = {"gray": False}
+    sel = select(sc, count=100)
+    assert sel.spread == pytest.approx(min(most, band * valid / 100)) and sel.spread > gray
     np.testing.assert_array_equal(sel.indices, select(sc, count=100, spread=sel.spread).indices)
 
 

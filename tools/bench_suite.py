@@ -46,8 +46,13 @@ PINNED = {  # baselines with every option pinned, so they do not move when the d
     "random": dict(strategy="random", safety_net=False, spread=1.0),
     "energy": dict(strategy="energy", safety_net=False, spread=1.0),
 }
-VARIANTS = {"quotas=target": dict(quotas="target")}  # the default selection with one option changed
+VARIANTS = {  # the default selection with one option changed
+    "quotas=target": dict(quotas="target"),
+    "spread=8": dict(spread=8.0),
+    "spread=32": dict(spread=32.0),
+}
 KEYLESS = {("quotas", "pool")}
+LEGACY_AUTO = 8.0  # what spread "auto" resolved to (1 % of offline-mix) when payloads were keyed by "auto"
 RECIPES = ("scratch", "pretrained")
 REPORT_ONLY = False
 
@@ -93,7 +98,6 @@ def default_selection() -> dict:
 
 def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferencePack) -> dict:
     opts = PINNED.get(row) or dict(default_selection(), **VARIANTS.get(row, {}))
-    path = ROOT / f"{target}-{recipe}" / "payloads" / f"{row}-{_key(opts)}.plada"
     if row == "oracle":
         from plada_edge.data.offline import load_pool_truth
 
@@ -103,12 +107,15 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
         order = np.argsort(idx[pick])
         indices, labels = idx[pick][order], lab[pick][order]
         header = payload_header(scores, select(scores, count=0), task=f"{target}-oracle")
-        hist = np.bincount(labels, minlength=scores.num_classes)
+        spread = None
     else:
         sel = select(scores, keep=KEEP, target_counts=load_target(target).class_counts(), **opts)
-        indices, labels = sel.indices, sel.labels
+        indices, labels, spread = sel.indices, sel.labels, sel.spread
         header = payload_header(scores, sel, task=target)
-        hist = np.bincount(labels, minlength=scores.num_classes)
+        if not (opts["spread"] == "auto" and spread == LEGACY_AUTO):  # key what auto resolved to
+            opts = dict(opts, spread=spread)
+    hist = np.bincount(labels, minlength=scores.num_classes)
+    path = ROOT / f"{target}-{recipe}" / "payloads" / f"{row}-{_key(opts)}.plada"
     if not path.exists():
         write_payload(path, indices, labels, header, codec="auto")
     return {
@@ -116,6 +123,8 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
         "bytes": path.stat().st_size,
         "k": int(len(indices)),
         "classes_present": int((hist > 0).sum()),
+        "spread": spread,
+        "options": {k: v for k, v in opts.items() if k != "spread"},
     }
 
 
@@ -169,6 +178,13 @@ def run(targets, recipes, seeds: int, log=print) -> dict:
                     if row == "default+self"
                     else payload(target, recipe, scores, row, pack)
                 )
+                default = rec["rows"].get("default")
+                if row in VARIANTS and (pay["spread"], pay["options"]) == (
+                    default["payload"]["spread"],
+                    default["payload"]["options"],
+                ):  # the default selection itself: its students serve
+                    rec["rows"][row] = default
+                    continue
                 n_seeds = seeds if (row == "default" or row in VARIANTS) and recipe == res["auto"] else 1
                 runs = [student(target, recipe, row, pay, s, pack, log) for s in range(n_seeds)]
                 rec["rows"][row] = {"payload": pay, "students": [r for r in runs if r is not None]}
@@ -294,9 +310,49 @@ def report(results: dict) -> str:
                 else "It wins on every target."
             ),
         ]
+    lines += spreads(results)
     lines += ["", "#### Goals, stated plainly", ""] + goals(results, ratios)
     lines += ["", "#### Defaults, and why (the recipe)", ""] + why(results)
     return "\n".join(lines)
+
+
+def spreads(results: dict) -> list[str]:
+    """Spread 8 against 32 on every target: the evidence for AUTO_SPREAD's two bands."""
+    from plada_edge.core.config import AUTO_SPREAD
+
+    found = [
+        (target, res, res[res["auto"]]["rows"])
+        for target, res in results["targets"].items()
+        if all(_row(res, res["auto"], r) is not None for r in ("spread=8", "spread=32"))
+    ]
+    if not found:
+        return []
+    lines = [
+        "",
+        "Spread (`pack --spread`): each quota draws its images at random from its spread × quota lowest energies. "
+        f"`auto` resolves by the teacher's view (AUTO_SPREAD: {AUTO_SPREAD}, as (band of the pool, largest "
+        "spread)), which is 8 for grayscale and 32 for colour targets at 1 % of this pool.",
+        "",
+        "| target | view | auto | spread 8 | spread 32 | macro, 8 | macro, 32 | seeds (8 / 32) |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    wins = {"gray": [0, 0], "colour": [0, 0]}
+    for target, res, rows in found:
+        view = "colour" if res["facts"]["channels"] == 3 else "gray"
+        a, b = rows["spread=8"]["students"], rows["spread=32"]["students"]
+        wins[view][0] += _mean(b) > _mean(a)
+        wins[view][1] += 1
+        lines.append(
+            f"| {target} | {view} | {_fmt(rows['default']['payload'].get('spread'), 'g')} | {_mean(a):.3f} | "
+            f"{_mean(b):.3f} | {_mean(a, 'macro_acc'):.3f} | {_mean(b, 'macro_acc'):.3f} | {len(a)} / {len(b)} |"
+        )
+    lines += [
+        "",
+        "32 beats 8 on plain accuracy on "
+        + "; ".join(f"{w} of {n} {view} targets" for view, (w, n) in wins.items() if n)
+        + ".",
+    ]
+    return lines
 
 
 def _verdict(ok: bool) -> str:

@@ -17,9 +17,12 @@ Spread (ours, not the paper's): the lowest energies are the most prototypical im
 top-k is pure but repetitive. With ``spread`` s > 1, each quota (and the global remainder) draws
 its m images at random, seeded, from that part's s·m best candidates instead of taking the m best:
 purity traded for diversity. s = 1 is the strict order above. ``spread="auto"`` draws from at most
-the lowest AUTO_BAND of the pool and at most AUTO_SPREAD_MAX times the budget:
-s = clip(AUTO_BAND · N / k, 1, AUTO_SPREAD_MAX). So small keeps get diversity and large keeps,
-whose band would reach far out of distribution, stay strict.
+the lowest ``band`` of the pool and at most ``most`` times the budget: s = clip(band · N / k, 1,
+most), with (band, most) = AUTO_SPREAD[gray or colour] by the teacher's view. So small keeps get
+diversity and large keeps, whose band would reach far out of distribution, stay strict. Colour
+targets get a wider band: on the suite's four colour targets (weak teachers, a pool of related but
+differently drawn images) the lowest energies were too alike, and 32x beat 8x on every one; on
+fmnist and digits 8x stayed best (docs/results.md, "suite").
 
 Memory (issue 18): every pass reads the scores CHUNK rows at a time. Strict picks merge each
 chunk's best (the native class_topk kernel) into a running best of at most k rows; a spread's band
@@ -41,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core import native
-from ..core.config import AUTO_BAND, AUTO_SPREAD_MAX, SelectionConfig, parse_spread, with_options
+from ..core.config import AUTO_SPREAD, SelectionConfig, parse_spread, with_options
 from ..core.errors import ConfigError
 from .scoring import Scores, gather_rows, read_rows
 
@@ -178,12 +181,18 @@ def budget_size(n: int, keep: str | float | None, count: int | None) -> int:
     return int(round(parse_keep(keep) * n))
 
 
-def resolve_spread(spread: float | str, k: int, valid: int) -> float:
+def resolve_spread(spread: float | str, k: int, valid: int, colour: bool = False) -> float:
     """The spread a selection of k from ``valid`` images uses; "auto" as in the module docstring."""
     spread = parse_spread(spread)
     if spread == "auto":
-        return float(np.clip(AUTO_BAND * valid / k, 1.0, AUTO_SPREAD_MAX)) if k > 0 else 1.0
+        band, most = AUTO_SPREAD["colour" if colour else "gray"]
+        return float(np.clip(band * valid / k, 1.0, most)) if k > 0 else 1.0
     return float(spread)
+
+
+def is_colour(scores: Scores) -> bool:
+    """Whether the teacher sees colour (its view; scores without one count as grayscale, the older rule)."""
+    return not (scores.meta.get("view") or {}).get("gray", True)
 
 
 class _RandomChunks:
@@ -330,7 +339,7 @@ def select(
     valid = int(counts.sum())
     budget = budget_size(scores.n, keep, count)
     k = min(budget, valid)
-    spread = resolve_spread(cfg.spread, k, valid)
+    spread = resolve_spread(cfg.spread, k, valid, is_colour(scores))
     key, largest = _STRATEGIES[strategy](scores, seed)
     draw = _RandomChunks([seed, 0x5EED]).rows  # with spread: the random order within a band
 
