@@ -37,7 +37,7 @@ from plada_edge.core.targets import data_dir, load_target  # noqa: E402
 from plada_edge.data.suite import SUITE  # noqa: E402
 from plada_edge.server.payloads import payload_header  # noqa: E402
 from plada_edge.server.scoring import Scores, score_pack  # noqa: E402
-from plada_edge.server.selection import select  # noqa: E402
+from plada_edge.server.selection import budget_size, class_counts, resolve_spread, select  # noqa: E402
 from plada_edge.server.teacher import export_onnx, train_teacher  # noqa: E402
 
 ROOT = Path("runs/suite")
@@ -48,11 +48,10 @@ PINNED = {  # baselines with every option pinned, so they do not move when the d
 }
 VARIANTS = {  # the default selection with one option changed
     "quotas=target": dict(quotas="target"),
-    "spread=8": dict(spread=8.0),
-    "spread=32": dict(spread=32.0),
+    "spread=gray": dict(spread="gray"),  # the spread "auto" resolves to for a grayscale view (AUTO_SPREAD)
+    "spread=colour": dict(spread="colour"),  # ... and for a colour one
 }
 KEYLESS = {("quotas", "pool")}
-LEGACY_AUTO = 8.0  # what spread "auto" resolved to (1 % of offline-mix) when payloads were keyed by "auto"
 RECIPES = ("scratch", "pretrained")
 REPORT_ONLY = False
 
@@ -109,10 +108,16 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
         header = payload_header(scores, select(scores, count=0), task=f"{target}-oracle")
         spread = None
     else:
+        valid = int(class_counts(scores).sum())
+        k = min(budget_size(scores.n, KEEP, None), valid)
+        gray_auto = resolve_spread("auto", k, valid, colour=False)
+        if opts["spread"] in ("gray", "colour"):
+            opts = dict(opts, spread=resolve_spread("auto", k, valid, colour=opts["spread"] == "colour"))
         sel = select(scores, keep=KEEP, target_counts=load_target(target).class_counts(), **opts)
         indices, labels, spread = sel.indices, sel.labels, sel.spread
         header = payload_header(scores, sel, task=target)
-        if not (opts["spread"] == "auto" and spread == LEGACY_AUTO):  # key what auto resolved to
+        # payloads were keyed by "auto" while it resolved by the gray band for every view
+        if not (opts["spread"] == "auto" and spread == gray_auto):
             opts = dict(opts, spread=spread)
     hist = np.bincount(labels, minlength=scores.num_classes)
     path = ROOT / f"{target}-{recipe}" / "payloads" / f"{row}-{_key(opts)}.plada"
@@ -323,32 +328,32 @@ def spreads(results: dict) -> list[str]:
     found = [
         (target, res, res[res["auto"]]["rows"])
         for target, res in results["targets"].items()
-        if all(_row(res, res["auto"], r) is not None for r in ("spread=8", "spread=32"))
+        if all(_row(res, res["auto"], r) is not None for r in ("spread=gray", "spread=colour"))
     ]
     if not found:
         return []
     lines = [
         "",
         "Spread (`pack --spread`): each quota draws its images at random from its spread × quota lowest energies. "
-        f"`auto` resolves by the teacher's view (AUTO_SPREAD: {AUTO_SPREAD}, as (band of the pool, largest "
-        "spread)), which is 8 for grayscale and 32 for colour targets at 1 % of this pool.",
+        f"`auto` resolves by the teacher's view (AUTO_SPREAD, as (band of the pool, largest spread): {AUTO_SPREAD}); "
+        "at 1 % of this pool that is about 8 for grayscale and 32 for colour views. Both bands on every target:",
         "",
-        "| target | view | auto | spread 8 | spread 32 | macro, 8 | macro, 32 | seeds (8 / 32) |",
+        "| target | view | auto | gray band | colour band | macro, gray | macro, colour | seeds |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     wins = {"gray": [0, 0], "colour": [0, 0]}
     for target, res, rows in found:
         view = "colour" if res["facts"]["channels"] == 3 else "gray"
-        a, b = rows["spread=8"]["students"], rows["spread=32"]["students"]
-        wins[view][0] += _mean(b) > _mean(a)
+        a, b = rows["spread=gray"]["students"], rows["spread=colour"]["students"]
+        wins[view][0] += (_mean(b) > _mean(a)) == (view == "colour")
         wins[view][1] += 1
         lines.append(
-            f"| {target} | {view} | {_fmt(rows['default']['payload'].get('spread'), 'g')} | {_mean(a):.3f} | "
+            f"| {target} | {view} | {_fmt(rows['default']['payload'].get('spread'), '.1f')} | {_mean(a):.3f} | "
             f"{_mean(b):.3f} | {_mean(a, 'macro_acc'):.3f} | {_mean(b, 'macro_acc'):.3f} | {len(a)} / {len(b)} |"
         )
     lines += [
         "",
-        "32 beats 8 on plain accuracy on "
+        "Its own view's band wins on plain accuracy on "
         + "; ".join(f"{w} of {n} {view} targets" for view, (w, n) in wins.items() if n)
         + ".",
     ]
