@@ -929,14 +929,17 @@ def serve(
 @app.command()
 @_clean_errors
 def demo(
-    target: str = typer.Option("digits", help="digits (8x8 scans, native-resolution view) or fmnist."),
+    target: str = typer.Option(
+        "tango",
+        help="tango (colour icons: ImageNet probes, a few minutes), digits (8x8 scans) or fmnist (both from scratch).",
+    ),
     workdir: Path = typer.Option(Path("runs/demo"), help="Where the demo's cache and student go."),
     keep: str = typer.Option("1%", help="Share of the pool to send."),
     strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random."),
     safety_net: bool = SAFETY_NET_OPTION,
     spread: str = SPREAD_OPTION,
-    student: str = typer.Option(STUDENT["arch"], help="Student architecture."),
-    epochs: int = typer.Option(STUDENT["epochs"], help="Student training epochs."),
+    student: str | None = typer.Option(None, help="Student architecture (default: the recipe's choice)."),
+    epochs: int | None = typer.Option(None, help="Student training epochs (default: the recipe's choice)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run PLADA end to end on offline data: teacher → energy → payload → student, with a summary table."""
@@ -948,8 +951,9 @@ def demo(
         workdir=workdir,
         keep=keep,
         selection=selection,
-        student=StudentConfig.from_options(arch=student, epochs=epochs),
         log=lambda m: typer.echo(m, err=True),
+        arch=student,
+        epochs=epochs,
     )
     _print_json(r) if as_json else typer.echo("\n" + format_table(r))
 

@@ -337,3 +337,34 @@ def feature_hook(model):
 
     holder["handle"] = head_layer(model).register_forward_pre_hook(hook)
     return holder
+
+
+def export_onnx_graph(module, input_size: int, output_names: list[str], opset: int = 17):
+    """``module`` (uint8 NHWC images in) as an onnx ModelProto with a dynamic batch axis.
+
+    The TorchScript exporter: the dynamo one needs onnxscript and gives the same graph here. Its
+    warnings are silenced because none is the user's to act on: deprecation notices, and that
+    strided Slice ops (the pretrained nets' padding) cannot be constant-folded, which only means
+    onnxruntime folds them itself.
+    """
+    import io
+    import warnings
+
+    import onnx
+    import torch
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        torch.onnx.export(
+            module,
+            (torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8),),
+            buf,
+            input_names=["images"],
+            output_names=output_names,
+            opset_version=opset,
+            dynamic_axes={"images": {0: "batch"}, **{o: {0: "batch"} for o in output_names}},
+            dynamo=False,
+        )
+    return onnx.load_from_string(buf.getvalue())

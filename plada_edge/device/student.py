@@ -21,7 +21,6 @@ import io
 import json
 import os
 import time
-import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from ..core.config import StudentConfig, with_options
 from ..core.devices import onnx_providers, resolve_device
 from ..core.errors import ModelError, PackError, TargetError
 from ..core.locks import output_lock
-from ..core.models import create_model
+from ..core.models import create_model, export_onnx_graph
 from ..core.payload import Payload, read_payload
 from ..core.recipes import student_options
 from ..core.reference import ReferencePack
@@ -316,20 +315,7 @@ def export_student(
             return self.model(self.view(images))
 
     wrapped = ImagesToLogits().eval()
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            wrapped,
-            (torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8),),
-            buf,
-            input_names=["images"],
-            output_names=["logits"],
-            opset_version=17,
-            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-            dynamo=False,
-        )
-    proto = onnx.load_from_string(buf.getvalue())
+    proto = export_onnx_graph(wrapped, input_size, ["logits"])
     for k, v in {
         "plada.format": "plada-student-v1",
         "plada.class_names": json.dumps(class_names),

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from ..core.config import TeacherConfig, with_options
 from ..core.devices import resolve_device
 from ..core.errors import ModelError
 from ..core.locks import output_lock
-from ..core.models import create_model, feature_hook
+from ..core.models import create_model, export_onnx_graph, feature_hook
 from ..core.recipes import TargetFacts, teacher_options
 from ..core.targets import Target, load_target
 from ..core.train import accuracy, fit, load_checkpoint
@@ -173,23 +172,8 @@ def export_onnx(
     model, meta = load_teacher(teacher)
     spec = ViewSpec.from_dict(meta["view"])
     wrapped = _Exported.wrap(model, torch_view(spec, input_size=input_size), with_features)
-    example = torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8)
     outputs = ["logits", "features"] if with_features else ["logits"]
-    buf = io.BytesIO()
-    # the TorchScript exporter: the dynamo one needs onnxscript and gives the same graph here
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            wrapped,
-            (example,),
-            buf,
-            input_names=["images"],
-            output_names=outputs,
-            opset_version=opset,
-            dynamic_axes={"images": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
-            dynamo=False,
-        )
-    proto = onnx.load_from_string(buf.getvalue())
+    proto = export_onnx_graph(wrapped, input_size, outputs, opset)
     props = {
         "plada.format": "plada-teacher-v1",
         "plada.arch": meta["arch"],
