@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from . import __version__
-from .core.config import ScoreConfig, SelectionConfig, StudentConfig, TeacherConfig, flat_defaults
+from .core.config import AUTO_SPREAD, ScoreConfig, SelectionConfig, StudentConfig, TeacherConfig, flat_defaults
 from .core.devices import DEVICE_HELP
 from .core.errors import PladaError
 
@@ -525,7 +525,9 @@ SPREAD_OPTION = typer.Option(
     str(SELECTION["spread"]),
     help=(
         "Diversity: each quota takes its m images at random from its spread·m best, not the m best. "
-        "1 = strict best-first; auto = 8 at small keeps, shrinking to 1 as the band nears 8% of the pool."
+        f"1 = strict best-first; auto = up to {AUTO_SPREAD['gray'][1]:g} ({AUTO_SPREAD['colour'][1]:g} for a colour "
+        f"teacher) at small keeps, shrinking to 1 as the band nears {AUTO_SPREAD['gray'][0]:.0%} "
+        f"({AUTO_SPREAD['colour'][0]:.0%}) of the pool."
     ),
 )
 
