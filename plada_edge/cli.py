@@ -13,7 +13,15 @@ from pathlib import Path
 import typer
 
 from . import __version__
-from .core.config import AUTO_SPREAD, ScoreConfig, SelectionConfig, StudentConfig, TeacherConfig, flat_defaults
+from .core.config import (
+    AUTO_SPREAD,
+    QUOTA_IMBALANCE,
+    ScoreConfig,
+    SelectionConfig,
+    StudentConfig,
+    TeacherConfig,
+    flat_defaults,
+)
 from .core.devices import DEVICE_HELP
 from .core.errors import PladaError
 
@@ -515,8 +523,9 @@ SAFETY_NET_OPTION = typer.Option(
 )
 QUOTAS_OPTION = typer.Option(
     SELECTION["quotas"],
-    help="Safety-Net quotas: pool (K_c ∝ N_c^alpha for --share of the budget) or target (the whole budget "
-    "in the target's training class proportions, as the teacher recorded them).",
+    help="Safety-Net quotas: pool (K_c ∝ N_c^alpha for --share of the budget), target (the whole budget "
+    "in the target's training class proportions, as the teacher recorded them) or auto (target when the "
+    f"target's largest class has {QUOTA_IMBALANCE:g}x its smallest's images or more, else pool).",
 )
 ALPHA_OPTION = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c ∝ N_c^alpha.")
 SHARE_OPTION = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas.")

@@ -310,6 +310,28 @@ def test_target_quotas_follow_the_targets_class_proportions():
         SelectionConfig(quotas="prior")
 
 
+def test_auto_quotas_follow_the_target_only_where_its_classes_are_imbalanced():
+    from plada_edge.core.config import QUOTA_IMBALANCE
+    from plada_edge.server.selection import imbalanced, select
+
+    sc = _fake_scores(n=20_000, seed=8)
+    skewed = np.array([1, 1, 2, 4, 2]) * 30  # 4x between the largest and the smallest class
+    even = np.array([30, 31, 29, 30, 32])
+    assert imbalanced(skewed) and not imbalanced(even) and QUOTA_IMBALANCE <= 4
+    assert imbalanced([int(QUOTA_IMBALANCE * 10), 10]) and not imbalanced([int(QUOTA_IMBALANCE * 10) - 1, 10])
+    assert imbalanced([5, 0])  # a class without training images is the extreme case
+    for counts, want in ((skewed, "target"), (even, "pool")):
+        auto = select(sc, count=500, spread=1, target_counts=counts)  # auto is the default
+        explicit = select(sc, count=500, spread=1, target_counts=counts, quotas=want)
+        assert auto.safety_net["quotas"] == want and not auto.warnings
+        np.testing.assert_array_equal(auto.indices, explicit.indices)
+    sc.meta["target"] = {"train_class_counts": skewed.tolist()}  # what the teacher recorded serves too
+    assert select(sc, count=500, spread=1).safety_net["quotas"] == "target"
+    del sc.meta["target"]  # none recorded (an imported teacher): pool quotas, silently
+    none = select(sc, count=500, spread=1)
+    assert none.safety_net["quotas"] == "pool" and not any("quotas" in w for w in none.warnings)
+
+
 def test_a_target_quota_selection_packs_into_a_payload(tmp_path):
     from plada_edge.core.payload import read_payload, write_payload
     from plada_edge.server.selection import select

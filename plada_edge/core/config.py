@@ -35,7 +35,10 @@ from .errors import ConfigError
 # spread="auto": s = clip(band * N / k, 1, most), (band, most) by the scores' view (plada_edge.server.selection).
 # Grayscale targets (fmnist, digits) did best at 4-8x at 1 %; the colour ones, at 16-64x (docs/results.md, "suite")
 AUTO_SPREAD = {"gray": (0.08, 8.0), "colour": (0.32, 32.0)}
-QUOTAS = ("target", "pool")  # how the Safety-Net sizes its per-class quotas (SelectionConfig.quotas)
+QUOTAS = ("auto", "target", "pool")  # how the Safety-Net sizes its per-class quotas (SelectionConfig.quotas)
+# quotas="auto" is "target" when the target's largest class has this many times its smallest's training
+# images, else "pool" (plada_edge.server.selection; docs/results.md, "suite")
+QUOTA_IMBALANCE = 3.0
 AUGMENTS = ("shift", "trivial")
 
 C = TypeVar("C")
@@ -77,9 +80,9 @@ class SelectionConfig:
     strategy: str = "energy"  # energy | opposite | entropy | random | auto (plada_edge.server.selection)
     safety_net: bool = True  # per-class quotas, so no class vanishes
     # pool: K_c ∝ N_c^alpha for `share` of the budget, N_c = pack images pseudo-labelled c; target: the
-    # whole budget in the target's training class proportions (docs/results.md, "suite": it helps some
-    # targets and hurts others, so it is not the default)
-    quotas: str = "pool"
+    # whole budget in the target's training class proportions; auto: target for class-imbalanced targets
+    # (QUOTA_IMBALANCE), pool for balanced ones (docs/results.md, "suite")
+    quotas: str = "auto"
     alpha: float = -0.2
     share: float = 0.5
     spread: float | str = "auto"  # diversity within the low-energy band; 1 = strict best-first
@@ -299,4 +302,5 @@ __all__ = [
     "parse_spread",
     "AUTO_SPREAD",
     "QUOTAS",
+    "QUOTA_IMBALANCE",
 ]
