@@ -301,15 +301,20 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _with_rows(results: dict, *rows: str) -> list[tuple[str, dict, dict]]:
+    """(target, its results, its auto recipe's rows) for the targets where every one of ``rows`` has students."""
+    return [
+        (target, res, res[res["auto"]]["rows"])
+        for target, res in results["targets"].items()
+        if all(_row(res, res["auto"], r) is not None for r in rows)
+    ]
+
+
 def quotas(results: dict) -> list[str]:
     """Pool against target quotas on every target, and which one ``auto`` picked: the evidence for QUOTA_IMBALANCE."""
     from plada_edge.core.config import QUOTA_IMBALANCE
 
-    found = [
-        (target, res, res[res["auto"]]["rows"])
-        for target, res in results["targets"].items()
-        if all(_row(res, res["auto"], r) is not None for r in ("quotas=pool", "quotas=target"))
-    ]
+    found = _with_rows(results, "quotas=pool", "quotas=target")
     if not found:
         return []
     lines = [
@@ -340,11 +345,7 @@ def spreads(results: dict) -> list[str]:
     """Spread 8 against 32 on every target: the evidence for AUTO_SPREAD's two bands."""
     from plada_edge.core.config import AUTO_SPREAD
 
-    found = [
-        (target, res, res[res["auto"]]["rows"])
-        for target, res in results["targets"].items()
-        if all(_row(res, res["auto"], r) is not None for r in ("spread=gray", "spread=colour"))
-    ]
+    found = _with_rows(results, "spread=gray", "spread=colour")
     if not found:
         return []
     lines = [
