@@ -53,3 +53,33 @@ def test_doctor_text():
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 0
     assert "kernels" in result.output and "threads" in result.output
+
+
+def test_demo_refuses_an_unknown_target_in_one_line(tmp_path):
+    result = runner.invoke(app, ["demo", "--target", "cifar", "--workdir", str(tmp_path)])
+    assert result.exit_code == 2 and "demo targets: tango, digits, fmnist" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+def test_demo_table_names_the_recipe_and_the_resolved_spread():
+    from plada_edge.demo import format_table
+
+    r = {
+        "target": "tango",
+        "payload_bytes": 1544,
+        "k": 1002,
+        "pool": 100_181,
+        "teacher_acc": 0.5,
+        "student_acc": 0.45,
+        "ratio": 0.9,
+        "student": "efficientnet_lite0",
+        "recipe": "pretrained",
+        "strategy": "energy",
+        "keep": "1%",
+        "safety_net": True,
+        "spread": 31.99,
+        "seconds": 150.0,
+    }
+    table = format_table(r)
+    assert "spread 32" in table and "pretrained recipe" in table and "2.5 min" in table
+    assert "spread" not in format_table(dict(r, spread=1.0))
