@@ -397,9 +397,9 @@ def goals(results: dict, ratios: dict) -> list[str]:
         ]
         out.append(
             f"- Mean student/teacher ≥ 0.85 at 1 % with payloads ≤ 4 KB ({len(auto)} targets, default recipe): "
-            f"{mean:.3f}, largest payload {max(sizes):,} B: {_verdict(mean >= 0.85 and max(sizes) <= 4096)}"
+            f"{mean:.4f}, largest payload {max(sizes):,} B: {_verdict(mean >= 0.85 and max(sizes) <= 4096)}"
         )
-        out.append(f"- Worst target ≥ 0.70 of its teacher: {worst:.3f}: {_verdict(worst >= 0.70)}")
+        out.append(f"- Worst target ≥ 0.70 of its teacher: {worst:.4f}: {_verdict(worst >= 0.70)}")
     for target, res in results["targets"].items():
         d, sc = _row(res, res["auto"], "default"), _row(res, "scratch", "default")
         if res["facts"]["channels"] != 3 or d is None:
