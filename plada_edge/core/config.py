@@ -2,14 +2,15 @@
 
 The CLI, ``tasks.toml`` and the Python API all build these frozen dataclasses and hand them down
 unchanged, so a default lives here and nowhere else (tests/test_api.py holds the three together).
-Each value was chosen from runs of tools/bench_plada.py; docs/results.md ("Defaults, and why")
+Each value was chosen from runs of tools/bench_plada.py and tools/bench_suite.py; docs/results.md ("Defaults, and why")
 prints them beside the numbers behind them.
 
 - ``SelectionConfig`` (paper §3.2): lowest energy with the Safety-Net (alpha -0.2, share 0.5);
   plain lowest energy drops whole classes at small keeps. ``spread`` is ours, not the paper's:
   "auto" draws each quota from its 8x-larger band of lowest energies at small keeps (32x for
   colour targets; both measured best at 1 %) and shrinks to the strict order as the band would
-  pass 8 % (32 %) of the pool.
+  pass 8 % (32 %) of the pool. ``quotas`` is ours too: "auto" sizes the Safety-Net by the target's
+  own class proportions when they are imbalanced (QUOTA_IMBALANCE), by the pool's otherwise.
 - ``TrainConfig`` (paper §4): AdamW, lr 1e-3, cosine schedule with warm-up. Teachers train 10
   epochs, students 30 (the paper's count on an ImageNet-1K-sized pool).
 - ``TeacherConfig`` / ``StudentConfig``: the model around a ``TrainConfig``.
