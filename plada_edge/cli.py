@@ -346,13 +346,20 @@ def teacher_export(
     out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write."),
     input_size: int = typer.Option(32, help="Pixel size of the reference pack the graph will read."),
     features: bool = typer.Option(True, help="Also output the pooled feature vector."),
+    nearest: bool = typer.Option(
+        True,
+        help="Also output each image's distance to the teacher's anchors (its own training images), "
+        "for --strategy nearest. A teacher trained before anchors were kept takes them from --target.",
+    ),
     int8: bool = typer.Option(
         False,
         "--int8",
         help="Also write an int8 (static QDQ) copy for fast CPU scoring, "
         "calibrated on --target's training images: OUT, with the fp32 graph at OUT.fp32.onnx.",
     ),
-    target: str | None = typer.Option(None, "--target", "-t", help="Calibration images for --int8."),
+    target: str | None = typer.Option(
+        None, "--target", "-t", help="Calibration images for --int8; anchors for an older teacher."
+    ),
     calibration_images: int = typer.Option(512, min=8, help="How many training images calibrate --int8."),
     as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
 ) -> None:
@@ -366,9 +373,10 @@ def teacher_export(
             f"calibration images {r['max_abs_energy_diff']:.3g}, top-1 agreement {r['argmax_agreement']:.3f}"
         )
         return
-    r = export_onnx(teacher, out, input_size=input_size, with_features=features)
+    r = export_onnx(teacher, out, input_size=input_size, with_features=features, nearest=nearest, target=target)
     _print_json(r) if as_json else typer.echo(
-        f"wrote {out} ({r['bytes'] / 2**20:.1f} MiB), max |logit diff| vs torch {r['max_abs_logit_diff']:.2e}"
+        f"wrote {out} ({r['bytes'] / 2**20:.1f} MiB), max |logit diff| vs torch {r['max_abs_logit_diff']:.2e}, "
+        + (f"{r['anchors']:,} anchors" if r["anchors"] else "no anchors (strategy nearest will use energy)")
     )
 
 
@@ -530,6 +538,11 @@ QUOTAS_OPTION = typer.Option(
 ALPHA_OPTION = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c ∝ N_c^alpha.")
 SHARE_OPTION = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas.")
 SEED_OPTION = typer.Option(SELECTION["seed"], help="Seed for --strategy random and auto, and for --spread.")
+STRATEGY_HELP = (
+    "by-view (nearest for a colour teacher, energy for a grayscale one) | nearest (closest to the target's own "
+    "training images in the teacher's features; a teacher without anchors falls back to energy) | "
+    "energy (lowest energy first, the paper's) | opposite | entropy | random"
+)
 SPREAD_OPTION = typer.Option(
     str(SELECTION["spread"]),
     help=(
@@ -547,7 +560,7 @@ def select_cmd(
     scores: Path = typer.Argument(..., help="Scores directory (plada-edge score)."),
     keep: str | None = typer.Option(None, help="Budget as a share of the pack, e.g. 1% or 0.01."),
     count: int | None = typer.Option(None, help="Budget as a number of images."),
-    strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random."),
+    strategy: str = typer.Option(SELECTION["strategy"], help=STRATEGY_HELP + "."),
     safety_net: bool = SAFETY_NET_OPTION,
     quotas: str = QUOTAS_OPTION,
     alpha: float = ALPHA_OPTION,
@@ -600,7 +613,7 @@ def pack_cmd(
     count: int | None = typer.Option(None, help="Budget as a number of images."),
     strategy: str = typer.Option(
         SELECTION["strategy"],
-        help="energy | opposite | entropy | random | auto (picks energy or opposite "
+        help=STRATEGY_HELP + " | auto (picks energy or opposite "
         "with proxy students on held-out target data; needs --target and --reference).",
     ),
     safety_net: bool = SAFETY_NET_OPTION,
@@ -946,7 +959,7 @@ def demo(
     ),
     workdir: Path = typer.Option(Path("runs/demo"), help="Where the demo's cache and student go."),
     keep: str = typer.Option("1%", help="Share of the pool to send."),
-    strategy: str = typer.Option(SELECTION["strategy"], help="energy | opposite | entropy | random."),
+    strategy: str = typer.Option(SELECTION["strategy"], help=STRATEGY_HELP + "."),
     safety_net: bool = SAFETY_NET_OPTION,
     spread: str = SPREAD_OPTION,
     student: str | None = typer.Option(None, help="Student architecture (default: the recipe's choice)."),

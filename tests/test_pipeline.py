@@ -24,7 +24,7 @@ def test_teacher_learns_and_exports_faithfully(tiny):
     assert tiny["export"]["max_abs_logit_diff"] <= 1e-4
     meta = onnx_metadata(tiny["root"] / "teacher.onnx")
     assert meta["class_names"] == ["h", "v", "blob"] and meta["input_size"] == 16
-    assert meta["outputs"] == ["logits", "features"]
+    assert meta["outputs"] == ["logits", "features", "distance"]
     assert (
         json.loads((tiny["root"] / "teacher" / "metrics.json").read_text())["test_acc"] == tiny["metrics"]["test_acc"]
     )

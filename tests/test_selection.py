@@ -132,6 +132,7 @@ def _fake_scores(n=5000, c=5, seed=0):
         num_classes=c,
         class_names=[str(i) for i in range(c)],
         meta={"pack_fingerprint": "f" * 64},
+        distance=None,  # a teacher without anchors
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -39,7 +40,7 @@ from plada_edge.data.suite import SUITE  # noqa: E402
 from plada_edge.server.payloads import payload_header  # noqa: E402
 from plada_edge.server.scoring import Scores, score_pack  # noqa: E402
 from plada_edge.server.selection import budget_size, class_counts, resolve_spread, select  # noqa: E402
-from plada_edge.server.teacher import export_onnx, train_teacher  # noqa: E402
+from plada_edge.server.teacher import export_onnx, onnx_metadata, train_teacher  # noqa: E402
 
 ROOT = Path("runs/suite")
 KEEP = "1%"
@@ -48,6 +49,8 @@ PINNED = {  # baselines with every option pinned, so they do not move when the d
     "energy": dict(strategy="energy", safety_net=False, spread=1.0),
 }
 VARIANTS = {  # the default selection with one option changed
+    "strategy=energy": dict(strategy="energy"),  # the order "by-view" takes for a grayscale view (VIEW_STRATEGY)
+    "strategy=nearest": dict(strategy="nearest"),  # ... and for a colour one
     "quotas=pool": dict(quotas="pool"),
     "quotas=target": dict(quotas="target"),
     "spread=gray": dict(spread="gray"),  # the spread "auto" resolves to for a grayscale view (AUTO_SPREAD)
@@ -79,10 +82,17 @@ def teacher(target: str, recipe: str, pack: ReferencePack, log) -> tuple[dict, S
         atomic.write_json(d / "teacher-seconds.json", {"seconds": time.perf_counter() - t0})
     metrics = json.loads((d / "teacher" / "metrics.json").read_text())
     metrics["seconds"] = json.loads((d / "teacher-seconds.json").read_text())["seconds"]
-    if not (d / "teacher.onnx").exists():
-        export_onnx(d / "teacher", d / "teacher.onnx", input_size=pack.size)
+    onnx = d / "teacher.onnx"
+    if not REPORT_ONLY and (not onnx.exists() or "distance" not in onnx_metadata(onnx)["outputs"]):
+        # teachers trained before anchors were kept take them from their target: the same features
+        export_onnx(d / "teacher", onnx, input_size=pack.size, target=target)
     try:
         scores = Scores.open(d / "scores", pack)
+        if scores.meta["teacher_sha256"] != onnx_metadata(onnx)["sha256"]:
+            if REPORT_ONLY:
+                return metrics, scores
+            shutil.rmtree(d / "scores")  # scored by an earlier export of this teacher: score again
+            raise ValueError("stale scores")
     except ValueError:
         if REPORT_ONLY:
             return None
@@ -118,6 +128,7 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
             opts = dict(opts, spread=resolve_spread("auto", k, valid, colour=opts["spread"] == "colour"))
         sel = select(scores, keep=KEEP, target_counts=load_target(target).class_counts(), **opts)
         indices, labels, spread = sel.indices, sel.labels, sel.spread
+        opts = dict(opts, strategy=sel.strategy)  # key what "by-view" resolved to (energy: the old default's key)
         header = payload_header(scores, sel, task=target)
         # payloads were keyed by "auto" while it resolved by the gray band for every view
         if not (opts["spread"] == "auto" and spread == gray_auto):
@@ -161,8 +172,6 @@ def student(target: str, recipe: str, row: str, pay: dict, seed: int, pack: Refe
 
 def demo(log) -> dict | None:
     """`plada-edge demo` from a fresh work folder (data already built): its wall time and table, once per setup."""
-    import shutil
-
     from plada_edge.core.recipes import PRETRAINED_EPOCHS, PRETRAINED_TRAIN
     from plada_edge.demo import DEMO_TEACHERS, run_demo
 
@@ -294,6 +303,7 @@ def report(results: dict) -> str:
                 f"| {target} | {_mean(d):.3f} | {_mean(st):.3f} | {_mean(d, 'macro_acc'):.3f} | "
                 f"{_mean(st, 'macro_acc'):.3f} | {added:,} |"
             )
+    lines += strategies(results)
     lines += quotas(results)
     lines += spreads(results)
     lines += ["", "#### Goals, stated plainly", ""] + goals(results, ratios)
@@ -308,6 +318,46 @@ def _with_rows(results: dict, *rows: str) -> list[tuple[str, dict, dict]]:
         for target, res in results["targets"].items()
         if all(_row(res, res["auto"], r) is not None for r in rows)
     ]
+
+
+def _pair(rows: dict, a: str, b: str) -> tuple[float, float, str]:
+    """Plain accuracy of rows a and b, and the table cells: both plain, both macro, the seeds of each."""
+    x, y = rows[a]["students"], rows[b]["students"]
+    cells = f"{_mean(x):.3f} | {_mean(y):.3f} | {_mean(x, 'macro_acc'):.3f} | {_mean(y, 'macro_acc'):.3f} | "
+    return _mean(x), _mean(y), cells + f"{len(x)} / {len(y)} |"
+
+
+def _wins(what: str, wins: dict) -> list[str]:
+    counted = "; ".join(f"{w} of {n} {view} targets" for view, (w, n) in wins.items() if n)
+    return ["", f"{what} wins on plain accuracy on {counted}."]
+
+
+def strategies(results: dict) -> list[str]:
+    """Energy against nearest on every target, and which one ``by-view`` took: the evidence for VIEW_STRATEGY."""
+    from plada_edge.core.config import VIEW_STRATEGY
+
+    found = _with_rows(results, "strategy=energy", "strategy=nearest")
+    if not found:
+        return []
+    lines = [
+        "",
+        "Strategy (`pack --strategy`): `energy` (lowest energy first, the paper's order) against `nearest` (the pool "
+        "images closest to the target's own training images in the teacher's features: 1 - mean cosine similarity "
+        "of the 5 most similar of its training images), each with the default quotas and spread; same seeds. "
+        f"`by-view`, the default, takes {VIEW_STRATEGY['colour']} for a colour teacher and "
+        f"{VIEW_STRATEGY['gray']} for a grayscale one.",
+        "",
+        "| target | view | by-view | energy | nearest | macro, energy | macro, nearest | seeds |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    wins = {"gray": [0, 0], "colour": [0, 0]}
+    for target, res, rows in found:
+        view = "colour" if res["facts"]["channels"] == 3 else "gray"
+        a, b, cells = _pair(rows, "strategy=energy", "strategy=nearest")
+        wins[view][0] += (b > a) == (VIEW_STRATEGY[view] == "nearest")
+        wins[view][1] += 1
+        lines.append(f"| {target} | {view} | {rows['default']['payload']['options'].get('strategy')} | {cells}")
+    return lines + _wins("`by-view`'s pick", wins)
 
 
 def quotas(results: dict) -> list[str]:
@@ -330,13 +380,10 @@ def quotas(results: dict) -> list[str]:
     right = 0
     for target, _, rows in found:
         counts = load_target(target).class_counts()
-        a, b = rows["quotas=pool"]["students"], rows["quotas=target"]["students"]
+        a, b, cells = _pair(rows, "quotas=pool", "quotas=target")
         picked = rows["default"]["payload"]["options"].get("quotas", "pool")
-        right += (picked == "target") == (_mean(b) > _mean(a))
-        lines.append(
-            f"| {target} | {counts.max() / max(counts.min(), 1):.1f} | {picked} | {_mean(a):.3f} | {_mean(b):.3f} | "
-            f"{_mean(a, 'macro_acc'):.3f} | {_mean(b, 'macro_acc'):.3f} | {len(a)} / {len(b)} |"
-        )
+        right += (picked == "target") == (b > a)
+        lines.append(f"| {target} | {counts.max() / max(counts.min(), 1):.1f} | {picked} | {cells}")
     lines += ["", f"`auto` picks the better of the two on plain accuracy on {right} of {len(found)} targets."]
     return lines
 
@@ -360,20 +407,11 @@ def spreads(results: dict) -> list[str]:
     wins = {"gray": [0, 0], "colour": [0, 0]}
     for target, res, rows in found:
         view = "colour" if res["facts"]["channels"] == 3 else "gray"
-        a, b = rows["spread=gray"]["students"], rows["spread=colour"]["students"]
-        wins[view][0] += (_mean(b) > _mean(a)) == (view == "colour")
+        a, b, cells = _pair(rows, "spread=gray", "spread=colour")
+        wins[view][0] += (b > a) == (view == "colour")
         wins[view][1] += 1
-        lines.append(
-            f"| {target} | {view} | {_fmt(rows['default']['payload'].get('spread'), '.1f')} | {_mean(a):.3f} | "
-            f"{_mean(b):.3f} | {_mean(a, 'macro_acc'):.3f} | {_mean(b, 'macro_acc'):.3f} | {len(a)} / {len(b)} |"
-        )
-    lines += [
-        "",
-        "Its own view's band wins on plain accuracy on "
-        + "; ".join(f"{w} of {n} {view} targets" for view, (w, n) in wins.items() if n)
-        + ".",
-    ]
-    return lines
+        lines.append(f"| {target} | {view} | {_fmt(rows['default']['payload'].get('spread'), '.1f')} | {cells}")
+    return lines + _wins("Its own view's band", wins)
 
 
 def _verdict(ok: bool) -> str:

@@ -6,7 +6,9 @@ Each value was chosen from runs of tools/bench_plada.py and tools/bench_suite.py
 prints them beside the numbers behind them.
 
 - ``SelectionConfig`` (paper §3.2): lowest energy with the Safety-Net (alpha -0.2, share 0.5);
-  plain lowest energy drops whole classes at small keeps. ``spread`` is ours, not the paper's:
+  plain lowest energy drops whole classes at small keeps. For a colour teacher the default order is
+  ours: ``nearest``, the pool images closest to the target's own training images in the teacher's
+  features (VIEW_STRATEGY). ``spread`` is ours, not the paper's:
   "auto" draws each quota from its 8x-larger band of lowest energies at small keeps (32x for
   colour targets; both measured best at 1 %) and shrinks to the strict order as the band would
   pass 8 % (32 %) of the pool. ``quotas`` is ours too: "auto" sizes the Safety-Net by the target's
@@ -41,6 +43,14 @@ QUOTAS = ("auto", "target", "pool")  # how the Safety-Net sizes its per-class qu
 # images, else "pool" (plada_edge.server.selection; docs/results.md, "suite")
 QUOTA_IMBALANCE = 3.0
 AUGMENTS = ("shift", "trivial")
+# strategy "nearest": a teacher keeps the pooled features of up to NEAREST_ANCHORS of its training images
+# (all of them, or a seeded sample); an image's distance is 1 - the mean cosine similarity of its NEAREST_K
+# most similar anchors (plada_edge.server.teacher, docs/results.md, "suite")
+NEAREST_ANCHORS = 2048
+NEAREST_K = 5
+# strategy="by-view" (the default) resolves by the scores' view: nearest beat energy on the suite's colour
+# targets and lost on digits (docs/results.md, "suite")
+VIEW_STRATEGY = {"gray": "energy", "colour": "nearest"}
 
 C = TypeVar("C")
 
@@ -78,7 +88,8 @@ def parse_spread(spread: float | str) -> float | str:
 class SelectionConfig:
     """Which reference images to send, and how (paper §3.2)."""
 
-    strategy: str = "energy"  # energy | opposite | entropy | random | auto (plada_edge.server.selection)
+    # by-view (VIEW_STRATEGY) | nearest | energy | opposite | entropy | random | auto (plada_edge.server.selection)
+    strategy: str = "by-view"
     safety_net: bool = True  # per-class quotas, so no class vanishes
     # pool: K_c ∝ N_c^alpha for `share` of the budget, N_c = pack images pseudo-labelled c; target: the
     # whole budget in the target's training class proportions; auto: target for class-imbalanced targets
@@ -304,4 +315,7 @@ __all__ = [
     "AUTO_SPREAD",
     "QUOTAS",
     "QUOTA_IMBALANCE",
+    "NEAREST_ANCHORS",
+    "NEAREST_K",
+    "VIEW_STRATEGY",
 ]

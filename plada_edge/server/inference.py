@@ -23,6 +23,7 @@ from ..core import atomic, native
 from ..core.reference import ReferencePack
 
 FIELDS = ("energy", "label", "entropy", "flags")
+NEAREST_FIELD = "distance"  # present when the teacher graph has a distance output (strategy nearest)
 
 
 def open_session(model_bytes: bytes, threads: int = 0, providers: list | None = None):
@@ -65,12 +66,16 @@ def score_chunk(
     sess, pack: ReferencePack, c0: int, c1: int, batch_size: int, keep_logits: bool = False, advance=lambda n: None
 ) -> dict:
     """Score pack images [c0, c1): per-image arrays plus the global index range they cover."""
-    parts = {f: [] for f in FIELDS}
+    nearest = NEAREST_FIELD in {o.name for o in sess.get_outputs()}
+    parts = {f: [] for f in FIELDS + (NEAREST_FIELD,) * nearest}
     logits_all = []
     for _, imgs in prefetched(pack, c0, c1, batch_size):
-        logits = sess.run(["logits"], {"images": imgs})[0]
+        logits, *distance = sess.run(["logits"] + [NEAREST_FIELD] * nearest, {"images": imgs})
         for f, v in zip(FIELDS, native.energy_stats(logits, nan_policy="flag")):
             parts[f].append(v)
+        if nearest:  # a NaN distance sorts last, as +inf (its row is flagged anyway when the logits are NaN)
+            d = np.asarray(distance[0], np.float32)
+            parts[NEAREST_FIELD].append(np.where(np.isnan(d), np.float32(np.inf), d))
         if keep_logits:
             logits_all.append(logits)
         advance(len(imgs))

@@ -3,7 +3,9 @@
 onnxruntime runs the exported teacher over the memory-mapped pack in batches (a prefetch thread
 reads the next batch while the current one runs); each batch's logits go straight through the
 native ``energy_stats`` kernel and are dropped, so memory never holds N x C logits. Per image we
-keep energy (float32), label, entropy (float32) and flags: about 10 bytes, 140 MB at 14.2M images.
+keep energy (float32), label, entropy (float32) and flags: about 10 bytes, 140 MB at 14.2M images;
+and, when the teacher graph has a ``distance`` output (its anchors: plada_edge.server.teacher), that
+distance too (float32, 4 bytes more), for strategy ``nearest``.
 
 Work is done in chunks, each written atomically to ``chunks/``; a rerun after a crash (or kill -9)
 skips finished chunks and produces identical scores. When all chunks exist they are joined into
@@ -30,7 +32,7 @@ from ..core.locks import clean_stale_temps, output_lock
 from ..core.progress import bar
 from ..core.reference import ReferencePack
 from ..core.twins import label_dtype
-from .inference import FIELDS, chunk_path, open_session, score_chunk, write_chunk
+from .inference import FIELDS, NEAREST_FIELD, chunk_path, open_session, score_chunk, write_chunk
 from .teacher import onnx_metadata
 
 SCORES_FORMAT = 1
@@ -64,6 +66,7 @@ def prepare_scores(teacher, pack: ReferencePack, out: Path, config: ScoreConfig)
         "batch_size": batch_size,
         "image_size": pack.size,
         "keep_logits": keep_logits,
+        NEAREST_FIELD: NEAREST_FIELD in meta_t["outputs"],
     }
     path = out / "meta.json"
     if path.exists():
@@ -75,12 +78,17 @@ def prepare_scores(teacher, pack: ReferencePack, out: Path, config: ScoreConfig)
             return prev, [], [], True
     atomic.write_json(path, meta)
     starts = list(range(0, pack.n, chunk))
-    todo = [c0 for c0 in starts if not _chunk_readable(out, c0)]
+    todo = [c0 for c0 in starts if not _chunk_readable(out, c0, score_fields(meta))]
     return meta, starts, todo, False
 
 
+def score_fields(meta: dict) -> tuple[str, ...]:
+    """The per-image fields scores with this meta hold (logits aside)."""
+    return FIELDS + (NEAREST_FIELD,) * bool(meta.get(NEAREST_FIELD))
+
+
 def finish_scores(out: Path, meta: dict, starts: list[int], pack: ReferencePack, seconds: float) -> Scores:
-    _consolidate(out, starts, pack.n, meta["num_classes"], meta["keep_logits"])
+    _consolidate(out, starts, pack.n, meta["num_classes"], meta["keep_logits"], bool(meta.get(NEAREST_FIELD)))
     meta.update(complete=True, seconds_last_run=seconds)
     atomic.write_json(out / "meta.json", meta)
     return Scores.open(out, pack)
@@ -130,14 +138,14 @@ def _score_locked(teacher, pack: ReferencePack, out: Path, cfg: ScoreConfig, pro
     return finish_scores(out, meta, starts, pack, time.perf_counter() - t0)
 
 
-def _chunk_readable(out: Path, c0: int) -> bool:
+def _chunk_readable(out: Path, c0: int, fields: tuple[str, ...] = FIELDS) -> bool:
     """Whether chunk c0 exists and its archive opens with every field; a damaged one is removed."""
     path = chunk_path(out, c0)
     if not path.exists():
         return False
     try:
         with np.load(path) as z:
-            ok = {"start", "stop", *FIELDS} <= set(z.files) and int(z["start"]) == c0
+            ok = {"start", "stop", *fields} <= set(z.files) and int(z["start"]) == c0
     except Exception:  # truncated or corrupt archive: zipfile, OSError, ValueError, EOFError
         ok = False
     if not ok:
@@ -145,9 +153,11 @@ def _chunk_readable(out: Path, c0: int) -> bool:
     return ok
 
 
-def _consolidate(out: Path, starts: list[int], n: int, num_classes: int, keep_logits: bool) -> None:
+def _consolidate(out: Path, starts: list[int], n: int, num_classes: int, keep_logits: bool, nearest: bool) -> None:
     dtypes = {"energy": np.float32, "label": label_dtype(num_classes), "entropy": np.float32, "flags": np.uint8}
     fields = dict(dtypes)
+    if nearest:
+        fields[NEAREST_FIELD] = np.float32
     if keep_logits:
         fields["logits"] = np.float32
     for f, dt in fields.items():
@@ -216,17 +226,19 @@ def open_scores(path: str | os.PathLike, pack: ReferencePack | None = None) -> S
 
 
 class Scores:
-    """Per-image energy, label, entropy and flags of one pack under one teacher (memory-mapped)."""
+    """Per-image energy, label, entropy and flags of one pack under one teacher (memory-mapped), and
+    ``distance`` when the teacher had anchors (else ``distance`` is None)."""
 
     def __init__(self, path: Path, meta: dict):
         self.path, self.meta = path, meta
-        for f in FIELDS:
+        self.distance = None
+        for f in score_fields(meta):
             try:
                 setattr(self, f, np.load(path / f"{f}.npy", mmap_mode="r"))
             except (ValueError, OSError) as exc:  # truncated, missing or not numpy at all
                 raise ScoresError(f"{path / (f + '.npy')} is damaged ({exc}); score again into a new --out") from None
         n = meta["pack_n"]
-        for f in FIELDS:
+        for f in score_fields(meta):
             if len(getattr(self, f)) != n:
                 raise ScoresError(f"{path / (f + '.npy')} holds {len(getattr(self, f))} rows, expected {n}")
 

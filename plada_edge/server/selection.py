@@ -5,6 +5,15 @@ Strategies (a registry; ``list_strategies()``):
   opposite  highest energy first: the paper's mode for far-out-of-domain targets
   entropy   lowest softmax entropy first: the confidence baseline the paper compares against
   random    a seeded random order: the control
+  nearest   closest to the target's own training images first (ours): the teacher's pooled
+            features of a pool image against those of up to NEAREST_ANCHORS training images
+            (its ``distance``, plada_edge.server.teacher); scores without a distance (an imported
+            teacher) fall back to energy, with a warning
+  by-view   the default: nearest for a colour teacher, energy for a grayscale one (VIEW_STRATEGY).
+            On the suite's colour targets (weak teachers, a pool of related but differently drawn
+            images) the lowest energies are confident but unlike the target; the nearest images are
+            like it, and the students trained on them kept more of their teachers. On digits
+            nearest lost clearly, so grayscale views keep the paper's order (docs/results.md, "suite").
 
 Safety-Net (paper §3.2), optional: reserve ``share`` of the budget K for per-class quotas
 K_c ∝ N_c^alpha, where N_c is the number of pack images pseudo-labelled c (unflagged); empty
@@ -49,7 +58,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core import native
-from ..core.config import AUTO_SPREAD, QUOTA_IMBALANCE, SelectionConfig, parse_spread, with_options
+from ..core.config import AUTO_SPREAD, QUOTA_IMBALANCE, VIEW_STRATEGY, SelectionConfig, parse_spread, with_options
 from ..core.errors import ConfigError
 from .scoring import Scores, gather_rows, read_rows
 
@@ -85,6 +94,26 @@ register_strategy("energy", "lowest energy first (paper default)")(_field("energ
 register_strategy("opposite", "highest energy first (far-OOD targets)")(_field("energy", largest=True))
 register_strategy("entropy", "lowest softmax entropy first")(_field("entropy"))
 register_strategy("random", "seeded random order (control)")(lambda s, seed: (_RandomChunks(seed).rows, False))
+
+
+@register_strategy("nearest", "closest to the target's training images in the teacher's features first")
+def _nearest(scores: Scores, seed: int):
+    if scores.distance is None:
+        raise ConfigError(
+            f"strategy nearest needs scores with a distance; {scores.path} has none (its teacher kept no anchors: "
+            "retrain it, or export it again with --target, and score again)"
+        )
+    return (lambda lo, hi: read_rows(scores.distance, lo, hi)), False
+
+
+def view_strategy(scores: Scores) -> str:
+    """What strategy "by-view" is for these scores: VIEW_STRATEGY by the teacher's view."""
+    return VIEW_STRATEGY["colour" if is_colour(scores) else "gray"]
+
+
+register_strategy("by-view", "nearest for a colour teacher, energy for a grayscale one (default)")(
+    lambda s, seed: _STRATEGIES[view_strategy(s)](s, seed)
+)
 
 
 def parse_keep(keep: str | float) -> float:
@@ -348,6 +377,12 @@ def select(
     strategy, seed = cfg.strategy, cfg.seed
     if strategy not in _STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(list_strategies())}")
+    notes = []
+    if strategy == "by-view":
+        strategy = view_strategy(scores)
+    if strategy == "nearest" and scores.distance is None:  # an imported or older teacher: the paper's order
+        notes.append("strategy nearest: these scores have no distance (the teacher kept no anchors); used energy")
+        strategy = "energy"
     counts = class_counts(scores)
     valid = int(counts.sum())
     budget = budget_size(scores.n, keep, count)
@@ -364,7 +399,6 @@ def select(
         return _best(band.members(), draw, False, quotas, threads)
 
     net = None
-    notes = []
     if cfg.safety_net:
         prior = None
         if cfg.quotas in ("target", "auto"):

@@ -3,7 +3,11 @@
 The exported graph takes uint8 NHWC images exactly as a reference pack stores them; the sensor
 view (plada_edge.core.view: colour, area-downsample to the task's native size, resize, normalise)
 and the model run inside it, so any server with onnxruntime scores exactly what training saw.
-Outputs: ``logits`` and (optionally) ``features``, the pooled input of the last linear layer.
+Outputs: ``logits``, (optionally) ``features``, the pooled input of the last linear layer, and
+``distance`` when the teacher holds anchors: the pooled features of up to NEAREST_ANCHORS of its own
+training images, kept at training time. An image's distance is 1 - the mean cosine similarity of
+its NEAREST_K most similar anchors: how far it lies from the target's own images as the teacher
+sees them (strategy ``nearest``, plada_edge.server.selection; ours, not the paper's).
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from ..core import atomic
-from ..core.config import TeacherConfig, with_options
+from ..core.config import NEAREST_ANCHORS, NEAREST_K, TeacherConfig, with_options
 from ..core.devices import resolve_device
 from ..core.errors import ModelError
 from ..core.locks import output_lock
 from ..core.models import create_model, export_onnx_graph, feature_hook
 from ..core.recipes import TargetFacts, teacher_options
 from ..core.targets import Target, load_target
-from ..core.train import accuracy, fit, load_checkpoint
+from ..core.train import accuracy, fit, load_checkpoint, predict
 from ..core.view import ViewSpec, as_nhwc3, torch_view
 
 TEACHER_FILE, METRICS_FILE = "teacher.pt", "metrics.json"
@@ -90,6 +94,7 @@ def train_teacher(
             "weights": cfg.weights,
             "recipe": recipe,
             "model": model.state_dict(),
+            "anchors": anchor_features(model, spec, target, device=device),
         }
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -110,6 +115,15 @@ def train_teacher(
         }
         atomic.write_json(out / METRICS_FILE, metrics)
     return metrics
+
+
+def anchor_features(model, spec: ViewSpec, target: Target, limit: int = NEAREST_ANCHORS, device: str = "cpu"):
+    """L2-normalised pooled features (m, d) float16 of up to ``limit`` training images (a seeded sample)."""
+    pick = np.sort(np.random.default_rng(0).permutation(len(target.y_train))[:limit])
+    view = torch_view(spec, input_size=target.native_size)
+    _, f = predict(model, view, as_nhwc3(target.x_train[pick]), with_features=True, device=device)
+    f = f.reshape(len(f), -1)
+    return (f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)).astype(np.float16)
 
 
 def load_teacher(path: str | os.PathLike):
@@ -135,20 +149,31 @@ def load_teacher(path: str | os.PathLike):
 
 class _Exported:  # built lazily so importing this module does not import torch
     @staticmethod
-    def wrap(model, view, with_features: bool):
+    def wrap(model, view, with_features: bool, anchors: np.ndarray | None = None):
         import torch
 
         class PackToLogits(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.view, self.model = view, model
-                self.holder = feature_hook(model) if with_features else None
+                self.holder = feature_hook(model) if with_features or anchors is not None else None
+                self.with_features, self.nearest = with_features, anchors is not None
+                if anchors is not None:
+                    self.register_buffer("anchors_t", torch.tensor(np.asarray(anchors, np.float32).T.copy()))
+                    self.k = min(NEAREST_K, len(anchors))
 
             def forward(self, images):
                 logits = self.model(self.view(images))
-                if self.holder is not None:
-                    return logits, self.holder["features"].flatten(1)
-                return logits
+                if self.holder is None:
+                    return logits
+                out = [logits]
+                features = self.holder["features"].flatten(1)
+                if self.with_features:
+                    out.append(features)
+                if self.nearest:
+                    similarity = torch.nn.functional.normalize(features, dim=1) @ self.anchors_t
+                    out.append(1.0 - similarity.topk(self.k, dim=1).values.mean(1))
+                return tuple(out)
 
         return PackToLogits().eval()
 
@@ -161,18 +186,27 @@ def export_onnx(
     opset: int = 17,
     parity_batch: int = 16,
     tolerance: float = 1e-4,
+    *,
+    nearest: bool = True,
+    target: Target | str | None = None,
 ) -> dict:
-    """Export teacher.pt to ONNX (uint8 NHWC in, logits [+ features] out), check and verify it.
+    """Export teacher.pt to ONNX (uint8 NHWC in; logits [+ features] [+ distance] out), check and verify it.
 
-    Raises ValueError when onnxruntime's logits differ from torch's by more than ``tolerance``.
+    ``nearest``: add the ``distance`` output from the teacher's anchors. A teacher trained before
+    anchors were kept gets them from ``target``'s training images when given, else no distance.
+    Raises ModelError when onnxruntime's outputs differ from torch's by more than ``tolerance``.
     """
     import onnx
     import torch
 
     model, meta = load_teacher(teacher)
     spec = ViewSpec.from_dict(meta["view"])
-    wrapped = _Exported.wrap(model, torch_view(spec, input_size=input_size), with_features)
-    outputs = ["logits", "features"] if with_features else ["logits"]
+    anchors = meta.get("anchors") if nearest else None
+    if nearest and anchors is None and target is not None:
+        target = load_target(target) if isinstance(target, (str, os.PathLike)) else target
+        anchors = anchor_features(model, spec, target)
+    wrapped = _Exported.wrap(model, torch_view(spec, input_size=input_size), with_features, anchors)
+    outputs = ["logits"] + ["features"] * with_features + ["distance"] * (anchors is not None)
     proto = export_onnx_graph(wrapped, input_size, outputs, opset)
     props = {
         "plada.format": "plada-teacher-v1",
@@ -184,24 +218,27 @@ def export_onnx(
         "plada.checkpoint_sha256": meta["checkpoint_sha256"],
         "plada.target": json.dumps(meta.get("target", {})),
         "plada.test_acc": _text(meta.get("metrics", {}).get("test_acc")),
+        "plada.anchors": json.dumps({"count": 0 if anchors is None else len(anchors), "k": NEAREST_K}),
     }
     for k, v in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
-    # parity: onnxruntime against torch on random pack-like images
+    # parity: onnxruntime against torch on random pack-like images, every output
     import onnxruntime as ort
 
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).integers(0, 256, (parity_batch, input_size, input_size, 3), dtype=np.uint8)
     with torch.inference_mode():
         want = wrapped(torch.from_numpy(x))
-    want = want[0] if with_features else want
-    got = sess.run(["logits"], {"images": x})[0]
-    diff = float(np.abs(got - want.numpy()).max())
-    if not diff <= tolerance:
-        raise ModelError(f"ONNX export disagrees with torch: max |logit diff| {diff:.3g} > {tolerance:g}")
+    want = want if isinstance(want, tuple) else (want,)
+    got = sess.run(outputs, {"images": x})
+    diffs = {name: float(np.abs(g - w.numpy()).max()) for name, g, w in zip(outputs, got, want)}
+    diff = diffs["logits"]
+    for name, d in diffs.items():
+        if name != "features" and not d <= tolerance:
+            raise ModelError(f"ONNX export disagrees with torch: max |{name} diff| {d:.3g} > {tolerance:g}")
     atomic.write_bytes(out, data)
     return {
         "onnx": str(out),
@@ -210,6 +247,7 @@ def export_onnx(
         "parity_batch": parity_batch,
         "input_size": input_size,
         "outputs": outputs,
+        "anchors": 0 if anchors is None else len(anchors),
         "checkpoint_sha256": meta["checkpoint_sha256"],
         "test_acc": meta.get("metrics", {}).get("test_acc"),
     }
@@ -230,7 +268,7 @@ def export_int8(
         raise ConfigError("--int8 calibrates on the target's training images: give --target")
     out = Path(out)
     fp32 = out.with_name(out.stem + ".fp32.onnx")
-    report = export_onnx(teacher, fp32, input_size=input_size, with_features=False)
+    report = export_onnx(teacher, fp32, input_size=input_size, with_features=False, nearest=False)
     calibration = calibration_set(target, input_size, calibration_images)
     return dict(quantize_teacher(fp32, out, calibration), fp32=report)
 

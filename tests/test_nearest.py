@@ -1,0 +1,91 @@
+"""Strategy nearest: the teacher's anchors, the graph's distance output, and selection by it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from plada_edge.core.config import NEAREST_K  # noqa: E402
+from plada_edge.server.scoring import score_pack  # noqa: E402
+from plada_edge.server.selection import select  # noqa: E402
+from plada_edge.server.teacher import export_onnx, load_teacher, onnx_metadata  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def nearest_scores(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("nearest")
+    onnx = tiny["root"] / "teacher.onnx"
+    return score_pack(onnx, tiny["pack"], out / "scores", batch_size=32, chunk=64, progress=False)
+
+
+def test_teacher_keeps_normalised_anchors_of_its_training_images(tiny):
+    _, meta = load_teacher(tiny["root"] / "teacher")
+    anchors = np.asarray(meta["anchors"], np.float32)
+    assert anchors.shape[0] == len(tiny["target"].y_train)  # 180 images, under NEAREST_ANCHORS: all of them
+    np.testing.assert_allclose(np.linalg.norm(anchors, axis=1), 1.0, atol=2e-3)  # float16 storage
+    assert tiny["export"]["anchors"] == 180
+    assert onnx_metadata(tiny["root"] / "teacher.onnx")["outputs"] == ["logits", "features", "distance"]
+
+
+def test_graph_distance_equals_its_numpy_definition(tiny):
+    import onnxruntime as ort
+
+    _, meta = load_teacher(tiny["root"] / "teacher")
+    anchors = np.asarray(meta["anchors"], np.float32)
+    sess = ort.InferenceSession(str(tiny["root"] / "teacher.onnx"), providers=["CPUExecutionProvider"])
+    images = tiny["pack"].read(0, 200)
+    features, distance = sess.run(["features", "distance"], {"images": images})
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    want = 1.0 - np.sort(unit @ anchors.T, axis=1)[:, -NEAREST_K:].mean(1)
+    np.testing.assert_allclose(distance, want, atol=1e-4)
+
+
+def test_scores_keep_the_distance_and_in_domain_images_are_nearer(nearest_scores):
+    d = np.asarray(nearest_scores.distance)
+    assert d.shape == (500,) and np.isfinite(d).all()
+    # pool images 0..119 are drawn like the target's training images, the other 380 are noise
+    assert np.median(d[:120]) < np.median(d[120:])
+
+
+def test_nearest_fills_each_quota_with_its_nearest_images(nearest_scores):
+    sc = nearest_scores
+    sel = select(sc, strategy="nearest", count=30, safety_net=True, alpha=0.0, share=1.0, spread=1.0)
+    assert sel.strategy == "nearest" and sel.k == 30 and not sel.warnings
+    d, lab = np.asarray(sc.distance), np.asarray(sc.label)
+    for c in range(3):
+        members = np.flatnonzero(lab == c)
+        np.testing.assert_array_equal(
+            np.sort(members[np.argsort(d[members], kind="stable")[:10]]), sel.indices[sel.labels == c]
+        )
+    assert (sel.indices < 120).mean() >= 0.8  # mostly the in-domain images, not noise
+
+
+def test_nearest_falls_back_to_energy_without_anchors(tiny, tmp_path):
+    plain = tmp_path / "plain.onnx"
+    report = export_onnx(tiny["root"] / "teacher", plain, input_size=16, nearest=False)
+    assert report["anchors"] == 0 and report["outputs"] == ["logits", "features"]
+    sc = score_pack(plain, tiny["pack"], tmp_path / "scores", batch_size=32, chunk=64, progress=False)
+    assert sc.distance is None
+    sel = select(sc, count=30, strategy="nearest")
+    want = select(sc, count=30, strategy="energy")
+    np.testing.assert_array_equal(sel.indices, want.indices)
+    assert any("no distance" in w and "used energy" in w for w in sel.warnings)
+
+
+def test_by_view_default_is_nearest_for_colour_and_energy_for_gray(nearest_scores):
+    import copy
+
+    gray = nearest_scores
+    assert gray.meta["view"]["gray"]
+    sel = select(gray, count=30)
+    assert sel.strategy == "energy"
+    np.testing.assert_array_equal(sel.indices, select(gray, count=30, strategy="energy").indices)
+    colour = copy.copy(gray)
+    colour.meta = copy.deepcopy(gray.meta)
+    colour.meta["view"]["gray"] = False
+    sel = select(colour, count=30)
+    assert sel.strategy == "nearest"
+    np.testing.assert_array_equal(sel.indices, select(colour, count=30, strategy="nearest").indices)
