@@ -480,7 +480,7 @@ def score(
     providers: str | None = PROVIDERS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON."),
 ) -> None:
-    """Score every reference image by energy (and entropy, label); rerun to resume after a crash."""
+    """Score every reference image by energy (entropy, label; distance when the teacher has anchors); resumable."""
     from .core.reference import ReferencePack
     from .server.scoring import score_pack
 
