@@ -57,6 +57,8 @@ VARIANTS = {  # the default selection with one option changed
     "spread=colour": dict(spread="colour"),  # ... and for a colour one
 }
 KEYLESS = {("quotas", "pool")}
+# an oracle payload depends on k alone; its cache key stays the selection options it was first keyed by
+ORACLE_KEY = dict(strategy="energy", safety_net=True, quotas="auto", alpha=-0.2, share=0.5, spread="auto")
 RECIPES = ("scratch", "pretrained")
 REPORT_ONLY = False
 TIME_DEMO = False  # --demo: time `plada-edge demo` (best on otherwise idle cores)
@@ -109,7 +111,7 @@ def default_selection() -> dict:
 
 
 def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferencePack) -> dict:
-    opts = PINNED.get(row) or dict(default_selection(), **VARIANTS.get(row, {}))
+    opts = ORACLE_KEY if row == "oracle" else PINNED.get(row) or dict(default_selection(), **VARIANTS.get(row, {}))
     if row == "oracle":
         from plada_edge.data.offline import load_pool_truth
 
