@@ -966,7 +966,7 @@ def demo(
     epochs: int | None = typer.Option(None, help="Student training epochs (default: the recipe's choice)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Run PLADA end to end on offline data: teacher → energy → payload → student, with a summary table."""
+    """Run PLADA end to end on offline data: teacher → scores → payload → student, with a summary table."""
     from .demo import format_table, run_demo
 
     selection = SelectionConfig(strategy=strategy, safety_net=safety_net, spread=spread)

@@ -1,14 +1,16 @@
 """``plada-edge demo``: the whole of PLADA on this machine, from nothing to a trained student.
 
 1. builds the offline benchmark data if missing (offline-mix pool + targets, ~1 minute),
-2. server: trains a teacher on the target, exports it to ONNX, scores every pool image by
-   energy and packs the selected (index, label) pairs into a payload (``plada-edge build``),
+2. server: trains a teacher on the target, exports it to ONNX, scores every pool image (energy,
+   and its distance to the target's own images) and packs the selected (index, label) pairs
+   into a payload (``plada-edge build``),
 3. device: verifies the payload, gathers its images from the pool, trains a student and
    evaluates it on the target's test split (``plada-edge learn``),
 4. prints payload bytes, teacher and student accuracy and their ratio.
 
-Defaults are the ones chosen from the measurements in docs/results.md: energy selection with
-the Safety-Net (so no class vanishes), at 1 % of the pool, and ``--recipe auto`` on both sides.
+Defaults are the ones chosen from the measurements in docs/results.md: strategy ``by-view``
+(nearest for a colour teacher, energy for a grayscale one) with the Safety-Net (so no class
+vanishes), at 1 % of the pool, and ``--recipe auto`` on both sides.
 The default target, tango (a colour icon task of plada_edge.data.suite), gets the recipe colour
 tasks get: ImageNet-initialised linear probes, a few minutes end to end on 2 cores. digits and
 fmnist get resnet18 from scratch, which takes longer.
@@ -40,7 +42,7 @@ def run_demo(
     log=print,
     **student_options,
 ) -> dict:
-    """Teacher → energy → payload → student on offline data; returns the summary ``format_table`` prints.
+    """Teacher → scores → payload → student on offline data; returns the summary ``format_table`` prints.
 
     ``student_options`` (arch, epochs, any StudentConfig or TrainConfig field) override what the
     student's recipe (auto) picks; None leaves an option to it.
@@ -82,7 +84,7 @@ def run_demo(
         + "".join(f"{k} = {json.dumps(v)}\n" for k, v in asdict(selection).items())
     )
     log(
-        f"server: {d.get('arch', 'the auto recipe')} teacher → ONNX → energy scores → {selection.strategy} {keep}"
+        f"server: {d.get('arch', 'the auto recipe')} teacher → ONNX → scores → {selection.strategy} {keep}"
         + (" + Safety-Net" if selection.safety_net else "")
     )
     report = build_tasks(task_file, log=log)[target]
