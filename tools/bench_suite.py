@@ -371,8 +371,8 @@ def quotas(results: dict) -> list[str]:
         return []
     lines = [
         "",
-        "Safety-Net quotas (`pack --quotas`): `pool` (K_c ∝ N_c^alpha for half the budget, the rest in the strategy's order) "
-        "against `target` (the whole budget in the target's training class proportions); same seeds. `auto`, the "
+        "Safety-Net quotas (`pack --quotas`): `pool` (K_c ∝ N_c^alpha for half the budget, the rest in the "
+        "strategy's order) against `target` (the whole budget in the target's training class proportions); same seeds. `auto`, the "
         f"default, picks `target` where the target's largest class has {QUOTA_IMBALANCE:g}x its smallest's "
         "training images or more (largest / smallest is in the table).",
         "",
@@ -399,7 +399,8 @@ def spreads(results: dict) -> list[str]:
         return []
     lines = [
         "",
-        "Spread (`pack --spread`): each quota draws its images at random from its spread × quota best candidates in the strategy's order. "
+        "Spread (`pack --spread`): each quota draws its images at random from its spread × quota best candidates "
+        "in the strategy's order. "
         f"`auto` resolves by the teacher's view (AUTO_SPREAD, as (band of the pool, largest spread): {AUTO_SPREAD}); "
         "at 1 % of this pool that is about 8 for grayscale and 32 for colour views. Both bands on every target:",
         "",
