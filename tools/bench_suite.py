@@ -372,7 +372,8 @@ def quotas(results: dict) -> list[str]:
     lines = [
         "",
         "Safety-Net quotas (`pack --quotas`): `pool` (K_c ∝ N_c^alpha for half the budget, the rest in the "
-        "strategy's order) against `target` (the whole budget in the target's training class proportions); same seeds. `auto`, the "
+        "strategy's order) against `target` (the whole budget in the target's training class proportions); "
+        "same seeds. `auto`, the "
         f"default, picks `target` where the target's largest class has {QUOTA_IMBALANCE:g}x its smallest's "
         "training images or more (largest / smallest is in the table).",
         "",
