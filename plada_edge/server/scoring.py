@@ -88,7 +88,7 @@ def score_fields(meta: dict) -> tuple[str, ...]:
 
 
 def finish_scores(out: Path, meta: dict, starts: list[int], pack: ReferencePack, seconds: float) -> Scores:
-    _consolidate(out, starts, pack.n, meta["num_classes"], meta["keep_logits"], bool(meta.get(NEAREST_FIELD)))
+    _consolidate(out, starts, pack.n, meta["num_classes"], meta["keep_logits"], score_fields(meta))
     meta.update(complete=True, seconds_last_run=seconds)
     atomic.write_json(out / "meta.json", meta)
     return Scores.open(out, pack)
@@ -153,11 +153,9 @@ def _chunk_readable(out: Path, c0: int, fields: tuple[str, ...] = FIELDS) -> boo
     return ok
 
 
-def _consolidate(out: Path, starts: list[int], n: int, num_classes: int, keep_logits: bool, nearest: bool) -> None:
-    dtypes = {"energy": np.float32, "label": label_dtype(num_classes), "entropy": np.float32, "flags": np.uint8}
-    fields = dict(dtypes)
-    if nearest:
-        fields[NEAREST_FIELD] = np.float32
+def _consolidate(out: Path, starts: list[int], n: int, num_classes: int, keep_logits: bool, kept: tuple) -> None:
+    dtypes = {"label": label_dtype(num_classes), "flags": np.uint8}  # the rest are float32
+    fields = {f: dtypes.get(f, np.float32) for f in kept}
     if keep_logits:
         fields["logits"] = np.float32
     for f, dt in fields.items():
@@ -232,13 +230,14 @@ class Scores:
     def __init__(self, path: Path, meta: dict):
         self.path, self.meta = path, meta
         self.distance = None
-        for f in score_fields(meta):
+        fields = score_fields(meta)
+        for f in fields:
             try:
                 setattr(self, f, np.load(path / f"{f}.npy", mmap_mode="r"))
             except (ValueError, OSError) as exc:  # truncated, missing or not numpy at all
                 raise ScoresError(f"{path / (f + '.npy')} is damaged ({exc}); score again into a new --out") from None
         n = meta["pack_n"]
-        for f in score_fields(meta):
+        for f in fields:
             if len(getattr(self, f)) != n:
                 raise ScoresError(f"{path / (f + '.npy')} holds {len(getattr(self, f))} rows, expected {n}")
 
