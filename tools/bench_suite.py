@@ -85,17 +85,19 @@ def teacher(target: str, recipe: str, pack: ReferencePack, log) -> tuple[dict, S
     metrics = json.loads((d / "teacher" / "metrics.json").read_text())
     metrics["seconds"] = json.loads((d / "teacher-seconds.json").read_text())["seconds"]
     onnx = d / "teacher.onnx"
-    if not REPORT_ONLY and (not onnx.exists() or "distance" not in onnx_metadata(onnx)["outputs"]):
+    graph = onnx_metadata(onnx) if onnx.exists() else None
+    if not REPORT_ONLY and (graph is None or "distance" not in graph["outputs"]):
         # teachers trained before anchors were kept take them from their target: the same features
         export_onnx(d / "teacher", onnx, input_size=pack.size, target=target)
+        graph = onnx_metadata(onnx)
     try:
         scores = Scores.open(d / "scores", pack)
-        if scores.meta["teacher_sha256"] != onnx_metadata(onnx)["sha256"]:
-            if REPORT_ONLY:
-                return metrics, scores
-            shutil.rmtree(d / "scores")  # scored by an earlier export of this teacher: score again
-            raise ValueError("stale scores")
     except ValueError:
+        scores = None
+    if scores is not None and not REPORT_ONLY and scores.meta["teacher_sha256"] != graph["sha256"]:
+        shutil.rmtree(d / "scores")  # scored by an earlier export of this teacher: score again
+        scores = None
+    if scores is None:
         if REPORT_ONLY:
             return None
         log(f"[{target}] scoring the pool with the {recipe} teacher")
