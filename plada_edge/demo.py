@@ -8,8 +8,8 @@
    evaluates it on the target's test split (``plada-edge learn``),
 4. prints payload bytes, teacher and student accuracy and their ratio.
 
-Defaults are the ones chosen from the measurements in docs/results.md: strategy ``by-view``
-(nearest for a colour teacher, energy for a grayscale one) with the Safety-Net (so no class
+Defaults are the ones chosen from the measurements in docs/results.md: strategy ``by-teacher``
+(nearest for an ImageNet-pretrained teacher, energy for one trained from scratch) with the Safety-Net (so no class
 vanishes), at 1 % of the pool, and ``--recipe auto`` on both sides.
 The default target, tango (a colour icon task of plada_edge.data.suite), gets the recipe colour
 tasks get: ImageNet-initialised linear probes, a few minutes end to end on 2 cores. digits and

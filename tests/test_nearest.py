@@ -75,17 +75,41 @@ def test_nearest_falls_back_to_energy_without_anchors(tiny, tmp_path):
     assert any("no distance" in w and "used energy" in w for w in sel.warnings)
 
 
-def test_by_view_default_is_nearest_for_colour_and_energy_for_gray(nearest_scores):
+def _with_meta(scores, **changes):
     import copy
 
-    gray = nearest_scores
-    assert gray.meta["view"]["gray"]
-    sel = select(gray, count=30)
-    assert sel.strategy == "energy"
-    np.testing.assert_array_equal(sel.indices, select(gray, count=30, strategy="energy").indices)
-    colour = copy.copy(gray)
-    colour.meta = copy.deepcopy(gray.meta)
-    colour.meta["view"]["gray"] = False
-    sel = select(colour, count=30)
-    assert sel.strategy == "nearest"
-    np.testing.assert_array_equal(sel.indices, select(colour, count=30, strategy="nearest").indices)
+    other = copy.copy(scores)
+    other.meta = copy.deepcopy(scores.meta)
+    for key, value in changes.items():
+        if key == "gray":
+            other.meta["view"]["gray"] = value
+        else:
+            other.meta[key] = value
+    return other
+
+
+def test_by_teacher_default_is_nearest_for_pretrained_and_energy_for_scratch(tiny, nearest_scores):
+    scratch = nearest_scores  # the tiny teacher starts from random weights, and its export says so
+    assert onnx_metadata(tiny["root"] / "teacher.onnx")["pretrained"] is False
+    assert scratch.meta["pretrained"] is False
+    energy = select(scratch, count=30, strategy="energy").indices
+    nearest = select(scratch, count=30, strategy="nearest").indices
+    assert not np.array_equal(energy, nearest)  # else this test could not tell the two apart
+    for scores, want in [
+        (scratch, "energy"),
+        (_with_meta(scratch, gray=False), "energy"),  # the teacher's start decides, not its view
+        (_with_meta(scratch, pretrained=True), "nearest"),
+        (_with_meta(scratch, pretrained=True, gray=False), "nearest"),
+    ]:
+        sel = select(scores, count=30)
+        assert sel.strategy == want and not sel.warnings
+        np.testing.assert_array_equal(sel.indices, select(scores, count=30, strategy=want).indices)
+
+
+def test_by_teacher_without_the_flag_and_by_view_resolve_by_the_view(nearest_scores):
+    for pretrained in (None, True, False):
+        for gray, want in [(True, "energy"), (False, "nearest")]:
+            scores = _with_meta(nearest_scores, gray=gray, pretrained=pretrained)
+            assert select(scores, count=30, strategy="by-view").strategy == want
+            if pretrained is None:  # older scores, exported before the flag
+                assert select(scores, count=30).strategy == want

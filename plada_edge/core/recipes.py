@@ -70,7 +70,8 @@ def installed_pretrained_arch() -> str | None:
     return None
 
 
-def _is_pretrained(arch: str, weights: Any) -> bool:
+def is_pretrained(arch: str, weights: Any) -> bool:
+    """Whether a network of ``arch`` built with ``weights`` starts from pretrained (ImageNet) features."""
     return weights is not None or arch == "efficientnet_lite0"  # Lite0 always loads its pip weights
 
 
@@ -80,7 +81,7 @@ def _kind(recipe: str, colour: bool, options: dict) -> tuple[str, str | None]:
         raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
     arch, weights = options.get("arch"), options.get("weights")
     if arch is not None:  # the user chose the model: its start decides the training settings
-        return ("pretrained" if _is_pretrained(arch, weights) else "scratch"), None
+        return ("pretrained" if is_pretrained(arch, weights) else "scratch"), None
     if recipe == "scratch" or (recipe == "auto" and not colour):
         return "scratch", None
     found = installed_pretrained_arch()

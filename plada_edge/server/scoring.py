@@ -62,6 +62,7 @@ def prepare_scores(teacher, pack: ReferencePack, out: Path, config: ScoreConfig)
         "target": meta_t["target"],
         "teacher_test_acc": meta_t["test_acc"],
         "arch": meta_t["arch"],
+        "pretrained": meta_t["pretrained"],
         "chunk": chunk,
         "batch_size": batch_size,
         "image_size": pack.size,

@@ -9,11 +9,15 @@ Strategies (a registry; ``list_strategies()``):
             features of a pool image against those of up to NEAREST_ANCHORS training images
             (its ``distance``, plada_edge.server.teacher); scores without a distance (an imported
             teacher) fall back to energy, with a warning
-  by-view   the default: nearest for a colour teacher, energy for a grayscale one (VIEW_STRATEGY).
-            On the suite's colour targets (weak teachers, a pool of related but differently drawn
-            images) the lowest energies are confident but unlike the target; the nearest images are
-            like it, and the students trained on them kept more of their teachers. On digits
-            nearest lost clearly, so grayscale views keep the paper's order (docs/results.md, "suite").
+  by-teacher  the default: nearest for a teacher whose features come from ImageNet pretraining,
+            energy for one trained from scratch on the target (TEACHER_STRATEGY). Pretrained
+            features are generic, so the lowest energies are confident but often unlike the target,
+            while nearness in those features means "looks like the target": nearest won on 5 of the
+            suite's 6 targets with pretrained teachers. Features learned from a few hundred target
+            images measure nearness poorly: there it won on 2 of 6, and lost clearly on digits
+            (docs/results.md, "suite"). Scores whose teacher does not say resolve as by-view.
+  by-view   nearest for a colour teacher, energy for a grayscale one (VIEW_STRATEGY): the
+            earlier default, which matches by-teacher under --recipe auto.
 
 Safety-Net (paper §3.2), optional: reserve ``share`` of the budget K for per-class quotas
 K_c ∝ N_c^alpha, where N_c is the number of pack images pseudo-labelled c (unflagged); empty
@@ -58,7 +62,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core import native
-from ..core.config import AUTO_SPREAD, QUOTA_IMBALANCE, VIEW_STRATEGY, SelectionConfig, parse_spread, with_options
+from ..core.config import (
+    AUTO_SPREAD,
+    QUOTA_IMBALANCE,
+    TEACHER_STRATEGY,
+    VIEW_STRATEGY,
+    SelectionConfig,
+    parse_spread,
+    with_options,
+)
 from ..core.errors import ConfigError
 from .scoring import Scores, gather_rows, read_rows
 
@@ -111,7 +123,20 @@ def view_strategy(scores: Scores) -> str:
     return VIEW_STRATEGY["colour" if is_colour(scores) else "gray"]
 
 
-register_strategy("by-view", "nearest for a colour teacher, energy for a grayscale one (default)")(
+def teacher_strategy(scores: Scores) -> str:
+    """What strategy "by-teacher" is for these scores: TEACHER_STRATEGY by where the teacher's features
+    came from (its export records it); as "by-view" when the scores do not say."""
+    pretrained = scores.meta.get("pretrained")
+    if pretrained is None:
+        return view_strategy(scores)
+    return TEACHER_STRATEGY["pretrained" if pretrained else "scratch"]
+
+
+RESOLVERS = {"by-teacher": teacher_strategy, "by-view": view_strategy}  # strategies that name another
+register_strategy("by-teacher", "nearest for an ImageNet-pretrained teacher, energy for one from scratch (default)")(
+    lambda s, seed: _STRATEGIES[teacher_strategy(s)](s, seed)
+)
+register_strategy("by-view", "nearest for a colour teacher, energy for a grayscale one")(
     lambda s, seed: _STRATEGIES[view_strategy(s)](s, seed)
 )
 
@@ -378,8 +403,8 @@ def select(
     if strategy not in _STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(list_strategies())}")
     notes = []
-    if strategy == "by-view":
-        strategy = view_strategy(scores)
+    if strategy in RESOLVERS:
+        strategy = RESOLVERS[strategy](scores)
     if strategy == "nearest" and scores.distance is None:  # an imported or older teacher: the paper's order
         notes.append("strategy nearest: these scores have no distance (the teacher kept no anchors); used energy")
         strategy = "energy"

@@ -28,7 +28,7 @@ from ..core.devices import resolve_device
 from ..core.errors import ModelError
 from ..core.locks import output_lock
 from ..core.models import create_model, export_onnx_graph, feature_hook
-from ..core.recipes import TargetFacts, teacher_options
+from ..core.recipes import TargetFacts, is_pretrained, teacher_options
 from ..core.targets import Target, load_target
 from ..core.train import accuracy, fit, load_checkpoint, predict
 from ..core.view import ViewSpec, as_nhwc3, torch_view
@@ -219,6 +219,8 @@ def export_onnx(
         "plada.target": json.dumps(meta.get("target", {})),
         "plada.test_acc": _text(meta.get("metrics", {}).get("test_acc")),
         "plada.anchors": json.dumps({"count": 0 if anchors is None else len(anchors), "k": NEAREST_K}),
+        # whether its features came from ImageNet or from the target alone: strategy by-teacher reads it
+        "plada.pretrained": json.dumps(is_pretrained(meta["arch"], meta.get("weights"))),
     }
     for k, v in props.items():
         entry = proto.metadata_props.add()
@@ -314,6 +316,7 @@ def onnx_metadata(path: str | os.PathLike) -> dict:
         "checkpoint_sha256": props["plada.checkpoint_sha256"],
         "target": json.loads(props.get("plada.target", "{}")),
         "test_acc": _number(props.get("plada.test_acc")),
+        "pretrained": {"true": True, "false": False}.get(props.get("plada.pretrained", "")),  # None: not said
         "sha256": hashlib.sha256(data).hexdigest(),
         "outputs": [o.name for o in proto.graph.output],
     }
