@@ -49,13 +49,14 @@ PINNED = {  # baselines with every option pinned, so they do not move when the d
     "energy": dict(strategy="energy", safety_net=False, spread=1.0),
 }
 VARIANTS = {  # the default selection with one option changed
-    "strategy=energy": dict(strategy="energy"),  # the order "by-view" takes for a grayscale view (VIEW_STRATEGY)
-    "strategy=nearest": dict(strategy="nearest"),  # ... and for a colour one
+    "strategy=energy": dict(strategy="energy"),  # the order "by-teacher" takes for a scratch teacher (TEACHER_STRATEGY)
+    "strategy=nearest": dict(strategy="nearest"),  # ... and for a pretrained one
     "quotas=pool": dict(quotas="pool"),
     "quotas=target": dict(quotas="target"),
     "spread=gray": dict(spread="gray"),  # the spread "auto" resolves to for a grayscale view (AUTO_SPREAD)
     "spread=colour": dict(spread="colour"),  # ... and for a colour one
 }
+STRATEGY_ROWS = ("strategy=energy", "strategy=nearest")  # run for both recipes: the evidence for TEACHER_STRATEGY
 KEYLESS = {("quotas", "pool")}
 # an oracle payload depends on k alone; its cache key stays the selection options it was first keyed by
 ORACLE_KEY = dict(strategy="energy", safety_net=True, quotas="auto", alpha=-0.2, share=0.5, spread="auto")
@@ -86,8 +87,8 @@ def teacher(target: str, recipe: str, pack: ReferencePack, log) -> tuple[dict, S
     metrics["seconds"] = json.loads((d / "teacher-seconds.json").read_text())["seconds"]
     onnx = d / "teacher.onnx"
     graph = onnx_metadata(onnx) if onnx.exists() else None
-    if not REPORT_ONLY and (graph is None or "distance" not in graph["outputs"]):
-        # teachers trained before anchors were kept take them from their target: the same features
+    if not REPORT_ONLY and (graph is None or "distance" not in graph["outputs"] or graph["pretrained"] is None):
+        # graphs from before anchors (or the pretrained flag) are exported again; anchors from the target
         export_onnx(d / "teacher", onnx, input_size=pack.size, target=target)
         graph = onnx_metadata(onnx)
     try:
@@ -132,7 +133,7 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
             opts = dict(opts, spread=resolve_spread("auto", k, valid, colour=opts["spread"] == "colour"))
         sel = select(scores, keep=KEEP, target_counts=load_target(target).class_counts(), **opts)
         indices, labels, spread = sel.indices, sel.labels, sel.spread
-        opts = dict(opts, strategy=sel.strategy)  # key what "by-view" resolved to (energy: the old default's key)
+        opts = dict(opts, strategy=sel.strategy)  # key what "by-teacher" resolved to (energy: the old default's key)
         header = payload_header(scores, sel, task=target)
         # payloads were keyed by "auto" while it resolved by the gray band for every view
         if not (opts["spread"] == "auto" and spread == gray_auto):
@@ -206,11 +207,11 @@ def run(targets, recipes, seeds: int, log=print) -> dict:
             rec = res.setdefault(recipe, {})
             rec["teacher"] = {k: metrics.get(k) for k in ("test_acc", "arch", "size", "epochs", "seconds", "weights")}
             oracle = (data_dir() / "targets" / f"{target}_pool.npz").exists()  # pool ground truth known
-            # baselines for the recipe auto picks; the other recipe is compared on the default row
+            # baselines for the recipe auto picks; the other recipe is compared on the default row and by strategy
             rows = (
                 ["default", *PINNED, *VARIANTS] + (["oracle"] if oracle else [])
                 if recipe == res["auto"]
-                else ["default"]
+                else ["default", *STRATEGY_ROWS]
             )
             if recipe == res["auto"] == "pretrained":  # self-training costs one more cheap probe there
                 rows.append("default+self")
@@ -331,37 +332,45 @@ def _pair(rows: dict, a: str, b: str) -> tuple[float, float, str]:
     return _mean(x), _mean(y), cells + f"{len(x)} / {len(y)} |"
 
 
-def _wins(what: str, wins: dict) -> list[str]:
-    counted = "; ".join(f"{w} of {n} {view} targets" for view, (w, n) in wins.items() if n)
+def _wins(what: str, wins: dict, of: str = "target") -> list[str]:
+    counted = "; ".join(f"{w} of {n} {kind} {of}s" for kind, (w, n) in wins.items() if n)
     return ["", f"{what} wins on plain accuracy on {counted}."]
 
 
 def strategies(results: dict) -> list[str]:
-    """Energy against nearest on every target, and which one ``by-view`` took: the evidence for VIEW_STRATEGY."""
-    from plada_edge.core.config import VIEW_STRATEGY
+    """Energy against nearest for both recipes' teachers on every target, and which one ``by-teacher`` took:
+    the evidence for TEACHER_STRATEGY."""
+    from plada_edge.core.config import TEACHER_STRATEGY
 
-    found = _with_rows(results, "strategy=energy", "strategy=nearest")
+    found = [
+        (target, recipe, res[recipe]["rows"])
+        for target, res in results["targets"].items()
+        for recipe in RECIPES
+        if all(_row(res, recipe, r) is not None for r in STRATEGY_ROWS)
+    ]
     if not found:
         return []
     lines = [
         "",
         "Strategy (`pack --strategy`): `energy` (lowest energy first, the paper's order) against `nearest` (the pool "
         "images closest to the target's own training images in the teacher's features: 1 - mean cosine similarity "
-        "of the 5 most similar of its training images), each with the default quotas and spread; same seeds. "
-        f"`by-view`, the default, takes {VIEW_STRATEGY['colour']} for a colour teacher and "
-        f"{VIEW_STRATEGY['gray']} for a grayscale one.",
+        "of the 5 most similar of its training images), each with the default quotas and spread; same seeds; for "
+        "both recipes' teachers. `by-teacher`, the default, takes "
+        f"{TEACHER_STRATEGY['pretrained']} for a teacher that started from ImageNet weights and "
+        f"{TEACHER_STRATEGY['scratch']} for one trained from scratch (`by-view`, by the teacher's colour, picks the "
+        "same under the recipe auto chooses, marked *).",
         "",
-        "| target | view | by-view | energy | nearest | macro, energy | macro, nearest | seeds |",
+        "| target | teacher | by-teacher | energy | nearest | macro, energy | macro, nearest | seeds |",
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
-    wins = {"gray": [0, 0], "colour": [0, 0]}
-    for target, res, rows in found:
-        view = "colour" if res["facts"]["channels"] == 3 else "gray"
-        a, b, cells = _pair(rows, "strategy=energy", "strategy=nearest")
-        wins[view][0] += (b > a) == (VIEW_STRATEGY[view] == "nearest")
-        wins[view][1] += 1
-        lines.append(f"| {target} | {view} | {rows['default']['payload']['options'].get('strategy')} | {cells}")
-    return lines + _wins("`by-view`'s pick", wins)
+    wins = {"pretrained": [0, 0], "scratch": [0, 0]}
+    for target, recipe, rows in found:
+        a, b, cells = _pair(rows, *STRATEGY_ROWS)
+        wins[recipe][0] += (b > a) == (TEACHER_STRATEGY[recipe] == "nearest")
+        wins[recipe][1] += 1
+        auto = "*" if results["targets"][target]["auto"] == recipe else ""
+        lines.append(f"| {target} | {recipe}{auto} | {rows['default']['payload']['options'].get('strategy')} | {cells}")
+    return lines + _wins("`by-teacher`'s pick", wins, "teacher")
 
 
 def quotas(results: dict) -> list[str]:
