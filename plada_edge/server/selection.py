@@ -27,9 +27,10 @@ taken. alpha = 0 with share = 1 is equal per-class quotas. Quotas are rounded by
 remainder (ties to the lower class), so they sum to round(share * K) before capping.
 ``quotas="target"`` (ours) splits the whole budget in the target's training class proportions
 instead, and ``"auto"`` (the default) does so only for class-imbalanced targets: there the pool's
-pseudo-label counts say nothing of the prior the target's test images follow, and on the suite's
-four imbalanced targets it won on every one; on the balanced fmnist and digits pool quotas stayed
-best (docs/results.md, "suite").
+pseudo-label counts say nothing of the prior the target's test images follow. On the suite's four
+imbalanced targets it won on all four in energy order, and on two of four in nearest order (tango
+and elementary did better with pool quotas; the means are within a point); on the balanced fmnist
+and digits pool quotas stayed best (docs/results.md, "suite").
 
 Spread (ours, not the paper's): the lowest energies are the most prototypical images, so a strict
 top-k is pure but repetitive. With ``spread`` s > 1, each quota (and the global remainder) draws
@@ -39,8 +40,9 @@ the lowest ``band`` of the pool and at most ``most`` times the budget: s = clip(
 most), with (band, most) = AUTO_SPREAD[gray or colour] by the teacher's view. So small keeps get
 diversity and large keeps, whose band would reach far out of distribution, stay strict. Colour
 targets get a wider band: on the suite's four colour targets (weak teachers, a pool of related but
-differently drawn images) the lowest energies were too alike, and 32x beat 8x on every one; on
-fmnist and digits 8x stayed best (docs/results.md, "suite").
+differently drawn images) the lowest energies were too alike, and 32x beat 8x on every one in
+energy order (in nearest order, on two of four); on fmnist and digits 8x stayed best
+(docs/results.md, "suite").
 
 Memory (issue 18): every pass reads the scores CHUNK rows at a time. Strict picks merge each
 chunk's best (the native class_topk kernel) into a running best of at most k rows; a spread's band
