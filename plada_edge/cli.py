@@ -501,8 +501,9 @@ def score(
 
 
 def _print_selection(report: dict) -> None:
+    why = f" ({report['chosen_by']})" if report.get("chosen_by") else ""
     typer.echo(
-        f"{report['strategy']}: kept {report['k']:,} of {report['pack_n']:,} ({report['keep']:.2%})"
+        f"{report['strategy']}{why}: kept {report['k']:,} of {report['pack_n']:,} ({report['keep']:.2%})"
         + (
             (
                 ", Safety-Net quotas=target"

@@ -92,9 +92,10 @@ def test_by_teacher_default_is_nearest_for_pretrained_and_energy_for_scratch(tin
     scratch = nearest_scores  # the tiny teacher starts from random weights, and its export says so
     assert onnx_metadata(tiny["root"] / "teacher.onnx")["pretrained"] is False
     assert scratch.meta["pretrained"] is False
-    energy = select(scratch, count=30, strategy="energy").indices
-    nearest = select(scratch, count=30, strategy="nearest").indices
-    assert not np.array_equal(energy, nearest)  # else this test could not tell the two apart
+    energy = select(scratch, count=30, strategy="energy")
+    nearest = select(scratch, count=30, strategy="nearest")
+    assert energy.chosen_by is None and nearest.chosen_by is None  # asked for by name
+    assert not np.array_equal(energy.indices, nearest.indices)  # else this test could not tell the two apart
     for scores, want in [
         (scratch, "energy"),
         (_with_meta(scratch, gray=False), "energy"),  # the teacher's start decides, not its view
@@ -103,6 +104,8 @@ def test_by_teacher_default_is_nearest_for_pretrained_and_energy_for_scratch(tin
     ]:
         sel = select(scores, count=30)
         assert sel.strategy == want and not sel.warnings
+        start = "started from ImageNet weights" if scores.meta["pretrained"] else "was trained from scratch"
+        assert sel.report()["chosen_by"] == f"by-teacher: the teacher {start}"
         np.testing.assert_array_equal(sel.indices, select(scores, count=30, strategy=want).indices)
 
 
@@ -112,4 +115,5 @@ def test_by_teacher_without_the_flag_and_by_view_resolve_by_the_view(nearest_sco
             scores = _with_meta(nearest_scores, gray=gray, pretrained=pretrained)
             assert select(scores, count=30, strategy="by-view").strategy == want
             if pretrained is None:  # older scores, exported before the flag
-                assert select(scores, count=30).strategy == want
+                sel = select(scores, count=30)
+                assert sel.strategy == want and "does not say" in sel.chosen_by

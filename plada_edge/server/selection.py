@@ -135,6 +135,18 @@ def teacher_strategy(scores: Scores) -> str:
 
 
 RESOLVERS = {"by-teacher": teacher_strategy, "by-view": view_strategy}  # strategies that name another
+
+
+def resolution_reason(requested: str, scores: Scores) -> str:
+    """Why ``requested`` (a RESOLVERS name) became the strategy it did, in words for the selection report."""
+    view = "a colour teacher" if is_colour(scores) else "a grayscale teacher"
+    pretrained = scores.meta.get("pretrained")
+    if requested == "by-view" or pretrained is None:
+        return f"{requested}: {view}" + ("" if requested == "by-view" else " (its export does not say how it started)")
+    start = "started from ImageNet weights" if pretrained else "was trained from scratch"
+    return f"{requested}: the teacher {start}"
+
+
 register_strategy("by-teacher", "nearest for an ImageNet-pretrained teacher, energy for one from scratch (default)")(
     lambda s, seed: _STRATEGIES[teacher_strategy(s)](s, seed)
 )
@@ -213,6 +225,7 @@ class Selection:
     spread: float = 1.0
     warnings: list[str] = field(default_factory=list)
     auto: dict | None = None  # strategy=auto: each candidate's proxy score (plada_edge.server.auto)
+    chosen_by: str | None = None  # by-teacher / by-view: why this strategy (resolution_reason)
 
     @property
     def histogram(self) -> np.ndarray:
@@ -222,6 +235,7 @@ class Selection:
         hist = self.histogram
         r = {
             "strategy": self.strategy,
+            "chosen_by": self.chosen_by,
             "k": self.k,
             "budget": self.budget,
             "pack_n": self.pack_n,
@@ -405,7 +419,9 @@ def select(
     if strategy not in _STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(list_strategies())}")
     notes = []
+    chosen_by = None
     if strategy in RESOLVERS:
+        chosen_by = resolution_reason(strategy, scores)
         strategy = RESOLVERS[strategy](scores)
     if strategy == "nearest" and scores.distance is None:  # an imported or older teacher: the paper's order
         notes.append("strategy nearest: these scores have no distance (the teacher kept no anchors); used energy")
@@ -466,6 +482,7 @@ def select(
         scores.meta["pack_fingerprint"],
         net,
         spread=spread,
+        chosen_by=chosen_by,
     )
     hist = sel.histogram
     sel.warnings.extend(notes)
