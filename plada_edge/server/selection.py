@@ -120,39 +120,33 @@ def _nearest(scores: Scores, seed: int):
     return (lambda lo, hi: read_rows(scores.distance, lo, hi)), False
 
 
-def view_strategy(scores: Scores) -> str:
-    """What strategy "by-view" is for these scores: VIEW_STRATEGY by the teacher's view."""
-    return VIEW_STRATEGY["colour" if is_colour(scores) else "gray"]
+def view_strategy(scores: Scores) -> tuple[str, str]:
+    """What strategy "by-view" is for these scores, and why: VIEW_STRATEGY by the teacher's view."""
+    colour = is_colour(scores)
+    return VIEW_STRATEGY["colour" if colour else "gray"], "a colour teacher" if colour else "a grayscale teacher"
 
 
-def teacher_strategy(scores: Scores) -> str:
-    """What strategy "by-teacher" is for these scores: TEACHER_STRATEGY by where the teacher's features
-    came from (its export records it); as "by-view" when the scores do not say."""
+def teacher_strategy(scores: Scores) -> tuple[str, str]:
+    """What strategy "by-teacher" is for these scores, and why: TEACHER_STRATEGY by where the teacher's
+    features came from (its export records it); as "by-view" when the scores do not say."""
     pretrained = scores.meta.get("pretrained")
     if pretrained is None:
-        return view_strategy(scores)
-    return TEACHER_STRATEGY["pretrained" if pretrained else "scratch"]
-
-
-RESOLVERS = {"by-teacher": teacher_strategy, "by-view": view_strategy}  # strategies that name another
-
-
-def resolution_reason(requested: str, scores: Scores) -> str:
-    """Why ``requested`` (a RESOLVERS name) became the strategy it did, in words for the selection report."""
-    view = "a colour teacher" if is_colour(scores) else "a grayscale teacher"
-    pretrained = scores.meta.get("pretrained")
-    if requested == "by-view" or pretrained is None:
-        return f"{requested}: {view}" + ("" if requested == "by-view" else " (its export does not say how it started)")
+        strategy, why = view_strategy(scores)
+        return strategy, why + " (its export does not say how it started)"
     start = "started from ImageNet weights" if pretrained else "was trained from scratch"
-    return f"{requested}: the teacher {start}"
+    return TEACHER_STRATEGY["pretrained" if pretrained else "scratch"], f"the teacher {start}"
 
 
-register_strategy("by-teacher", "nearest for an ImageNet-pretrained teacher, energy for one from scratch (default)")(
-    lambda s, seed: _STRATEGIES[teacher_strategy(s)](s, seed)
-)
-register_strategy("by-view", "nearest for a colour teacher, energy for a grayscale one")(
-    lambda s, seed: _STRATEGIES[view_strategy(s)](s, seed)
-)
+# strategies that name another: name -> (resolve(scores) -> (strategy, why), what the registry lists)
+RESOLVERS = {
+    "by-teacher": (
+        teacher_strategy,
+        "nearest for an ImageNet-pretrained teacher, energy for one from scratch (default)",
+    ),
+    "by-view": (view_strategy, "nearest for a colour teacher, energy for a grayscale one"),
+}
+for _name, (_resolve, _doc) in RESOLVERS.items():
+    register_strategy(_name, _doc)(lambda s, seed, resolve=_resolve: _STRATEGIES[resolve(s)[0]](s, seed))
 
 
 def parse_keep(keep: str | float) -> float:
@@ -225,7 +219,7 @@ class Selection:
     spread: float = 1.0
     warnings: list[str] = field(default_factory=list)
     auto: dict | None = None  # strategy=auto: each candidate's proxy score (plada_edge.server.auto)
-    chosen_by: str | None = None  # by-teacher / by-view: why this strategy (resolution_reason)
+    chosen_by: str | None = None  # by-teacher / by-view: why this strategy (RESOLVERS)
 
     @property
     def histogram(self) -> np.ndarray:
@@ -421,8 +415,8 @@ def select(
     notes = []
     chosen_by = None
     if strategy in RESOLVERS:
-        chosen_by = resolution_reason(strategy, scores)
-        strategy = RESOLVERS[strategy](scores)
+        requested, (strategy, why) = strategy, RESOLVERS[strategy][0](scores)
+        chosen_by = f"{requested}: {why}"
     if strategy == "nearest" and scores.distance is None:  # an imported or older teacher: the paper's order
         notes.append("strategy nearest: these scores have no distance (the teacher kept no anchors); used energy")
         strategy = "energy"
