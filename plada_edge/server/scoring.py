@@ -139,7 +139,7 @@ def _score_locked(teacher, pack: ReferencePack, out: Path, cfg: ScoreConfig, pro
     return finish_scores(out, meta, starts, pack, time.perf_counter() - t0)
 
 
-def _chunk_readable(out: Path, c0: int, fields: tuple[str, ...] = FIELDS) -> bool:
+def _chunk_readable(out: Path, c0: int, fields: tuple[str, ...]) -> bool:
     """Whether chunk c0 exists and its archive opens with every field; a damaged one is removed."""
     path = chunk_path(out, c0)
     if not path.exists():
