@@ -506,7 +506,7 @@ def _print_selection(report: dict) -> None:
         f"{report['strategy']}{why}: kept {report['k']:,} of {report['pack_n']:,} ({report['keep']:.2%})"
         + (
             (
-                ", Safety-Net quotas=target"
+                f", Safety-Net quotas=target (power {report['safety_net']['target_power']:g})"
                 if report["safety_net"].get("quotas") == "target"
                 else f", Safety-Net alpha={report['safety_net']['alpha']} share={report['safety_net']['share']}"
             )
@@ -533,8 +533,14 @@ SAFETY_NET_OPTION = typer.Option(
 QUOTAS_OPTION = typer.Option(
     SELECTION["quotas"],
     help="Safety-Net quotas: pool (K_c ∝ N_c^alpha for --share of the budget), target (the whole budget "
-    "in the target's training class proportions, as the teacher recorded them) or auto (target when the "
-    f"target's largest class has {QUOTA_IMBALANCE:g}x its smallest's images or more, else pool).",
+    "by the target's training images per class, as the teacher recorded them, tempered by --target-power) "
+    f"or auto (target when the target's largest class has {QUOTA_IMBALANCE:g}x its smallest's images or "
+    "more, else pool).",
+)
+TARGET_POWER_OPTION = typer.Option(
+    SELECTION["target_power"],
+    help="Safety-Net quotas=target: K_c ∝ n_c^p of the target's training images per class n_c "
+    "(1 = the target's proportions, 0 = equal quotas).",
 )
 ALPHA_OPTION = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c ∝ N_c^alpha.")
 SHARE_OPTION = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas.")
@@ -565,6 +571,7 @@ def select_cmd(
     strategy: str = typer.Option(SELECTION["strategy"], help=STRATEGY_HELP + "."),
     safety_net: bool = SAFETY_NET_OPTION,
     quotas: str = QUOTAS_OPTION,
+    target_power: float = TARGET_POWER_OPTION,
     alpha: float = ALPHA_OPTION,
     share: float = SHARE_OPTION,
     seed: int = SEED_OPTION,
@@ -587,6 +594,7 @@ def select_cmd(
         strategy=strategy,
         safety_net=safety_net,
         quotas=quotas,
+        target_power=target_power,
         alpha=alpha,
         share=share,
         spread=spread,
@@ -620,6 +628,7 @@ def pack_cmd(
     ),
     safety_net: bool = SAFETY_NET_OPTION,
     quotas: str = QUOTAS_OPTION,
+    target_power: float = TARGET_POWER_OPTION,
     alpha: float = ALPHA_OPTION,
     share: float = SHARE_OPTION,
     seed: int = SEED_OPTION,
@@ -648,6 +657,7 @@ def pack_cmd(
         strategy=strategy,
         safety_net=safety_net,
         quotas=quotas,
+        target_power=target_power,
         alpha=alpha,
         share=share,
         spread=spread,

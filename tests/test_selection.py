@@ -287,15 +287,21 @@ def test_streamed_selection_equals_the_whole_array_rule(monkeypatch, chunk, stra
             np.testing.assert_array_equal(got.labels, sc.label[want])
 
 
-def test_target_quotas_follow_the_targets_class_proportions():
+def test_target_quotas_follow_the_targets_class_counts_to_the_target_power():
     from plada_edge.core.config import SelectionConfig
     from plada_edge.server.selection import select
 
     sc = _fake_scores(n=20_000, seed=8)
-    prior = np.array([1, 1, 2, 4, 2])  # the target's training images per class (10 % class 0 ... 40 % class 3)
-    sel = select(sc, count=500, quotas="target", target_counts=prior, spread=1)
-    assert sel.safety_net["quotas"] == "target" and sel.k == 500
-    np.testing.assert_array_equal(sel.histogram, [50, 50, 100, 200, 100])
+    prior = np.array([1, 1, 4, 16, 4])  # the target's training images per class
+    sel = select(sc, count=500, quotas="target", target_counts=prior, spread=1)  # the default power: 0.5
+    assert sel.safety_net["quotas"] == "target" and sel.safety_net["target_power"] == 0.5 and sel.k == 500
+    np.testing.assert_array_equal(sel.histogram, [50, 50, 100, 200, 100])  # ∝ sqrt(prior) = 1, 1, 2, 4, 2
+    for power, want in ((1.0, [19, 19, 77, 308, 77]), (0.0, [100] * 5)):  # the target's proportions; equal
+        got = select(sc, count=500, quotas="target", target_counts=prior, spread=1, target_power=power)
+        np.testing.assert_array_equal(got.histogram, want, err_msg=f"power {power}")
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="target_power"):
+            SelectionConfig(target_power=bad)
     pool = select(sc, count=500, spread=1)  # the default: pool quotas, the rest by energy
     assert pool.safety_net["quotas"] == "pool" and pool.histogram[0] > 100
     # what the teacher recorded is used when no counts are given; none recorded: pool quotas, with a warning
