@@ -53,11 +53,13 @@ VARIANTS = {  # the default selection with one option changed
     "strategy=nearest": dict(strategy="nearest"),  # ... and for a pretrained one
     "quotas=pool": dict(quotas="pool"),
     "quotas=target": dict(quotas="target"),
+    "target_power=1": dict(target_power=1.0),  # quotas=target in the target's own proportions
+    "target_power=0": dict(target_power=0.0),  # ... and equal
     "spread=gray": dict(spread="gray"),  # the spread "auto" resolves to for a grayscale view (AUTO_SPREAD)
     "spread=colour": dict(spread="colour"),  # ... and for a colour one
 }
 STRATEGY_ROWS = ("strategy=energy", "strategy=nearest")  # run for both recipes: the evidence for TEACHER_STRATEGY
-KEYLESS = {("quotas", "pool")}
+KEYLESS = {("quotas", "pool"), ("target_power", 1.0)}
 # an oracle payload depends on k alone; its cache key stays the selection options it was first keyed by
 ORACLE_KEY = dict(strategy="energy", safety_net=True, quotas="auto", alpha=-0.2, share=0.5, spread="auto")
 RECIPES = ("scratch", "pretrained")
@@ -139,7 +141,10 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
         if not (opts["spread"] == "auto" and spread == gray_auto):
             opts = dict(opts, spread=spread)
         if sel.safety_net:  # key the quotas auto resolved to; pool, the old default, stays out of the key
-            opts = {k: v for k, v in dict(opts, quotas=sel.safety_net["quotas"]).items() if (k, v) not in KEYLESS}
+            opts = dict(opts, quotas=sel.safety_net["quotas"])
+            if opts["quotas"] != "target":  # the power sizes target quotas only
+                opts.pop("target_power", None)
+            opts = {k: v for k, v in opts.items() if (k, v) not in KEYLESS}
     hist = np.bincount(labels, minlength=scores.num_classes)
     path = ROOT / f"{target}-{recipe}" / "payloads" / f"{row}-{_key(opts)}.plada"
     if not path.exists():
@@ -229,7 +234,9 @@ def run(targets, recipes, seeds: int, log=print) -> dict:
                 ):  # the default selection itself: its students serve
                     rec["rows"][row] = default
                     continue
-                n_seeds = seeds if (row == "default" or row in VARIANTS) and recipe == res["auto"] else 1
+                # the default, its variants and the pinned baselines it is judged against get every seed
+                every_seed = row == "default" or row in VARIANTS or row in PINNED
+                n_seeds = seeds if every_seed and recipe == res["auto"] else 1
                 runs = [student(target, recipe, row, pay, s, pack, log) for s in range(n_seeds)]
                 rec["rows"][row] = {"payload": pay, "students": [r for r in runs if r is not None]}
     return results
@@ -237,6 +244,11 @@ def run(targets, recipes, seeds: int, log=print) -> dict:
 
 def _mean(runs: list[dict], key: str = "test_acc") -> float | None:
     return float(np.mean([r[key] for r in runs])) if runs else None
+
+
+def _seeded(runs: list[dict]) -> str:
+    """Mean plain accuracy of the runs, with their count when there are several."""
+    return _fmt(_mean(runs)) + (f" ({len(runs)} seeds)" if len(runs) > 1 else "")
 
 
 def _fmt(x, spec=".3f") -> str:
@@ -267,17 +279,13 @@ def report(results: dict) -> str:
             ratios[recipe][target] = s / t
             if res["auto"] == recipe:
                 ratios["auto"][target] = s / t
-            seeds = len(d["students"])
             rows = rec["rows"]
             lines.append(
                 f"| {target} | {facts['num_classes']} / {facts['n_train']:,} | {recipe}"
                 + (" (auto)" if res["auto"] == recipe else "")
-                + f" | {t:.3f} | {s:.3f}"
-                + (f" ({seeds} seeds)" if seeds > 1 else "")
+                + f" | {t:.3f} | {_seeded(d['students'])}"
                 + f" | {s / t:.3f} | {_fmt(_mean(d['students'], 'macro_acc'))}"
-                + "".join(
-                    f" | {_fmt(_mean(rows.get(r, {}).get('students', [])))}" for r in ("random", "energy", "oracle")
-                )
+                + "".join(f" | {_seeded(rows.get(r, {}).get('students', []))}" for r in ("random", "energy", "oracle"))
                 + f" | {d['payload']['bytes']:,} | {np.mean([r['seconds'] for r in d['students']]):.0f} |"
             )
     lines += ["", "| recipe | targets | mean student / teacher | worst |", "|---|---:|---:|---:|"]
@@ -310,6 +318,7 @@ def report(results: dict) -> str:
             )
     lines += strategies(results)
     lines += quotas(results)
+    lines += powers(results)
     lines += spreads(results)
     lines += ["", "#### Goals, stated plainly", ""] + goals(results, ratios)
     lines += ["", "#### Defaults, and why (the recipe)", ""] + why(results)
@@ -383,8 +392,8 @@ def quotas(results: dict) -> list[str]:
     lines = [
         "",
         "Safety-Net quotas (`pack --quotas`): `pool` (K_c ∝ N_c^alpha for half the budget, the rest in the "
-        "strategy's order) against `target` (the whole budget in the target's training class proportions); "
-        "same seeds. `auto`, the "
+        "strategy's order) against `target` (the whole budget by the target's training images per class n_c, "
+        f"K_c ∝ n_c^{SelectionConfig().target_power:g}); same seeds. `auto`, the "
         f"default, picks `target` where the target's largest class has {QUOTA_IMBALANCE:g}x its smallest's "
         "training images or more (largest / smallest is in the table).",
         "",
@@ -400,6 +409,37 @@ def quotas(results: dict) -> list[str]:
         lines.append(f"| {target} | {counts.max() / max(counts.min(), 1):.1f} | {picked} | {cells}")
     lines += ["", f"`auto` picks the better of the two on plain accuracy on {right} of {len(found)} targets."]
     return lines
+
+
+def powers(results: dict) -> list[str]:
+    """quotas=target's power on the targets whose quotas auto sizes by the target: the evidence for target_power."""
+    default = SelectionConfig().target_power
+    rows_of = ("target_power=1", "default", "target_power=0")
+    found = [
+        (target, rows)
+        for target, _, rows in _with_rows(results, *rows_of)
+        if rows["default"]["payload"]["options"].get("quotas") == "target"
+    ]
+    if not found:
+        return []
+    lines = [
+        "",
+        "Target quotas' power (`pack --target-power`): with `quotas=target` each class gets K_c ∝ n_c^p of the "
+        "budget, n_c its training images: p = 1 is the target's own proportions, p = 0 equal quotas. The default is "
+        f"p = {default:g}. On the targets where `auto` picks target quotas:",
+        "",
+        f"| target | p = 1 | p = {default:g} | p = 0 | macro, 1 | macro, {default:g} | macro, 0 | seeds |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    plain, macro = [], []
+    for target, rows in found:
+        runs = [rows[r]["students"] for r in rows_of]
+        plain.append([_mean(x) for x in runs])
+        macro.append([_mean(x, "macro_acc") for x in runs])
+        cells = " | ".join(f"{v:.3f}" for v in plain[-1] + macro[-1])
+        lines.append(f"| {target} | {cells} | {' / '.join(str(len(x)) for x in runs)} |")
+    means = " | ".join(f"{v:.3f}" for v in list(np.mean(plain, 0)) + list(np.mean(macro, 0)))
+    return lines + [f"| mean | {means} | |"]
 
 
 def spreads(results: dict) -> list[str]:
@@ -539,8 +579,9 @@ def main() -> None:
         command = "python tools/bench_suite.py " + " ".join(sys.argv[1:])
         runs = (
             "The runs behind it are cached under runs/suite; they came from `tools/bench_suite.py --targets T "
-            "--recipes R --seeds S` per target and recipe (S = 3 for the pretrained colour rows, 1 elsewhere, "
-            "to fit the 2-core budget), and a rerun without `--report-only` resumes from them.\n\n"
+            "--recipes R --seeds S` per target and recipe (S = 3 for the pretrained colour rows "
+            "and their random and plain-energy baselines, 1 elsewhere, to fit the 2-core budget), and a rerun "
+            "without `--report-only` resumes from them.\n\n"
         )
         replace_section("suite", runs + text, command, doc="results.md")
 
