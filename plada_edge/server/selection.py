@@ -465,9 +465,9 @@ def select(
         picked = pick(quotas, None, True)
         rest = pick(np.array([k - len(picked)]), picked, False)
         chosen = np.concatenate([picked, rest])
+        sizing = {"quotas": "target", "target_power": cfg.target_power} if prior is not None else {"quotas": "pool"}
         net = {
-            "quotas": "target" if prior is not None else "pool",
-            "target_power": cfg.target_power if prior is not None else None,
+            **sizing,  # pool quotas keep the header they always had: the power sizes target quotas only
             "alpha": cfg.alpha,
             "share": cfg.share if prior is None else 1.0,
             "quota_total": int(quotas.sum()),
