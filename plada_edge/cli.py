@@ -16,6 +16,7 @@ from . import __version__
 from .core.config import (
     AUTO_SPREAD,
     QUOTA_IMBALANCE,
+    TARGET_POWER,
     ScoreConfig,
     SelectionConfig,
     StudentConfig,
@@ -540,7 +541,9 @@ QUOTAS_OPTION = typer.Option(
 TARGET_POWER_OPTION = typer.Option(
     SELECTION["target_power"],
     help="Safety-Net quotas=target: K_c ∝ n_c^p of the target's training images per class n_c "
-    "(1 = the target's proportions, 0 = equal quotas).",
+    "(1 = the target's proportions, 0 = equal quotas); auto = "
+    + ", ".join(f"{p:g} in {order} order" for order, p in TARGET_POWER.items())
+    + ", 1 in any other.",
 )
 ALPHA_OPTION = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c ∝ N_c^alpha.")
 SHARE_OPTION = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas.")
@@ -571,7 +574,7 @@ def select_cmd(
     strategy: str = typer.Option(SELECTION["strategy"], help=STRATEGY_HELP + "."),
     safety_net: bool = SAFETY_NET_OPTION,
     quotas: str = QUOTAS_OPTION,
-    target_power: float = TARGET_POWER_OPTION,
+    target_power: str = TARGET_POWER_OPTION,
     alpha: float = ALPHA_OPTION,
     share: float = SHARE_OPTION,
     seed: int = SEED_OPTION,
@@ -628,7 +631,7 @@ def pack_cmd(
     ),
     safety_net: bool = SAFETY_NET_OPTION,
     quotas: str = QUOTAS_OPTION,
-    target_power: float = TARGET_POWER_OPTION,
+    target_power: str = TARGET_POWER_OPTION,
     alpha: float = ALPHA_OPTION,
     share: float = SHARE_OPTION,
     seed: int = SEED_OPTION,

@@ -117,3 +117,20 @@ def test_by_teacher_without_the_flag_and_by_view_resolve_by_the_view(nearest_sco
             if pretrained is None:  # older scores, exported before the flag
                 sel = select(scores, count=30)
                 assert sel.strategy == want and "does not say" in sel.chosen_by
+
+
+def test_target_quotas_take_the_square_root_in_nearest_order_and_the_proportions_in_energy_order(nearest_scores):
+    from plada_edge.core.config import TARGET_POWER
+
+    counts = [40 * (c + 1) ** 2 for c in range(nearest_scores.num_classes)]  # an imbalanced target
+    near = select(nearest_scores, count=30, strategy="nearest", quotas="target", target_counts=counts)
+    assert near.safety_net["target_power"] == TARGET_POWER["nearest"] == 0.5
+    same = select(nearest_scores, count=30, strategy="nearest", quotas="target", target_counts=counts, target_power=0.5)
+    np.testing.assert_array_equal(near.indices, same.indices)
+    energy = select(nearest_scores, count=30, strategy="energy", quotas="target", target_counts=counts)
+    assert energy.safety_net["target_power"] == 1.0
+    for power in (0.0, 1.0):  # a number is taken as it is, in any order
+        sel = select(
+            nearest_scores, count=30, strategy="nearest", quotas="target", target_counts=counts, target_power=power
+        )
+        assert sel.safety_net["target_power"] == power

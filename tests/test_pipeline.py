@@ -145,10 +145,10 @@ def test_cli_pipeline(tiny, tmp_path):
     out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--quotas", "target", "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["safety_net"]["quotas"] == "target"
-    assert json.loads(out.output)["safety_net"]["target_power"] == 0.5  # the default: the square root
-    out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--quotas", "target", "--target-power", "1"])
-    assert out.exit_code == 0 and "quotas=target (power 1)" in out.output, out.output
+    assert json.loads(out.output)["safety_net"]["target_power"] == 1.0  # auto, in energy order: the proportions
+    out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--quotas", "target", "--target-power", "0.5"])
+    assert out.exit_code == 0 and "quotas=target (power 0.5)" in out.output, out.output
     out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--target-power", "2"])
-    assert out.exit_code == 2 and "target_power must be in [0, 1]" in out.output
+    assert out.exit_code == 2 and "target_power must be 'auto' or in [0, 1]" in out.output
     out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--quotas", "prior"])
     assert out.exit_code == 2 and "quotas must be one of" in out.output

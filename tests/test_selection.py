@@ -293,13 +293,15 @@ def test_target_quotas_follow_the_targets_class_counts_to_the_target_power():
 
     sc = _fake_scores(n=20_000, seed=8)
     prior = np.array([1, 1, 4, 16, 4])  # the target's training images per class
-    sel = select(sc, count=500, quotas="target", target_counts=prior, spread=1)  # the default power: 0.5
-    assert sel.safety_net["quotas"] == "target" and sel.safety_net["target_power"] == 0.5 and sel.k == 500
-    np.testing.assert_array_equal(sel.histogram, [50, 50, 100, 200, 100])  # ∝ sqrt(prior) = 1, 1, 2, 4, 2
-    for power, want in ((1.0, [19, 19, 77, 308, 77]), (0.0, [100] * 5)):  # the target's proportions; equal
+    sel = select(sc, count=500, quotas="target", target_counts=prior, spread=1)  # energy order: auto is power 1
+    assert sel.strategy == "energy" and sel.safety_net["target_power"] == 1.0
+    assert sel.safety_net["quotas"] == "target" and sel.k == 500
+    np.testing.assert_array_equal(sel.histogram, [19, 19, 77, 308, 77])  # 500 in the proportions 1:1:4:16:4
+    for power, want in (("0.5", [50, 50, 100, 200, 100]), (0.0, [100] * 5)):  # ∝ sqrt(prior) = 1, 1, 2, 4, 2; equal
         got = select(sc, count=500, quotas="target", target_counts=prior, spread=1, target_power=power)
         np.testing.assert_array_equal(got.histogram, want, err_msg=f"power {power}")
-    for bad in (-0.1, 1.5, float("nan")):
+        assert got.safety_net["target_power"] == float(power)
+    for bad in (-0.1, 1.5, float("nan"), "half"):
         with pytest.raises(ValueError, match="target_power"):
             SelectionConfig(target_power=bad)
     pool = select(sc, count=500, spread=1)  # the default: pool quotas, the rest by energy

@@ -14,8 +14,9 @@ Strategies (a registry; ``list_strategies()``):
             features are generic, so the lowest energies are confident but often unlike the target,
             while nearness in those features means "looks like the target": nearest won on 5 of the
             suite's 6 targets with pretrained teachers. Features learned from a few hundred target
-            images measure nearness poorly: there it won on 2 of 6, and lost clearly on digits
-            (docs/results.md, "suite"). Scores whose teacher does not say resolve as by-view.
+            images measure nearness less reliably: there it won on 3 of 6 (on elementary by under
+            a point) and lost clearly on digits and gnome (docs/results.md, "suite"). Scores whose
+            teacher does not say resolve as by-view.
   by-view   nearest for a colour teacher, energy for a grayscale one (VIEW_STRATEGY): the
             earlier default, which matches by-teacher under --recipe auto.
 
@@ -30,12 +31,13 @@ instead, K_c ∝ n_c^target_power, and ``"auto"`` (the default) does so only for
 targets: there the pool's pseudo-label counts say nothing of the prior the target's test images
 follow. On the suite's four imbalanced targets target quotas won on all four in energy order, and
 on two of four in nearest order (the means are within a point); on the balanced fmnist and digits
-pool quotas stayed best. The power is a middle way between plain and macro accuracy: the target's
-own proportions (power 1) serve its large classes, equal quotas (0) its small ones. The square
-root (0.5, the default), a common rebalancing in long-tailed training, held the four targets' mean
-plain accuracy within half a point of power 1 and raised macro accuracy on three of them; equal
-quotas raised macro most but cost gnome and elementary more plain accuracy than random selection
-leaves them (docs/results.md, "suite").
+pool quotas stayed best. The power trades plain for macro accuracy: the target's own proportions
+(power 1) serve its large classes, equal quotas (0) its small ones. ``target_power="auto"`` (the
+default) takes the square root in nearest order (TARGET_POWER), a common rebalancing in
+long-tailed training: there it held the four targets' mean plain accuracy within half a point of
+power 1 and raised macro accuracy on three of them, while equal quotas raised macro most but cost
+gnome and elementary more plain accuracy than random selection leaves them. In energy order the
+square root cost plain accuracy on all four, so energy keeps power 1 (docs/results.md, "suite").
 
 Spread (ours, not the paper's): the lowest energies are the most prototypical images, so a strict
 top-k is pure but repetitive. With ``spread`` s > 1, each quota (and the global remainder) draws
@@ -72,10 +74,12 @@ from ..core import native
 from ..core.config import (
     AUTO_SPREAD,
     QUOTA_IMBALANCE,
+    TARGET_POWER,
     TEACHER_STRATEGY,
     VIEW_STRATEGY,
     SelectionConfig,
     parse_spread,
+    parse_target_power,
     with_options,
 )
 from ..core.errors import ConfigError
@@ -193,6 +197,12 @@ def safety_net_quotas(
         order = np.lexsort((np.arange(len(counts)), -frac))
         quotas[order[:left]] += 1
     return np.minimum(quotas, counts)
+
+
+def resolve_target_power(power: float | str, strategy: str) -> float:
+    """The power quotas=target uses in ``strategy``'s order; "auto" as TARGET_POWER says, else 1."""
+    power = parse_target_power(power)
+    return TARGET_POWER.get(strategy, 1.0) if power == "auto" else power
 
 
 def target_weights(class_counts, power: float) -> np.ndarray:
@@ -458,14 +468,15 @@ def select(
                 raise ConfigError(f"target_counts has {len(prior)} classes, the scores have {scores.num_classes}")
             elif cfg.quotas == "auto" and not imbalanced(prior):
                 prior = None
+        power = resolve_target_power(cfg.target_power, strategy)
         if prior is not None:  # the whole budget by the target's own class counts, tempered
-            quotas = safety_net_quotas(counts, k, 1.0, 1.0, weights=target_weights(prior, cfg.target_power))
+            quotas = safety_net_quotas(counts, k, 1.0, 1.0, weights=target_weights(prior, power))
         else:
             quotas = safety_net_quotas(counts, k, cfg.alpha, cfg.share)
         picked = pick(quotas, None, True)
         rest = pick(np.array([k - len(picked)]), picked, False)
         chosen = np.concatenate([picked, rest])
-        sizing = {"quotas": "target", "target_power": cfg.target_power} if prior is not None else {"quotas": "pool"}
+        sizing = {"quotas": "target", "target_power": power} if prior is not None else {"quotas": "pool"}
         net = {
             **sizing,  # pool quotas keep the header they always had: the power sizes target quotas only
             "alpha": cfg.alpha,
