@@ -55,6 +55,7 @@ VARIANTS = {  # the default selection with one option changed
     "quotas=target": dict(quotas="target"),
     "target_power=1": dict(target_power=1.0),  # quotas=target in the target's own proportions
     "target_power=0": dict(target_power=0.0),  # ... and equal
+    "strategy=energy,target_power=0.5": dict(strategy="energy", target_power=0.5),  # the square root in energy order
     "spread=gray": dict(spread="gray"),  # the spread "auto" resolves to for a grayscale view (AUTO_SPREAD)
     "spread=colour": dict(spread="colour"),  # ... and for a colour one
 }
@@ -142,7 +143,9 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
             opts = dict(opts, spread=spread)
         if sel.safety_net:  # key the quotas auto resolved to; pool, the old default, stays out of the key
             opts = dict(opts, quotas=sel.safety_net["quotas"])
-            if opts["quotas"] != "target":  # the power sizes target quotas only
+            if opts["quotas"] == "target":  # key the power "auto" resolved to; it sizes target quotas only
+                opts["target_power"] = sel.safety_net["target_power"]
+            else:
                 opts.pop("target_power", None)
             opts = {k: v for k, v in opts.items() if (k, v) not in KEYLESS}
     hist = np.bincount(labels, minlength=scores.num_classes)
@@ -393,7 +396,7 @@ def quotas(results: dict) -> list[str]:
         "",
         "Safety-Net quotas (`pack --quotas`): `pool` (K_c ∝ N_c^alpha for half the budget, the rest in the "
         "strategy's order) against `target` (the whole budget by the target's training images per class n_c, "
-        f"K_c ∝ n_c^{SelectionConfig().target_power:g}); same seeds. `auto`, the "
+        "K_c ∝ n_c^p, p by the table below); same seeds. `auto`, the "
         f"default, picks `target` where the target's largest class has {QUOTA_IMBALANCE:g}x its smallest's "
         "training images or more (largest / smallest is in the table).",
         "",
@@ -413,20 +416,24 @@ def quotas(results: dict) -> list[str]:
 
 def powers(results: dict) -> list[str]:
     """quotas=target's power on the targets whose quotas auto sizes by the target: the evidence for target_power."""
-    default = SelectionConfig().target_power
+    from plada_edge.core.config import TARGET_POWER
+
+    default = TARGET_POWER["nearest"]
     rows_of = ("target_power=1", "default", "target_power=0")
     found = [
         (target, rows)
         for target, _, rows in _with_rows(results, *rows_of)
         if rows["default"]["payload"]["options"].get("quotas") == "target"
+        and rows["default"]["payload"]["options"].get("target_power") == default
     ]
     if not found:
         return []
     lines = [
         "",
         "Target quotas' power (`pack --target-power`): with `quotas=target` each class gets K_c ∝ n_c^p of the "
-        "budget, n_c its training images: p = 1 is the target's own proportions, p = 0 equal quotas. The default is "
-        f"p = {default:g}. On the targets where `auto` picks target quotas:",
+        "budget, n_c its training images: p = 1 is the target's own proportions, p = 0 equal quotas. The default, "
+        f"`auto`, takes p = {default:g} in nearest order (TARGET_POWER) and 1 in energy order (the strategy table's "
+        "energy rows). On the targets where `auto` picks target quotas, in the order by-teacher picks for them:",
         "",
         f"| target | p = 1 | p = {default:g} | p = 0 | macro, 1 | macro, {default:g} | macro, 0 | seeds |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
@@ -439,7 +446,23 @@ def powers(results: dict) -> list[str]:
         cells = " | ".join(f"{v:.3f}" for v in plain[-1] + macro[-1])
         lines.append(f"| {target} | {cells} | {' / '.join(str(len(x)) for x in runs)} |")
     means = " | ".join(f"{v:.3f}" for v in list(np.mean(plain, 0)) + list(np.mean(macro, 0)))
-    return lines + [f"| mean | {means} | |"]
+    lines += [f"| mean | {means} | |"]
+    energy = [(t, rows) for t, rows in found if _students(rows, "strategy=energy,target_power=0.5")]
+    if energy:
+        lines += [
+            "",
+            f"The same in energy order (`--strategy energy`): p = 1 against p = {default:g}.",
+            "",
+            f"| target | p = 1 | p = {default:g} | macro, 1 | macro, {default:g} | seeds |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for target, rows in energy:
+            lines.append(f"| {target} | " + _pair(rows, "strategy=energy", "strategy=energy,target_power=0.5")[2])
+    return lines
+
+
+def _students(rows: dict, row: str) -> list[dict]:
+    return rows.get(row, {}).get("students", [])
 
 
 def spreads(results: dict) -> list[str]:
