@@ -288,7 +288,7 @@ def report(results: dict) -> str:
                 + (" (auto)" if res["auto"] == recipe else "")
                 + f" | {t:.3f} | {_seeded(d['students'])}"
                 + f" | {s / t:.3f} | {_fmt(_mean(d['students'], 'macro_acc'))}"
-                + "".join(f" | {_seeded(rows.get(r, {}).get('students', []))}" for r in ("random", "energy", "oracle"))
+                + "".join(f" | {_seeded(_students(rows, r))}" for r in ("random", "energy", "oracle"))
                 + f" | {d['payload']['bytes']:,} | {np.mean([r['seconds'] for r in d['students']]):.0f} |"
             )
     lines += ["", "| recipe | targets | mean student / teacher | worst |", "|---|---:|---:|---:|"]
@@ -462,6 +462,7 @@ def powers(results: dict) -> list[str]:
 
 
 def _students(rows: dict, row: str) -> list[dict]:
+    """The student runs of ``row`` (none when the row was not run)."""
     return rows.get(row, {}).get("students", [])
 
 
@@ -497,8 +498,7 @@ def _verdict(ok: bool) -> str:
 
 
 def _row(res: dict, recipe: str, row: str, key: str = "test_acc") -> float | None:
-    rec = res.get(recipe) or {}
-    return _mean(rec.get("rows", {}).get(row, {}).get("students", []), key)
+    return _mean(_students((res.get(recipe) or {}).get("rows", {}), row), key)
 
 
 def goals(results: dict, ratios: dict) -> list[str]:
@@ -540,7 +540,7 @@ def goals(results: dict, ratios: dict) -> list[str]:
     times = [
         (target, r["seconds"])
         for target, res in results["targets"].items()
-        for r in (res.get(res["auto"]) or {}).get("rows", {}).get("default", {}).get("students", [])
+        for r in _students((res.get(res["auto"]) or {}).get("rows", {}), "default")
     ]
     if times:
         target, slowest = max(times, key=lambda t: t[1])

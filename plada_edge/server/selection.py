@@ -31,14 +31,14 @@ instead, K_c ∝ n_c^target_power, and ``"auto"`` (the default) does so only for
 targets: there the pool's pseudo-label counts say nothing of the prior the target's test images
 follow. On the suite's four imbalanced targets target quotas won on all four in energy order, and
 on three of four in nearest order (elementary did better with pool quotas; the means are within a
-point); on the balanced fmnist and digits pool quotas stayed best. The power trades plain for
-macro accuracy: the target's own proportions (power 1) serve its large classes, equal quotas (0)
-its small ones. ``target_power="auto"`` (the
-default) takes the square root in nearest order (TARGET_POWER), a common rebalancing in
-long-tailed training: there it held the four targets' mean plain accuracy within half a point of
-power 1 and raised macro accuracy on three of them, while equal quotas raised macro most but cost
-gnome and elementary more plain accuracy than random selection leaves them. In energy order the
-square root cost plain accuracy on all four, so energy keeps power 1 (docs/results.md, "suite").
+point); on the balanced fmnist and digits pool quotas stayed best. The power trades plain for macro
+accuracy: the target's own proportions (power 1) serve its large classes, equal quotas (0) its
+small ones. ``target_power="auto"`` (the default) takes the square root in nearest order
+(TARGET_POWER), a common rebalancing in long-tailed training: there it held the four targets' mean
+plain accuracy within half a point of power 1 and raised macro accuracy on three of them, while
+equal quotas raised macro most but cost gnome and elementary more plain accuracy than random
+selection leaves them. In energy order the square root cost plain accuracy on all four, so energy
+keeps power 1 (docs/results.md, "suite").
 
 Spread (ours, not the paper's): the lowest energies are the most prototypical images, so a strict
 top-k is pure but repetitive. With ``spread`` s > 1, each quota (and the global remainder) draws
@@ -469,17 +469,18 @@ def select(
                 raise ConfigError(f"target_counts has {len(prior)} classes, the scores have {scores.num_classes}")
             elif cfg.quotas == "auto" and not imbalanced(prior):
                 prior = None
-        power = resolve_target_power(cfg.target_power, strategy)
         if prior is not None:  # the whole budget by the target's own class counts, tempered
+            power = resolve_target_power(cfg.target_power, strategy)
             quotas = safety_net_quotas(counts, k, 1.0, 1.0, weights=target_weights(prior, power))
-        else:
+            sizing = {"quotas": "target", "target_power": power}
+        else:  # pool quotas keep the header they always had: the power sizes target quotas only
             quotas = safety_net_quotas(counts, k, cfg.alpha, cfg.share)
+            sizing = {"quotas": "pool"}
         picked = pick(quotas, None, True)
         rest = pick(np.array([k - len(picked)]), picked, False)
         chosen = np.concatenate([picked, rest])
-        sizing = {"quotas": "target", "target_power": power} if prior is not None else {"quotas": "pool"}
         net = {
-            **sizing,  # pool quotas keep the header they always had: the power sizes target quotas only
+            **sizing,
             "alpha": cfg.alpha,
             "share": cfg.share if prior is None else 1.0,
             "quota_total": int(quotas.sum()),
