@@ -61,6 +61,10 @@ def test_provider_choice(monkeypatch):
     assert devices.onnx_providers("cpu", "auto") == ["CPUExecutionProvider"]
     with pytest.raises(ConfigError, match="CUDAExecutionProvider not available.*onnxruntime-gpu"):
         devices.onnx_providers("cuda,cpu", "auto")
+    # torch sees the GPU but onnxruntime is the CPU-only wheel: an explicit cuda device is refused, auto is not
+    with pytest.raises(ConfigError, match="'cuda:0' asks for the GPU.*no CUDA provider.*onnxruntime-gpu"):
+        devices.onnx_providers(None, "cuda:0")
+    assert devices.onnx_providers("cpu", "cuda:0") == ["CPUExecutionProvider"]  # providers named: taken as given
     gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(devices, "available_providers", lambda: list(reversed(gpu)))
     assert devices.onnx_providers(None, "auto") == gpu  # best first, CPU last

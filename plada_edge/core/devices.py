@@ -8,7 +8,9 @@ machines must keep working unchanged. One module decides, so every command behav
   ``cuda``/``cuda:1``/``mps`` that is not there is a one-line ConfigError, never a silent fallback.
 - ``onnx_providers(requested, device)``: the best installed onnxruntime execution providers
   (TensorRT, CUDA, then CPU) unless told otherwise; a requested provider that is not installed is a
-  ConfigError naming what is. CPU always comes last as the fallback for unsupported nodes.
+  ConfigError naming what is, and so is an explicit ``cuda`` device where onnxruntime has no GPU
+  provider (the CPU-only ``onnxruntime`` wheel beside a CUDA torch). CPU always comes last as the
+  fallback for unsupported nodes.
 - ``autocast_dtype(device, precision)``: mixed precision for training on CUDA (bf16 where the GPU
   supports it, else fp16 with loss scaling); full fp32 on CPU and MPS.
 """
@@ -33,6 +35,7 @@ _PROVIDER_ALIASES = {
     "rocm": "ROCMExecutionProvider",
 }
 _PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+_GPU_PROVIDERS = _PREFERRED[:2]
 
 
 def check_device_spec(spec: str) -> str:
@@ -111,6 +114,11 @@ def onnx_providers(requested: str | list[str] | None = None, device: str = "auto
     names = provider_names(requested)
     if not names:
         names = ["CPUExecutionProvider"] if device == "cpu" else [p for p in _PREFERRED if p in have]
+        if device.startswith("cuda") and not any(p in have for p in _GPU_PROVIDERS):
+            raise ConfigError(
+                f"device {device!r} asks for the GPU, but onnxruntime here has no CUDA provider "
+                f"(installed: {', '.join(have)}); install onnxruntime-gpu, or use --device auto or cpu"
+            )
     else:
         missing = [p for p in names if p not in have]
         if missing:
@@ -123,7 +131,7 @@ def onnx_providers(requested: str | list[str] | None = None, device: str = "auto
     index = int(device.split(":")[1]) if device.startswith("cuda:") else 0
     out: list[Any] = []
     for name in names:
-        gpu = name in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+        gpu = name in _GPU_PROVIDERS
         out.append((name, {"device_id": index}) if gpu and index else name)
     return out
 
