@@ -100,6 +100,7 @@ def test_interrupted_training_resumes_to_the_same_weights(task, tmp_path, monkey
     import torch
 
     kw = dict(arch="tiny_cnn", epochs=4, batch_size=32, lr=3e-3, progress=False)
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every epoch
     learn(task["payload"], task["pack"], tmp_path / "full", **kw)
     with monkeypatch.context() as m:
         interrupt_after(m, train, "save_checkpoint", 2)  # killed after epoch 2's checkpoint
@@ -113,6 +114,24 @@ def test_interrupted_training_resumes_to_the_same_weights(task, tmp_path, monkey
         assert torch.equal(a[key], b[key]), key
     hist = json.loads((tmp_path / "cut" / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+
+
+def test_checkpoints_are_timed_and_the_last_epoch_always_has_one(task, tmp_path, monkeypatch):
+    saved_epochs = []
+    real = train.save_checkpoint
+
+    def counting(path, state):
+        saved_epochs.append(state["epoch"])
+        real(path, state)
+
+    monkeypatch.setattr(train, "save_checkpoint", counting)
+    kw = dict(arch="tiny_cnn", epochs=4, batch_size=32, lr=3e-3, progress=False)
+    learn(task["payload"], task["pack"], tmp_path / "timed", **kw)
+    assert saved_epochs == [4]  # these epochs take well under CHECKPOINT_SECONDS: only the last is written
+    saved_epochs.clear()
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)
+    learn(task["payload"], task["pack"], tmp_path / "every", **kw)
+    assert saved_epochs == [1, 2, 3, 4]
 
 
 def test_label_expansion_adds_unanimous_neighbours(task, tmp_path):

@@ -44,6 +44,11 @@ QUOTAS = ("auto", "target", "pool")  # how the Safety-Net sizes its per-class qu
 # images, else "pool" (plada_edge.server.selection; docs/results.md, "suite")
 QUOTA_IMBALANCE = 3.0
 AUGMENTS = ("shift", "trivial")
+# fit writes its resume checkpoint after an epoch only once this many seconds have passed since the last one,
+# and always after the final epoch: a ResNet-18 checkpoint with its AdamW state is over 100 MB, so writing one
+# per epoch is a visible share of a student's fit on a CPU (docs/benchmarks.md, "checkpoint") and a larger one
+# wherever epochs are faster (a GPU). A kill loses at most this long plus an epoch.
+CHECKPOINT_SECONDS = 30.0
 # strategy "nearest": a teacher keeps the pooled features of up to NEAREST_ANCHORS of its training images
 # (all of them, or a seeded sample); an image's distance is 1 - the mean cosine similarity of its NEAREST_K
 # most similar anchors (plada_edge.server.teacher, docs/results.md, "suite")

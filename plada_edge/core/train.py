@@ -1,9 +1,10 @@
 """The training loop teachers (server) and students (device) share (paper §4 recipe).
 
 AdamW, cosine schedule with a short linear warm-up, light augmentation (random shifts, optional
-horizontal flips), a fixed seed, a checkpoint after every epoch and exact resume: each epoch's
-shuffling, augmentation and dropout draw from generators seeded by (seed, epoch), so a run
-interrupted after epoch e and resumed ends with the same weights as an uninterrupted one.
+horizontal flips), a fixed seed, a checkpoint after the last epoch and after any epoch that ends
+CHECKPOINT_SECONDS or more after the previous one, and exact resume: each epoch's shuffling,
+augmentation and dropout draw from generators seeded by (seed, epoch), so a run interrupted after
+a checkpoint at epoch e and resumed ends with the same weights as an uninterrupted one.
 Images stay uint8 NHWC until the batch is viewed (plada_edge.core.view), exactly as in ONNX.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic, native
-from .config import TrainConfig
+from .config import CHECKPOINT_SECONDS, TrainConfig
 from .errors import ConfigError, ModelError, TargetError
 from .progress import bar
 
@@ -276,6 +277,7 @@ def fit(
         if eval_set is not None:  # the test split's features are fixed too: each epoch's check is one product
             eval_feats = frozen_features(model, view, eval_set[0], False, cfg.batch_size, device)[0][0]
             eval_labels = torch.from_numpy(np.asarray(eval_set[1], np.int64)).to(device)
+    saved = time.monotonic()  # when the last checkpoint was written (or the run began)
     with bar("training", (cfg.epochs - start_epoch) * steps_per_epoch, progress, unit="step") as b:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -335,19 +337,21 @@ def fit(
             elif eval_set is not None:
                 record["test_acc"] = accuracy(model, view, *eval_set, device=device)
             history.append(record)
-            save_checkpoint(
-                ckpt,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "config": asdict(cfg),
-                    "n": len(images),
-                    "identity": identity,
-                },
-            )
+            if epoch + 1 == cfg.epochs or time.monotonic() - saved >= CHECKPOINT_SECONDS:
+                save_checkpoint(
+                    ckpt,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "epoch": epoch + 1,
+                        "history": history,
+                        "config": asdict(cfg),
+                        "n": len(images),
+                        "identity": identity,
+                    },
+                )
+                saved = time.monotonic()
     model.to("cpu", memory_format=torch.contiguous_format)
     view.to("cpu")
     return history

@@ -6,7 +6,7 @@
    block at a time, and trains from that file (memory flat in k; the pack is never loaded);
 3. optionally adds free labels by FAISS label expansion (plada_edge.device.index);
 4. trains the student through the payload's sensor view (the teacher's), with the paper's recipe:
-   AdamW, lr 1e-3, cosine schedule, light augmentation, a checkpoint per epoch, exact resume;
+   AdamW, lr 1e-3, cosine schedule, light augmentation, timed checkpoints, exact resume;
 5. writes student.pt, student.onnx and metrics.json; with a target, evaluates on its test split
    beside the teacher's accuracy from the payload header.
 
