@@ -596,7 +596,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", default=",".join(SUITE))
     ap.add_argument("--recipes", default=",".join(RECIPES))
-    ap.add_argument("--seeds", type=int, default=3, help="student seeds of the default row, for the recipe auto picks")
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="student seeds of the default row, its variants and the random and plain-energy baselines "
+        "(for the recipe auto picks)",
+    )
     ap.add_argument("--report-only", action="store_true", help="use cached runs only")
     ap.add_argument("--update-docs", action="store_true", help="write the table into docs/results.md")
     ap.add_argument("--demo", action="store_true", help="also time `plada-edge demo` from a fresh folder, first")
@@ -612,9 +618,10 @@ def main() -> None:
         command = "python tools/bench_suite.py " + " ".join(sys.argv[1:])
         runs = (
             "The runs behind it are cached under runs/suite; they came from `tools/bench_suite.py --targets T "
-            "--recipes R --seeds S` per target and recipe (S = 3 for the pretrained colour rows "
-            "and their random and plain-energy baselines, 1 elsewhere, to fit the 2-core budget), and a rerun "
-            "without `--report-only` resumes from them.\n\n"
+            "--recipes R --seeds S` per target and recipe (S = 3: for the recipe auto picks, the default, its "
+            "variants and the random and plain-energy baselines get 3 seeds; the other recipe, the oracle and "
+            "self-training get 1, to fit the 2-core budget), and a rerun without `--report-only` resumes from "
+            "them.\n\n"
         )
         replace_section("suite", runs + text, command, doc="results.md")
 
