@@ -114,7 +114,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/gpu_check"))
     ap.add_argument("--update-docs", action="store_true")
     args = ap.parse_args()
-    from plada_edge.core.devices import device_report, resolve_device
+    from plada_edge.core.devices import device_report, onnx_providers, resolve_device
+    from plada_edge.core.errors import ConfigError
 
     gpu = resolve_device(args.device)
     root = args.out
@@ -157,10 +158,13 @@ def main() -> None:
     plada.export_teacher(root / "teacher-gpu", onnx, input_size=pack.size)
 
     scores = {}
-    have = report["machine"]["onnxruntime_providers"]
-    gpu_ort = "CUDAExecutionProvider" in have or "TensorrtExecutionProvider" in have
+    try:  # the rule `score --device cuda` applies: the CPU-only onnxruntime wheel is refused
+        onnx_providers(None, gpu)
+        gpu_ort = True
+    except ConfigError:
+        gpu_ort = False
     for side, device in (("gpu", gpu), ("cpu", "cpu")):
-        if side == "gpu" and not gpu_ort:  # the CPU-only onnxruntime wheel: `score --device cuda` refuses
+        if side == "gpu" and not gpu_ort:
             report["score_gpu"] = {"seconds": None, "images_per_s": None, "providers": "none (no onnxruntime-gpu)"}
             print("score on the GPU: skipped, onnxruntime has no CUDA provider here", flush=True)
             continue
