@@ -549,7 +549,8 @@ ALPHA_OPTION = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c â
 SHARE_OPTION = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas.")
 SEED_OPTION = typer.Option(SELECTION["seed"], help="Seed for --strategy random and auto, and for --spread.")
 STRATEGY_HELP = (
-    "by-teacher (nearest for an ImageNet-pretrained teacher, energy for one trained from scratch) | "
+    "by-teacher (nearest for an ImageNet-pretrained teacher; energy for one trained from scratch, unless the "
+    "pool holds near-copies of the target's images) | "
     "by-view (nearest for a colour teacher, energy for a grayscale one) | nearest (closest to the target's own "
     "training images in the teacher's features; a teacher without anchors falls back to energy) | "
     "energy (lowest energy first, the paper's) | opposite | entropy | random"

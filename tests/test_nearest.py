@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from plada_edge.core.config import NEAREST_K  # noqa: E402
+from plada_edge.core.config import NEAR_COPY_QUANTILE, NEAR_COPY_RATIO, NEAREST_K  # noqa: E402
 from plada_edge.server.scoring import score_pack  # noqa: E402
-from plada_edge.server.selection import select  # noqa: E402
+from plada_edge.server.selection import near_copy_ratio, select  # noqa: E402
 from plada_edge.server.teacher import export_onnx, load_teacher, onnx_metadata  # noqa: E402
 
 
@@ -75,6 +75,14 @@ def test_nearest_falls_back_to_energy_without_anchors(tiny, tmp_path):
     assert any("no distance" in w and "used energy" in w for w in sel.warnings)
 
 
+def _with_distance(scores, distance):
+    import copy
+
+    other = copy.copy(scores)
+    other.distance = distance
+    return other
+
+
 def _with_meta(scores, **changes):
     import copy
 
@@ -92,21 +100,36 @@ def test_by_teacher_default_is_nearest_for_pretrained_and_energy_for_scratch(tin
     scratch = nearest_scores  # the tiny teacher starts from random weights, and its export says so
     assert onnx_metadata(tiny["root"] / "teacher.onnx")["pretrained"] is False
     assert scratch.meta["pretrained"] is False
+    # the tiny pool's first 120 images are drawn like the target's training images: near-copies, so nearest
+    assert near_copy_ratio(scratch) < NEAR_COPY_RATIO
+    # the same distances squeezed into a narrow band: no pool image much nearer than the rest, so energy
+    d = np.asarray(scratch.distance, np.float32)
+    far = _with_distance(scratch, 0.5 + 0.1 * (d - d.min()) / (d.max() - d.min()))
+    assert near_copy_ratio(far) > NEAR_COPY_RATIO
     energy = select(scratch, count=30, strategy="energy")
     nearest = select(scratch, count=30, strategy="nearest")
     assert energy.chosen_by is None and nearest.chosen_by is None  # asked for by name
     assert not np.array_equal(energy.indices, nearest.indices)  # else this test could not tell the two apart
-    for scores, want in [
-        (scratch, "energy"),
-        (_with_meta(scratch, gray=False), "energy"),  # the teacher's start decides, not its view
-        (_with_meta(scratch, pretrained=True), "nearest"),
-        (_with_meta(scratch, pretrained=True, gray=False), "nearest"),
+    for scores, want, why in [
+        (scratch, "nearest", "was trained from scratch and the pool holds near-copies"),
+        (far, "energy", "was trained from scratch and the pool holds no near-copies"),
+        (_with_meta(far, gray=False), "energy", "holds no near-copies"),  # the teacher's start decides, not its view
+        (_with_meta(far, pretrained=True), "nearest", "started from ImageNet weights"),
+        (_with_meta(far, pretrained=True, gray=False), "nearest", "started from ImageNet weights"),
     ]:
         sel = select(scores, count=30)
         assert sel.strategy == want and not sel.warnings
-        start = "started from ImageNet weights" if scores.meta["pretrained"] else "was trained from scratch"
-        assert sel.report()["chosen_by"] == f"by-teacher: the teacher {start}"
+        assert sel.report()["chosen_by"].startswith("by-teacher: the teacher") and why in sel.chosen_by
         np.testing.assert_array_equal(sel.indices, select(scores, count=30, strategy=want).indices)
+
+
+def test_near_copy_ratio_is_the_quantile_ratio_numpy_computes(nearest_scores):
+    rng = np.random.default_rng(3)
+    for d in [rng.uniform(0, 2, 500), rng.gamma(2.0, 0.05, 500), np.full(500, 0.25)]:
+        d = d.astype(np.float32)
+        q = np.quantile(d, [NEAR_COPY_QUANTILE, 0.5], method="inverted_cdf")  # a sample's own quantiles
+        assert near_copy_ratio(_with_distance(nearest_scores, d)) == pytest.approx(q[0] / q[1], rel=1e-3, abs=1e-4)
+    assert near_copy_ratio(_with_distance(nearest_scores, None)) is None  # no anchors: nothing to measure
 
 
 def test_by_teacher_without_the_flag_and_by_view_resolve_by_the_view(nearest_scores):

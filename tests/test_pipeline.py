@@ -142,7 +142,9 @@ def test_cli_pipeline(tiny, tmp_path):
     out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--count", "3"])
     assert out.exit_code == 2 and "exactly one" in out.output
     # the teacher recorded its target's class counts, so quotas=target needs nothing more
-    out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--quotas", "target", "--json"])
+    out = r.invoke(
+        app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--quotas", "target", "--strategy", "energy", "--json"]
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["safety_net"]["quotas"] == "target"
     assert json.loads(out.output)["safety_net"]["target_power"] == 1.0  # auto, in energy order: the proportions

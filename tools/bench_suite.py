@@ -39,7 +39,13 @@ from plada_edge.core.targets import data_dir, load_target  # noqa: E402
 from plada_edge.data.suite import SUITE  # noqa: E402
 from plada_edge.server.payloads import payload_header  # noqa: E402
 from plada_edge.server.scoring import Scores, score_pack  # noqa: E402
-from plada_edge.server.selection import budget_size, class_counts, resolve_spread, select  # noqa: E402
+from plada_edge.server.selection import (  # noqa: E402
+    budget_size,
+    class_counts,
+    near_copy_ratio,
+    resolve_spread,
+    select,
+)
 from plada_edge.server.teacher import export_onnx, onnx_metadata, train_teacher  # noqa: E402
 
 ROOT = Path("runs/suite")
@@ -165,10 +171,40 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
 SELF_TRAIN = dict(self_train=1.0)  # the "default+self" row: zero-byte self-training on the device
 
 
+def _content(path: Path) -> tuple:
+    """What a student learns from in a payload: its pairs and header, less the teacher file's hash (the
+    same teacher exported again, e.g. to record how it started, selects the same pairs)."""
+    from plada_edge.core.payload import read_payload
+
+    p = read_payload(path)
+    header = json.loads(json.dumps(p.header, sort_keys=True, default=str))
+    header.get("teacher", {}).pop("sha256_prefix", None)
+    return p.indices.tobytes(), p.labels.tobytes(), json.dumps(header, sort_keys=True)
+
+
+def _twin(path: Path, seed: int) -> Path | None:
+    """A finished plain student (same seed) of another row whose payload holds what ``path`` holds (_content):
+    a default that now resolves as one of its variants did reuses that variant's runs."""
+    mine = _content(path)
+    for other in sorted(path.parent.glob("*.plada")):
+        if other == path or other.stat().st_size != path.stat().st_size or _content(other) != mine:
+            continue
+        row = other.name.rsplit("-", 1)[0]
+        name = f"{row}-s{seed}-{_key(str(other), StudentConfig().train.epochs)}"
+        done = path.parent.parent / "students" / name / "result.json"
+        if done.exists():
+            return done
+    return None
+
+
 def student(target: str, recipe: str, row: str, pay: dict, seed: int, pack: ReferencePack, log) -> dict | None:
     extra = SELF_TRAIN if row.endswith("+self") else {}
     out = ROOT / f"{target}-{recipe}" / "students" / f"{row}-s{seed}-{_key(pay['path'], StudentConfig().train.epochs)}"
     cached = out / "result.json"
+    if not cached.exists() and not extra and not REPORT_ONLY:
+        twin = _twin(Path(pay["path"]), seed)
+        if twin is not None:  # the same seed on the same bytes: training is deterministic, so its result stands
+            atomic.write_json(cached, dict(json.loads(twin.read_text()), same_as=str(twin.parent)))
     if cached.exists():
         return dict(json.loads(cached.read_text()), seed=seed)
     if REPORT_ONLY:
@@ -214,6 +250,7 @@ def run(targets, recipes, seeds: int, log=print) -> dict:
             metrics, scores = got
             rec = res.setdefault(recipe, {})
             rec["teacher"] = {k: metrics.get(k) for k in ("test_acc", "arch", "size", "epochs", "seconds", "weights")}
+            rec["near_copy_ratio"] = near_copy_ratio(scores)
             oracle = (data_dir() / "targets" / f"{target}_pool.npz").exists()  # pool ground truth known
             # baselines for the recipe auto picks; the other recipe is compared on the default row and by strategy
             rows = (
@@ -361,11 +398,11 @@ def _wins(what: str, wins: dict, of: str = "target") -> list[str]:
 
 def strategies(results: dict) -> list[str]:
     """Energy against nearest for both recipes' teachers on every target, and which one ``by-teacher`` took:
-    the evidence for TEACHER_STRATEGY."""
-    from plada_edge.core.config import TEACHER_STRATEGY
+    the evidence for TEACHER_STRATEGY and NEAR_COPY_RATIO."""
+    from plada_edge.core.config import NEAR_COPY_QUANTILE, NEAR_COPY_RATIO, TEACHER_STRATEGY
 
     found = [
-        (target, recipe, res[recipe]["rows"])
+        (target, recipe, res[recipe])
         for target, res in results["targets"].items()
         for recipe in RECIPES
         if all(_row(res, recipe, r) is not None for r in STRATEGY_ROWS)
@@ -378,20 +415,23 @@ def strategies(results: dict) -> list[str]:
         "images closest to the target's own training images in the teacher's features: 1 - mean cosine similarity "
         "of the 5 most similar of its training images), each with the default quotas and spread; same seeds; for "
         "both recipes' teachers. `by-teacher`, the default, takes "
-        f"{TEACHER_STRATEGY['pretrained']} for a teacher that started from ImageNet weights and "
-        f"{TEACHER_STRATEGY['scratch']} for one trained from scratch (`by-view`, by the teacher's colour, picks the "
-        "same under the recipe auto chooses, marked *).",
+        f"{TEACHER_STRATEGY['pretrained']} for a teacher that started from ImageNet weights; for one trained from "
+        f"scratch, {TEACHER_STRATEGY['scratch, near-copies']} where the pool holds near-copies of the target's images "
+        f"(near-copies: the pool's {NEAR_COPY_QUANTILE:.0%} nearest-distance quantile over its median, under "
+        f"{NEAR_COPY_RATIO:g}) and {TEACHER_STRATEGY['scratch']} elsewhere. Auto's recipe is marked *.",
         "",
-        "| target | teacher | by-teacher | energy | nearest | macro, energy | macro, nearest | seeds |",
-        "|---|---|---|---:|---:|---:|---:|---|",
+        "| target | teacher | near-copies | by-teacher | energy | nearest | macro, energy | macro, nearest | seeds |",
+        "|---|---|---:|---|---:|---:|---:|---:|---|",
     ]
     wins = {"pretrained": [0, 0], "scratch": [0, 0]}
-    for target, recipe, rows in found:
+    for target, recipe, rec in found:
+        rows = rec["rows"]
         a, b, cells = _pair(rows, *STRATEGY_ROWS)
-        wins[recipe][0] += (b > a) == (TEACHER_STRATEGY[recipe] == "nearest")
+        picked = rows["default"]["payload"]["options"].get("strategy")
+        wins[recipe][0] += (b > a) == (picked == "nearest")
         wins[recipe][1] += 1
         auto = "*" if results["targets"][target]["auto"] == recipe else ""
-        lines.append(f"| {target} | {recipe}{auto} | {rows['default']['payload']['options'].get('strategy')} | {cells}")
+        lines.append(f"| {target} | {recipe}{auto} | {_fmt(rec.get('near_copy_ratio'), '.2f')} | {picked} | {cells}")
     return lines + _wins("`by-teacher`'s pick", wins, "teacher")
 
 

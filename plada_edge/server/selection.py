@@ -10,13 +10,16 @@ Strategies (a registry; ``list_strategies()``):
             (its ``distance``, plada_edge.server.teacher); scores without a distance (an imported
             teacher) fall back to energy, with a warning
   by-teacher  the default: nearest for a teacher whose features come from ImageNet pretraining,
-            energy for one trained from scratch on the target (TEACHER_STRATEGY). Pretrained
-            features are generic, so the lowest energies are confident but often unlike the target,
-            while nearness in those features means "looks like the target": nearest won on 5 of the
-            suite's 6 targets with pretrained teachers. Features learned from a few hundred target
-            images measure nearness less reliably: there it won on 3 of 6 (on elementary by under
-            a point) and lost clearly on digits and gnome (docs/results.md, "suite"). Scores whose
-            teacher does not say resolve as by-view.
+            energy for one trained from scratch on the target, unless the pool holds near-copies
+            of the target's images (TEACHER_STRATEGY). Pretrained features are generic, so the
+            lowest energies are confident but often unlike the target, while nearness in those
+            features means "looks like the target": nearest won on 5 of the suite's 6 targets with
+            pretrained teachers. Features learned from the target alone measure nearness reliably
+            only close to its own images: nearest won clearly where the pool holds enough near-copies
+            of them to fill the keep (fmnist's pool holds fashion-mnist). Near-copies: the
+            pool's NEAR_COPY_QUANTILE distance quantile is under NEAR_COPY_RATIO of its median
+            (``near_copy_ratio``; docs/results.md, "suite"). Scores whose teacher does not say
+            resolve as by-view.
   by-view   nearest for a colour teacher, energy for a grayscale one (VIEW_STRATEGY): the
             earlier default, which matches by-teacher under --recipe auto.
 
@@ -74,6 +77,8 @@ import numpy as np
 from ..core import native
 from ..core.config import (
     AUTO_SPREAD,
+    NEAR_COPY_QUANTILE,
+    NEAR_COPY_RATIO,
     QUOTA_IMBALANCE,
     TARGET_POWER,
     TEACHER_STRATEGY,
@@ -136,22 +141,51 @@ def view_strategy(scores: Scores) -> tuple[str, str]:
     return VIEW_STRATEGY["colour" if colour else "gray"], "a colour teacher" if colour else "a grayscale teacher"
 
 
+def near_copy_ratio(scores: Scores) -> float | None:
+    """The pool's NEAR_COPY_QUANTILE nearest-distance quantile over its median (None without a distance):
+    well under 1 when some pool images are near-copies of the target's training images. Read from a
+    histogram of 2^16 bins over the distance's range [0, 2], chunk by chunk: exact to 3e-5, flat in N."""
+    if scores.distance is None:
+        return None
+    bins = 1 << 16
+    hist = np.zeros(bins, np.int64)
+    for lo, hi, _, ok in _Pass(scores, None, False):
+        d = np.asarray(read_rows(scores.distance, lo, hi), np.float64)[ok]
+        d = d[np.isfinite(d)]
+        hist += np.bincount(np.clip((d * (bins / 2)).astype(np.int64), 0, bins - 1), minlength=bins)
+    cum = np.cumsum(hist)
+    if not cum[-1]:
+        return None
+    upper = [(np.searchsorted(cum, max(1.0, q * cum[-1])) + 1) * 2 / bins for q in (NEAR_COPY_QUANTILE, 0.5)]
+    return float(upper[0] / upper[1])
+
+
 def teacher_strategy(scores: Scores) -> tuple[str, str]:
     """What strategy "by-teacher" is for these scores, and why: TEACHER_STRATEGY by where the teacher's
-    features came from (its export records it); as "by-view" when the scores do not say."""
+    features came from (its export records it) and, for a scratch one, whether the pool holds
+    near-copies of the target's images; as "by-view" when the scores do not say."""
     pretrained = scores.meta.get("pretrained")
     if pretrained is None:
         strategy, why = view_strategy(scores)
         return strategy, why + " (its export does not say how it started)"
-    start = "started from ImageNet weights" if pretrained else "was trained from scratch"
-    return TEACHER_STRATEGY["pretrained" if pretrained else "scratch"], f"the teacher {start}"
+    if pretrained:
+        return TEACHER_STRATEGY["pretrained"], "the teacher started from ImageNet weights"
+    ratio = near_copy_ratio(scores)
+    if ratio is None:
+        return TEACHER_STRATEGY["scratch"], "the teacher was trained from scratch"
+    copies = ratio < NEAR_COPY_RATIO
+    return TEACHER_STRATEGY["scratch, near-copies" if copies else "scratch"], (
+        f"the teacher was trained from scratch and the pool {'holds' if copies else 'holds no'} near-copies of "
+        f"its training images (nearest {NEAR_COPY_QUANTILE:.0%} at {ratio:.2f} of the median distance)"
+    )
 
 
 # strategies that name another: name -> (resolve(scores) -> (strategy, why), what the registry lists)
 RESOLVERS = {
     "by-teacher": (
         teacher_strategy,
-        "nearest for an ImageNet-pretrained teacher, energy for one from scratch (default)",
+        "nearest for an ImageNet-pretrained teacher, energy for one from scratch unless the pool holds "
+        "near-copies of the target's images (default)",
     ),
     "by-view": (view_strategy, "nearest for a colour teacher, energy for a grayscale one"),
 }
