@@ -9,8 +9,9 @@
 4. prints payload bytes, teacher and student accuracy and their ratio.
 
 Defaults are the ones chosen from the measurements in docs/results.md: strategy ``by-teacher``
-(nearest for an ImageNet-pretrained teacher, energy for one trained from scratch unless the pool holds near-copies
-of the target's images) with the Safety-Net (so no class vanishes), at 1 % of the pool, and ``--recipe auto`` on both sides.
+(nearest for an ImageNet-pretrained teacher, energy for one trained from scratch unless the pool holds
+near-copies of the target's images) with the Safety-Net (so no class vanishes), at 1 % of the pool, and
+``--recipe auto`` on both sides.
 The default target, tango (a colour icon task of plada_edge.data.suite), gets the recipe colour
 tasks get: ImageNet-initialised linear probes, a few minutes end to end on 2 cores. digits and
 fmnist get resnet18 from scratch, which takes longer.

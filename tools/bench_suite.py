@@ -573,9 +573,11 @@ def goals(results: dict, ratios: dict) -> list[str]:
         r, dm = _row(res, res["auto"], "random"), _row(res, res["auto"], "default", "macro_acc")
         rm = _row(res, res["auto"], "random", "macro_acc")
         if sc is not None and res["auto"] != "scratch":
+            filed = _row(res, "scratch", "strategy=energy")  # the scratch recipe's order when the issue was filed
+            then = "" if filed is None or filed == sc else f" ({filed:.3f} in energy order, as the issue found it)"
             out.append(
                 f"- {target}: default recipe ({res['auto']}) beats today's scratch recipe by ≥ 5 points: "
-                f"{d:.3f} vs {sc:.3f}: {_verdict(d - sc >= 0.05)}"
+                f"{d:.3f} vs {sc:.3f}{then}: {_verdict(d - sc >= 0.05)}"
             )
         if r is not None:
             out.append(

@@ -15,8 +15,8 @@ Strategies (a registry; ``list_strategies()``):
             lowest energies are confident but often unlike the target, while nearness in those
             features means "looks like the target": nearest won on 5 of the suite's 6 targets with
             pretrained teachers. Features learned from the target alone measure nearness reliably
-            only close to its own images: nearest won clearly where the pool holds enough near-copies
-            of them to fill the keep (fmnist's pool holds fashion-mnist). Near-copies: the
+            only close to its own images: nearest won where the pool holds near-copies of them
+            (fmnist's pool holds fashion-mnist) and lost or tied elsewhere. Near-copies: the
             pool's NEAR_COPY_QUANTILE distance quantile is under NEAR_COPY_RATIO of its median
             (``near_copy_ratio``; docs/results.md, "suite"). Scores whose teacher does not say
             resolve as by-view.
