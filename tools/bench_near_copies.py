@@ -38,6 +38,7 @@ from plada_edge.server.teacher import export_onnx, train_teacher  # noqa: E402
 ROOT = Path("runs/heldout")
 KEEP = "1%"
 STRATEGIES = ("energy", "nearest")
+FIRST_THRESHOLD = 0.12  # NEAR_COPY_RATIO as chosen on the suite alone, before this check (git history)
 
 
 def small_fmnist(per_class: int) -> Target:
@@ -71,6 +72,7 @@ def run(per_class: int, seeds: int, pack: ReferencePack, report_only: bool) -> d
     out = {
         "target": target.name,
         "train": len(target.y_train),
+        "per_class": per_class,
         "teacher": teacher,
         "ratio": near_copy_ratio(scores),
         "picks": teacher_strategy(scores)[0],
@@ -98,7 +100,14 @@ def run(per_class: int, seeds: int, pack: ReferencePack, report_only: bool) -> d
 
 
 def report(rows: list[dict]) -> str:
+    sizes = " and ".join(str(r["per_class"]) for r in rows)
     lines = [
+        "`by-teacher` gives a scratch teacher `nearest` when the pool holds near-copies of the target's images. Here "
+        f"the rule meets fmnist cut to {sizes} training images per class: weaker teachers, whose features judge "
+        "nearness less well. This ran first as a held-out check of a threshold chosen on the suite alone "
+        f"({FIRST_THRESHOLD:g}). It found a target picking `energy` where `nearest` won, so the threshold "
+        f"({NEAR_COPY_RATIO:g}) now rests on both tables, and these targets are no longer held out.",
+        "",
         f"Machine: {machine()}. Pool: offline-mix, keep {KEEP}. Students: resnet18, scratch recipe, on the target's "
         f"test split (fmnist's official 10,000). Near-copies: the ratio `near_copy_ratio` reads; by-teacher takes "
         f"nearest under {NEAR_COPY_RATIO:g}.",
