@@ -176,7 +176,7 @@ def teacher_strategy(scores: Scores) -> tuple[str, str]:
     copies = ratio < NEAR_COPY_RATIO
     return TEACHER_STRATEGY["scratch, near-copies" if copies else "scratch"], (
         f"the teacher was trained from scratch and the pool {'holds' if copies else 'holds no'} near-copies of "
-        f"its training images (nearest {NEAR_COPY_QUANTILE:.0%} at {ratio:.2f} of the median distance)"
+        f"its training images: its nearest {NEAR_COPY_QUANTILE:.0%} lie at {ratio:.2f} of the median distance"
     )
 
 
