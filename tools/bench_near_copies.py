@@ -116,23 +116,16 @@ def report(rows: list[dict]) -> str:
         "macro, nearest | seeds | student / teacher, pick |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|",
     ]
-    for r in rows:
-        e, n = r["energy"], r["nearest"]
-        if not e or not n:
-            continue
+    wins, done = 0, [r for r in rows if r["energy"] and r["nearest"]]
+    for r in done:
         mean = {s: float(np.mean([x["test_acc"] for x in r[s]])) for s in STRATEGIES}
         macro = {s: float(np.mean([x["macro_acc"] for x in r[s]])) for s in STRATEGIES}
+        wins += (mean["nearest"] > mean["energy"]) == (r["picks"] == "nearest")
         lines.append(
             f"| {r['target']} | {r['train']:,} | {r['teacher']:.3f} | {r['ratio']:.2f} | {r['picks']} | "
             f"{mean['energy']:.3f} | {mean['nearest']:.3f} | {macro['energy']:.3f} | {macro['nearest']:.3f} | "
-            f"{len(e)} / {len(n)} | {mean[r['picks']] / r['teacher']:.3f} |"
+            f"{len(r['energy'])} / {len(r['nearest'])} | {mean[r['picks']] / r['teacher']:.3f} |"
         )
-    done = [r for r in rows if r["energy"] and r["nearest"]]
-    wins = sum(
-        (np.mean([x["test_acc"] for x in r["nearest"]]) > np.mean([x["test_acc"] for x in r["energy"]]))
-        == (r["picks"] == "nearest")
-        for r in done
-    )
     return "\n".join(lines + ["", f"by-teacher's pick wins on plain accuracy on {wins} of {len(done)} targets."])
 
 

@@ -182,6 +182,11 @@ def _content(path: Path) -> tuple:
     return p.indices.tobytes(), p.labels.tobytes(), json.dumps(header, sort_keys=True)
 
 
+def _student_dir(payload: Path, row: str, seed: int) -> Path:
+    """Where the student of ``row`` with ``seed`` on ``payload`` is cached (beside the teacher's payloads)."""
+    return payload.parent.parent / "students" / f"{row}-s{seed}-{_key(str(payload), StudentConfig().train.epochs)}"
+
+
 def _twin(path: Path, seed: int) -> Path | None:
     """A finished plain student (same seed) of another row whose payload holds what ``path`` holds (_content):
     a default that now resolves as one of its variants did reuses that variant's runs."""
@@ -189,9 +194,7 @@ def _twin(path: Path, seed: int) -> Path | None:
     for other in sorted(path.parent.glob("*.plada")):
         if other == path or other.stat().st_size != path.stat().st_size or _content(other) != mine:
             continue
-        row = other.name.rsplit("-", 1)[0]
-        name = f"{row}-s{seed}-{_key(str(other), StudentConfig().train.epochs)}"
-        done = path.parent.parent / "students" / name / "result.json"
+        done = _student_dir(other, other.name.rsplit("-", 1)[0], seed) / "result.json"
         if done.exists():
             return done
     return None
@@ -199,7 +202,7 @@ def _twin(path: Path, seed: int) -> Path | None:
 
 def student(target: str, recipe: str, row: str, pay: dict, seed: int, pack: ReferencePack, log) -> dict | None:
     extra = SELF_TRAIN if row.endswith("+self") else {}
-    out = ROOT / f"{target}-{recipe}" / "students" / f"{row}-s{seed}-{_key(pay['path'], StudentConfig().train.epochs)}"
+    out = _student_dir(Path(pay["path"]), row, seed)
     cached = out / "result.json"
     if not cached.exists() and not extra and not REPORT_ONLY:
         twin = _twin(Path(pay["path"]), seed)
