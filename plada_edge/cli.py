@@ -303,6 +303,11 @@ def teacher_train(
     hflip: bool | None = typer.Option(
         None, "--hflip/--no-hflip", help="Random horizontal flips (off for digits and text). (recipe; scratch: off)"
     ),
+    frame: str = typer.Option(
+        TEACHER["frame"],
+        help="How the view frames each image: ink = light-on-dark, the ink's box filling the frame, contrast "
+        "stretched (grayscale only); none = as stored; auto = ink for grayscale targets, none for colour.",
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (teacher.pt, metrics.json, checkpoint.pt)."),
     test_split: float | None = TEST_SPLIT_OPTION,
     target_size: int | None = TARGET_SIZE_OPTION,
@@ -332,6 +337,7 @@ def teacher_train(
         label_smoothing=label_smoothing,
         seed=seed,
         hflip=hflip,
+        frame=frame,
     )
     _print_json(m) if as_json else typer.echo(
         f"{m['arch']} ({m['recipe']} recipe, {m['size']} px) on {m['target']} ({m['device']}): test accuracy "

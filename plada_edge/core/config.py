@@ -17,7 +17,9 @@ prints them beside the numbers behind them.
   nearest order tempered to their square root (TARGET_POWER), which lifts the small classes.
 - ``TrainConfig`` (paper §4): AdamW, lr 1e-3, cosine schedule with warm-up. Teachers train 10
   epochs, students 30 (the paper's count on an ImageNet-1K-sized pool).
-- ``TeacherConfig`` / ``StudentConfig``: the model around a ``TrainConfig``.
+- ``TeacherConfig`` / ``StudentConfig``: the model around a ``TrainConfig``. A grayscale teacher's
+  view frames every image by its ink (``frame``, FRAME), so a pool digit drawn small, faint or
+  dark-on-light is seen the way the target's are.
 - ``ScoreConfig``: how the pack is streamed through the teacher (paper §3, energy scoring).
 
 These defaults are the ``scratch`` recipe's. ``--recipe auto|pretrained`` (plada_edge.core.recipes,
@@ -72,6 +74,10 @@ VIEW_STRATEGY = {"gray": "energy", "colour": "nearest"}
 # In nearest order the square root held mean plain accuracy within half a point on the suite's 4 imbalanced
 # targets and raised macro accuracy on 3; in energy order it cost plain accuracy on all 4 (docs/results.md, "suite")
 TARGET_POWER = {"nearest": 0.5}
+# TeacherConfig.frame="auto" by the target's view (plada_edge.core.view): a grayscale sensor sees every image
+# light-on-dark, its ink box filling the frame and its contrast stretched ("ink"), so a pool digit drawn small,
+# faint or dark-on-light looks like the target's own (docs/results.md, "suite", the frame table); colour stays as is
+FRAME = {"gray": "ink", "colour": "none"}
 
 C = TypeVar("C")
 
@@ -201,12 +207,21 @@ class TeacherConfig:
     weights: str | None = None  # a local .pt/.pth, or a torchvision weight name already in torch's cache
     device: str = "auto"  # auto | cpu | cuda[:N] | mps (plada_edge.core.devices)
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
+    frame: str = "auto"  # auto (FRAME by the target's colour) | none | ink (plada_edge.core.view)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10))
 
     def __post_init__(self) -> None:
         _check(isinstance(self.arch, str) and bool(self.arch), f"arch must be a model name, got {self.arch!r}")
         _check(_model_size_ok(self.size), f"size must be 8..1024 pixels, got {self.size!r}")
+        _check(self.frame in ("auto", "none", "ink"), f"frame must be auto, none or ink, got {self.frame!r}")
         _check_device(self)
+
+    def view_frame(self, gray: bool) -> str:
+        """The view's frame for a target that is ``gray`` or colour: FRAME's pick under "auto"."""
+        if self.frame == "auto":
+            return FRAME["gray" if gray else "colour"]
+        _check(self.frame == "none" or gray, "frame 'ink' needs a grayscale target")
+        return self.frame
 
     @classmethod
     def from_options(cls, **options: Any) -> TeacherConfig:

@@ -38,7 +38,7 @@ import numpy as np
 from . import atomic
 from .codecs import CodecError, encode_auto, get_codec, list_codecs
 from .errors import PayloadError
-from .view import IMAGENET_MEAN, IMAGENET_STD
+from .view import FRAMES, IMAGENET_MEAN, IMAGENET_STD
 
 MAGIC = b"PLADA\x00"
 VERSION = 2
@@ -47,6 +47,7 @@ CHECKSUM_BYTES = 4  # catches accidents; authenticity is the signature's job
 SIGNATURE_TRAILER = 32 + 64  # the signer's Ed25519 public key + the signature
 CODEC_IDS = ("model", "paper-idx", "paper-bmp", "varint")  # v2 codec numbers: append only
 STRATEGY_IDS = ("", "energy", "opposite", "entropy", "random")  # v2 strategy numbers: append only
+INK_FRAME_BIT = 0x80  # view flag: frame "ink" (absent in payloads written before it: frame "none")
 NORMS = {1: (IMAGENET_MEAN, IMAGENET_STD), 2: ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}  # v2 view normalisations
 NO_ACC = 0xFFFF
 REQUIRED = ("task", "class_names", "pack_fingerprint", "n", "k", "codec", "image_size")
@@ -279,6 +280,8 @@ def check_header(h) -> None:
             v = view.get(key)
             _need(isinstance(v, list) and len(v) == 3 and all(_is_num(x) for x in v), f"view.{key} must be 3 numbers")
         _need(all(x > 0 for x in view["std"]), "view.std must be positive")
+        _need(view.get("frame", "none") in FRAMES, f"view.frame must be one of {', '.join(FRAMES)}")
+        _need(view.get("frame", "none") == "none" or view.get("gray", False), "view.frame 'ink' needs a gray view")
     for key in ("selection", "teacher", "target"):
         _need(h.get(key) is None or isinstance(h[key], dict), f"{key} must be an object")
     acc = (h.get("teacher") or {}).get("test_acc")
@@ -417,7 +420,7 @@ def _pack_meta(h: dict) -> bytes:
     else:
         pairs = {i: [list(mean), list(std)] for i, (mean, std) in NORMS.items()}
         norm = next((i for i, pair in pairs.items() if pair == [view["mean"], view["std"]]), 0)
-        w.u8(1 | (2 if view.get("gray") else 0) | norm << 2)
+        w.u8(1 | (2 if view.get("gray") else 0) | norm << 2 | (INK_FRAME_BIT if view.get("frame") == "ink" else 0))
         w.varint(view["native_size"])
         w.varint(view["model_size"])
         if norm == 0:
@@ -457,12 +460,14 @@ def _unpack_meta(meta: bytes, h: dict) -> None:
     h["class_names"] = [r.text(MAX_CLASS_NAME, "class name") for _ in range(h.pop("_c"))]
     flags = r.u8()
     if flags & 1:
-        norm = flags >> 2
+        norm = (flags & ~INK_FRAME_BIT) >> 2
         view = {
             "native_size": r.varint(4096, "view.native_size"),
             "model_size": r.varint(4096, "view.model_size"),
             "gray": bool(flags & 2),
         }
+        if flags & INK_FRAME_BIT:
+            view["frame"] = "ink"
         if norm == 0:
             values = [r.f32() for _ in range(6)]
             view["mean"], view["std"] = values[:3], values[3:]

@@ -62,12 +62,15 @@ def train_teacher(
         recipe = "config"
     cfg = with_options(config, TeacherConfig, options)
     out = Path(out)
-    spec = ViewSpec(native_size=target.native_size, model_size=cfg.size, gray=target.channels == 1)
+    gray = target.channels == 1
+    spec = ViewSpec(native_size=target.native_size, model_size=cfg.size, gray=gray, frame=cfg.view_frame(gray))
     view = torch_view(spec, input_size=target.native_size)
     torch.manual_seed(cfg.train.seed)
     model = create_model(cfg.arch, target.num_classes, cfg.weights)
     test = (as_nhwc3(target.x_test), target.y_test) if len(target.y_test) else None  # no test split: no accuracy
     identity = {"target_sha256": target.sha256(), "arch": cfg.arch, "size": cfg.size, "weights": cfg.weights}
+    if spec.frame != "none":  # teachers resumed from before frames existed keep their identity
+        identity["frame"] = spec.frame
     device = resolve_device(cfg.device)
     with output_lock(out):  # one writer per teacher folder
         history = fit(
@@ -105,6 +108,7 @@ def train_teacher(
             "recipe": recipe,
             "size": cfg.size,
             "weights": cfg.weights,
+            "frame": spec.frame,
             "test_acc": history[-1].get("test_acc"),
             "train_acc": history[-1]["train_acc"],
             "epochs": cfg.train.epochs,
