@@ -4,6 +4,7 @@
     .venv/bin/python tools/bench_suite.py                  # every target, both recipes, then the page
     .venv/bin/python tools/bench_suite.py --targets tango --recipes pretrained --seeds 1
     .venv/bin/python tools/bench_suite.py --targets tango --recipes pretrained --demo --seeds 1   # + time the demo
+    .venv/bin/python tools/bench_suite.py --targets digits --seeds 3 --lean   # variants 1 seed, no self-training
     .venv/bin/python tools/bench_suite.py --report-only --update-docs
 
 Targets: plada_edge.data.suite.SUITE (fmnist, digits and four icon-theme colour tasks; build them
@@ -11,7 +12,9 @@ with tools/build_offline_data.py and tools/build_suite.py). For each target and 
 (plada_edge.core.recipes: scratch, pretrained; auto is whichever of the two it picks) a teacher is
 trained and scores the offline-mix pool; at 1 % keep the code's default selection goes to a student
 trained with the same recipe. For the recipe auto picks, random and plain lowest energy do too, and
-where the pool's ground truth is known (fmnist, digits) an oracle payload of the same size. Every
+where the pool's ground truth is known (fmnist, digits) an oracle payload of the same size. On a
+grayscale target each recipe's teacher is also trained seeing images as stored (`--frame none`)
+beside the default ink frame, with the default selection: the evidence for FRAME. Every
 run is cached under runs/suite by what it depends on, so a rerun resumes and --report-only trains
 nothing.
 """
@@ -31,7 +34,7 @@ import numpy as np
 from benchkit import machine, replace_section  # noqa: E402
 
 from plada_edge.core import atomic  # noqa: E402
-from plada_edge.core.config import SelectionConfig, StudentConfig  # noqa: E402
+from plada_edge.core.config import SelectionConfig, StudentConfig, TeacherConfig  # noqa: E402
 from plada_edge.core.payload import write_payload  # noqa: E402
 from plada_edge.core.recipes import TargetFacts, teacher_options  # noqa: E402
 from plada_edge.core.reference import ReferencePack  # noqa: E402
@@ -71,6 +74,7 @@ KEYLESS = {("quotas", "pool"), ("target_power", 1.0)}
 ORACLE_KEY = dict(strategy="energy", safety_net=True, quotas="auto", alpha=-0.2, share=0.5, spread="auto")
 RECIPES = ("scratch", "pretrained")
 REPORT_ONLY = False
+LEAN = False  # --lean: variants one seed, no self-training
 TIME_DEMO = False  # --demo: time `plada-edge demo` (best on otherwise idle cores)
 
 
@@ -83,14 +87,25 @@ def effective(target: str, recipe: str) -> str:
     return teacher_options(TargetFacts.of(load_target(target)), recipe)["recipe"]
 
 
-def teacher(target: str, recipe: str, pack: ReferencePack, log) -> tuple[dict, Scores] | None:
-    d = ROOT / f"{target}-{recipe}"
+def view_frame(target: str, frame: str | None = None) -> str:
+    """The frame a teacher of ``target`` sees through: ``frame``, or TeacherConfig's default resolved."""
+    return TeacherConfig(frame=frame or "auto").view_frame(load_target(target).channels == 1)
+
+
+def teacher_dir(target: str, recipe: str, frame: str | None = None) -> Path:
+    """A teacher's folder, its scores, payloads and students; teachers framed "none" keep the name they had."""
+    frame = view_frame(target, frame)
+    return ROOT / (f"{target}-{recipe}" + ("" if frame == "none" else f"-frame={frame}"))
+
+
+def teacher(target: str, recipe: str, pack: ReferencePack, log, frame: str | None = None) -> tuple[dict, Scores] | None:
+    d = teacher_dir(target, recipe, frame)
     if not (d / "teacher" / "teacher.pt").exists():
         if REPORT_ONLY:
             return None
-        log(f"[{target}] {recipe} teacher")
+        log(f"[{target}] {recipe} teacher (frame {view_frame(target, frame)})")
         t0 = time.perf_counter()
-        train_teacher(target, d / "teacher", recipe=recipe, progress=False)
+        train_teacher(target, d / "teacher", recipe=recipe, progress=False, frame=view_frame(target, frame))
         atomic.write_json(d / "teacher-seconds.json", {"seconds": time.perf_counter() - t0})
     metrics = json.loads((d / "teacher" / "metrics.json").read_text())
     metrics["seconds"] = json.loads((d / "teacher-seconds.json").read_text())["seconds"]
@@ -155,7 +170,7 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
                 opts.pop("target_power", None)
             opts = {k: v for k, v in opts.items() if (k, v) not in KEYLESS}
     hist = np.bincount(labels, minlength=scores.num_classes)
-    path = ROOT / f"{target}-{recipe}" / "payloads" / f"{row}-{_key(opts)}.plada"
+    path = Path(scores.path).parent / "payloads" / f"{row}-{_key(opts)}.plada"
     if not path.exists():
         write_payload(path, indices, labels, header, codec="auto")
     return {
@@ -210,7 +225,7 @@ def student(target: str, recipe: str, row: str, pay: dict, seed: int, pack: Refe
             atomic.write_json(cached, dict(json.loads(twin.read_text()), same_as=str(twin.parent)))
     if cached.exists():
         return dict(json.loads(cached.read_text()), seed=seed)
-    if REPORT_ONLY:
+    if REPORT_ONLY or (LEAN and extra):
         return None
     log(f"[{target}] {recipe} student on {row} (seed {seed})")
     from plada_edge.device.student import learn
@@ -278,10 +293,21 @@ def run(targets, recipes, seeds: int, log=print) -> dict:
                     rec["rows"][row] = default
                     continue
                 # the default, its variants and the pinned baselines it is judged against get every seed
-                every_seed = row == "default" or row in VARIANTS or row in PINNED
+                every_seed = row == "default" or row in PINNED or (row in VARIANTS and not LEAN)
                 n_seeds = seeds if every_seed and recipe == res["auto"] else 1
                 runs = [student(target, recipe, row, pay, s, pack, log) for s in range(n_seeds)]
                 rec["rows"][row] = {"payload": pay, "students": [r for r in runs if r is not None]}
+            if view_frame(target) != "none":  # the evidence for FRAME: the same teacher seeing images as stored
+                unframed = teacher(target, recipe, pack, log, frame="none")
+                if unframed is not None:
+                    pay = payload(target, recipe, unframed[1], "default", pack)
+                    n_seeds = seeds if recipe == res["auto"] else 1
+                    runs = [student(target, recipe, "default", pay, s, pack, log) for s in range(n_seeds)]
+                    rec["frame=none"] = {
+                        "teacher": {"test_acc": unframed[0].get("test_acc")},
+                        "payload": pay,
+                        "students": [r for r in runs if r is not None],
+                    }
     return results
 
 
@@ -373,6 +399,7 @@ def report(results: dict) -> str:
     lines += quotas(results)
     lines += powers(results)
     lines += spreads(results)
+    lines += frames(results)
     lines += ["", "#### Goals, stated plainly", ""] + goals(results, ratios)
     lines += ["", "#### Defaults, and why (the recipe)", ""] + why(results)
     return "\n".join(lines)
@@ -546,6 +573,52 @@ def spreads(results: dict) -> list[str]:
     return lines + _wins("Its own view's band", wins)
 
 
+def frames(results: dict) -> list[str]:
+    """Each grayscale teacher seeing images as stored against through the ink frame: the evidence for FRAME."""
+    from plada_edge.core.config import FRAME
+
+    found = [
+        (target, recipe, res[recipe])
+        for target, res in results["targets"].items()
+        for recipe in RECIPES
+        if (res.get(recipe) or {}).get("frame=none", {}).get("students") and res[recipe]["rows"]["default"]["students"]
+    ]
+    if not found:
+        return []
+    lines = [
+        "",
+        "Frame (`teacher train --frame`): `ink` shows a model every image light-on-dark, the square box of its "
+        "ink filling the frame and its contrast stretched (plada_edge.core.view); `none` shows it as stored. "
+        f"`auto` resolves by the target's view (FRAME: {FRAME}). The frame is part of the view the payload "
+        "carries, so teacher, scoring and student see the same images. Each recipe's teacher on each grayscale "
+        "target, both ways, with the default selection (same seeds):",
+        "",
+        "| target | recipe | teacher, none | teacher, ink | student, none | student, ink | / teacher, none "
+        "| / teacher, ink | seeds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    wins, changes = {"gray": [0, 0]}, []
+    for target, recipe, rec in found:
+        seeds = {r["seed"] for r in rec["frame=none"]["students"]} & {
+            r["seed"] for r in rec["rows"]["default"]["students"]
+        }
+        a = _mean([r for r in rec["frame=none"]["students"] if r["seed"] in seeds])
+        b = _mean([r for r in rec["rows"]["default"]["students"] if r["seed"] in seeds])
+        ta, tb = rec["frame=none"]["teacher"]["test_acc"], rec["teacher"]["test_acc"]
+        wins["gray"][0] += (b > a) == (view_frame(target) == "ink")
+        wins["gray"][1] += 1
+        changes.append(b - a)
+        lines.append(
+            f"| {target} | {recipe} | {ta:.3f} | {tb:.3f} | {a:.3f} | {b:.3f} | {a / ta:.3f} | {b / tb:.3f} "
+            f"| {len(seeds)} |"
+        )
+    return lines + [
+        "",
+        f"`auto`'s frame wins on plain accuracy on {wins['gray'][0]} of {wins['gray'][1]} grayscale teachers "
+        f"(mean change {100 * np.mean(changes):+.1f} points, largest loss {100 * min(0.0, min(changes)):.1f}).",
+    ]
+
+
 def _verdict(ok: bool) -> str:
     return "**holds**" if ok else "**does not hold**"
 
@@ -637,7 +710,7 @@ def why(results: dict) -> list[str]:
 
 
 def main() -> None:
-    global REPORT_ONLY, TIME_DEMO
+    global REPORT_ONLY, TIME_DEMO, LEAN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", default=",".join(SUITE))
     ap.add_argument("--recipes", default=",".join(RECIPES))
@@ -648,11 +721,17 @@ def main() -> None:
         help="student seeds of the default row, its variants and the random and plain-energy baselines "
         "(for the recipe auto picks)",
     )
+    ap.add_argument(
+        "--lean",
+        action="store_true",
+        help="only the default and the pinned baselines get --seeds seeds, variants one, no self-training "
+        "(a quick pass on short cores; the report counts the seeds each cell has)",
+    )
     ap.add_argument("--report-only", action="store_true", help="use cached runs only")
     ap.add_argument("--update-docs", action="store_true", help="write the table into docs/results.md")
     ap.add_argument("--demo", action="store_true", help="also time `plada-edge demo` from a fresh folder, first")
     args = ap.parse_args()
-    REPORT_ONLY, TIME_DEMO = args.report_only, args.demo
+    REPORT_ONLY, TIME_DEMO, LEAN = args.report_only, args.demo, args.lean
     t0 = time.perf_counter()
     results = run(args.targets.split(","), args.recipes.split(","), args.seeds)
     atomic.write_json(ROOT / "results.json", results)
@@ -665,8 +744,9 @@ def main() -> None:
             "The runs behind it are cached under runs/suite; they came from `tools/bench_suite.py --targets T "
             "--recipes R --seeds S` per target and recipe (S = 3: for the recipe auto picks, the default, its "
             "variants and the random and plain-energy baselines get 3 seeds; the other recipe, the oracle and "
-            "self-training get 1, to fit the 2-core budget), and a rerun without `--report-only` resumes from "
-            "them.\n\n"
+            "self-training get 1, to fit the 2-core budget; grayscale targets' runs since the ink frame came with "
+            "`--lean`: their variants get 1 seed and no self-training, and each table's seeds column says so), and "
+            "a rerun without `--report-only` resumes from them.\n\n"
         )
         replace_section("suite", runs + text, command, doc="results.md")
 
