@@ -40,7 +40,8 @@ from .devices import PRECISIONS, check_device_spec
 from .errors import ConfigError
 
 # spread="auto": s = clip(band * N / k, 1, most), (band, most) by the scores' view (plada_edge.server.selection).
-# Grayscale targets (fmnist, digits) did best at 4-8x at 1 %; the colour ones, at 16-64x (docs/results.md, "suite")
+# Grayscale targets (fmnist, digits) did best at 4-8x at 1 %; the colour ones, at 16-64x (docs/results.md, "suite").
+# Seen through the ink frame (FRAME), digits did better at 32x (one seed) and fmnist still at 8x
 AUTO_SPREAD = {"gray": (0.08, 8.0), "colour": (0.32, 32.0)}
 QUOTAS = ("auto", "target", "pool")  # how the Safety-Net sizes its per-class quotas (SelectionConfig.quotas)
 # quotas="auto" is "target" when the target's largest class has this many times its smallest's training
@@ -58,14 +59,15 @@ CHECKPOINT_SECONDS = 30.0
 NEAREST_ANCHORS = 2048
 NEAREST_K = 5
 # strategy="by-teacher" (the default) resolves by where the teacher's features came from: nearest beat energy
-# with ImageNet-pretrained teachers on 5 of the suite's 6 targets, with teachers trained from scratch on 3 of 6.
+# with ImageNet-pretrained teachers on 5 of the suite's 6 targets, with teachers trained from scratch on 4 of 6.
 # A scratch teacher's features only know the target, and nearest won with one where the pool holds near-copies
 # of the target's images: the pool's NEAR_COPY_QUANTILE nearest-distance quantile is under NEAR_COPY_RATIO of its
-# median. Scratch teachers where nearest won sat at 0.07-0.22 (fmnist, papirus, and fmnist cut to 500 and 200
-# training images), those where it lost at 0.40 or more (digits, tango, gnome; elementary, at 0.53, was a 0.4
-# point tie); 0.3 splits the gap (docs/results.md, "suite" and "near_copies"). A finer quantile is fooled by
-# repeats: 125 identical blank pool images sit nearest to papirus. Scores whose teacher does not say (exported
-# before it was recorded) resolve by the teacher's view, as strategy="by-view" does.
+# median. Scratch teachers where nearest won sat at 0.04-0.22 (fmnist, digits through the ink frame, papirus, and
+# fmnist cut to 500 and 200 training images, seen as stored), those where it lost at 0.40 or more (tango, gnome,
+# and digits seen as stored, at 0.53 in the suite before the ink frame; elementary, at 0.53, was a 0.4 point tie);
+# 0.3 splits the gap (docs/results.md, "suite" and "near_copies"). A finer quantile is fooled by repeats: 125
+# identical blank pool images sit nearest to papirus. Scores whose teacher does not say (exported before it was
+# recorded) resolve by the teacher's view, as strategy="by-view" does.
 TEACHER_STRATEGY = {"pretrained": "nearest", "scratch": "energy", "scratch, near-copies": "nearest"}
 NEAR_COPY_QUANTILE = 0.01
 NEAR_COPY_RATIO = 0.3
