@@ -12,6 +12,7 @@ pytest.importorskip("onnxruntime")
 
 from conftest import Interrupted, interrupt_after, sigkill_when  # noqa: E402
 
+from plada_edge.core.config import FRAME  # noqa: E402
 from plada_edge.core.reference import build_pack  # noqa: E402
 from plada_edge.server import scoring  # noqa: E402
 from plada_edge.server.scoring import Scores, ScoresError, score_pack  # noqa: E402
@@ -25,6 +26,7 @@ def test_teacher_learns_and_exports_faithfully(tiny):
     meta = onnx_metadata(tiny["root"] / "teacher.onnx")
     assert meta["class_names"] == ["h", "v", "blob"] and meta["input_size"] == 16
     assert meta["outputs"] == ["logits", "features", "distance"]
+    assert meta["view"]["gray"] and meta["view"]["frame"] == FRAME["gray"] == "ink"  # grayscale: framed by its ink
     assert (
         json.loads((tiny["root"] / "teacher" / "metrics.json").read_text())["test_acc"] == tiny["metrics"]["test_acc"]
     )
