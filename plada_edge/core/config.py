@@ -79,6 +79,7 @@ TARGET_POWER = {"nearest": 0.5}
 # TeacherConfig.frame="auto" by the target's view (plada_edge.core.view): a grayscale sensor sees every image
 # light-on-dark, its ink box filling the frame and its contrast stretched ("ink"), so a pool digit drawn small,
 # faint or dark-on-light looks like the target's own (docs/results.md, "suite", the frame table); colour stays as is
+FRAMES = ("none", "ink")  # how a view frames each image (plada_edge.core.view)
 FRAME = {"gray": "ink", "colour": "none"}
 
 C = TypeVar("C")
@@ -215,7 +216,7 @@ class TeacherConfig:
     def __post_init__(self) -> None:
         _check(isinstance(self.arch, str) and bool(self.arch), f"arch must be a model name, got {self.arch!r}")
         _check(_model_size_ok(self.size), f"size must be 8..1024 pixels, got {self.size!r}")
-        _check(self.frame in ("auto", "none", "ink"), f"frame must be auto, none or ink, got {self.frame!r}")
+        _check(self.frame in ("auto", *FRAMES), f"frame must be auto, {' or '.join(FRAMES)}, got {self.frame!r}")
         _check_device(self)
 
     def view_frame(self, gray: bool) -> str:

@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .config import FRAMES
 from .errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LUMA = (0.299, 0.587, 0.114)
-FRAMES = ("none", "ink")
 INK_LEVEL = 40 / 255  # luma above this, after polarity, is ink
 STRETCH_FLOOR = 1 / 255  # an image flatter than this is stretched by at most 255x
 
@@ -107,14 +107,14 @@ class ViewSpec:
 
 def ink_frame_numpy(x: np.ndarray) -> np.ndarray:
     """float (n, s, s) luma in [0, 1] → the same images light-on-dark, their ink's square box filling the frame."""
-    n, s = x.shape[:2]
+    s = x.shape[1]
+    pos = np.arange(s, dtype=np.float32)
     border = np.concatenate([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], axis=1).mean(axis=1)
     x = np.where((border > 0.5)[:, None, None], 1 - x, x)
     ink = x > INK_LEVEL
     starts, sides = [], []
     for axis in (2, 1):  # rows (any ink across columns), then columns
         hit = ink.any(axis=axis)
-        pos = np.arange(s, dtype=np.float32)
         lo = np.where(hit, pos, s).min(axis=1)
         hi = np.where(hit, pos + 1, 0).max(axis=1)
         empty = ~hit.any(axis=1)
@@ -122,11 +122,11 @@ def ink_frame_numpy(x: np.ndarray) -> np.ndarray:
         starts.append((lo + hi) / 2)
         sides.append(hi - lo)
     side = np.maximum(*sides).astype(np.float32)
-    grid = (np.arange(s, dtype=np.float32) + 0.5) / s - 0.5  # output pixel centres, as a share of the box
+    grid = (pos + 0.5) / s - 0.5  # output pixel centres, as a share of the box
     mats = []
     for centre in starts:
         u = centre[:, None] + grid[None, :] * side[:, None] - 0.5  # (n, s) source coordinate of each output pixel
-        mats.append(np.maximum(0, 1 - np.abs(u[:, :, None] - np.arange(s, dtype=np.float32))))  # bilinear, zero outside
+        mats.append(np.maximum(0, 1 - np.abs(u[:, :, None] - pos)))  # bilinear, zero outside
     rows, cols = mats
     return np.einsum("nhi,niw,njw->nhj", rows, x, cols, optimize=True)
 
