@@ -22,6 +22,7 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import shutil
@@ -87,6 +88,7 @@ def effective(target: str, recipe: str) -> str:
     return teacher_options(TargetFacts.of(load_target(target)), recipe)["recipe"]
 
 
+@functools.cache  # each call would load the target from disk again
 def view_frame(target: str, frame: str | None = None) -> str:
     """The frame a teacher of ``target`` sees through: ``frame``, or TeacherConfig's default resolved."""
     return TeacherConfig(frame=frame or "auto").view_frame(load_target(target).channels == 1)
