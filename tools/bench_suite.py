@@ -16,7 +16,9 @@ where the pool's ground truth is known (fmnist, digits) an oracle payload of the
 grayscale target each recipe's teacher is also trained seeing images as stored (`--frame none`)
 beside the default ink frame, with the default selection: the evidence for FRAME. Every
 run is cached under runs/suite by what it depends on, so a rerun resumes and --report-only trains
-nothing.
+nothing. Every pass also records its runs in docs/results-suite.json (RECORD, committed): a
+teacher missing from runs/suite (a clean clone, or a pass over some targets only) is reported as
+the record has it, so the page can be rewritten without training every target again.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ from plada_edge.server.selection import (  # noqa: E402
 from plada_edge.server.teacher import export_onnx, onnx_metadata, train_teacher  # noqa: E402
 
 ROOT = Path("runs/suite")
+# the runs' results, committed beside the page: a clean clone (its runs/ gone) can still rewrite the page,
+# and a pass over some targets rewrites theirs while the rest come from here
+RECORD = Path(__file__).resolve().parent.parent / "docs" / "results-suite.json"
 KEEP = "1%"
 PINNED = {  # baselines with every option pinned, so they do not move when the defaults do
     "random": dict(strategy="random", safety_net=False, spread=1.0),
@@ -139,12 +144,13 @@ def default_selection() -> dict:
     return {k: v for k, v in asdict(SelectionConfig()).items() if k != "seed" and (k, v) not in KEYLESS}
 
 
-def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferencePack) -> dict:
+def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferencePack, keep: str = KEEP) -> dict:
+    """The payload of ``row`` at budget ``keep`` (KEEP's keep their names; other budgets carry theirs)."""
     opts = ORACLE_KEY if row == "oracle" else PINNED.get(row) or dict(default_selection(), **VARIANTS.get(row, {}))
     if row == "oracle":
         from plada_edge.data.offline import load_pool_truth
 
-        k = select(scores, keep=KEEP).k
+        k = select(scores, keep=keep).k
         idx, lab = load_pool_truth(target)
         pick = np.sort(np.random.default_rng(0).choice(len(idx), min(k, len(idx)), replace=False))
         order = np.argsort(idx[pick])
@@ -153,11 +159,11 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
         spread = None
     else:
         valid = int(class_counts(scores).sum())
-        k = min(budget_size(scores.n, KEEP, None), valid)
+        k = min(budget_size(scores.n, keep, None), valid)
         gray_auto = resolve_spread("auto", k, valid, colour=False)
         if opts["spread"] in ("gray", "colour"):
             opts = dict(opts, spread=resolve_spread("auto", k, valid, colour=opts["spread"] == "colour"))
-        sel = select(scores, keep=KEEP, target_counts=load_target(target).class_counts(), **opts)
+        sel = select(scores, keep=keep, target_counts=load_target(target).class_counts(), **opts)
         indices, labels, spread = sel.indices, sel.labels, sel.spread
         opts = dict(opts, strategy=sel.strategy)  # key what "by-teacher" resolved to (energy: the old default's key)
         header = payload_header(scores, sel, task=target)
@@ -172,7 +178,8 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
                 opts.pop("target_power", None)
             opts = {k: v for k, v in opts.items() if (k, v) not in KEYLESS}
     hist = np.bincount(labels, minlength=scores.num_classes)
-    path = Path(scores.path).parent / "payloads" / f"{row}-{_key(opts)}.plada"
+    name = row if keep == KEEP else f"{row},keep={keep}"
+    path = Path(scores.path).parent / "payloads" / f"{name}-{_key(opts)}.plada"
     if not path.exists():
         write_payload(path, indices, labels, header, codec="auto")
     return {
@@ -257,15 +264,29 @@ def demo(log) -> dict | None:
     return r
 
 
+def recorded(pack: ReferencePack) -> dict:
+    """The committed record of the runs behind the page, when it was made on this pool (else nothing)."""
+    if not RECORD.exists():
+        return {}
+    record = json.loads(RECORD.read_text())
+    return record if record.get("pack") == pack.fingerprint and record.get("keep") == KEEP else {}
+
+
 def run(targets, recipes, seeds: int, log=print) -> dict:
     pack = ReferencePack.open(data_dir() / "offline-mix")
+    record = recorded(pack)
     results = {"machine": machine(), "pack": pack.fingerprint, "keep": KEEP, "targets": {}, "demo": demo(log)}
+    if results["demo"] is None:
+        results["demo"] = record.get("demo")
     for target in targets:
         res = results["targets"].setdefault(target, {"facts": asdict(TargetFacts.of(load_target(target)))})
         res["auto"] = effective(target, "auto")
         for recipe in recipes:
             got = teacher(target, recipe, pack, log)
-            if got is None:
+            if got is None:  # not in runs/suite (--report-only): as the record has it, when it has it
+                old = record.get("targets", {}).get(target, {}).get(recipe)
+                if old is not None:
+                    res[recipe] = old
                 continue
             metrics, scores = got
             rec = res.setdefault(recipe, {})
@@ -310,6 +331,12 @@ def run(targets, recipes, seeds: int, log=print) -> dict:
                         "payload": pay,
                         "students": [r for r in runs if r is not None],
                     }
+    # the record keeps every target it has seen on this pool: a pass over some targets updates theirs
+    merged = dict(record, **{k: v for k, v in results.items() if k != "targets"})
+    merged["targets"] = {**record.get("targets", {})}
+    for target, res in results["targets"].items():
+        merged["targets"][target] = {**merged["targets"].get(target, {}), **res}
+    atomic.write_json(RECORD, merged)
     return results
 
 
@@ -736,7 +763,6 @@ def main() -> None:
     REPORT_ONLY, TIME_DEMO, LEAN = args.report_only, args.demo, args.lean
     t0 = time.perf_counter()
     results = run(args.targets.split(","), args.recipes.split(","), args.seeds)
-    atomic.write_json(ROOT / "results.json", results)
     text = report(results)
     print(text)
     print(f"\n{time.perf_counter() - t0:.0f} s")
