@@ -144,8 +144,13 @@ def default_selection() -> dict:
     return {k: v for k, v in asdict(SelectionConfig()).items() if k != "seed" and (k, v) not in KEYLESS}
 
 
+def at_keep(row: str, keep: str) -> str:
+    """The name a row's payload and students go by at budget ``keep``: KEEP's keep the row's own name."""
+    return row if keep == KEEP else f"{row},keep={keep}"
+
+
 def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferencePack, keep: str = KEEP) -> dict:
-    """The payload of ``row`` at budget ``keep`` (KEEP's keep their names; other budgets carry theirs)."""
+    """The payload of ``row`` at budget ``keep`` (named by at_keep)."""
     opts = ORACLE_KEY if row == "oracle" else PINNED.get(row) or dict(default_selection(), **VARIANTS.get(row, {}))
     if row == "oracle":
         from plada_edge.data.offline import load_pool_truth
@@ -178,8 +183,7 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
                 opts.pop("target_power", None)
             opts = {k: v for k, v in opts.items() if (k, v) not in KEYLESS}
     hist = np.bincount(labels, minlength=scores.num_classes)
-    name = row if keep == KEEP else f"{row},keep={keep}"
-    path = Path(scores.path).parent / "payloads" / f"{name}-{_key(opts)}.plada"
+    path = Path(scores.path).parent / "payloads" / f"{at_keep(row, keep)}-{_key(opts)}.plada"
     if not path.exists():
         write_payload(path, indices, labels, header, codec="auto")
     return {
