@@ -118,7 +118,10 @@ def main() -> None:
     suite.REPORT_ONLY = args.report_only
     keeps = args.keeps.split(",")
     for target in args.targets.split(","):
-        load_target(target)  # a missing target fails here, before any training
+        try:
+            load_target(target)  # a missing target fails here, in one line, before any training
+        except (FileNotFoundError, ValueError) as e:
+            sys.exit(f"bench_budget: {e}")
     t0 = time.perf_counter()
     text = report(run(args.targets.split(","), keeps, args.seeds), keeps)
     print(text)
