@@ -71,13 +71,13 @@ def report(results: dict, keeps) -> str:
                     cells.append("–")
                     continue
                 acc = suite._mean(runs, "test_acc")
-                share = f", share {acc / res['teacher']:.2f}" if row == "default" else ""
+                share = f", share {acc / res['teacher']:.2f}" if row == ROWS[0] else ""
                 cells.append(f"{acc:.3f} / {suite._mean(runs, 'macro_acc'):.3f}{share}")
             teacher = f"{res['teacher']:.3f} ({res['recipe']})" if row == ROWS[0] else ""
             lines.append(f"| {target} | {teacher} | {row} | " + " | ".join(cells) + f" | {' / '.join(seeds)} |")
         cost = []
         for keep in keeps:
-            d = res["keeps"].get(keep, {}).get("default", {})
+            d = res["keeps"].get(keep, {}).get(ROWS[0], {})
             runs = d.get("students") or []
             cost.append(f"{d['payload']['bytes']:,} B, {suite._mean(runs, 'seconds'):.0f} s" if runs else "–")
         costs.append(f"| {target} | " + " | ".join(cost) + " |")

@@ -778,7 +778,8 @@ def main() -> None:
             "variants and the random and plain-energy baselines get 3 seeds; the other recipe, the oracle and "
             "self-training get 1, to fit the 2-core budget; grayscale targets' runs since the ink frame came with "
             "`--lean`: their variants get 1 seed and no self-training, and each table's seeds column says so), and "
-            "a rerun without `--report-only` resumes from them.\n\n"
+            "a rerun without `--report-only` resumes from them. Their results are also recorded in "
+            "docs/results-suite.json, which `--report-only` reads for any teacher no longer cached.\n\n"
         )
         replace_section("suite", runs + text, command, doc="results.md")
 
