@@ -42,7 +42,7 @@ from plada_edge.core.payload import write_payload  # noqa: E402
 from plada_edge.core.recipes import TargetFacts, teacher_options  # noqa: E402
 from plada_edge.core.reference import ReferencePack  # noqa: E402
 from plada_edge.core.targets import data_dir, load_target  # noqa: E402
-from plada_edge.data.suite import SUITE  # noqa: E402
+from plada_edge.data.suite import SUITE, THEMES  # noqa: E402
 from plada_edge.server.payloads import payload_header  # noqa: E402
 from plada_edge.server.scoring import Scores, score_pack  # noqa: E402
 from plada_edge.server.selection import (  # noqa: E402
@@ -55,6 +55,7 @@ from plada_edge.server.selection import (  # noqa: E402
 from plada_edge.server.teacher import export_onnx, onnx_metadata, train_teacher  # noqa: E402
 
 ROOT = Path("runs/suite")
+COLOUR = tuple(THEMES)  # the icon-theme colour targets: a pretrained student there takes seconds
 # the runs' results, committed beside the page: a clean clone (its runs/ gone) can still rewrite the page,
 # and a pass over some targets rewrites theirs while the rest come from here
 RECORD = Path(__file__).resolve().parent.parent / "docs" / "results-suite.json"
@@ -86,6 +87,15 @@ TIME_DEMO = False  # --demo: time `plada-edge demo` (best on otherwise idle core
 
 def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def check_targets(targets, tool: str) -> None:
+    """Exit in one line, before any training, when a target is not built."""
+    for target in targets:
+        try:
+            load_target(target)
+        except (FileNotFoundError, ValueError) as e:
+            sys.exit(f"{tool}: {e}")
 
 
 def effective(target: str, recipe: str) -> str:
@@ -144,20 +154,24 @@ def default_selection() -> dict:
     return {k: v for k, v in asdict(SelectionConfig()).items() if k != "seed" and (k, v) not in KEYLESS}
 
 
-def at_keep(row: str, keep: str) -> str:
-    """The name a row's payload and students go by at budget ``keep``: KEEP's keep the row's own name."""
-    return row if keep == KEEP else f"{row},keep={keep}"
+def at_keep(row: str, keep: str, draw: int = 0) -> str:
+    """The name a row's payload and students go by at budget ``keep`` and selection seed ``draw``: KEEP's and
+    draw 0's keep the row's own name."""
+    return row + (f",keep={keep}" if keep != KEEP else "") + (f",draw={draw}" if draw else "")
 
 
-def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferencePack, keep: str = KEEP) -> dict:
-    """The payload of ``row`` at budget ``keep`` (named by at_keep)."""
+def payload(
+    target: str, recipe: str, scores: Scores, row: str, pack: ReferencePack, keep: str = KEEP, draw: int = 0
+) -> dict:
+    """The payload of ``row`` at budget ``keep``, its random parts (random order, spread, the oracle's sample)
+    drawn with seed ``draw`` (named by at_keep)."""
     opts = ORACLE_KEY if row == "oracle" else PINNED.get(row) or dict(default_selection(), **VARIANTS.get(row, {}))
     if row == "oracle":
         from plada_edge.data.offline import load_pool_truth
 
         k = select(scores, keep=keep).k
         idx, lab = load_pool_truth(target)
-        pick = np.sort(np.random.default_rng(0).choice(len(idx), min(k, len(idx)), replace=False))
+        pick = np.sort(np.random.default_rng(draw).choice(len(idx), min(k, len(idx)), replace=False))
         order = np.argsort(idx[pick])
         indices, labels = idx[pick][order], lab[pick][order]
         header = payload_header(scores, select(scores, count=0), task=f"{target}-oracle")
@@ -168,7 +182,7 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
         gray_auto = resolve_spread("auto", k, valid, colour=False)
         if opts["spread"] in ("gray", "colour"):
             opts = dict(opts, spread=resolve_spread("auto", k, valid, colour=opts["spread"] == "colour"))
-        sel = select(scores, keep=keep, target_counts=load_target(target).class_counts(), **opts)
+        sel = select(scores, keep=keep, target_counts=load_target(target).class_counts(), seed=draw, **opts)
         indices, labels, spread = sel.indices, sel.labels, sel.spread
         opts = dict(opts, strategy=sel.strategy)  # key what "by-teacher" resolved to (energy: the old default's key)
         header = payload_header(scores, sel, task=target)
@@ -183,7 +197,7 @@ def payload(target: str, recipe: str, scores: Scores, row: str, pack: ReferenceP
                 opts.pop("target_power", None)
             opts = {k: v for k, v in opts.items() if (k, v) not in KEYLESS}
     hist = np.bincount(labels, minlength=scores.num_classes)
-    path = Path(scores.path).parent / "payloads" / f"{at_keep(row, keep)}-{_key(opts)}.plada"
+    path = Path(scores.path).parent / "payloads" / f"{at_keep(row, keep, draw)}-{_key(opts)}.plada"
     if not path.exists():
         write_payload(path, indices, labels, header, codec="auto")
     return {

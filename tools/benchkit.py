@@ -69,3 +69,22 @@ def replace_section(name: str, body: str, command: str, doc: str = "benchmarks.m
         f.write(text)
     os.replace(tmp, path)
     return path
+
+
+def recorded_targets(path: Path, pack_fingerprint: str) -> dict:
+    """The per-target results a committed record at ``path`` holds for this pool (none for another pool)."""
+    import json
+
+    if not path.exists():
+        return {}
+    record = json.loads(path.read_text())
+    return record.get("targets", {}) if record.get("pack") == pack_fingerprint else {}
+
+
+def record_targets(path: Path, results: dict) -> None:
+    """Merge a pass's results into the committed record at ``path``: its targets replace theirs, the rest stay,
+    so a clean clone (runs/ gone) can rewrite a page from the record. Atomic, like the docs writer."""
+    from plada_edge.core import atomic
+
+    merged = dict(results, targets={**recorded_targets(path, results["pack"]), **results["targets"]})
+    atomic.write_json(path, merged)
