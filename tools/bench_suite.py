@@ -674,6 +674,23 @@ def _row(res: dict, recipe: str, row: str, key: str = "test_acc") -> float | Non
     return _mean(_students((res.get(recipe) or {}).get("rows", {}), row), key)
 
 
+def _over_draws(results: dict, target: str, goal: str) -> str:
+    """The same colour goal over independent selection draws, as tools/bench_draws.py recorded it (if it has)."""
+    import bench_draws
+    from benchkit import recorded_targets
+
+    res = recorded_targets(bench_draws.RECORD, results["pack"]).get(target)
+    g = bench_draws.gaps(res) if res else {}
+    if g.get(f"{goal} holds") is None:
+        return ""
+    shown = g["scratch"] if goal == "scratch" else g["plain"]
+    macro = f", macro {100 * g['macro'][0]:+.1f}" if goal == "random" else ""
+    return (
+        f'; over {g["draws"]} independent draws (section "draws"): {100 * shown[0]:+.1f} points{macro}: '
+        f"{_verdict(g[f'{goal} holds'])}"
+    )
+
+
 def goals(results: dict, ratios: dict) -> list[str]:
     out = []
     auto = ratios["auto"]
@@ -700,12 +717,13 @@ def goals(results: dict, ratios: dict) -> list[str]:
             then = "" if filed is None or filed == sc else f" ({filed:.3f} in energy order, as the issue found it)"
             out.append(
                 f"- {target}: default recipe ({res['auto']}) beats today's scratch recipe by ≥ 5 points: "
-                f"{d:.3f} vs {sc:.3f}{then}: {_verdict(d - sc >= 0.05)}"
+                f"{d:.3f} vs {sc:.3f}{then}: {_verdict(d - sc >= 0.05)}{_over_draws(results, target, 'scratch')}"
             )
         if r is not None:
             out.append(
                 f"- {target}: default beats random by ≥ 5 points, plain and macro: {d:.3f} vs {r:.3f}, "
                 f"macro {dm:.3f} vs {rm:.3f}: {_verdict(d - r >= 0.05 and dm - rm >= 0.05)}"
+                f"{_over_draws(results, target, 'random')}"
             )
     for target, floor in (("fmnist", 0.90), ("digits", 0.80)):
         if target in auto:
