@@ -372,6 +372,9 @@ def _fmt(x, spec=".3f") -> str:
 
 
 def report(results: dict) -> str:
+    # the suite's order (the record keeps its targets sorted by name); targets outside the suite last
+    order = sorted(results["targets"], key=lambda t: (SUITE.index(t) if t in SUITE else len(SUITE), t))
+    results = dict(results, targets={t: results["targets"][t] for t in order})
     lines = [
         f"Machine: {results['machine']}. Pool: offline-mix `{results['pack'][:12]}…`, keep {results['keep']}. "
         "Accuracy on each target's test split; macro = mean per-class accuracy. A recipe's student is "
