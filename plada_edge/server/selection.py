@@ -16,7 +16,9 @@ Strategies (a registry; ``list_strategies()``):
             features means "looks like the target": nearest won on 5 of the suite's 6 targets with
             pretrained teachers. Features learned from the target alone measure nearness reliably
             only close to its own images: nearest won where the pool holds near-copies of them
-            (fmnist's pool holds fashion-mnist) and lost or tied elsewhere. Near-copies: the
+            (fmnist's pool holds fashion-mnist); elsewhere (the colour targets' scratch teachers,
+            one seed each) it won on some and lost on others, and which ones changed from one
+            machine's run to the next, so energy, the paper's order, stays. Near-copies: the
             pool's NEAR_COPY_QUANTILE distance quantile is under NEAR_COPY_RATIO of its median
             (``near_copy_ratio``; docs/results.md, "suite"). Scores whose teacher does not say
             resolve as by-view.
@@ -52,7 +54,8 @@ most), with (band, most) = AUTO_SPREAD[gray or colour] by the teacher's view. So
 diversity and large keeps, whose band would reach far out of distribution, stay strict. Colour
 targets get a wider band: on the suite's four colour targets (weak teachers, a pool of related but
 differently drawn images) the lowest energies were too alike, and 32x beat 8x on every one in
-energy order (in nearest order, on two of four); on fmnist and digits 8x stayed best
+energy order. In nearest order, the default's, 32x won on one of four; 8x would win the other
+three but take most of gnome's margin over random selection, so 32x stays. On fmnist and digits 8x stayed best
 (docs/results.md, "suite").
 
 Memory (issue 18): every pass reads the scores CHUNK rows at a time. Strict picks merge each
