@@ -15,12 +15,11 @@ own (runs/suite, shared cache): a budget here is two more payloads and students 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import bench_suite as suite  # noqa: E402
-from benchkit import machine, record_targets, recorded_targets, replace_section  # noqa: E402
+from benchkit import machine, publish, record_targets, recorded_targets  # noqa: E402
 
 from plada_edge.core.reference import ReferencePack  # noqa: E402
 from plada_edge.core.targets import data_dir  # noqa: E402
@@ -157,10 +156,7 @@ def main() -> None:
     suite.check_targets(args.targets.split(","), "bench_budget")
     t0 = time.perf_counter()
     text = report(run(args.targets.split(","), keeps, args.seeds), keeps)
-    print(text)
-    print(f"\n{time.perf_counter() - t0:.0f} s")
-    if args.update_docs:
-        replace_section("budget", text, "python tools/bench_budget.py " + " ".join(sys.argv[1:]), doc="results.md")
+    publish("budget", text, time.perf_counter() - t0, args.update_docs)
 
 
 if __name__ == "__main__":

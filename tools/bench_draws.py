@@ -18,12 +18,11 @@ draw-0 students are bench_suite's (runs/suite, shared cache).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import bench_suite as suite  # noqa: E402
-from benchkit import machine, record_targets, recorded_targets, replace_section  # noqa: E402
+from benchkit import machine, publish, record_targets, recorded_targets  # noqa: E402
 
 from plada_edge.core.reference import ReferencePack  # noqa: E402
 from plada_edge.core.targets import data_dir  # noqa: E402
@@ -147,10 +146,7 @@ def main() -> None:
     suite.check_targets(args.targets.split(","), "bench_draws")
     t0 = time.perf_counter()
     text = report(run(args.targets.split(","), args.seeds))
-    print(text)
-    print(f"\n{time.perf_counter() - t0:.0f} s")
-    if args.update_docs:
-        replace_section("draws", text, "python tools/bench_draws.py " + " ".join(sys.argv[1:]), doc="results.md")
+    publish("draws", text, time.perf_counter() - t0, args.update_docs)
 
 
 if __name__ == "__main__":

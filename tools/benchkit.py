@@ -88,3 +88,15 @@ def record_targets(path: Path, results: dict) -> None:
 
     merged = dict(results, targets={**recorded_targets(path, results["pack"]), **results["targets"]})
     atomic.write_json(path, merged)
+
+
+def publish(section: str, text: str, seconds: float, update_docs: bool, doc: str = "results.md") -> None:
+    """Print a tool's table and its wall time; with ``update_docs``, write it into docs/``doc`` under its
+    command line, as this process was called."""
+    import sys
+
+    print(text)
+    print(f"\n{seconds:.0f} s")
+    if update_docs:
+        command = f"python tools/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:])
+        replace_section(section, text, command.rstrip(), doc=doc)
