@@ -47,15 +47,11 @@ def run(targets, keeps, seeds: int, log=print) -> dict:
         results["targets"][target] = res
         for keep in keeps:
             for row in ROWS:
-                # seed s draws its own selection (seed s) and trains on it with seed s: a single draw would
-                # leave out most of the spread of random selection, and of the default's random spread
-                pays = [suite.payload(target, recipe, scores, row, pack, keep=keep, draw=s) for s in range(seeds)]
-                runs = [
-                    suite.student(target, recipe, suite.at_keep(row, keep, s), pay, s, pack, log)
-                    for s, pay in enumerate(pays)
-                ]
-                done = [r for r in runs if r is not None]
-                res["keeps"].setdefault(keep, {})[row] = {"payload": pays[0], "students": done}
+                # seed s draws its own selection: a single draw would leave out most of the spread of random
+                # selection, and of the default's random spread
+                res["keeps"].setdefault(keep, {})[row] = suite.drawn(
+                    target, recipe, scores, row, pack, seeds, log, keep
+                )
     if not suite.REPORT_ONLY:
         record_targets(RECORD, results)
     return results
@@ -100,14 +96,12 @@ def report(results: dict, keeps) -> str:
         cells = []
         for keep in keeps:
             d, r = (res["keeps"].get(keep, {}).get(row, {}).get("students") or [] for row in ROWS)
-            if not (d and r and {a["seed"] for a in d} & {b["seed"] for b in r}):
+            plain, macro = suite.paired_gap(d, r, "test_acc"), suite.paired_gap(d, r, "macro_acc")
+            if plain is None or not plain[3]:
                 cells.append("–")
                 continue
-            by_seed = {b["seed"]: b["test_acc"] for b in r}
-            plain = [100 * (a["test_acc"] - by_seed[a["seed"]]) for a in d if a["seed"] in by_seed]
-            macro = suite._mean(d, "macro_acc") - suite._mean(r, "macro_acc")
-            spread = f" (seeds {min(plain):+.1f} to {max(plain):+.1f})" if len(plain) > 1 else ""
-            cells.append(f"{sum(plain) / len(plain):+.1f}{spread} / {100 * macro:+.1f}")
+            spread = f" (seeds {100 * plain[1]:+.1f} to {100 * plain[2]:+.1f})" if plain[3] > 1 else ""
+            cells.append(f"{100 * plain[0]:+.1f}{spread} / {100 * macro[0]:+.1f}")
         gap_rows.append(f"| {target} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -124,7 +118,7 @@ def report(results: dict, keeps) -> str:
             for res in results["targets"].values()
         ]
         pairs = [(d, r) for d, r in pairs if d and r]
-        gaps = [[suite._mean(d, key) - suite._mean(r, key) for key in ("test_acc", "macro_acc")] for d, r in pairs]
+        gaps = [[suite.paired_gap(d, r, key)[0] for key in ("test_acc", "macro_acc")] for d, r in pairs]
         won = sum(g >= GOAL_MARGIN for both in gaps for g in both)
         held = sum(all(g >= GOAL_MARGIN for g in both) for both in gaps)
         beats.append(f"{held} of {len(pairs)} targets at keep {keep} ({won} of {2 * len(pairs)} comparisons)")

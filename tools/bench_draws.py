@@ -48,12 +48,7 @@ def run(targets, seeds: int, log=print) -> dict:
                 continue
             metrics, scores = got
             res["teachers"][recipe] = metrics["test_acc"]
-            pays = [suite.payload(target, recipe, scores, row, pack, draw=s) for s in range(seeds)]
-            runs = [
-                suite.student(target, recipe, suite.at_keep(row, suite.KEEP, s), pay, s, pack, log)
-                for s, pay in enumerate(pays)
-            ]
-            res["rows"][f"{name}:{row}"] = {"payload": pays[0], "students": [r for r in runs if r is not None]}
+            res["rows"][f"{name}:{row}"] = suite.drawn(target, recipe, scores, row, pack, seeds, log)
         if not res["rows"] and target in record:  # no teacher in runs/suite (--report-only): as recorded
             results["targets"][target] = record[target]
     if not suite.REPORT_ONLY:
@@ -61,20 +56,10 @@ def run(targets, seeds: int, log=print) -> dict:
     return results
 
 
-def _gap(a: list[dict], b: list[dict], key: str) -> tuple[float, float, float] | None:
-    """Mean of a minus mean of b, and the lowest and highest gap between the runs of the same seed."""
-    if not (a and b):
-        return None
-    by_seed = {r["seed"]: r[key] for r in b}
-    paired = [r[key] - by_seed[r["seed"]] for r in a if r["seed"] in by_seed]
-    mean = suite._mean(a, key) - suite._mean(b, key)
-    return (mean, min(paired), max(paired)) if paired else (mean, mean, mean)
-
-
-def _cell(g: tuple[float, float, float] | None) -> str:
+def _cell(g: tuple[float, float, float, int] | None) -> str:
     if g is None:
         return "–"
-    mean, lo, hi = (100 * x for x in g)
+    mean, lo, hi = (100 * x for x in g[:3])
     return f"{mean:+.1f} ({lo:+.1f} to {hi:+.1f})"
 
 
@@ -82,7 +67,11 @@ def gaps(res: dict) -> dict:
     """A target's goal gaps over its draws: "random" (plain, macro) and "scratch" (plain), each (mean, lo, hi)
     or None, and whether each goal holds on the means (None where its rows are missing)."""
     d, r, s = (res["rows"].get(f"{name}:{row}", {}).get("students") or [] for name, row in ROWS)
-    plain, macro, scratch = _gap(d, r, "test_acc"), _gap(d, r, "macro_acc"), _gap(d, s, "test_acc")
+    plain, macro, scratch = (
+        suite.paired_gap(d, r, "test_acc"),
+        suite.paired_gap(d, r, "macro_acc"),
+        suite.paired_gap(d, s, "test_acc"),
+    )
     if res["auto"] == "scratch":
         scratch = None
     return {

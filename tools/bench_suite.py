@@ -34,7 +34,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from benchkit import machine, replace_section  # noqa: E402
+from benchkit import machine, read_record, recorded_targets, replace_section  # noqa: E402
 
 from plada_edge.core import atomic  # noqa: E402
 from plada_edge.core.config import SelectionConfig, StudentConfig, TeacherConfig  # noqa: E402
@@ -282,17 +282,9 @@ def demo(log) -> dict | None:
     return r
 
 
-def recorded(pack: ReferencePack) -> dict:
-    """The committed record of the runs behind the page, when it was made on this pool (else nothing)."""
-    if not RECORD.exists():
-        return {}
-    record = json.loads(RECORD.read_text())
-    return record if record.get("pack") == pack.fingerprint and record.get("keep") == KEEP else {}
-
-
 def run(targets, recipes, seeds: int, log=print) -> dict:
     pack = ReferencePack.open(data_dir() / "offline-mix")
-    record = recorded(pack)
+    record = read_record(RECORD, pack.fingerprint, keep=KEEP)  # the runs behind the page, on this pool
     results = {"machine": machine(), "pack": pack.fingerprint, "keep": KEEP, "targets": {}, "demo": demo(log)}
     if results["demo"] is None:
         results["demo"] = record.get("demo")
@@ -360,6 +352,25 @@ def run(targets, recipes, seeds: int, log=print) -> dict:
 
 def _mean(runs: list[dict], key: str = "test_acc") -> float | None:
     return float(np.mean([r[key] for r in runs])) if runs else None
+
+
+def drawn(target: str, recipe: str, scores: Scores, row: str, pack: ReferencePack, seeds: int, log, keep=KEEP):
+    """``row`` at budget ``keep`` over ``seeds`` independent draws: seed s trains, with seed s, on the selection
+    drawn with seed s (bench_draws, bench_budget). Its draw-0 payload and the students that are done."""
+    pays = [payload(target, recipe, scores, row, pack, keep=keep, draw=s) for s in range(seeds)]
+    runs = [student(target, recipe, at_keep(row, keep, s), pay, s, pack, log) for s, pay in enumerate(pays)]
+    return {"payload": pays[0], "students": [r for r in runs if r is not None]}
+
+
+def paired_gap(a: list[dict], b: list[dict], key: str) -> tuple[float, float, float, int] | None:
+    """Mean of runs a minus mean of runs b, the lowest and highest gap between runs of the same seed, and how
+    many seeds both have (None when either side has no runs)."""
+    if not (a and b):
+        return None
+    by_seed = {r["seed"]: r[key] for r in b}
+    paired = [r[key] - by_seed[r["seed"]] for r in a if r["seed"] in by_seed]
+    mean = _mean(a, key) - _mean(b, key)
+    return (mean, min(paired), max(paired), len(paired)) if paired else (mean, mean, mean, 0)
 
 
 def _seeded(runs: list[dict]) -> str:
@@ -677,12 +688,11 @@ def _row(res: dict, recipe: str, row: str, key: str = "test_acc") -> float | Non
     return _mean(_students((res.get(recipe) or {}).get("rows", {}), row), key)
 
 
-def _over_draws(results: dict, target: str, goal: str) -> str:
-    """The same colour goal over independent selection draws, as tools/bench_draws.py recorded it (if it has)."""
+def _over_draws(draws: dict, target: str, goal: str) -> str:
+    """The same colour goal over independent selection draws, from bench_draws' record ``draws`` (if it has)."""
     import bench_draws
-    from benchkit import recorded_targets
 
-    res = recorded_targets(bench_draws.RECORD, results["pack"]).get(target)
+    res = draws.get(target)
     g = bench_draws.gaps(res) if res else {}
     if g.get(f"{goal} holds") is None:
         return ""
@@ -695,7 +705,10 @@ def _over_draws(results: dict, target: str, goal: str) -> str:
 
 
 def goals(results: dict, ratios: dict) -> list[str]:
+    import bench_draws
+
     out = []
+    draws = recorded_targets(bench_draws.RECORD, results["pack"])  # the colour goals over independent draws
     auto = ratios["auto"]
     if auto:
         mean, worst = float(np.mean(list(auto.values()))), min(auto.values())
@@ -720,13 +733,13 @@ def goals(results: dict, ratios: dict) -> list[str]:
             then = "" if filed is None or filed == sc else f" ({filed:.3f} in energy order, as the issue found it)"
             out.append(
                 f"- {target}: default recipe ({res['auto']}) beats today's scratch recipe by ≥ 5 points: "
-                f"{d:.3f} vs {sc:.3f}{then}: {_verdict(d - sc >= 0.05)}{_over_draws(results, target, 'scratch')}"
+                f"{d:.3f} vs {sc:.3f}{then}: {_verdict(d - sc >= 0.05)}{_over_draws(draws, target, 'scratch')}"
             )
         if r is not None:
             out.append(
                 f"- {target}: default beats random by ≥ 5 points, plain and macro: {d:.3f} vs {r:.3f}, "
                 f"macro {dm:.3f} vs {rm:.3f}: {_verdict(d - r >= 0.05 and dm - rm >= 0.05)}"
-                f"{_over_draws(results, target, 'random')}"
+                f"{_over_draws(draws, target, 'random')}"
             )
     for target, floor in (("fmnist", 0.90), ("digits", 0.80)):
         if target in auto:

@@ -71,14 +71,21 @@ def replace_section(name: str, body: str, command: str, doc: str = "benchmarks.m
     return path
 
 
-def recorded_targets(path: Path, pack_fingerprint: str) -> dict:
-    """The per-target results a committed record at ``path`` holds for this pool (none for another pool)."""
+def read_record(path: Path, pack_fingerprint: str, **match) -> dict:
+    """A committed record of a tool's runs at ``path``, when it was made on this pool (and its ``match`` fields
+    agree, such as the budget); else nothing."""
     import json
 
     if not path.exists():
         return {}
     record = json.loads(path.read_text())
-    return record.get("targets", {}) if record.get("pack") == pack_fingerprint else {}
+    same = record.get("pack") == pack_fingerprint and all(record.get(k) == v for k, v in match.items())
+    return record if same else {}
+
+
+def recorded_targets(path: Path, pack_fingerprint: str) -> dict:
+    """The per-target results a committed record at ``path`` holds for this pool (none for another pool)."""
+    return read_record(path, pack_fingerprint).get("targets", {})
 
 
 def record_targets(path: Path, results: dict) -> None:
