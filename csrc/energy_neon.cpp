@@ -11,6 +11,7 @@ struct Neon {
   using F = float32x4_t;
   using NanAcc = uint32x4_t;
   static constexpr int64_t kLanes = 4;
+  static constexpr bool kGroups = false;  // short rows by groups: not yet written for NEON
 
   static uint32x4_t mask(int64_t rem) {  // lanes [0, rem) on
     const uint32_t lanes[4] = {0, 1, 2, 3};
@@ -32,9 +33,8 @@ struct Neon {
   static F mul(F a, F b) { return vmulq_f32(a, b); }
   static F fmadd(F a, F b, F c) { return vfmaq_f32(c, a, b); }
   static F fmsub(F a, F b, F c) { return vfmaq_f32(vnegq_f32(c), a, b); }
-  static F round(F v) { return vrndnq_f32(v); }
-  static F pow2(F n) {
-    return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23));
+  static F pow2_rounded(F tm) {
+    return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vreinterpretq_s32_f32(tm), vdupq_n_s32(kPow2Bias)), 23));
   }
   static NanAcc nan_init() { return vdupq_n_u32(0); }
   static NanAcc nan_update(NanAcc acc, F a, F b) {

@@ -5,6 +5,7 @@ namespace plada {
 namespace {
 
 struct ScalarOps {
+  static constexpr bool kGroups = false;  // one lane: nothing to group
   static void half_to_float(const uint16_t* src, float* dst, int64_t len) {
     for (int64_t i = 0; i < len; ++i) dst[i] = half_bits_to_float(src[i]);
   }

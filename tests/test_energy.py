@@ -233,3 +233,20 @@ def test_native_kernels_are_loaded():
     # tools/setup.sh always builds them: silently falling back to numpy would hide a broken build.
     assert native.BACKEND == "native", native.LOAD_ERROR
     assert native.simd_level() in native.available_simd()
+
+
+@pytest.mark.parametrize("num_classes", [3, 100, 1000, 1025])
+def test_a_row_gets_the_same_answer_wherever_it_sits(impl, num_classes):
+    # short rows are scored 8 or 16 at a time (csrc/energy_row.h, GroupOps): a row's answer must not
+    # depend on its neighbours, its place in a group, a partial last group, or special rows beside it
+    rng = np.random.default_rng(num_classes)
+    x = (rng.standard_normal((37, num_classes)) * rng.uniform(0.1, 30, (37, 1))).astype(np.float32)
+    x[3, 1] = np.nan
+    x[20] = -np.inf
+    x[21, 2] = np.inf
+    whole = impl(x, 1.0, 1, "flag")
+    for start in (0, 1, 5, 17, 36):
+        for stop in (start + 1, min(37, start + 9), 37):
+            part = impl(np.ascontiguousarray(x[start:stop]), 1.0, 1, "flag")
+            for got, want in zip(part, whole):
+                np.testing.assert_array_equal(got, want[start:stop], err_msg=f"rows {start}:{stop}")

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from benchkit import interleaved, replace_section  # noqa: E402
+from benchkit import interleaved, machine, replace_section
 
-from plada_edge.core import native  # noqa: E402
+from plada_edge.core import native
 
 SHAPES = [(2_000_000, 100), (500_000, 1000)]
 
@@ -119,7 +117,7 @@ def main() -> None:
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     print(f"energy_stats backend={native.BACKEND} simd={native.simd_level()} threads={args.threads}")
     report = {
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        "machine": machine(),
         "simd": native.simd_level(),
         "threads": args.threads,
         "repeats": args.repeats,

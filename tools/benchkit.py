@@ -27,16 +27,30 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def machine() -> str:
-    """'x86_64, AMD EPYC ..., 2 CPUs': what a reader needs to compare timings."""
-    model = platform.processor() or "unknown CPU"
+    """'x86_64, Intel Xeon ..., AVX-512 VNNI, 2 CPUs': what a reader needs to compare timings."""
+    model, flags = None, None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model")):
-                model = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            if model is None and key.strip() in ("model name", "Model"):
+                model = value.strip()
+            elif flags is None and key.strip() in ("flags", "Features"):
+                flags = set(value.split())
     except OSError:
         pass
-    return f"{platform.machine()}, {model}, {os.cpu_count()} CPUs"
+    model = model or platform.processor() or "unknown CPU"
+    return f"{platform.machine()}, {model}, {simd_summary(flags or set())}, {os.cpu_count()} CPUs"
+
+
+def simd_summary(flags: set[str]) -> str:
+    """The widest vector ISA a CPU's /proc/cpuinfo flags name (machines here differ in exactly this)."""
+    if "avx512f" in flags:
+        return "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-512 (no VNNI)"
+    if "avx2" in flags:
+        return "AVX2 (no AVX-512)"
+    if "asimd" in flags:
+        return "NEON" + (" + dot product" if "asimddp" in flags else "")
+    return "no AVX2"
 
 
 def interleaved(contenders: dict[str, Callable[[], object]], repeats: int, warmup: bool = True) -> dict[str, float]:
