@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from pathlib import Path
 
 import typer
@@ -81,6 +82,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -124,13 +126,34 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
+class _LogLine(logging.Formatter):
+    """'note: ...' / 'warning: ...' on stderr: the library's logging, read by a person."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        kind = "note" if record.levelno < logging.WARNING else record.levelname.lower()
+        return f"{kind}: {record.getMessage()}"
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    logger = logging.getLogger("plada_edge")
+    logger.handlers[:] = []
+    handler = logging.StreamHandler()  # stderr: stdout is for results
+    handler.setFormatter(_LogLine())
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also debug notes on stderr."),
 ) -> None:
     """PLADA: ship a task as pseudo-labels over a shared reference set."""
+    _setup_logging(quiet, verbose)
 
 
 @app.command()
@@ -472,7 +495,18 @@ def score(
     threads: int = typer.Option(SCORING["threads"], help="onnxruntime intra-op threads (0 = all CPUs)."),
     keep_logits: bool = typer.Option(SCORING["keep_logits"], help="Also store all logits (N x C float32: large)."),
     engine: str = typer.Option(
-        SCORING["engine"], help="local, or ray: spread the chunks over a Ray cluster (pip install plada-edge[ray])."
+        SCORING["engine"],
+        help="local: onnxruntime here (torch on a GPU onnxruntime cannot reach); torch: the teacher's graph "
+        'run by torch on --device; ray: spread the chunks over a Ray cluster (pip install "plada-edge\\[ray]").',
+    ),
+    checkpoint: Path | None = typer.Option(
+        None,
+        "--checkpoint",
+        help="torch engine: the teacher folder or teacher.pt the .onnx was exported from "
+        "(default: found beside it, checked by its SHA-256).",
+    ),
+    precision: str = typer.Option(
+        SCORING["precision"], help="torch engine: fp32 (agrees with onnxruntime), or bf16 / fp16 autocast on CUDA."
     ),
     address: str | None = typer.Option(
         SCORING["address"], help="Ray cluster address (auto, ray://host:port); default: a local Ray runtime."
@@ -482,7 +516,8 @@ def score(
     device: str = typer.Option(
         SCORING["device"],
         "--device",
-        help="auto: the best installed onnxruntime provider; cpu: CPU only; cuda[:N]: that GPU.",
+        help="auto: the best installed onnxruntime provider (a GPU through torch when onnxruntime has none); "
+        "cpu: CPU only; cuda[:N]: that GPU; mps: Apple's GPU (torch engine).",
     ),
     providers: str | None = PROVIDERS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON."),
@@ -502,6 +537,8 @@ def score(
         gpus_per_worker=gpus_per_worker,
         device=device,
         providers=providers,
+        checkpoint=None if checkpoint is None else str(checkpoint),
+        precision=precision,
     )
     info = score_pack(teacher, ReferencePack.open(reference), out, config).info()
     _print_json(info) if as_json else typer.echo(f"scored {info['n']:,} images ({info['flagged']} flagged) → {out}")

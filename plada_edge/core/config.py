@@ -82,6 +82,11 @@ TARGET_POWER = {"nearest": 0.5}
 FRAMES = ("none", "ink")  # how a view frames each image (plada_edge.core.view)
 FRAME = {"gray": "ink", "colour": "none"}
 
+# local: onnxruntime in this process (the torch engine where it cannot reach an asked-for GPU); torch: the
+# teacher's graph run by torch on CUDA, MPS or CPU; ray: chunks over Ray actors (plada_edge.server.engines)
+SCORE_ENGINES = ("local", "torch", "ray")
+SCORE_PRECISIONS = ("fp32", "bf16", "fp16")
+
 C = TypeVar("C")
 
 
@@ -281,12 +286,14 @@ class ScoreConfig:
     chunk: int = 16384  # images per checkpointed chunk (a multiple of batch_size)
     threads: int = 0  # onnxruntime intra-op threads (0 = all CPUs)
     keep_logits: bool = False  # also store N x C float32 logits (large)
-    engine: str = "local"  # local | ray
+    engine: str = "local"  # SCORE_ENGINES (plada_edge.server.engines: which one runs, and why)
     address: str | None = None  # Ray cluster address
     workers: int = 0  # Ray actors (0 = one per CPU)
     gpus_per_worker: float = 0.0  # Ray: GPUs each actor reserves (0 = CPU actors)
     device: str = "auto"  # auto picks the best installed onnxruntime provider; cpu forces CPU
     providers: str | None = None  # onnxruntime providers, e.g. "cuda,cpu" (None = from device)
+    checkpoint: str | None = None  # torch engine: the teacher.pt the ONNX came from (None = found beside it)
+    precision: str = "fp32"  # torch engine: fp32 (agrees with the ONNX graph) | bf16 | fp16 (CUDA autocast)
 
     def __post_init__(self) -> None:
         _check(_whole(self.batch_size) and self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size!r}")
@@ -296,7 +303,11 @@ class ScoreConfig:
             f"chunk ({self.chunk}) must be a multiple of batch_size ({self.batch_size})",
         )
         _check(_whole(self.threads) and self.threads >= 0, f"threads must be >= 0, got {self.threads!r}")
-        _check(self.engine in ("local", "ray"), f"engine must be 'local' or 'ray', got {self.engine!r}")
+        _check(self.engine in SCORE_ENGINES, f"engine must be one of {', '.join(SCORE_ENGINES)}, got {self.engine!r}")
+        _check(
+            self.precision in SCORE_PRECISIONS,
+            f"precision must be one of {', '.join(SCORE_PRECISIONS)}, got {self.precision!r}",
+        )
         _check(_whole(self.workers) and self.workers >= 0, f"workers must be >= 0, got {self.workers!r}")
         _check(
             _finite(self.gpus_per_worker) and self.gpus_per_worker >= 0,
@@ -368,6 +379,8 @@ __all__ = [
     "parse_target_power",
     "AUTO_SPREAD",
     "QUOTAS",
+    "SCORE_ENGINES",
+    "SCORE_PRECISIONS",
     "QUOTA_IMBALANCE",
     "NEAREST_ANCHORS",
     "NEAREST_K",

@@ -94,6 +94,11 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+def gpu_providers() -> list[str]:
+    """The installed onnxruntime providers that run on an NVIDIA GPU (TensorRT, CUDA)."""
+    return [p for p in _GPU_PROVIDERS if p in available_providers()]
+
+
 def provider_names(requested: str | list[str] | None) -> list[str]:
     """Full onnxruntime provider names for "cuda,cpu"-style short names (not checked against what is installed)."""
     if requested is None or requested in ("", "auto"):

@@ -1,6 +1,7 @@
 """Server step 3 (paper §3): score every reference image with the teacher, by energy.
 
-onnxruntime runs the exported teacher over the memory-mapped pack in batches (a prefetch thread
+An engine (plada_edge.server.engines: onnxruntime, or torch on a GPU onnxruntime cannot reach, or
+Ray actors) runs the exported teacher over the memory-mapped pack in batches (a prefetch thread
 reads the next batch while the current one runs); each batch's logits go straight through the
 native ``energy_stats`` kernel and are dropped, so memory never holds N x C logits. Per image we
 keep energy (float32), label, entropy (float32) and flags: about 10 bytes, 140 MB at 14.2M images;
@@ -26,13 +27,13 @@ import numpy as np
 
 from ..core import atomic
 from ..core.config import ScoreConfig, with_options
-from ..core.devices import onnx_providers
 from ..core.errors import ScoresError
 from ..core.locks import clean_stale_temps, output_lock
 from ..core.progress import bar
 from ..core.reference import ReferencePack
 from ..core.twins import label_dtype
-from .inference import FIELDS, NEAREST_FIELD, chunk_path, open_session, score_chunk, write_chunk
+from .engines import log_plan, make_runner, plan_engine
+from .inference import FIELDS, NEAREST_FIELD, chunk_path, score_chunk, write_chunk
 from .teacher import onnx_metadata
 
 SCORES_FORMAT = 1
@@ -107,35 +108,39 @@ def score_pack(
     """Score ``pack`` with the ONNX ``teacher`` into directory ``out`` (resumable).
 
     ``config`` (a ScoreConfig) or keyword ``options`` (batch_size, chunk, threads, keep_logits,
-    engine, address, workers) say how. ``engine="ray"`` spreads the chunks over Ray actors
-    (plada_edge.server.scoring_ray) and writes the same files with the same contents.
+    engine, device, precision, checkpoint, address, workers) say how. Every engine writes the same
+    files (plada_edge.server.engines says which runs): ``engine="torch"`` runs the graph with torch
+    on a GPU, ``engine="ray"`` spreads the chunks over Ray actors (plada_edge.server.scoring_ray).
     """
     cfg = with_options(config, ScoreConfig, options)
     pack = pack if isinstance(pack, ReferencePack) else ReferencePack.open(pack)
     out = Path(out)
-    providers = onnx_providers(cfg.providers, cfg.device) if cfg.engine == "local" else None  # refuse before writing
+    plan = None if cfg.engine == "ray" else plan_engine(teacher, onnx_metadata(teacher), cfg)  # refuse before writing
     with output_lock(out):
         clean_stale_temps(out)
         clean_stale_temps(out / "chunks")
-        return _score_locked(teacher, pack, out, cfg, providers, progress)
+        return _score_locked(teacher, pack, out, cfg, plan, progress)
 
 
-def _score_locked(teacher, pack: ReferencePack, out: Path, cfg: ScoreConfig, providers, progress) -> Scores:
+def _score_locked(teacher, pack: ReferencePack, out: Path, cfg: ScoreConfig, plan, progress) -> Scores:
     meta, starts, todo, complete = prepare_scores(teacher, pack, out, cfg)
     if complete:
         return Scores.open(out, pack)
     t0 = time.perf_counter()
-    if cfg.engine == "ray":
+    if plan is None:
         from .scoring_ray import score_chunks_on_ray
 
         score_chunks_on_ray(teacher, pack, out, todo, cfg, progress=progress)
+        meta["engine"] = {"engine": "ray", "gpus_per_worker": cfg.gpus_per_worker}
     else:
-        sess = open_session(Path(teacher).read_bytes(), cfg.threads, providers)
+        log_plan(plan)
+        runner = make_runner(plan, teacher, onnx_metadata(teacher), pack.size, cfg.threads)
         with bar("scoring", sum(min(cfg.chunk, pack.n - c0) for c0 in todo), progress, unit="img") as b:
             for c0 in todo:
                 c1 = min(c0 + cfg.chunk, pack.n)
-                write_chunk(out, c0, score_chunk(sess, pack, c0, c1, cfg.batch_size, cfg.keep_logits, b.advance))
-    meta["providers"] = [p if isinstance(p, str) else p[0] for p in providers] if providers else ["ray actors"]
+                write_chunk(out, c0, score_chunk(runner, pack, c0, c1, cfg.batch_size, cfg.keep_logits, b.advance))
+        meta["engine"] = plan.describe()
+    meta["providers"] = meta["engine"].get("providers") or [meta["engine"]["engine"]]
     return finish_scores(out, meta, starts, pack, time.perf_counter() - t0)
 
 

@@ -7,8 +7,10 @@ schedules nothing itself:
 - the work is the local scorer's chunks (plada_edge.server.scoring), so a Ray run and a local run
   can resume each other's output;
 - each actor opens the reference pack by memmap (shared storage or a per-node copy at the same
-  path), checks its fingerprint, and builds one onnxruntime session in its constructor (sessions
-  cannot be pickled) with intra-op threads set to its CPU share;
+  path), checks its fingerprint, and builds one runner in its constructor (sessions cannot be
+  pickled) with intra-op threads set to its CPU share: onnxruntime, or, for an actor that reserves
+  a GPU on a node whose onnxruntime has no CUDA provider, the torch engine on that GPU
+  (plada_edge.server.engines, the same rule as a local run);
 - each actor writes its finished chunks atomically, with the global index range inside the chunk
   (Ray does not keep order; nothing is inferred from it);
 - finished chunks are skipped; a chunk whose actor died is retried on a fresh actor; the driver
@@ -28,10 +30,11 @@ MAX_RETRIES = 3
 def _scorer_class(ray):
     @ray.remote
     class Scorer:
-        def __init__(self, teacher: str, pack_path: str, fingerprint: str, threads: int, providers: list):
+        def __init__(self, teacher: str, pack_path: str, fingerprint: str, threads: int, config):
             from ..core.errors import PackError
             from ..core.reference import ReferencePack
-            from .inference import open_session
+            from .engines import make_runner
+            from .teacher import onnx_metadata
 
             self.pack = ReferencePack.open(pack_path)
             if self.pack.fingerprint != fingerprint:
@@ -39,7 +42,9 @@ def _scorer_class(ray):
                     f"node {os.uname().nodename}: pack at {pack_path} is {self.pack.fingerprint[:16]}…, "
                     f"the driver's is {fingerprint[:16]}…"
                 )
-            self.sess = open_session(Path(teacher).read_bytes(), threads, providers)
+            meta = onnx_metadata(teacher)
+            self.plan = actor_plan(teacher, meta, config)
+            self.runner = make_runner(self.plan, teacher, meta, self.pack.size, threads)
 
         def pid(self) -> int:
             return os.getpid()
@@ -47,10 +52,21 @@ def _scorer_class(ray):
         def score(self, out: str, c0: int, c1: int, batch_size: int, keep_logits: bool) -> tuple[int, int]:
             from .inference import score_chunk, write_chunk
 
-            write_chunk(Path(out), c0, score_chunk(self.sess, self.pack, c0, c1, batch_size, keep_logits))
+            write_chunk(Path(out), c0, score_chunk(self.runner, self.pack, c0, c1, batch_size, keep_logits))
             return c0, c1
 
     return Scorer
+
+
+def actor_plan(teacher, meta: dict, config):
+    """An actor's engine, planned on its own node: a GPU actor scores on its GPU (device 0 under Ray)."""
+    from dataclasses import replace
+
+    from .engines import plan_engine
+
+    if config.gpus_per_worker > 0 and not config.providers:
+        return plan_engine(teacher, meta, replace(config, engine="local", device="cuda:0"))
+    return plan_engine(teacher, meta, replace(config, engine="local", providers=",".join(ray_providers(config))))
 
 
 def ray_providers(config) -> list[str]:
@@ -92,7 +108,7 @@ def score_chunks_on_ray(
     chunk, batch_size, keep_logits = config.chunk, config.batch_size, config.keep_logits
     threads = max(1, cpus // workers)
     Scorer = _scorer_class(ray).options(num_cpus=threads, num_gpus=config.gpus_per_worker)
-    args = (str(Path(teacher).resolve()), str(pack.path.resolve()), pack.fingerprint, threads, ray_providers(config))
+    args = (str(Path(teacher).resolve()), str(pack.path.resolve()), pack.fingerprint, threads, config)
     actors = [Scorer.remote(*args) for _ in range(min(workers, max(1, len(todo))))]
     queue = list(todo)
     retries: dict[int, int] = {}

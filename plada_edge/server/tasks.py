@@ -77,14 +77,6 @@ def _sha(*parts) -> str:
     return h.hexdigest()
 
 
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def target_hash(spec: str, base: Path) -> tuple[Path, str]:
     """Resolve a target spec and hash its content (every file of an ImageFolder)."""
     path = Path(spec) if Path(spec).is_absolute() else base / spec
@@ -95,8 +87,8 @@ def target_hash(spec: str, base: Path) -> tuple[Path, str]:
         path = named
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
-        return path, _sha(*[(str(p.relative_to(path)), _file_sha(p)) for p in files])
-    return path, _file_sha(path)
+        return path, _sha(*[(str(p.relative_to(path)), atomic.file_sha256(p)) for p in files])
+    return path, atomic.file_sha256(path)
 
 
 def teacher_config(task: dict, target: Target | None = None) -> TeacherConfig:
@@ -240,13 +232,13 @@ def build_tasks(
                     log(f"[{name}] training teacher {tconfig.arch}")
                     train_teacher(target, tdir, tconfig, progress=progress, device=where)
                     steps["teacher"] = "built"
-                onnx = cache / "onnx" / f"{_sha('onnx', _file_sha(tdir / 'teacher.pt'), pack.size)}.onnx"
+                onnx = cache / "onnx" / f"{_sha('onnx', atomic.file_sha256(tdir / 'teacher.pt'), pack.size)}.onnx"
                 if onnx.exists():
                     steps["onnx"] = "cached"
                 else:
                     export_onnx(tdir, onnx, input_size=pack.size)
                     steps["onnx"] = "built"
-            skey = _sha("scores", _file_sha(onnx), pack.fingerprint)
+            skey = _sha("scores", atomic.file_sha256(onnx), pack.fingerprint)
             sdir = cache / "scores" / skey
             try:
                 scores = Scores.open(sdir, pack)

@@ -151,6 +151,15 @@ def load_teacher(path: str | os.PathLike):
     return model, meta
 
 
+def graph_module(model, view, with_features: bool, anchors: np.ndarray | None = None):
+    """The teacher's ONNX graph as a torch module: uint8 NHWC images in; logits [+ features] [+ distance] out.
+
+    export_onnx exports it; the torch scoring engine (plada_edge.server.torch_scoring) runs it, so
+    both compute the same view and outputs.
+    """
+    return _Exported.wrap(model, view, with_features, anchors)
+
+
 class _Exported:  # built lazily so importing this module does not import torch
     @staticmethod
     def wrap(model, view, with_features: bool, anchors: np.ndarray | None = None):
@@ -209,7 +218,7 @@ def export_onnx(
     if nearest and anchors is None and target is not None:
         target = load_target(target) if isinstance(target, (str, os.PathLike)) else target
         anchors = anchor_features(model, spec, target)
-    wrapped = _Exported.wrap(model, torch_view(spec, input_size=input_size), with_features, anchors)
+    wrapped = graph_module(model, torch_view(spec, input_size=input_size), with_features, anchors)
     outputs = ["logits"] + ["features"] * with_features + ["distance"] * (anchors is not None)
     proto = export_onnx_graph(wrapped, input_size, outputs, opset)
     props = {
@@ -323,6 +332,7 @@ def onnx_metadata(path: str | os.PathLike) -> dict:
         "pretrained": {"true": True, "false": False}.get(props.get("plada.pretrained", "")),  # None: not said
         "sha256": hashlib.sha256(data).hexdigest(),
         "outputs": [o.name for o in proto.graph.output],
+        "anchors": json.loads(props.get("plada.anchors", "{}")).get("count", 0),
     }
 
 
