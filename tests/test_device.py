@@ -116,6 +116,32 @@ def test_interrupted_training_resumes_to_the_same_weights(task, tmp_path, monkey
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
 
 
+def test_images_kept_on_the_device_train_to_the_same_weights_as_host_gathered_batches(task, tmp_path, monkeypatch):
+    """The GPU path (the whole subset uploaded once, each batch cut there) against the host's gather thread.
+
+    On this CPU machine the "resident" copy is a CPU tensor; the code path past the upload is the one
+    a GPU runs, and it must change no weight.
+    """
+    import torch
+
+    kw = dict(arch="tiny_cnn", epochs=2, batch_size=32, lr=3e-3, shift=2, hflip=True, progress=False)
+    learn(task["payload"], task["pack"], tmp_path / "host", **kw)
+    uploads = []
+
+    def resident(images, device):
+        uploads.append(len(images))
+        return torch.from_numpy(np.array(images))
+
+    monkeypatch.setattr(train, "resident_images", resident)
+    monkeypatch.setattr(train, "batches", None)  # the host gather must not run at all
+    learn(task["payload"], task["pack"], tmp_path / "resident", **kw)
+    assert len(uploads) == 1  # once per fit, not per epoch
+    a = torch.load(tmp_path / "host" / "student.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "resident" / "student.pt", weights_only=False)["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
 def test_checkpoints_are_timed_and_the_last_epoch_always_has_one(task, tmp_path, monkeypatch):
     saved_epochs = []
     real = train.save_checkpoint

@@ -53,6 +53,12 @@ AUGMENTS = ("shift", "trivial")
 # per epoch is a visible share of a student's fit on a CPU (docs/benchmarks.md, "checkpoint") and a larger one
 # wherever epochs are faster (a GPU). A kill loses at most this long plus an epoch.
 CHECKPOINT_SECONDS = 30.0
+# on a GPU, fit uploads the uint8 training images once and gathers each batch there when they take at most
+# this share of the GPU's free memory (1 % of ImageNet-21K at 64 px is ~1.7 GB); otherwise a helper thread
+# gathers each batch on the host (plada_edge.core.train)
+RESIDENT_GPU_SHARE = 0.25
+# a frozen backbone's features (the linear probe) are computed in batches this large on a GPU
+PROBE_BATCH_GPU = 1024
 # strategy "nearest": a teacher keeps the pooled features of up to NEAREST_ANCHORS of its training images
 # (all of them, or a seeded sample); an image's distance is 1 - the mean cosine similarity of its NEAREST_K
 # most similar anchors (plada_edge.server.teacher, docs/results.md, "suite")

@@ -13,37 +13,39 @@ from __future__ import annotations
 import io
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import atomic, native
-from .config import CHECKPOINT_SECONDS, TrainConfig
+from .config import CHECKPOINT_SECONDS, PROBE_BATCH_GPU, RESIDENT_GPU_SHARE, TrainConfig
 from .errors import ConfigError, ModelError, TargetError
 from .progress import bar
 
 CHECKPOINT = "checkpoint.pt"
 
 
-def _augment(x, rng: np.random.Generator, shift: int, hflip: bool):
+def _augment(x, pad: int, dx, dy, flip):
+    """Shift each image by (dx - pad, dy - pad) in a replicate-padded frame; mirror those with ``flip``.
+
+    The draws are device tensors cut from the epoch's plan (EpochPlan), so a step uploads nothing
+    and never waits for the GPU; ``dx``/``dy`` are None without shifts, ``flip`` None without flips.
+    """
     import torch
     import torch.nn.functional as F
 
-    n, _, h, w = x.shape
-    if shift > 0:
-        padded = F.pad(x, (shift, shift, shift, shift), mode="replicate")
-        dx = rng.integers(0, 2 * shift + 1, n)
-        dy = rng.integers(0, 2 * shift + 1, n)
-        # one gather for the whole batch (a per-image loop costs a kernel launch per image on a GPU)
+    n, c, h, w = x.shape
+    if dx is not None:
+        padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
         dev = x.device
-        rows = torch.from_numpy(dy[:, None] + np.arange(h)).to(dev)
-        cols = torch.from_numpy(dx[:, None] + np.arange(w)).to(dev)
+        # one gather for the whole batch (a per-image loop costs a kernel launch per image on a GPU)
+        rows = dy[:, None] + torch.arange(h, device=dev)
+        cols = dx[:, None] + torch.arange(w, device=dev)
         n_idx = torch.arange(n, device=dev)[:, None, None, None]
-        c_idx = torch.arange(x.shape[1], device=dev)[None, :, None, None]
+        c_idx = torch.arange(c, device=dev)[None, :, None, None]
         x = padded[n_idx, c_idx, rows[:, None, :, None], cols[:, None, None, :]]
-    if hflip:
-        flip = torch.from_numpy(rng.random(n) < 0.5).to(x.device)
+    if flip is not None:
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     return x
 
@@ -199,6 +201,138 @@ def batches(images: np.ndarray, plan, batch_size: int, device: str = "cpu"):
         stop.set()
 
 
+@dataclass
+class EpochPlan:
+    """One epoch's batches and random draws, made up front on the host and uploaded to the device once.
+
+    They are drawn from the epoch's generator in the order a per-step loop would draw them (the
+    shuffle, then per step: shifts and flips, or the probe's feature variants), so the plan changes
+    no result; what it removes is a small upload, and with it a wait for the GPU, at every step.
+    """
+
+    host_rows: list  # per step, its sorted rows (the host-side gather reads them)
+    offsets: list  # step s covers [offsets[s], offsets[s + 1]) of the flat tensors below
+    rows: object  # torch tensors on the device; None where the epoch draws none
+    dx: object = None
+    dy: object = None
+    flip: object = None
+    variant: object = None
+
+    def step(self, s: int) -> dict:
+        a, b = self.offsets[s], self.offsets[s + 1]
+        cut = {k: getattr(self, k) for k in ("rows", "dx", "dy", "flip", "variant")}
+        return {k: (None if v is None else v[a:b]) for k, v in cut.items()}
+
+
+def plan_epoch(n: int, batch_size: int, rng: np.random.Generator, shift: int, hflip: bool, variants: int, device):
+    """The EpochPlan for ``n`` images; ``variants`` > 0 draws the probe's feature variants instead of shifts."""
+    import torch
+
+    order = rng.permutation(n)
+    host_rows, draws = [], {"dx": [], "dy": [], "flip": [], "variant": []}
+    for s in range(0, n, batch_size):
+        idx = np.sort(order[s : s + batch_size])
+        host_rows.append(idx)
+        if variants:
+            draws["variant"].append(rng.integers(0, variants, len(idx)))
+            continue
+        if shift > 0:
+            draws["dx"].append(rng.integers(0, 2 * shift + 1, len(idx)))
+            draws["dy"].append(rng.integers(0, 2 * shift + 1, len(idx)))
+        if hflip:
+            draws["flip"].append(rng.random(len(idx)) < 0.5)
+
+    def upload(parts):
+        return torch.from_numpy(np.concatenate(parts)).to(device) if parts else None
+
+    offsets = np.cumsum([0, *map(len, host_rows)]).tolist()
+    return EpochPlan(host_rows, offsets, upload(host_rows), **{k: upload(v) for k, v in draws.items()})
+
+
+def resident_images(images: np.ndarray, device: str):
+    """The uint8 images uploaded once to a CUDA ``device`` when they fit RESIDENT_GPU_SHARE of its free memory.
+
+    None elsewhere: the host then gathers each batch (``batches``). The upload goes in 64 MiB
+    blocks, so a memory-mapped subset is never copied whole on the host.
+    """
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    if images.nbytes > RESIDENT_GPU_SHARE * free:
+        return None
+    out = torch.empty(images.shape, dtype=torch.uint8, device=device)
+    block = max(1, (64 << 20) // max(1, images[:1].nbytes))
+    for a in range(0, len(images), block):
+        out[a : a + block].copy_(torch.from_numpy(np.ascontiguousarray(images[a : a + block])))
+    return out
+
+
+def _epoch_batches(images: np.ndarray, resident, plan: EpochPlan, batch_size: int, device: str):
+    """Each step's uint8 NHWC batch on the device: cut from the resident copy, or gathered on the host."""
+    if resident is not None:
+        return (resident.index_select(0, plan.step(s)["rows"]) for s in range(len(plan.host_rows)))
+    return (x for _, x in batches(images, iter(plan.host_rows), batch_size, device))
+
+
+def _schedule(model, cfg: TrainConfig, n: int):
+    """AdamW over the trainable groups and the warm-up + cosine schedule; (optimizer, scheduler, frozen)."""
+    import torch
+
+    total = (n + cfg.batch_size - 1) // cfg.batch_size * cfg.epochs
+    warm = max(1, int(cfg.warmup * total))
+    groups = param_groups(model, cfg.lr, cfg.backbone_lr)
+    frozen = cfg.backbone_lr == 0  # a linear probe: the backbone runs in eval mode, without gradients
+    for p in groups[1]["params"]:
+        p.requires_grad_(not frozen)
+    opt = torch.optim.AdamW(groups if not frozen else groups[:1], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total - warm)))
+    )
+    return opt, sched, frozen
+
+
+def _run_state(cfg: TrainConfig, n: int, identity: dict | None) -> dict:
+    """What a checkpoint must share with this run to be resumed by it."""
+    return {"config": asdict(cfg), "n": n, "identity": identity}
+
+
+def _resume(ckpt: Path, mine: dict, model, opt, sched) -> tuple[list, int]:
+    """Load ``ckpt`` into model, optimizer and schedule; (history, epochs done). Another run's is refused."""
+    state = load_checkpoint(ckpt)
+    theirs = {key: state.get(key) for key in mine}
+    if theirs != mine:
+        differ = ", ".join(key for key in mine if theirs[key] != mine[key])
+        raise ConfigError(
+            f"{ckpt} belongs to another run (its {differ} differ); pass --fresh to start over, or choose another --out"
+        )
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    return state["history"], state["epoch"]
+
+
+class _Probe:
+    """The frozen-backbone mode (a linear probe): features computed once (frozen_features), the head alone trained."""
+
+    def __init__(self, model, view, images, eval_set, cfg: TrainConfig, device: str):
+        import torch
+
+        batch = PROBE_BATCH_GPU if str(device).startswith("cuda") else cfg.batch_size
+        self.feats, self.head = frozen_features(model, view, images, cfg.hflip, batch, device)
+        self.eval = None
+        if eval_set is not None:  # the test split's features are fixed too: each epoch's check is one product
+            eval_feats = frozen_features(model, view, eval_set[0], False, batch, device)[0][0]
+            self.eval = (eval_feats, torch.from_numpy(np.asarray(eval_set[1], np.int64)).to(device))
+
+    def test_acc(self) -> float:
+        import torch
+
+        with torch.no_grad():
+            return int((self.head(self.eval[0]).argmax(1) == self.eval[1]).sum()) / len(self.eval[1])
+
+
 def fit(
     model,
     view,
@@ -220,12 +354,11 @@ def fit(
     hash, pack fingerprint, model settings); it is stored in every checkpoint, and resuming a
     checkpoint of another identity, config or image count is refused. ``device`` is a torch device
     (plada_edge.core.devices.resolve_device); on CUDA the model runs channels-last under autocast
-    (``precision``: bf16 where supported, else fp16 with loss scaling). The model is back on the
-    CPU when fit returns, ready for export.
+    (``precision``: bf16 where supported, else fp16 with loss scaling) with cuDNN autotuning, and
+    the images stay on the GPU when they fit (resident_images). The model is back on the CPU when
+    fit returns, ready for export.
     """
     import torch
-
-    from .devices import autocast_dtype
 
     if len(images) != len(labels):
         raise TargetError(f"{len(images)} images but {len(labels)} labels")
@@ -235,123 +368,108 @@ def fit(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cuda = str(device).startswith("cuda")
-    amp_dtype, scale_losses = autocast_dtype(str(device), precision)
     # on the device before the optimizer exists, so a resumed optimizer state lands there too
     model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
     view = view.to(device)
+    opt, sched, frozen = _schedule(model, cfg, len(images))
+    ckpt, mine = out_dir / CHECKPOINT, _run_state(cfg, len(images), identity)
+    history, start_epoch = _resume(ckpt, mine, model, opt, sched) if resume and ckpt.exists() else ([], 0)
+    loop = _Loop(model, view, labels, sample_weight, cfg, device, precision)
+    probe = _Probe(model, view, images, eval_set, cfg, device) if frozen else None
+    resident = None if frozen else resident_images(images, device)
     steps_per_epoch = (len(images) + cfg.batch_size - 1) // cfg.batch_size
-    total = steps_per_epoch * cfg.epochs
-    warm = max(1, int(cfg.warmup * total))
-    groups = param_groups(model, cfg.lr, cfg.backbone_lr)
-    frozen = cfg.backbone_lr == 0  # a linear probe: the backbone runs in eval mode, without gradients
-    for p in groups[1]["params"]:
-        p.requires_grad_(not frozen)
-    opt = torch.optim.AdamW(groups if not frozen else groups[:1], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total - warm)))
-    )
-    history: list[dict] = []
-    start_epoch = 0
-    ckpt = out_dir / CHECKPOINT
-    if resume and ckpt.exists():
-        state = load_checkpoint(ckpt)
-        mine = {"config": asdict(cfg), "n": len(images), "identity": identity}
-        theirs = {key: state.get(key) for key in mine}
-        if theirs != mine:
-            differ = ", ".join(key for key in mine if theirs[key] != mine[key])
-            raise ConfigError(
-                f"{ckpt} belongs to another run (its {differ} differ); "
-                "pass --fresh to start over, or choose another --out"
-            )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history, start_epoch = state["history"], state["epoch"]
-    scaler = torch.amp.GradScaler("cuda", enabled=scale_losses)
-    weights = None if sample_weight is None else torch.from_numpy(np.asarray(sample_weight, np.float32)).to(device)
-    y_all = torch.from_numpy(np.asarray(labels, np.int64)).to(device)
-    loss_fn = torch.nn.CrossEntropyLoss(reduction="none", label_smoothing=cfg.label_smoothing)
-    shift = max(0, round(cfg.shift * view.m.shape[0] / 32)) if hasattr(view, "m") else cfg.shift
-    if frozen:
-        feats, head = frozen_features(model, view, images, cfg.hflip, cfg.batch_size, device)
-        if eval_set is not None:  # the test split's features are fixed too: each epoch's check is one product
-            eval_feats = frozen_features(model, view, eval_set[0], False, cfg.batch_size, device)[0][0]
-            eval_labels = torch.from_numpy(np.asarray(eval_set[1], np.int64)).to(device)
     saved = time.monotonic()  # when the last checkpoint was written (or the run began)
-    with bar("training", (cfg.epochs - start_epoch) * steps_per_epoch, progress, unit="step") as b:
-        for epoch in range(start_epoch, cfg.epochs):
-            t0 = time.perf_counter()
-            rng = np.random.default_rng([cfg.seed, epoch])
-            torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-            order = rng.permutation(len(images))
-            plan = (np.sort(order[s * cfg.batch_size : (s + 1) * cfg.batch_size]) for s in range(steps_per_epoch))
-            model.train(not frozen)
-            seen = 0
-            # running sums stay on the device: reading them back every step would stall a GPU
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            reported = 0
-            steps = ((idx, None) for idx in plan) if frozen else batches(images, plan, cfg.batch_size, device)
-            for s, (idx, raw) in enumerate(steps):
-                rows = torch.from_numpy(idx).to(device)
-                yb = y_all[rows]
-                if frozen:  # the head alone, on cached features (flipped ones for a random half)
-                    variant = torch.from_numpy(rng.integers(0, len(feats), len(idx))).to(device)
-                    with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
-                        out = head(feats[variant, rows])
-                        loss = loss_fn(out.float(), yb)
-                else:
-                    if cfg.augment == "trivial":
-                        raw = trivial_augment(raw, cfg.seed * 1_000_003 + epoch * 100_003 + s)
-                    xb = _augment(view(raw), rng, shift, cfg.hflip)
-                    if cuda:
-                        xb = xb.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
-                        out = model(xb)
-                        loss = loss_fn(out.float(), yb)
-                loss = (loss * weights[rows]).sum() / weights[rows].sum() if weights is not None else loss.mean()
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                seen += len(idx)
-                correct += (out.argmax(1) == yb).sum()
-                loss_sum += loss.detach().double() * len(idx)
-                if not cuda or (s + 1) % 20 == 0 or s + 1 == steps_per_epoch:
-                    b.advance(s + 1 - reported, epoch=epoch + 1, loss=float(loss_sum) / seen, acc=int(correct) / seen)
-                    reported = s + 1
-            mean_loss = float(loss_sum) / seen
-            if not np.isfinite(mean_loss):
-                model.to("cpu")
-                raise ConfigError(f"training diverged at epoch {epoch + 1} (loss {mean_loss}); lower the learning rate")
-            record = {
-                "epoch": epoch + 1,
-                "loss": mean_loss,
-                "train_acc": int(correct) / seen,
-                "seconds": time.perf_counter() - t0,
-            }
-            if eval_set is not None and frozen:
-                with torch.no_grad():
-                    record["test_acc"] = int((head(eval_feats).argmax(1) == eval_labels).sum()) / len(eval_labels)
-            elif eval_set is not None:
-                record["test_acc"] = accuracy(model, view, *eval_set, device=device)
-            history.append(record)
-            if epoch + 1 == cfg.epochs or time.monotonic() - saved >= CHECKPOINT_SECONDS:
-                save_checkpoint(
-                    ckpt,
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "epoch": epoch + 1,
-                        "history": history,
-                        "config": asdict(cfg),
-                        "n": len(images),
-                        "identity": identity,
-                    },
-                )
-                saved = time.monotonic()
-    model.to("cpu", memory_format=torch.contiguous_format)
-    view.to("cpu")
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = benchmark or cuda  # fixed shapes: autotuned convolutions pay back
+    try:
+        with bar("training", (cfg.epochs - start_epoch) * steps_per_epoch, progress, unit="step") as b:
+            for epoch in range(start_epoch, cfg.epochs):
+                record = loop.epoch(epoch, images, resident, probe, opt, sched, b)
+                if eval_set is not None:
+                    record["test_acc"] = probe.test_acc() if probe else accuracy(model, view, *eval_set, device=device)
+                history.append(record)
+                if epoch + 1 == cfg.epochs or time.monotonic() - saved >= CHECKPOINT_SECONDS:
+                    state = {"model": model.state_dict(), "optimizer": opt.state_dict()}
+                    state |= {"scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history, **mine}
+                    save_checkpoint(ckpt, state)
+                    saved = time.monotonic()
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+        model.to("cpu", memory_format=torch.contiguous_format)
+        view.to("cpu")
     return history
+
+
+class _Loop:
+    """One epoch of steps: forward, weighted loss, backward, optimizer and schedule, running sums."""
+
+    def __init__(self, model, view, labels, sample_weight, cfg: TrainConfig, device: str, precision: str):
+        import torch
+
+        from .devices import autocast_dtype
+
+        self.model, self.view, self.cfg, self.device = model, view, cfg, device
+        self.cuda = str(device).startswith("cuda")
+        self.amp_dtype, scale_losses = autocast_dtype(str(device), precision)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=scale_losses)
+        self.weights = None
+        if sample_weight is not None:
+            self.weights = torch.from_numpy(np.asarray(sample_weight, np.float32)).to(device)
+        self.labels = torch.from_numpy(np.asarray(labels, np.int64)).to(device)
+        self.loss_fn = torch.nn.CrossEntropyLoss(reduction="none", label_smoothing=cfg.label_smoothing)
+        self.shift = max(0, round(cfg.shift * view.m.shape[0] / 32)) if hasattr(view, "m") else cfg.shift
+
+    def _forward(self, s: int, epoch: int, step: dict, raw, probe):
+        import torch
+
+        cfg = self.cfg
+        if probe is not None:  # the head alone, on cached features (flipped ones for a random half)
+            inputs, net = probe.feats[step["variant"], step["rows"]], probe.head
+        else:
+            if cfg.augment == "trivial":
+                raw = trivial_augment(raw, cfg.seed * 1_000_003 + epoch * 100_003 + s)
+            inputs, net = _augment(self.view(raw), self.shift, step["dx"], step["dy"], step["flip"]), self.model
+            if self.cuda:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            out = net(inputs)
+            return out, self.loss_fn(out.float(), self.labels[step["rows"]])
+
+    def epoch(self, epoch: int, images, resident, probe, opt, sched, b) -> dict:
+        import torch
+
+        cfg, t0 = self.cfg, time.perf_counter()
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+        variants = len(probe.feats) if probe is not None else 0
+        plan = plan_epoch(len(images), cfg.batch_size, rng, self.shift, cfg.hflip, variants, self.device)
+        self.model.train(probe is None)
+        n_steps, seen, reported = len(plan.host_rows), 0, 0
+        # running sums stay on the device: reading them back every step would stall a GPU
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        raws = _epoch_batches(images, resident, plan, cfg.batch_size, self.device) if probe is None else None
+        for s in range(n_steps):
+            step = plan.step(s)
+            out, loss = self._forward(s, epoch, step, None if raws is None else next(raws), probe)
+            if self.weights is not None:
+                w = self.weights[step["rows"]]
+                loss = (loss * w).sum() / w.sum()
+            else:
+                loss = loss.mean()
+            opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(opt)
+            self.scaler.update()
+            sched.step()
+            seen += len(plan.host_rows[s])
+            correct += (out.argmax(1) == self.labels[step["rows"]]).sum()
+            loss_sum += loss.detach().double() * len(plan.host_rows[s])
+            if not self.cuda or (s + 1) % 20 == 0 or s + 1 == n_steps:
+                b.advance(s + 1 - reported, epoch=epoch + 1, loss=float(loss_sum) / seen, acc=int(correct) / seen)
+                reported = s + 1
+        mean_loss = float(loss_sum) / seen
+        if not np.isfinite(mean_loss):
+            raise ConfigError(f"training diverged at epoch {epoch + 1} (loss {mean_loss}); lower the learning rate")
+        seconds = time.perf_counter() - t0
+        return {"epoch": epoch + 1, "loss": mean_loss, "train_acc": int(correct) / seen, "seconds": seconds}
