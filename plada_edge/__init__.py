@@ -13,6 +13,7 @@ The public API, in pipeline order (examples/quickstart.py runs it end to end)::
     make_payload(scores, "task.plada", keep="1%")          # (index, label) pairs, compressed
     learn("task.plada", pack, "runs/student", target="fmnist")   # device (paper §3.3)
     evaluate("runs/student", "fmnist")
+    load_student("runs/student").predict(images)           # class names and probabilities
 
 Options travel as frozen parameter objects (``SelectionConfig``, ``TrainConfig``,
 ``TeacherConfig``, ``StudentConfig``, ``ScoreConfig``) holding the measured defaults; every
@@ -48,6 +49,7 @@ _API = {
     # device: student
     "learn": ("plada_edge.device.student", "learn"),
     "evaluate": ("plada_edge.device.student", "evaluate"),
+    "load_student": ("plada_edge.device.predictor", "load_student"),
     # parameter objects and errors
     "SelectionConfig": ("plada_edge.core.config", "SelectionConfig"),
     "TrainConfig": ("plada_edge.core.config", "TrainConfig"),

@@ -68,6 +68,9 @@ PRECISION_OPTION = typer.Option(
     TEACHER["precision"],
     help="Training precision: auto (bf16, or fp16 with loss scaling, on CUDA; fp32 elsewhere), fp32, bf16 or fp16.",
 )
+ORT_DEVICE_OPTION = typer.Option(
+    "auto", "--device", help="auto: the best installed onnxruntime provider; cpu; cuda[:N]."
+)
 PROVIDERS_OPTION = typer.Option(
     None,
     "--providers",
@@ -100,8 +103,12 @@ def _clean_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (PladaError, OSError) as exc:
+        except PladaError as exc:
             typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # "PATH: Is a directory", not "[Errno 21] Is a directory: 'PATH'"
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -934,9 +941,7 @@ def evaluate(
     target: str = typer.Option(..., "--target", "-t", help="Target .npz / ImageFolder, or a name under data/targets/."),
     test_split: float | None = TEST_SPLIT_OPTION,
     target_size: int | None = TARGET_SIZE_OPTION,
-    device: str = typer.Option(
-        "auto", "--device", help="auto: the best installed onnxruntime provider; cpu; cuda[:N]."
-    ),
+    device: str = ORT_DEVICE_OPTION,
     providers: str | None = PROVIDERS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -947,6 +952,31 @@ def evaluate(
     _print_json(r) if as_json else typer.echo(
         f"{r['target']}: accuracy {r['test_acc']:.4f}, macro {r['macro_acc']:.4f} on {r['n']:,} images"
     )
+
+
+@app.command()
+@_clean_errors
+def predict(
+    student: Path = typer.Argument(..., help="Student directory (from learn) or its student.onnx."),
+    images: list[Path] = typer.Argument(..., help="Image files or folders of them (searched recursively)."),
+    top: int = typer.Option(1, "--top", "-k", min=1, help="How many classes to report per image, best first."),
+    device: str = ORT_DEVICE_OPTION,
+    providers: str | None = PROVIDERS_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output: one object per image."),
+) -> None:
+    """Classify images with a trained student: a line per image (path, class, probability).
+
+    Images of any size are resized as the pack was built (shorter side, centre crop); the model card
+    (student.json beside student.onnx) gives the classes and input size.
+    """
+    from .device.predictor import load_student
+
+    result = load_student(student, device, providers).predict([str(p) for p in images], top=top)
+    if as_json:
+        return _print_json(result.to_dict())
+    for row in result.to_dict():
+        tops = "  ".join(f"{t['class']} {t['prob']:.3f}" for t in row["top"])
+        typer.echo(f"{row['source']}\t{tops}")
 
 
 @reference_app.command("index")

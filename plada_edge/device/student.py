@@ -28,7 +28,7 @@ import numpy as np
 
 from ..core import atomic
 from ..core.config import StudentConfig, with_options
-from ..core.devices import onnx_providers, resolve_device
+from ..core.devices import resolve_device
 from ..core.errors import ModelError, PackError, TargetError
 from ..core.locks import output_lock
 from ..core.models import create_model, export_onnx_graph
@@ -39,6 +39,7 @@ from ..core.storage import ImageFile
 from ..core.targets import Target, load_target
 from ..core.train import fit, predict
 from ..core.view import ViewSpec, as_nhwc3, torch_view
+from .predictor import load_student, write_card
 
 STUDENT_FILE, STUDENT_ONNX, METRICS_FILE = "student.pt", "student.onnx", "metrics.json"
 
@@ -232,6 +233,24 @@ def learn(
                 ratio_to_teacher=(acc / teacher_acc) if teacher_acc else None,
             )
         atomic.write_json(out / METRICS_FILE, metrics)
+        write_card(
+            out,
+            out / STUDENT_ONNX,
+            native_size,
+            p.header["class_names"],
+            spec.to_dict(),
+            p.header,
+            payload={"sha256": p.sha256, "k": p.k, "bytes": p.total_bytes, "signed_by": p.signer_id},
+            recipe={
+                "recipe": recipe,
+                "arch": arch,
+                "weights": cfg.weights,
+                "epochs": cfg.train.epochs,
+                "model_size": spec.model_size,
+                "trained_on": int(len(labels)),
+            },  # fmt: skip
+            accuracy={k: metrics.get(k) for k in ("target", "test_acc", "macro_acc", "teacher_test_acc")},
+        )
         gathered_file.unlink(missing_ok=True)  # only a resumed run needs it
     return metrics
 
@@ -345,30 +364,19 @@ def evaluate(
     device: str = "auto",
     providers: str | list[str] | None = None,
 ) -> dict:
-    """Accuracy of student.onnx (via onnxruntime, on the best provider for ``device``) on the target's test split."""
-    import onnx
-    import onnxruntime as ort
+    """Accuracy of student.onnx (via onnxruntime, on the best provider for ``device``) on the target's test split.
 
-    path = Path(student)
-    path = path / STUDENT_ONNX if path.is_dir() else path
-    if not path.is_file():
-        raise FileNotFoundError(f"no student model at {path} (run plada-edge learn first)")
+    The student is opened as ``predict`` opens it (plada_edge.device.predictor.load_student), so
+    both give the same predictions for the same images.
+    """
     tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
-    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    names = json.loads(props.get("plada.class_names", "[]"))
-    size = int(props.get("plada.input_size", tgt.native_size))
-    if size != tgt.native_size:
-        raise TargetError(f"student takes {size} px images but target {tgt.name} is {tgt.native_size} px")
-    if names and len(names) != tgt.num_classes:
-        raise TargetError(f"student knows {len(names)} classes, target {tgt.name} has {tgt.num_classes}")
-    sess = ort.InferenceSession(str(path), providers=onnx_providers(providers, device))
-    x = as_nhwc3(tgt.x_test)
-    pred = np.concatenate(
-        [
-            sess.run(["logits"], {"images": np.ascontiguousarray(x[b : b + batch_size])})[0].argmax(1)
-            for b in range(0, len(x), batch_size)
-        ]
-    )
+    model = load_student(student, device, providers)
+    if model.input_size != tgt.native_size:
+        raise TargetError(f"student takes {model.input_size} px images but target {tgt.name} is {tgt.native_size} px")
+    if len(model.classes) != tgt.num_classes:
+        raise TargetError(f"student knows {len(model.classes)} classes, target {tgt.name} has {tgt.num_classes}")
+    pred = model.logits(as_nhwc3(tgt.x_test), batch_size).argmax(1)
+    path = model.path
     per_class = [
         float((pred[tgt.y_test == c] == c).mean()) if (tgt.y_test == c).any() else None for c in range(tgt.num_classes)
     ]
