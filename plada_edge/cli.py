@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import typer
@@ -86,6 +87,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # help text is plain: [tasks.NAME] and plada-edge[ray] print as written
 )
 
 
@@ -114,7 +116,9 @@ def _clean_errors(fn):
     return wrapper
 
 
-reference_app = typer.Typer(help="Reference packs: the unlabeled image set every device stores.", no_args_is_help=True)
+reference_app = typer.Typer(
+    rich_markup_mode=None, help="Reference packs: the unlabeled image set every device stores.", no_args_is_help=True
+)
 app.add_typer(reference_app, name="reference")
 
 
@@ -149,6 +153,8 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
+    # the API's warnings.warn, as one 'warning:' line like the log's (shown under --quiet too)
+    warnings.showwarning = lambda message, *_args, **_kw: typer.echo(f"warning: {message}", err=True)
 
 
 @app.callback()
@@ -284,7 +290,9 @@ def audit(
             typer.echo(f"       {e['split']}[{e['index']}] = pack[{e['pack_index']}] {e['origin']}")
 
 
-keys_app = typer.Typer(help="Ed25519 keys: servers sign payloads, devices trust a public key.", no_args_is_help=True)
+keys_app = typer.Typer(
+    rich_markup_mode=None, help="Ed25519 keys: servers sign payloads, devices trust a public key.", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys")
 
 
@@ -306,7 +314,9 @@ def keys_generate(
 
 
 teacher_app = typer.Typer(
-    help="Server side: train a teacher on the target task and export it to ONNX.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Server side: train a teacher on the target task and export it to ONNX.",
+    no_args_is_help=True,
 )
 app.add_typer(teacher_app, name="teacher")
 
@@ -504,7 +514,7 @@ def score(
     engine: str = typer.Option(
         SCORING["engine"],
         help="local: onnxruntime here (torch on a GPU onnxruntime cannot reach); torch: the teacher's graph "
-        'run by torch on --device; ray: spread the chunks over a Ray cluster (pip install "plada-edge\\[ray]").',
+        'run by torch on --device; ray: spread the chunks over a Ray cluster (pip install "plada-edge[ray]").',
     ),
     checkpoint: Path | None = typer.Option(
         None,

@@ -262,11 +262,12 @@ def test_damaged_scores_are_one_error_line(scored, tmp_path):
     assert code == 2 and "energy.npy is damaged" in output and not (tmp_path / "x.plada").exists()
 
 
-def test_empty_selections_warn(scored):
+def test_empty_selections_are_refused(scored):
+    # a payload of no images teaches nothing: refused before anything is written, not a warning
     code, output, _ = run("select", scored["root"] / "scores", "--keep", "0.0000001")
-    assert code == 0 and "warning: the selection is empty" in output
+    assert code == 2 and "is no image at all" in output
     code, output, _ = run("pack", scored["root"] / "scores", "--count", "0", "--out", scored["root"] / "empty.plada")
-    assert code == 0 and "warning: the selection is empty" in output
+    assert code == 2 and "count must be >= 1" in output and not (scored["root"] / "empty.plada").exists()
 
 
 # 4. server ---------------------------------------------------------------------------------------------------

@@ -280,11 +280,13 @@ def test_streamed_selection_equals_the_whole_array_rule(monkeypatch, chunk, stra
     sc.energy[1::97] = 0.0
     sc.entropy = sc.energy
     for safety_net in (True, False):
-        for k, spread in ((0, 1.0), (70, 1.0), (70, 8.0), (333, 3.5), (7001, 2.0), (200, 1.0)):
+        for k, spread in ((1, 1.0), (70, 1.0), (70, 8.0), (333, 3.5), (7001, 2.0), (200, 1.0)):
             got = selection.select(sc, count=k, strategy=strategy, safety_net=safety_net, spread=spread, seed=2)
             want = _whole_array_select(sc, min(k, int((sc.flags == 0).sum())), safety_net, spread, 2, strategy)
             np.testing.assert_array_equal(got.indices, want, err_msg=f"k={k} spread={spread} net={safety_net}")
             np.testing.assert_array_equal(got.labels, sc.label[want])
+    with pytest.raises(ValueError, match="count must be >= 1"):
+        selection.select(sc, count=0, strategy=strategy)
 
 
 def test_target_quotas_follow_the_targets_class_counts_to_the_target_power():

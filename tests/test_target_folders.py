@@ -91,6 +91,10 @@ def test_bad_layouts_are_named(tmp_path):
     (tmp_path / "z" / "a").mkdir(parents=True)
     (tmp_path / "z" / "a" / "broken.png").write_bytes(b"\x89PNG not really")
     write_png(tmp_path / "z" / "a" / "good.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(TargetError, match="at least two classes, found 1"):
+        load_target(tmp_path / "z", test_split=0.5)
+    (tmp_path / "z" / "b").mkdir()
+    write_png(tmp_path / "z" / "b" / "good.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(TargetError, match="not a readable image"):
         load_target(tmp_path / "z", test_split=0.5)
 

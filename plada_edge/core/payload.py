@@ -223,6 +223,8 @@ def decode_payload(data: bytes, trusted: bytes | None = None) -> Payload:
 
 def read_payload(path: str | os.PathLike, trusted: bytes | None = None) -> Payload:
     path = Path(path)
+    if path.is_dir():
+        raise PayloadError(f"{path} is a directory, not a payload file")
     if not path.is_file():
         raise PayloadError(f"payload file {path} does not exist")
     size = path.stat().st_size

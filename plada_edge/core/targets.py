@@ -183,6 +183,15 @@ def _from_lists(
             raise TargetError(f"{where}: classes {only_test} have test images but no training images")
     if not classes:
         raise TargetError(f"{where}: no class folders (expected CLASS/IMAGE files)")
+    empty = [c for c in classes if not train[c]]
+    if empty:  # a class without images would be a phantom output the student can never learn
+        raise TargetError(
+            f"{where}: class folder {empty[0]}: no images" + (f" (and {len(empty) - 1} more)" if len(empty) > 1 else "")
+        )
+    if len(classes) < 2:
+        raise TargetError(
+            f"{where}: a classification target needs at least two classes, found {len(classes)} ({classes[0]})"
+        )
     files = [(f, k) for k, c in enumerate(classes) for f in train[c]]
     if test is None:
         if test_split is None:
@@ -275,6 +284,8 @@ def load_target(
     - a CSV manifest ``path,label[,split]``.
     Folders of mixed sizes and modes are resized by the pack rule to ``size`` (default 32).
     """
+    if size is not None and not (isinstance(size, int) and 8 <= size <= 1024):
+        raise TargetError(f"target-size must be 8..1024 pixels, got {size!r}")
     path = Path(spec)
     if not path.exists():
         named = data_dir() / "targets" / f"{spec}.npz"
@@ -289,6 +300,14 @@ def load_target(
         return _load_folder(path, test_split, seed, size)
     if path.suffix.lower() == ".csv":
         return _load_csv(path, test_split, seed, size)
+    if path.suffix.lower() == ".npy":
+        raise TargetError(f"{path}: a target is an .npz archive of arrays, not a single .npy array")
+    if not zipfile.is_zipfile(path) and path.suffix.lower() == ".npz":
+        raise TargetError(f"{path}: not a readable target archive (truncated, or not a zip of arrays)")
+    if not zipfile.is_zipfile(path):
+        raise TargetError(
+            f"{path}: not a target (give an .npz archive, a folder of class folders or a CSV manifest path,label)"
+        )
     if test_split is not None:
         raise TargetError(f"{path}: an .npz target carries its own test split; drop --test-split")
     try:

@@ -31,6 +31,17 @@ class FetchError(PayloadError):
     """The payload could not be downloaded intact."""
 
 
+def check_url(url: str) -> None:
+    """Refuse a malformed task URL in one line before any network work."""
+    try:
+        u = urllib.parse.urlsplit(url)
+        u.port  # noqa: B018  (parsing the port is what raises for a bad one)
+    except ValueError as exc:
+        raise FetchError(f"{url}: not a valid URL ({exc})") from None
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise FetchError(f"{url}: not a valid URL (expected http(s)://HOST[:PORT]/v1/tasks/NAME)")
+
+
 def _origin(url: str) -> tuple:
     u = urllib.parse.urlsplit(url)
     return u.scheme, u.hostname, u.port or {"http": 80, "https": 443}.get(u.scheme)
@@ -85,6 +96,7 @@ def fetch_payload(
 
     ``timeout`` bounds each network wait, ``deadline`` the whole download, retries included.
     """
+    check_url(url)
     t_end = time.monotonic() + deadline
 
     def left() -> float:

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -44,9 +45,9 @@ from .predictor import load_student, write_card
 STUDENT_FILE, STUDENT_ONNX, METRICS_FILE = "student.pt", "student.onnx", "metrics.json"
 
 
-def load_payload(payload, trusted: bytes | str | os.PathLike | None = None) -> Payload:
-    """A Payload from a Payload, a file or a server URL; with ``trusted`` (a public key or its .pub
-    file), refused unless that key signed it."""
+def load_payload(payload, trusted: bytes | str | os.PathLike | None = None, token: str | None = None) -> Payload:
+    """A Payload from a Payload, a file or a server URL (``token``: the server's bearer token); with
+    ``trusted`` (a public key or its .pub file), refused unless that key signed it."""
     from ..core.keys import load_public_key, require_trusted
 
     if trusted is not None and not isinstance(trusted, bytes):
@@ -58,7 +59,7 @@ def load_payload(payload, trusted: bytes | str | os.PathLike | None = None) -> P
     if text.startswith(("http://", "https://")):
         from .fetch import fetch_payload
 
-        return fetch_payload(text, trusted=trusted)
+        return fetch_payload(text, token=token, trusted=trusted)
     return read_payload(payload, trusted)
 
 
@@ -70,6 +71,7 @@ def learn(
     *,
     target: Target | str | None = None,
     trusted: bytes | str | os.PathLike | None = None,
+    token: str | None = None,
     recipe: str = "auto",
     resume: bool = True,
     progress: bool | None = None,
@@ -83,6 +85,7 @@ def learn(
     ImageNet-initialised students such as efficientnet_lite0 want 64 px or more. With ``target``,
     the student is evaluated on its test split; a target of another class count is refused first.
     ``trusted`` (an Ed25519 public key, raw or a .pub file): refuse payloads that key did not sign.
+    ``token``: the bearer token of a server that requires one (``payload`` a URL).
     Without a ``config``, ``recipe`` (auto | scratch | pretrained, plada_edge.core.recipes) fills
     every option left unset, from the payload's view (colour or grayscale) and installed weights.
     """
@@ -90,7 +93,7 @@ def learn(
 
     t0 = time.perf_counter()
     pack = reference if isinstance(reference, ReferencePack) else ReferencePack.open(reference)
-    p = load_payload(payload, trusted)
+    p = load_payload(payload, trusted, token)
     p.check_pack(pack)  # refuse before any work
     if config is None:
         options = student_options(bool((p.header.get("view") or {}).get("gray", False)), recipe, options)
@@ -100,8 +103,8 @@ def learn(
     cfg = with_options(config, StudentConfig, options)
     c = p.num_classes
     tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
-    if tgt is not None and tgt.num_classes != c:
-        raise TargetError(f"target {tgt.name} has {tgt.num_classes} classes but payload '{p.header['task']}' has {c}")
+    if tgt is not None:
+        check_classes(tgt, p.header["class_names"], f"payload '{p.header['task']}'")
     view = p.header.get("view")  # a minimal payload has none: then the pack's images as they are
     size = p.header["image_size"]
     spec = ViewSpec.from_dict(view) if view else ViewSpec(native_size=size, model_size=size)
@@ -255,6 +258,28 @@ def learn(
     return metrics
 
 
+def check_classes(target: Target, classes: list[str], what: str) -> None:
+    """Refuse to score ``what`` on a target whose classes cannot be the same: another count, or the same
+    names in another order (an accuracy over permuted labels would be a plausible wrong number). Other
+    names in the same count (an imported teacher's own) are scored with a warning."""
+    if target.num_classes != len(classes):
+        raise TargetError(f"target {target.name} has {target.num_classes} classes but {what} has {len(classes)}")
+    mine, theirs = list(target.class_names), list(classes)
+    if mine == theirs:
+        return
+    if sorted(mine) == sorted(theirs):
+        diff = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
+        raise TargetError(
+            f"target {target.name}'s classes differ from {what}'s in order (class {diff}: {mine[diff]!r} vs "
+            f"{theirs[diff]!r}); evaluate on the target the task was made from"
+        )
+    warnings.warn(
+        f"target {target.name}'s class names differ from {what}'s ({mine[:3]} vs {theirs[:3]}); "
+        "scoring them as the same classes in the same order",
+        stacklevel=3,
+    )
+
+
 GATHERED = "gathered-{}.npy"  # the payload's images, gathered once into the student folder
 
 
@@ -373,8 +398,7 @@ def evaluate(
     model = load_student(student, device, providers)
     if model.input_size != tgt.native_size:
         raise TargetError(f"student takes {model.input_size} px images but target {tgt.name} is {tgt.native_size} px")
-    if len(model.classes) != tgt.num_classes:
-        raise TargetError(f"student knows {len(model.classes)} classes, target {tgt.name} has {tgt.num_classes}")
+    check_classes(tgt, model.classes, f"student {model.path.parent.name}")
     pred = model.logits(as_nhwc3(tgt.x_test), batch_size).argmax(1)
     path = model.path
     per_class = [

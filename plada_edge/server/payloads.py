@@ -21,15 +21,39 @@ from .selection import Selection, class_counts, select
 
 
 def parse_bytes(text: str | int) -> int:
-    """'100KB' → 100000, '100KiB' → 102400, '1.5MB' → 1500000, 4096 → 4096."""
+    """'100KB' → 100000, '100KiB' → 102400, '1.5MB' → 1500000, 4096 → 4096; at least 1 byte."""
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise ConfigError(f"budget must be a size such as 100KB or a number of bytes, got {text!r}")
     if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([kKmMgG]i?)?[bB]?\s*", text)
-    if not m:
-        raise ConfigError(f"budget must look like 100KB, 64KiB or 4096, got {text!r}")
-    unit = (m.group(2) or "").lower()
-    scale = {"": 1, "k": 10**3, "ki": 2**10, "m": 10**6, "mi": 2**20, "g": 10**9, "gi": 2**30}[unit]
-    return int(float(m.group(1)) * scale)
+        value = text
+    else:
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([kKmMgG]i?)?[bB]?\s*", text)
+        if not m:
+            raise ConfigError(f"budget must look like 100KB, 64KiB or 4096, got {text!r}")
+        unit = (m.group(2) or "").lower()
+        scale = {"": 1, "k": 10**3, "ki": 2**10, "m": 10**6, "mi": 2**20, "g": 10**9, "gi": 2**30}[unit]
+        value = int(float(m.group(1)) * scale)
+    if value < 1:
+        raise ConfigError(f"budget must be at least 1 byte, got {text!r}")
+    return value
+
+
+def fit_budget(scores: Scores, select_k, encode, limit: int) -> tuple[Selection, bytes]:
+    """The largest selection ``select_k(k)`` whose payload ``encode(sel)`` fits ``limit`` bytes (bisection on k)."""
+    one = select_k(1)
+    data = encode(one)
+    if len(data) > limit:
+        raise ConfigError(f"a budget of {limit:,} bytes holds no image: a payload of one image needs {len(data):,}")
+    lo, hi, best = 1, int(class_counts(scores).sum()), (one, data)
+    while lo < hi:  # largest k with size <= limit
+        mid = (lo + hi + 1) // 2
+        sel = select_k(mid)
+        data = encode(sel)
+        if len(data) <= limit:
+            lo, best = mid, (sel, data)
+        else:
+            hi = mid - 1
+    return best
 
 
 def _finite_or_none(x):
@@ -91,40 +115,31 @@ def make_payload(
     if counts is None and target is not None:  # the Safety-Net's quotas=target proportions
         counts = target.class_counts()
     auto_report = None
+    if budget is not None and (keep is not None or count is not None):
+        raise ConfigError("give either a byte budget or keep/count, not both")
+    limit = parse_bytes(budget) if budget is not None else None
+
+    def encoded(sel: Selection) -> bytes:
+        return encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec, signer=signer)
+
+    def largest_fitting(cfg: SelectionConfig) -> tuple[Selection, bytes]:
+        return fit_budget(scores, lambda k: select(scores, cfg, count=k, target_counts=counts), encoded, limit)
+
+    auto_report = None
     if cfg.strategy == "auto":
         if target is None or pack is None:
             raise ConfigError("--strategy auto needs the target (--target) and the reference pack (--reference)")
         from .auto import choose_strategy
 
-        chosen, auto_report = choose_strategy(
-            scores, pack, target, cfg, keep=keep, count=count if budget is None else None
-        )
+        if limit is not None:  # chosen once, at the size the budget holds under energy order (not per probe)
+            count = largest_fitting(with_options(cfg, SelectionConfig, {"strategy": "energy"}))[0].k
+        chosen, auto_report = choose_strategy(scores, pack, target, cfg, keep=keep, count=count)
         cfg = with_options(cfg, SelectionConfig, {"strategy": chosen})
-    if budget is not None:
-        if keep is not None or count is not None:
-            raise ConfigError("give either a byte budget or keep/count, not both")
-        limit = parse_bytes(budget)
-
-        def encoded(k: int):
-            sel = select(scores, cfg, count=k, target_counts=counts)
-            return sel, encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec, signer=signer)
-
-        lo_sel, lo_data = encoded(0)
-        if len(lo_data) > limit:
-            raise ConfigError(f"even an empty payload needs {len(lo_data)} bytes, more than the budget of {limit}")
-        lo, hi = 0, int(class_counts(scores).sum())
-        best = (lo_sel, lo_data)
-        while lo < hi:  # largest k with size <= limit
-            mid = (lo + hi + 1) // 2
-            sel, data = encoded(mid)
-            if len(data) <= limit:
-                lo, best = mid, (sel, data)
-            else:
-                hi = mid - 1
-        sel, data = best
+    if limit is not None:
+        sel, data = largest_fitting(cfg)
     else:
         sel = select(scores, cfg, keep=keep, count=count, target_counts=counts)
-        data = encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec, signer=signer)
+        data = encoded(sel)
     if auto_report is not None:
         sel.auto = auto_report
     if out is not None:

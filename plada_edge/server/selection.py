@@ -197,12 +197,20 @@ for _name, (_resolve, _doc) in RESOLVERS.items():
 
 
 def parse_keep(keep: str | float) -> float:
-    """'1%' → 0.01, '0.5' → 0.5 (fraction of the pack)."""
+    """A share of the pack: '1%' → 0.01, '0.5%' → 0.005, '0.01' → 0.01 (a fraction below 1).
+
+    The one rule for a bare number: it is a fraction, so it must be below 1. '1' or '5' is refused,
+    since it could mean 1 % or 100 % (or five images): write 1%, 100%, or use count.
+    """
     if isinstance(keep, str):
-        m = re.fullmatch(r"\s*([0-9.]+)\s*(%?)\s*", keep)
+        m = re.fullmatch(r"\s*((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*(%?)\s*", keep)
         if not m:
             raise ConfigError(f"keep must look like 1% or 0.01, got {keep!r}")
         value = float(m.group(1)) / (100 if m.group(2) else 1)
+        if not m.group(2) and value >= 1:
+            number = m.group(1)
+            hint = "write 1% or 100%" if value == 1 else f"write {number}% or use --count {number}"
+            raise ConfigError(f"keep {number} without % is ambiguous: {hint}")
     else:
         value = float(keep)
     if not 0 < value <= 1:
@@ -309,10 +317,13 @@ def budget_size(n: int, keep: str | float | None, count: int | None) -> int:
     if (keep is None) == (count is None):
         raise ConfigError("give exactly one of keep (a fraction, e.g. 1%) or count (a number of images)")
     if count is not None:
-        if count < 0:
-            raise ConfigError(f"count must be >= 0, got {count}")
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise ConfigError(f"count must be >= 1 (a payload of no images teaches nothing), got {count!r}")
         return int(count)
-    return int(round(parse_keep(keep) * n))
+    k = int(round(parse_keep(keep) * n))
+    if k < 1 and n > 0:
+        raise ConfigError(f"keep {keep} of {n:,} images is no image at all: raise it, or give count")
+    return k
 
 
 def resolve_spread(spread: float | str, k: int, valid: int, colour: bool = False) -> float:

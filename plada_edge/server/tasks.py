@@ -135,11 +135,15 @@ def _pictures(scores, pack, payload, stem: Path, log) -> dict:
 def load_task_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
-        cfg = tomllib.loads(path.read_text())
+        cfg = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"task file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a task file (tasks.toml)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a readable task file (not UTF-8 text; expected TOML)") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        raise ConfigError(f"{path}: not a readable task file (not valid TOML: {exc})") from None
     tasks = cfg.get("tasks")
     if not isinstance(tasks, dict) or not tasks:
         raise ConfigError(f"{path}: no [tasks.NAME] tables")
