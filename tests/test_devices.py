@@ -17,7 +17,9 @@ torch = pytest.importorskip("torch")
 
 def test_device_specs_are_checked_before_torch_is_asked():
     assert devices.check_device_spec(" CUDA:1 ") == "cuda:1"
-    for bad in ("gpu", "cuda:x", "tpu", ""):
+    assert devices.check_device_spec("0") == "cuda:0"  # torch's and Ultralytics' bare GPU index
+    assert devices.check_device_spec("1") == "cuda:1"
+    for bad in ("gpu", "cuda:x", "tpu", "", "-1", "0,1"):
         with pytest.raises(ConfigError, match="device must be"):
             devices.check_device_spec(bad)
     with pytest.raises(ConfigError):

@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-DEVICE_HELP = "auto (CUDA GPU, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps."
+DEVICE_HELP = "auto (CUDA GPU, then Apple MPS, then CPU), cpu, cuda, cuda:N (or just N) or mps."
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _PROVIDER_ALIASES = {
     "tensorrt": "TensorrtExecutionProvider",
@@ -41,6 +41,8 @@ _GPU_PROVIDERS = _PREFERRED[:2]
 def check_device_spec(spec: str) -> str:
     """Normalise a device string without importing torch; ConfigError if it is not one."""
     text = str(spec).strip().lower()
+    if re.fullmatch(r"\d+", text):  # torch's and Ultralytics' habit: a bare GPU index
+        text = f"cuda:{int(text)}"
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
         raise ConfigError(f"device must be {DEVICE_HELP.rstrip('.')}; got {spec!r}")
     return text
