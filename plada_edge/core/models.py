@@ -11,18 +11,22 @@ Nothing is ever downloaded: a weight that is not on disk is a clear error. ``wei
 resolves, in order, to a file ARCH.{safetensors,pth,pt} in the weights folder
 ($PLADA_EDGE_WEIGHTS, default ~/.cache/plada-edge/weights), then the architecture's own source:
 the Lite0 pip package, torchvision's ImageNet weights in torch's hub cache, or timm's
-Hugging Face cache. Every model's last
+Hugging Face cache (names match whole: ``timm:resnet18`` never takes resnet18d's file, and
+``timm:resnet18.a1_in1k`` names one tag). A file must fit the architecture outside its head. Every model's last
 layer is an ``nn.Linear``; plada_edge.core.models.feature_hook reads its input as the pooled
 feature vector (for FAISS on the device).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ModelError
+
+log = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, Callable] = {}
 _NOTES: dict[str, str] = {}
@@ -73,15 +77,47 @@ def _torchvision_cached(arch: str) -> str | None:
 
 
 def _timm_cached(name: str) -> Path | None:
-    """A timm checkpoint already in the Hugging Face cache (``timm.create_model(pretrained=True)`` puts it there)."""
+    """The timm checkpoint for exactly ``name`` in the Hugging Face cache (where timm's hub download puts it).
+
+    ``resnet18.a1_in1k`` names one repository; a bare ``resnet18`` takes timm's default tag first, then any
+    ``resnet18.TAG``, but never ``resnet18d``: names match whole, not by prefix.
+    """
     hub = Path(
         os.environ.get("HF_HUB_CACHE")
         or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
     )
-    hits = sorted(hub.glob(f"models--timm--{name}*/snapshots/*/model.safetensors")) + sorted(
-        hub.glob(f"models--timm--{name}*/snapshots/*/pytorch_model.bin")
-    )
-    return hits[0] if hits else None
+    prefix = "models--timm--"
+    repos = sorted(p.name[len(prefix) :] for p in hub.glob(prefix + "*") if p.is_dir())
+    arch, tag = _split_timm_tag(name)
+    mine = [r for r in repos if r == name or (not tag and _split_timm_tag(r)[0] == arch)]
+    default = _timm_default_repo(name)
+    mine.sort(key=lambda r: r != default)  # timm's own default tag first, then by name
+    for repo in mine:
+        for file in ("model.safetensors", "pytorch_model.bin"):
+            hits = sorted((hub / f"{prefix}{repo}" / "snapshots").glob(f"*/{file}"))
+            if hits:
+                return hits[-1]
+    return None
+
+
+def _split_timm_tag(name: str) -> tuple[str, str]:
+    """timm's ``ARCH.TAG`` naming: ``resnet18.a1_in1k`` → (resnet18, a1_in1k); no tag → (name, "")."""
+    arch, _, tag = name.partition(".")
+    return arch, tag
+
+
+def _timm_default_repo(name: str) -> str | None:
+    """The Hugging Face repository timm would fetch for ``name`` (its default tag when untagged)."""
+    if not timm_installed():
+        return None
+    from timm.models import get_pretrained_cfg
+
+    try:
+        cfg = get_pretrained_cfg(name)
+    except Exception:  # an unknown tag or architecture: no default to prefer
+        return None
+    hub_id = getattr(cfg, "hf_hub_id", None) or ""
+    return hub_id[len("timm/") :] if hub_id.startswith("timm/") else None
 
 
 def pretrained_weights(arch: str) -> str | None:
@@ -264,13 +300,17 @@ def timm_installed() -> bool:
 
 
 def _timm(name: str, num_classes: int, weights: str | None):
-    """Any timm architecture (``timm:convnext_tiny``); weights only from a local file, never the hub."""
+    """Any timm architecture, tagged or not (``timm:convnext_tiny``, ``timm:resnet18.a1_in1k``); weights only
+    from a local file, never the hub."""
     if not timm_installed():
         raise ModelError(f"{TIMM_PREFIX}{name} needs timm: pip install timm")
     import timm
 
-    if name not in timm.list_models():
-        raise ModelError(f"timm has no model {name!r} (see timm.list_models())")
+    arch, tag = _split_timm_tag(name)
+    if not timm.is_model(arch):
+        raise ModelError(f"timm has no model {arch!r} (see timm.list_models())")
+    if tag and _timm_default_repo(name) is None:
+        raise ModelError(f"timm knows no weights tagged {tag!r} for {arch} (see timm.list_pretrained('{arch}.*'))")
     if weights is not None:
         raise ModelError(f"timm weights come from a local file only (.safetensors, .pth), got {weights!r}")
     return timm.create_model(name, pretrained=False, num_classes=num_classes)
@@ -298,8 +338,13 @@ def create_model(name: str, num_classes: int, weights: str | os.PathLike | None 
     return model
 
 
-def load_weights(model, path: str | os.PathLike) -> None:
-    """Load a local state_dict (or a plada checkpoint holding one); a resized head is skipped."""
+def load_weights(model, path: str | os.PathLike) -> dict:
+    """Load a local state_dict (or a checkpoint holding one) into ``model``, refusing one that does not fit.
+
+    Every parameter outside the task head must be in the file with the model's shape; the head is loaded
+    only when its class count matches (else it stays freshly initialised for the new task). Keys the model
+    does not have are ignored with a warning. Returns what was loaded, skipped and ignored.
+    """
     import torch
 
     path = Path(path)
@@ -316,13 +361,51 @@ def load_weights(model, path: str | os.PathLike) -> None:
         raise ModelError(".safetensors weights need the safetensors package: pip install safetensors") from None
     except Exception as exc:  # pickle, zip and safetensors errors for a damaged or foreign file
         raise ModelError(f"{path} is not a readable weights file ({type(exc).__name__})") from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
+    state = _unwrap_state(state, path)
     own = model.state_dict()
-    compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not compatible:
-        raise ModelError(f"{path} shares no parameters with this model")
-    model.load_state_dict(compatible, strict=False)
+    head = head_layer(model, with_name=True)[0] + "."
+    fits = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    missing = [k for k in own if k not in state and not k.startswith(head) and not k.endswith("num_batches_tracked")]
+    reshaped = [k for k in state if k in own and k not in fits and not k.startswith(head)]
+    unexpected = [k for k in state if k not in own]
+    if missing or reshaped:
+        why = []
+        if missing:
+            why.append(f"{len(missing)} of its tensors are missing ({_some(missing)})")
+        if reshaped:
+            k = reshaped[0]
+            why.append(
+                f"{len(reshaped)} have another shape ({k}: {tuple(state[k].shape)} in the file, "
+                f"{tuple(own[k].shape)} in the model)"
+            )
+        raise ModelError(f"{path} does not fit this {type(model).__name__}: " + "; ".join(why))
+    if unexpected:
+        log.warning(
+            "%s: %d tensors the model does not have were ignored (%s)", path, len(unexpected), _some(unexpected)
+        )
+    model.load_state_dict(fits, strict=False)
+    return {
+        "loaded": len(fits),
+        "head_skipped": sorted(k for k in state if k.startswith(head) and k not in fits),
+        "ignored": unexpected,
+    }
+
+
+def _unwrap_state(state, path: Path) -> dict:
+    """The tensor dict inside a checkpoint: ``{"model": ...}`` / ``{"state_dict": ...}``, DataParallel's
+    ``module.`` prefix removed."""
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state or not all(hasattr(v, "shape") for v in state.values()):
+        raise ModelError(f"{path} holds no state_dict of tensors")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def _some(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
 def feature_hook(model):
