@@ -10,14 +10,25 @@ import functools
 import json
 import logging
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperGroup
 
 from . import __version__
 from .core.config import (
+    AUGMENTS,
     AUTO_SPREAD,
+    FRAMES,
     QUOTA_IMBALANCE,
+    QUOTAS,
+    RESIZE_METHODS,
+    SCORE_ENGINES,
+    SCORE_PRECISIONS,
+    STORES,
     TARGET_POWER,
     ScoreConfig,
     SelectionConfig,
@@ -25,8 +36,23 @@ from .core.config import (
     TeacherConfig,
     flat_defaults,
 )
-from .core.devices import DEVICE_HELP
+from .core.devices import DEVICE_HELP, PRECISIONS
 from .core.errors import PladaError
+from .core.recipes import RECIPES
+from .demo import DEMO_TEACHERS
+
+# option choices, declared so --help lists them and a typo is refused before any work
+Recipe = Literal[RECIPES]
+Augment = Literal[AUGMENTS]
+Frame = Literal[("auto", *FRAMES)]
+Precision = Literal[PRECISIONS]
+ScorePrecision = Literal[SCORE_PRECISIONS]
+Engine = Literal[SCORE_ENGINES]
+Quotas = Literal[QUOTAS]
+Resize = Literal[RESIZE_METHODS]
+Store = Literal[STORES]
+Layout = Literal["auto", "nchw", "nhwc"]
+DemoTarget = Literal[tuple(DEMO_TEACHERS)]
 
 TEACHER = flat_defaults(TeacherConfig)  # every option's default comes from the parameter objects
 STUDENT = flat_defaults(StudentConfig)
@@ -57,6 +83,15 @@ TARGET_SIZE_OPTION = typer.Option(
 )
 
 
+def _either(value, alias, name: str, old_name: str):
+    """An option given by its name or by the hidden name it had before (one name per concept across commands)."""
+    if value is not None and alias is not None:
+        from .core.errors import ConfigError
+
+        raise ConfigError(f"give {name} once ({old_name} is its old name)")
+    return value if value is not None else alias
+
+
 def _target(spec: str | None, test_split: float | None = None, size: int | None = None):
     """The Target a command's --target/--eval names, with the folder options applied (None when not given)."""
     from .core.targets import load_target
@@ -79,7 +114,40 @@ PROVIDERS_OPTION = typer.Option(
     "(default: the best installed: TensorRT, CUDA, then CPU; only CPU with --device cpu).",
 )
 
+
+class _UsageLine(UsageError):
+    """A usage error as the rest of the CLI reports bad input: one 'error:' line, exit 2."""
+
+    def show(self, file=None) -> None:
+        where = f" (see '{self.ctx.command_path} -h')" if self.ctx is not None else ""
+        typer.echo(f"error: {self.format_message()}{where}", err=True)
+
+
+class _OneLineErrors(TyperGroup):
+    """Parsing errors (unknown option, bad choice, missing argument) print as one line, not usage + box."""
+
+    def make_context(self, *args, **kwargs):
+        with _usage_in_one_line():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _usage_in_one_line():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _usage_in_one_line():
+    try:
+        yield
+    except (NoArgsIsHelpError, _UsageLine):  # help wanted, or already one line
+        raise
+    except UsageError as exc:
+        message = exc.format_message().replace("Value error, ", "")  # typer's validator prefix
+        raise _UsageLine(message, exc.ctx) from None
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="plada-edge",
     help="PLADA: ship an image-classification task as a tiny (index, label) payload over a "
     "reference set every device already stores (arXiv 2602.23358).",
@@ -207,13 +275,13 @@ def reference_build(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Pack directory to create."),
     size: int = typer.Option(32, help="Side of the square RGB images, in pixels."),
-    resize: str = typer.Option(
+    resize: Resize = typer.Option(
         "crop", help="crop: shorter side to SIZE, then center crop. pad: fit inside, pad with white."
     ),
     workers: int = typer.Option(0, help="Decoding processes (0 = one per CPU)."),
     max_pixels: int = typer.Option(4096 * 4096, help="Skip images with more pixels than this."),
     force: bool = typer.Option(False, "--force", help="Replace an existing pack at OUT."),
-    store: str = typer.Option(
+    store: Store = typer.Option(
         "raw",
         help="raw (memory-mapped pixels; fastest) or jpeg / webp (each image encoded: "
         "several times smaller, decoded only when gathered or scored).",
@@ -325,7 +393,7 @@ app.add_typer(teacher_app, name="teacher")
 @_clean_errors
 def teacher_train(
     target: str = typer.Option(..., "--target", "-t", help="Target .npz / ImageFolder, or a name under data/targets/."),
-    recipe: str = RECIPE_OPTION,
+    recipe: Recipe = RECIPE_OPTION,
     arch: str | None = typer.Option(
         None, "--arch", "-a", help=f"Model name (plada-edge models). (recipe; scratch: {TEACHER['arch']})"
     ),
@@ -337,13 +405,13 @@ def teacher_train(
         None, help=f"Peak AdamW learning rate (cosine). (recipe; scratch: {TEACHER['lr']:g})"
     ),
     backbone_lr: float | None = typer.Option(None, help=BACKBONE_LR_HELP),
-    augment: str | None = typer.Option(None, help=AUGMENT_HELP),
+    augment: Augment | None = typer.Option(None, help=AUGMENT_HELP),
     label_smoothing: float | None = typer.Option(None, help="Label smoothing. (recipe; scratch: 0)"),
     seed: int = typer.Option(TEACHER["seed"], help="Random seed."),
     hflip: bool | None = typer.Option(
         None, "--hflip/--no-hflip", help="Random horizontal flips (off for digits and text). (recipe; scratch: off)"
     ),
-    frame: str = typer.Option(
+    frame: Frame = typer.Option(
         TEACHER["frame"],
         help="How the view frames each image: ink = light-on-dark, the ink's box filling the frame, contrast "
         "stretched (grayscale only); none = as stored; auto = ink for grayscale targets, none for colour.",
@@ -352,7 +420,7 @@ def teacher_train(
     test_split: float | None = TEST_SPLIT_OPTION,
     target_size: int | None = TARGET_SIZE_OPTION,
     device: str = DEVICE_OPTION,
-    precision: str = PRECISION_OPTION,
+    precision: Precision = PRECISION_OPTION,
     fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:
@@ -433,7 +501,7 @@ def teacher_import(
     model: Path = typer.Argument(..., help="Any ONNX image classifier (one 4-D image input, class scores out)."),
     out: Path = typer.Option(..., "--out", "-o", help="The plada-edge teacher .onnx to write."),
     input_size: int = typer.Option(32, help="Side of the reference pack's images (what score feeds it)."),
-    layout: str = typer.Option("auto", help="The model's input layout: nchw, nhwc, or auto (the axis of size 3)."),
+    layout: Layout = typer.Option("auto", help="The model's input layout; auto: the axis of size 3."),
     scale: float = typer.Option(1.0, help="The model wants pixels in [0, SCALE]: 1 or 255."),
     normalisation: str = typer.Option(
         "imagenet", help="After scaling: imagenet (mean/std), half (0.5/0.5), none, or MEAN,MEAN,MEAN/STD,STD,STD."
@@ -511,7 +579,7 @@ def score(
     chunk: int = typer.Option(SCORING["chunk"], help="Images per checkpointed chunk (a multiple of --batch-size)."),
     threads: int = typer.Option(SCORING["threads"], help="onnxruntime intra-op threads (0 = all CPUs)."),
     keep_logits: bool = typer.Option(SCORING["keep_logits"], help="Also store all logits (N x C float32: large)."),
-    engine: str = typer.Option(
+    engine: Engine = typer.Option(
         SCORING["engine"],
         help="local: onnxruntime here (torch on a GPU onnxruntime cannot reach); torch: the teacher's graph "
         'run by torch on --device; ray: spread the chunks over a Ray cluster (pip install "plada-edge[ray]").',
@@ -522,7 +590,7 @@ def score(
         help="torch engine: the teacher folder or teacher.pt the .onnx was exported from "
         "(default: found beside it, checked by its SHA-256).",
     ),
-    precision: str = typer.Option(
+    precision: ScorePrecision = typer.Option(
         SCORING["precision"], help="torch engine: fp32 (agrees with onnxruntime), or bf16 / fp16 autocast on CUDA."
     ),
     address: str | None = typer.Option(
@@ -634,7 +702,7 @@ def select_cmd(
     count: int | None = typer.Option(None, help="Budget as a number of images."),
     strategy: str = typer.Option(SELECTION["strategy"], help=STRATEGY_HELP + "."),
     safety_net: bool = SAFETY_NET_OPTION,
-    quotas: str = QUOTAS_OPTION,
+    quotas: Quotas = QUOTAS_OPTION,
     target_power: str = TARGET_POWER_OPTION,
     alpha: float = ALPHA_OPTION,
     share: float = SHARE_OPTION,
@@ -691,7 +759,7 @@ def pack_cmd(
         "with proxy students on held-out target data; needs --target and --reference).",
     ),
     safety_net: bool = SAFETY_NET_OPTION,
-    quotas: str = QUOTAS_OPTION,
+    quotas: Quotas = QUOTAS_OPTION,
     target_power: str = TARGET_POWER_OPTION,
     alpha: float = ALPHA_OPTION,
     share: float = SHARE_OPTION,
@@ -843,7 +911,7 @@ def learn(
     payload: str = typer.Argument(..., help="A .plada file, or http(s)://host/v1/tasks/NAME of a plada-edge server."),
     reference: Path = typer.Option(..., "--reference", "-r", help="This device's reference pack."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (student.pt, student.onnx, metrics.json)."),
-    recipe: str = RECIPE_OPTION,
+    recipe: Recipe = RECIPE_OPTION,
     arch: str | None = typer.Option(
         None, "--arch", "-a", help=f"Student architecture (plada-edge models). (recipe; scratch: {STUDENT['arch']})"
     ),
@@ -855,14 +923,20 @@ def learn(
         None, help=f"Peak AdamW learning rate (cosine). (recipe; scratch: {STUDENT['lr']:g})"
     ),
     backbone_lr: float | None = typer.Option(None, help=BACKBONE_LR_HELP),
-    augment: str | None = typer.Option(None, help=AUGMENT_HELP),
+    augment: Augment | None = typer.Option(None, help=AUGMENT_HELP),
     label_smoothing: float | None = typer.Option(None, help="Label smoothing. (recipe; scratch: 0)"),
     weights: str | None = typer.Option(None, help=WEIGHTS_HELP),
     seed: int = typer.Option(STUDENT["seed"], help="Random seed."),
     hflip: bool | None = typer.Option(
         None, "--hflip/--no-hflip", help="Random horizontal flips. (recipe; scratch: off)"
     ),
-    eval_target: str | None = typer.Option(None, "--eval", help="Evaluate on this target's test split afterwards."),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        "-t",
+        help="Evaluate on this target's test split afterwards (classes as the payload's).",
+    ),
+    eval_alias: str | None = typer.Option(None, "--eval", hidden=True),  # the name before --target
     expand: int = typer.Option(
         STUDENT["expand"], help="FAISS label expansion: neighbours per payload image (0 = off)."
     ),
@@ -878,14 +952,16 @@ def learn(
         STUDENT["self_train_confidence"], help="Softmax confidence a self-labelled image needs."
     ),
     embedder: str | None = typer.Option(STUDENT["embedder"], help="Embedder of the pack index used by --expand."),
-    model_size: int | None = typer.Option(
+    size: int | None = typer.Option(
         None,
+        "--size",
         help="Student input pixels. (recipe; scratch: the teacher's) ImageNet-initialised students want 64+.",
     ),
+    size_alias: int | None = typer.Option(None, "--model-size", hidden=True),  # the name before --size
     test_split: float | None = TEST_SPLIT_OPTION,
     target_size: int | None = TARGET_SIZE_OPTION,
     device: str = DEVICE_OPTION,
-    precision: str = PRECISION_OPTION,
+    precision: Precision = PRECISION_OPTION,
     trust: str | None = typer.Option(
         None,
         "--trust",
@@ -902,13 +978,13 @@ def learn(
         payload,
         reference,
         out,
-        target=_target(eval_target, test_split, target_size),
+        target=_target(_either(target, eval_alias, "--target", "--eval"), test_split, target_size),
         trusted=trust,
         recipe=recipe,
         resume=not fresh,
         arch=arch,
         weights=weights,
-        model_size=model_size,
+        model_size=_either(size, size_alias, "--size", "--model-size"),
         expand=expand,
         expand_weight=expand_weight,
         self_train=self_train,
@@ -1018,9 +1094,12 @@ def build(
     """Run the server pipeline for every task whose inputs changed (content-hash cache)."""
     from .server.tasks import build_tasks
 
-    report = build_tasks(task_file, only=only, device=device, log=lambda m: typer.echo(m, err=as_json))
+    report = build_tasks(task_file, only=only, device=device)
     if as_json:
-        _print_json(report)
+        return _print_json(report)
+    for name, r in report.items():
+        steps = ", ".join(f"{k} {v}" for k, v in r["steps"].items())
+        typer.echo(f"{name}: {steps} → {r['bytes']:,} bytes")
 
 
 @app.command()
@@ -1045,14 +1124,13 @@ def serve(
         token=token,
         build=not no_build,
         device=device,
-        log=lambda m: typer.echo(m, err=True),
     )
 
 
 @app.command()
 @_clean_errors
 def demo(
-    target: str = typer.Option(
+    target: DemoTarget = typer.Option(
         "tango",
         help="tango (colour icons: ImageNet probes, a few minutes), digits (8x8 scans) or fmnist (both from scratch).",
     ),
@@ -1074,7 +1152,6 @@ def demo(
         workdir=workdir,
         keep=keep,
         selection=selection,
-        log=lambda m: typer.echo(m, err=True),
         arch=student,
         epochs=epochs,
     )

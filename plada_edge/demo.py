@@ -20,6 +20,7 @@ fmnist get resnet18 from scratch, which takes longer.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import asdict
@@ -27,6 +28,8 @@ from pathlib import Path
 
 from .core.config import SelectionConfig
 from .core.errors import ConfigError
+
+_log = logging.getLogger(__name__)
 
 DEMO_TEACHERS = {  # settings beyond the recipe's; the grayscale teachers a little shorter than the benchmark's
     "tango": {},
@@ -40,7 +43,7 @@ def run_demo(
     workdir: str | os.PathLike = "runs/demo",
     keep: str = "1%",
     selection: SelectionConfig | None = None,
-    log=print,
+    log=_log.info,
     **student_options,
 ) -> dict:
     """Teacher → scores → payload → student on offline data; returns the summary ``format_table`` prints.

@@ -57,7 +57,7 @@ def test_doctor_text():
 
 def test_demo_refuses_an_unknown_target_in_one_line(tmp_path):
     result = runner.invoke(app, ["demo", "--target", "cifar", "--workdir", str(tmp_path)])
-    assert result.exit_code == 2 and "demo targets: tango, digits, fmnist" in result.output
+    assert result.exit_code == 2 and "'cifar' is not one of 'tango', 'digits', 'fmnist'" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
 
 

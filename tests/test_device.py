@@ -282,7 +282,7 @@ def test_cli_pack_inspect_learn(task, tmp_path):
             "tiny_cnn",
             "--epochs",
             "2",
-            "--eval",
+            "-t",
             str(task["root"] / "stripes.npz"),
             "--out",
             str(tmp_path / "s"),

@@ -90,7 +90,7 @@ CASES = [
     ("bad url", ["learn", "http://[::1", "-r", "{pack}", "-o", "{out}"], "not a valid URL"),
     (
         "eval classes differ",
-        ["learn", "{payload}", "-r", "{pack}", "-o", "{out}", "--eval", "{root}/renamed.npz"],
+        ["learn", "{payload}", "-r", "{pack}", "-o", "{out}", "--target", "{root}/renamed.npz"],
         "classes differ",
     ),
     (
@@ -102,6 +102,17 @@ CASES = [
     ("evaluate fewer classes", ["evaluate", "{root}/student", "-t", "{root}/fewer.npz"], "has 2 classes but student"),
     ("binary tasks.toml (build)", ["build", "{root}/binary.toml"], "not a readable task file"),
     ("binary tasks.toml (serve)", ["serve", "{root}/binary.toml", "--no-build"], "not a readable task file"),
+    # parsing errors read the same way, with where to look
+    ("bad choice", ["select", "{scores}", "--quotas", "bogus"], "'bogus' is not one of 'auto', 'target', 'pool'"),
+    ("unknown option", ["select", "{scores}", "--bogus"], "No such option: --bogus"),
+    ("missing option", ["pack", "{scores}"], "Missing option '--out' / '-o'. (see 'plada-edge pack -h')"),
+    ("unknown command", ["learnn"], "No such command 'learnn'"),
+    ("port 0", ["serve", "{root}/binary.toml", "--port", "0"], "'--port'"),
+    (
+        "new and old name",
+        ["learn", "{payload}", "-r", "{pack}", "-o", "{out}", "-t", "{root}/fewer.npz", "--eval", "{root}/fewer.npz"],
+        "give --target once (--eval is its old name)",
+    ),
 ]
 
 

@@ -236,7 +236,7 @@ def write_docs(results: dict, keeps, command: str) -> None:
                 "",
                 "resnet18 from scratch at the teacher's 32 px view vs efficientnet_lite0 from the pip package's "
                 "ImageNet "
-                f"weights at {PRETRAINED_STUDENT['model_size']} px (`learn --arch efficientnet_lite0 --model-size "
+                f"weights at {PRETRAINED_STUDENT['model_size']} px (`learn --arch efficientnet_lite0 --size "
                 f"{PRETRAINED_STUDENT['model_size']}`); same sample-step budget.",
                 "",
                 "| payload | resnet18 scratch | efficientnet_lite0 ImageNet |",

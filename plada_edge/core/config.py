@@ -91,6 +91,8 @@ FRAME = {"gray": "ink", "colour": "none"}
 # local: onnxruntime in this process (the torch engine where it cannot reach an asked-for GPU); torch: the
 # teacher's graph run by torch on CUDA, MPS or CPU; ray: chunks over Ray actors (plada_edge.server.engines)
 SCORE_ENGINES = ("local", "torch", "ray")
+STORES = ("raw", "jpeg", "webp")  # how a reference pack stores its images (plada_edge.core.storage)
+RESIZE_METHODS = ("crop", "pad")  # how an image of another size becomes a pack image (plada_edge.core.images)
 SCORE_PRECISIONS = ("fp32", "bf16", "fp16")
 
 C = TypeVar("C")

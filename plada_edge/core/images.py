@@ -14,9 +14,9 @@ import warnings
 
 import numpy as np
 
+from .config import RESIZE_METHODS
 from .errors import ConfigError, PackError
 
-RESIZE_METHODS = ("crop", "pad")
 DEFAULT_MAX_PIXELS = 4096 * 4096  # larger images are skipped, never decoded
 
 

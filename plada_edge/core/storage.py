@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
+from .config import STORES
 from .errors import ConfigError, PackError
 
-STORES = ("raw", "jpeg", "webp")
 BLOB, OFFSETS = "images.bin", "offsets.npy"
 
 

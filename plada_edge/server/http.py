@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -28,6 +29,8 @@ from pathlib import Path
 from ..core.errors import PayloadError
 from ..core.payload import decode_payload
 from .tasks import PUBLISHED, TASK_NAME
+
+_log = logging.getLogger(__name__)
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -179,7 +182,7 @@ def serve(
     token: str | None = None,
     build: bool = True,
     device: str | None = None,
-    log=print,
+    log=_log.info,
 ) -> None:
     """Build what is missing (on ``device``, default each task's), then serve the published payloads."""
     import uvicorn
@@ -187,7 +190,8 @@ def serve(
     from .tasks import build_tasks, load_task_file
 
     if build:
-        build_tasks(task_file, device=device, log=log)
+        for name, r in build_tasks(task_file, device=device, log=log).items():
+            log(f"[{name}] " + ", ".join(f"{k} {v}" for k, v in r["steps"].items()) + f" → {r['bytes']:,} bytes")
     cache = load_task_file(task_file)["cache"]
     token = token or os.environ.get("PLADA_EDGE_TOKEN") or None
     app = create_app(load_published(cache), token=token)

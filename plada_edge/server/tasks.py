@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -43,6 +44,8 @@ from ..core.payload import read_payload
 from ..core.recipes import RECIPE_FIELDS, RECIPES, TargetFacts, teacher_options
 from ..core.reference import ReferencePack
 from ..core.targets import Target, data_dir, load_target
+
+_log = logging.getLogger(__name__)
 
 try:
     import tomllib
@@ -189,7 +192,7 @@ def build_tasks(
     only: list[str] | None = None,
     progress: bool | None = None,
     device: str | None = None,
-    log=lambda msg: None,
+    log=_log.info,
 ) -> dict:
     """Build (or reuse) every task's teacher, ONNX, scores and payload; publish the list."""
     from ..core.keys import SigningKey
@@ -289,7 +292,6 @@ def build_tasks(
                 **{kind: str((ppath.parent / f).relative_to(cache)) for kind, f in pictures.items()},
             }
             report[name] = {"steps": steps, **published[name]}
-            log(f"[{name}] " + ", ".join(f"{k} {v}" for k, v in steps.items()) + f" → {payload.total_bytes:,} bytes")
         old = cache / PUBLISHED
         if only and old.exists():  # keep the tasks this run did not touch
             published = {**json.loads(old.read_text()), **published}
