@@ -649,8 +649,7 @@ def _print_selection(report: dict) -> None:
         typer.echo(f"  {name:<20} {c:>8,}  {'#' * int(40 * c / total)}")
     for name, c in report.get("sources", {}).items():
         typer.echo(f"  from {name:<15} {c:>8,}")
-    for w in report["warnings"]:
-        typer.echo(f"warning: {w}", err=True)
+    # report["warnings"] reached stderr already, as the library's PladaWarning
 
 
 # The selection options select, pack and demo share (defaults: SelectionConfig).
@@ -797,7 +796,7 @@ def pack_cmd(
     )
     from .core.keys import SigningKey
 
-    payload, sel, data = make_payload(
+    made = make_payload(
         Scores.open(scores, pack),
         out,
         config,
@@ -810,16 +809,8 @@ def pack_cmd(
         pack=pack,
         signer=SigningKey(sign) if sign else None,
     )
-    report = dict(
-        sel.report(pack),
-        bytes=len(data),
-        codec=payload.header["codec"],
-        out=str(out),
-        header_bytes=payload.header_bytes,
-        body_bytes=payload.body_bytes,
-        trailer_bytes=payload.trailer_bytes,
-        signed_by=payload.signer_id,
-    )
+    payload, sel, data = made
+    report = dict(made.to_dict(pack), out=str(out))
     if sel.auto:
         report["auto"] = sel.auto
     if as_json:

@@ -167,7 +167,9 @@ def test_every_error_class_is_a_plada_error():
     from plada_edge.core.codecs import CodecError
 
     for name in errors.__all__:
-        assert issubclass(getattr(errors, name), PladaError)
+        kind = PladaError if name.endswith("Error") else UserWarning  # and PladaWarning, what went ahead anyway
+        assert issubclass(getattr(errors, name), kind), name
+    assert errors.__all__[-1] == "PladaWarning"
     assert issubclass(PladaError, ValueError) and issubclass(CodecError, errors.PayloadError)
 
 
@@ -195,11 +197,10 @@ def test_quickstart_example_runs_end_to_end(tmp_path):
         [
             sys.executable,
             str(ROOT / "examples" / "quickstart.py"),
-            "--tiny",
-            str(tmp_path / "data"),
-            "--workdir",
             str(tmp_path / "work"),
+            "--tiny",
         ],
+        cwd=tmp_path,  # it writes under its DIR only
         capture_output=True,
         text=True,
         timeout=600,
@@ -207,6 +208,10 @@ def test_quickstart_example_runs_end_to_end(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "payload:" in out.stdout and "student test accuracy" in out.stdout
     assert (tmp_path / "work" / "task.plada").is_file() and (tmp_path / "work" / "student" / "student.onnx").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+    assert "Predictions(" in out.stdout
+    source = (ROOT / "examples" / "quickstart.py").read_text()
+    assert "from plada_edge." not in source and "import plada_edge." not in source  # public names only
 
 
 # --- import rules ---------------------------------------------------------------------------------------------
@@ -302,3 +307,53 @@ def test_layers_hold():
         if t.startswith(no)
     ]
     assert not bad, bad
+
+
+# --- results and paths ------------------------------------------------------------------------------------------
+
+
+def test_every_public_name_has_a_docstring():
+    import plada_edge
+
+    missing = [n for n in plada_edge.__all__ if n != "__version__" and not getattr(plada_edge, n).__doc__]
+    assert not missing, missing
+
+
+def test_results_read_as_dicts_and_attributes_and_print_briefly(tiny, tmp_path):
+    import json
+    import warnings
+
+    import plada_edge as plada
+    from plada_edge.core.errors import PladaWarning
+
+    m = tiny["metrics"]
+    assert m.test_acc == m["test_acc"] and json.loads(json.dumps(m)) == m.to_dict()
+    assert repr(m).startswith("TeacherResult(target='stripes', arch='tiny_cnn'") and "history" not in repr(m)
+    with pytest.raises(AttributeError, match="no field 'nope'"):
+        _ = m.nope
+    assert repr(tiny["export"]).startswith("ExportResult(onnx=")
+
+    scores = plada.score(tiny["root"] / "teacher.onnx", tiny["pack"].path, tmp_path / "scores", progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sel = plada.select(tmp_path / "scores", keep="1%", safety_net=False)  # a folder works as the object does
+    assert sel.k == 5 and sel.to_dict() == sel.report() and repr(sel).startswith("Selection(")
+    assert [str(w.message) for w in caught if w.category is PladaWarning] == sel.warnings != []
+    made = plada.make_payload(str(scores.path), tmp_path / "t.plada", count=30, pack=str(tiny["pack"].path))
+    payload, selection, data = made  # unpacks as the 3-tuple it was
+    assert made.to_dict()["bytes"] == len(data) == (tmp_path / "t.plada").stat().st_size
+    assert repr(made) == f"PayloadResult({len(data):,} bytes, {payload.header['codec']}, 30 of 500 images)"
+
+
+def test_cli_prints_each_selection_warning_once(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from plada_edge.cli import app
+    from plada_edge.server.scoring import score_pack
+
+    score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], tmp_path / "scores", progress=False)
+    result = CliRunner().invoke(app, ["select", str(tmp_path / "scores"), "--count", "2", "--no-safety-net"])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(lines) == 1 and "classes have no images in this selection" in lines[0], result.stderr
+    assert "warning" not in result.stdout

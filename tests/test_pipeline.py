@@ -155,4 +155,4 @@ def test_cli_pipeline(tiny, tmp_path):
     out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--target-power", "2"])
     assert out.exit_code == 2 and "target_power must be 'auto' or in [0, 1]" in out.output
     out = r.invoke(app, ["select", str(tmp_path / "sc"), "--keep", "2%", "--quotas", "prior"])
-    assert out.exit_code == 2 and "quotas must be one of" in out.output
+    assert out.exit_code == 2 and "'prior' is not one of 'auto', 'target', 'pool'" in out.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import write_png
@@ -26,6 +28,18 @@ def test_npz_roundtrip_and_lookup_by_name(tmp_path, monkeypatch):
     assert back.class_names == ["x", "y", "z"] and back.native_size == 8 and back.channels == 1
     with pytest.raises(FileNotFoundError, match="build_offline_data"):
         load_target("missing")
+
+
+def test_named_targets_do_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    import plada_edge
+    from plada_edge.core.targets import data_dir
+
+    monkeypatch.delenv("PLADA_EDGE_DATA", raising=False)
+    checkout = data_dir()
+    monkeypatch.chdir(tmp_path)
+    assert data_dir() == checkout == Path(plada_edge.__file__).resolve().parents[1] / "data"
+    monkeypatch.setenv("PLADA_EDGE_DATA", str(tmp_path / "elsewhere"))
+    assert data_dir() == tmp_path / "elsewhere"
 
 
 def test_image_folder(tmp_path):

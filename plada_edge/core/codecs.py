@@ -56,6 +56,7 @@ def register_codec(name: str, doc: str):
 
 
 def list_codecs() -> list[str]:
+    """The registered payload codecs (``make_payload(codec=...)``; "auto" picks the smallest per payload)."""
     return list(_CODECS)
 
 

@@ -36,4 +36,17 @@ class ModelError(PladaError):
     """A model that cannot be built, loaded or exported: unknown name, missing weights, failed parity."""
 
 
-__all__ = ["PladaError", "ConfigError", "PackError", "TargetError", "ScoresError", "PayloadError", "ModelError"]
+class PladaWarning(UserWarning):
+    """Work that went ahead but may not be what was meant: a class missing from a selection, a fallback."""
+
+
+__all__ = [
+    "PladaError",
+    "ConfigError",
+    "PackError",
+    "TargetError",
+    "ScoresError",
+    "PayloadError",
+    "ModelError",
+    "PladaWarning",
+]

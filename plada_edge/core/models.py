@@ -162,6 +162,7 @@ def _torch_cache() -> Path:
 
 
 def list_models(available_only: bool = False) -> list[str]:
+    """Registered architecture names (``timm:NAME`` works too); ``available_only``: only those installed."""
     names = sorted(_REGISTRY)
     if available_only:
         names = [n for n in names if n != "efficientnet_lite0" or lite0_installed()]

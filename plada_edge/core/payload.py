@@ -222,6 +222,8 @@ def decode_payload(data: bytes, trusted: bytes | None = None) -> Payload:
 
 
 def read_payload(path: str | os.PathLike, trusted: bytes | None = None) -> Payload:
+    """Read and verify a .plada file (bounded reads, checksum or signature); ``trusted``: refuse unless that
+    Ed25519 public key signed it. PayloadError on anything damaged, foreign or unsigned."""
     path = Path(path)
     if path.is_dir():
         raise PayloadError(f"{path} is a directory, not a payload file")

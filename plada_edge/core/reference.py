@@ -612,4 +612,5 @@ class ReferencePack:
 
 
 def open_pack(path: str | os.PathLike) -> ReferencePack:
+    """Open a reference pack built by ``build_pack`` (memory-mapped; reads the manifest, not the pixels)."""
     return ReferencePack.open(path)

@@ -24,8 +24,14 @@ from .errors import TargetError
 
 
 def data_dir() -> Path:
-    """Where built benchmark data lives: $PLADA_EDGE_DATA, else ./data."""
-    return Path(os.environ.get("PLADA_EDGE_DATA", "data"))
+    """Where built benchmark data lives, from any working directory: $PLADA_EDGE_DATA; else data/ of the
+    source checkout plada-edge runs from (tools/setup.sh installs it editable); else ~/.local/share/plada-edge."""
+    if os.environ.get("PLADA_EDGE_DATA"):
+        return Path(os.environ["PLADA_EDGE_DATA"])
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "plada_edge").is_dir():
+        return checkout / "data"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "plada-edge"
 
 
 @dataclass

@@ -36,6 +36,7 @@ from ..core.models import create_model, export_onnx_graph
 from ..core.payload import Payload, read_payload
 from ..core.recipes import student_options
 from ..core.reference import ReferencePack
+from ..core.results import Evaluation, StudentResult
 from ..core.storage import ImageFile
 from ..core.targets import Target, load_target
 from ..core.train import fit, predict
@@ -76,7 +77,7 @@ def learn(
     resume: bool = True,
     progress: bool | None = None,
     **options,
-) -> dict:
+) -> StudentResult:
     """Train a student from a payload; returns the metrics written to out/metrics.json.
 
     ``config`` (a StudentConfig) or flat keyword ``options`` (arch, weights, model_size, expand,
@@ -255,7 +256,7 @@ def learn(
             accuracy={k: metrics.get(k) for k in ("target", "test_acc", "macro_acc", "teacher_test_acc")},
         )
         gathered_file.unlink(missing_ok=True)  # only a resumed run needs it
-    return metrics
+    return StudentResult(metrics)
 
 
 def check_classes(target: Target, classes: list[str], what: str) -> None:
@@ -388,7 +389,7 @@ def evaluate(
     batch_size: int = 512,
     device: str = "auto",
     providers: str | list[str] | None = None,
-) -> dict:
+) -> Evaluation:
     """Accuracy of student.onnx (via onnxruntime, on the best provider for ``device``) on the target's test split.
 
     The student is opened as ``predict`` opens it (plada_edge.device.predictor.load_student), so
@@ -405,14 +406,16 @@ def evaluate(
         float((pred[tgt.y_test == c] == c).mean()) if (tgt.y_test == c).any() else None for c in range(tgt.num_classes)
     ]
     valid = [a for a in per_class if a is not None]
-    return {
-        "student": str(path),
-        "target": tgt.name,
-        "test_acc": float((pred == tgt.y_test).mean()),
-        "macro_acc": float(np.mean(valid)) if valid else None,
-        "per_class": per_class,
-        "n": int(len(pred)),
-    }
+    return Evaluation(
+        {
+            "student": str(path),
+            "target": tgt.name,
+            "test_acc": float((pred == tgt.y_test).mean()),
+            "macro_acc": float(np.mean(valid)) if valid else None,
+            "per_class": per_class,
+            "n": int(len(pred)),
+        }
+    )
 
 
 __all__ = ["learn", "evaluate", "export_student", "predict"]

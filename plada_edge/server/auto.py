@@ -20,7 +20,7 @@ from ..core.targets import Target
 from ..core.train import fit, predict
 from ..core.view import ViewSpec, as_nhwc3, torch_view
 from .scoring import Scores
-from .selection import select
+from .selection import select_quietly
 
 CANDIDATES = ("energy", "opposite")
 
@@ -59,7 +59,7 @@ def choose_strategy(
     eval_view = torch_view(spec, input_size=target.native_size)
     report = {"held_out": int(len(held)), "proxy": proxy_arch, "candidates": {}}
     for name in CANDIDATES:
-        sel = select(scores, config, keep=keep, count=count, strategy=name)
+        sel = select_quietly(scores, config, keep=keep, count=count, strategy=name)
         if sel.k == 0:
             report["candidates"][name] = {"k": 0, "held_out_acc": 0.0}
             continue

@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 import os
 import re
+from typing import NamedTuple
 
 from ..core import atomic
 from ..core.config import SelectionConfig, with_options
 from ..core.errors import ConfigError
 from ..core.payload import Payload, decode_payload, encode_payload
-from .scoring import Scores
-from .selection import Selection, class_counts, select
+from .scoring import Scores, as_scores
+from .selection import Selection, class_counts, select_quietly, warn_about
 
 
 def parse_bytes(text: str | int) -> int:
@@ -86,6 +87,34 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> d
     }
 
 
+class PayloadResult(NamedTuple):
+    """What ``make_payload`` made: the payload as a device reads it, the selection behind it, its bytes.
+
+    Unpacks as ``payload, selection, data = make_payload(...)``."""
+
+    payload: Payload
+    selection: Selection
+    data: bytes
+
+    def to_dict(self, pack=None) -> dict:
+        """The selection report (with ``pack``: where the images come from) and the payload's size and codec."""
+        p = self.payload
+        return dict(
+            self.selection.report(pack),
+            bytes=len(self.data),
+            codec=p.header["codec"],
+            header_bytes=p.header_bytes,
+            body_bytes=p.body_bytes,
+            trailer_bytes=p.trailer_bytes,
+            signed_by=p.signer_id,
+        )
+
+    def __repr__(self) -> str:
+        p = self.payload
+        signed = f", signed by {p.signer_id}" if p.signer_id else ""
+        return f"PayloadResult({len(self.data):,} bytes, {p.header['codec']}, {p.k:,} of {p.n:,} images{signed})"
+
+
 def make_payload(
     scores: Scores,
     out: str | os.PathLike | None = None,
@@ -101,7 +130,7 @@ def make_payload(
     signer=None,
     target_counts=None,
     **options,
-) -> tuple[Payload, Selection, bytes]:
+) -> PayloadResult:
     """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits.
 
     ``config`` (a SelectionConfig, or keyword ``options`` overriding its fields) says how to
@@ -111,6 +140,15 @@ def make_payload(
     Safety-Net's quotas=target; without either, what the teacher recorded.
     """
     cfg = with_options(config, SelectionConfig, options)
+    scores = as_scores(scores)
+    if isinstance(pack, (str, os.PathLike)):
+        from ..core.reference import ReferencePack
+
+        pack = ReferencePack.open(pack)
+    if isinstance(target, (str, os.PathLike)):
+        from ..core.targets import load_target
+
+        target = load_target(target)
     counts = target_counts
     if counts is None and target is not None:  # the Safety-Net's quotas=target proportions
         counts = target.class_counts()
@@ -123,7 +161,7 @@ def make_payload(
         return encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec, signer=signer)
 
     def largest_fitting(cfg: SelectionConfig) -> tuple[Selection, bytes]:
-        return fit_budget(scores, lambda k: select(scores, cfg, count=k, target_counts=counts), encoded, limit)
+        return fit_budget(scores, lambda k: select_quietly(scores, cfg, count=k, target_counts=counts), encoded, limit)
 
     auto_report = None
     if cfg.strategy == "auto":
@@ -138,10 +176,11 @@ def make_payload(
     if limit is not None:
         sel, data = largest_fitting(cfg)
     else:
-        sel = select(scores, cfg, keep=keep, count=count, target_counts=counts)
+        sel = select_quietly(scores, cfg, keep=keep, count=count, target_counts=counts)
         data = encoded(sel)
     if auto_report is not None:
         sel.auto = auto_report
+    warn_about(sel)
     if out is not None:
         atomic.write_bytes(out, data)
-    return decode_payload(data), sel, data
+    return PayloadResult(decode_payload(data), sel, data)

@@ -229,6 +229,11 @@ def open_scores(path: str | os.PathLike, pack: ReferencePack | None = None) -> S
     return Scores.open(path, pack)
 
 
+def as_scores(scores: Scores | str | os.PathLike, pack: ReferencePack | None = None) -> Scores:
+    """``scores`` itself, or the finished scores at that path: API functions take either."""
+    return Scores.open(scores, pack) if isinstance(scores, (str, os.PathLike)) else scores
+
+
 class Scores:
     """Per-image energy, label, entropy and flags of one pack under one teacher (memory-mapped), and
     ``distance`` when the teacher had anchors (else ``distance`` is None)."""

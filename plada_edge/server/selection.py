@@ -71,7 +71,9 @@ budget, strategy or quota only re-reads the memory-mapped scores.
 
 from __future__ import annotations
 
+import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -91,8 +93,8 @@ from ..core.config import (
     parse_target_power,
     with_options,
 )
-from ..core.errors import ConfigError
-from .scoring import Scores, gather_rows, read_rows
+from ..core.errors import ConfigError, PladaWarning
+from .scoring import Scores, as_scores, gather_rows, read_rows
 
 CHUNK = 1 << 18  # rows of scores a selection pass reads at a time: its memory, whatever N is
 _STRATEGIES: dict[str, Callable] = {}
@@ -111,6 +113,7 @@ def register_strategy(name: str, doc: str):
 
 
 def list_strategies() -> list[str]:
+    """Selection strategies ``select(strategy=...)`` knows, resolvers (by-teacher, by-view, auto) included."""
     return sorted(_STRATEGIES)
 
 
@@ -312,6 +315,17 @@ class Selection:
             r["sources"] = {s.name: int((sid == i).sum()) for i, s in enumerate(pack.sources)}
         return r
 
+    def to_dict(self) -> dict:
+        """The report as a plain dict (what ``select --json`` prints)."""
+        return self.report()
+
+    def __repr__(self) -> str:
+        present = int((self.histogram > 0).sum())
+        return (
+            f"Selection({self.strategy}, k={self.k:,} of {self.pack_n:,}, "
+            f"{present} of {self.num_classes} classes, {len(self.warnings)} warnings)"
+        )
+
 
 def budget_size(n: int, keep: str | float | None, count: int | None) -> int:
     if (keep is None) == (count is None):
@@ -456,7 +470,7 @@ def class_counts(scores: Scores) -> np.ndarray:
 
 
 def select(
-    scores: Scores,
+    scores: Scores | str | os.PathLike,
     config: SelectionConfig | None = None,
     *,
     keep: str | float | None = None,
@@ -465,7 +479,7 @@ def select(
     target_counts=None,
     **options,
 ) -> Selection:
-    """Choose images within a budget of ``keep`` (fraction) or ``count`` images.
+    """Choose images within a budget of ``keep`` (fraction) or ``count`` images; ``scores`` or their folder.
 
     With ``quotas="target"`` the Safety-Net splits the whole budget in the target's training class
     proportions: ``target_counts`` when given, else what the teacher recorded; a teacher that
@@ -476,8 +490,33 @@ def select(
     ``config`` (a SelectionConfig) says how; keyword ``options`` override its fields, so
     ``select(scores, keep="1%", strategy="random")`` works. The Safety-Net is on by default: plain
     lowest-energy selection drops whole classes at small keeps and lost to it on both offline
-    targets (docs/results.md, "Defaults, and why").
+    targets (docs/results.md, "Defaults, and why"). What the selection warns of (classes that
+    vanished, fallbacks) is both in ``Selection.warnings`` and issued as a ``PladaWarning``.
     """
+    sel = select_quietly(
+        as_scores(scores), config, keep=keep, count=count, threads=threads, target_counts=target_counts, **options
+    )
+    warn_about(sel)
+    return sel
+
+
+def warn_about(sel: Selection) -> None:
+    """Issue a selection's warnings through ``warnings.warn`` (the CLI prints each as one line)."""
+    for message in sel.warnings:
+        warnings.warn(message, PladaWarning, stacklevel=3)
+
+
+def select_quietly(
+    scores: Scores,
+    config: SelectionConfig | None = None,
+    *,
+    keep: str | float | None = None,
+    count: int | None = None,
+    threads: int = 0,
+    target_counts=None,
+    **options,
+) -> Selection:
+    """``select`` without issuing its warnings (they stay in ``Selection.warnings``): byte-budget probes."""
     cfg = with_options(config, SelectionConfig, options)
     strategy, seed = cfg.strategy, cfg.seed
     if strategy not in _STRATEGIES:

@@ -29,6 +29,7 @@ from ..core.errors import ModelError
 from ..core.locks import output_lock
 from ..core.models import create_model, export_onnx_graph, feature_hook
 from ..core.recipes import TargetFacts, is_pretrained, teacher_options
+from ..core.results import ExportResult, TeacherResult
 from ..core.targets import Target, load_target
 from ..core.train import accuracy, fit, load_checkpoint, predict
 from ..core.view import ViewSpec, as_nhwc3, torch_view
@@ -45,7 +46,7 @@ def train_teacher(
     resume: bool = True,
     progress: bool | None = None,
     **options,
-) -> dict:
+) -> TeacherResult:
     """Train a teacher on the target's train split; write teacher.pt and metrics.json into ``out``.
 
     ``config`` (a TeacherConfig) or flat keyword ``options`` (arch, size, weights and any
@@ -118,7 +119,7 @@ def train_teacher(
             "device": device,
         }
         atomic.write_json(out / METRICS_FILE, metrics)
-    return metrics
+    return TeacherResult(metrics)
 
 
 def anchor_features(model, spec: ViewSpec, target: Target, limit: int = NEAREST_ANCHORS, device: str = "cpu"):
@@ -202,7 +203,7 @@ def export_onnx(
     *,
     nearest: bool = True,
     target: Target | str | None = None,
-) -> dict:
+) -> ExportResult:
     """Export teacher.pt to ONNX (uint8 NHWC in; logits [+ features] [+ distance] out), check and verify it.
 
     ``nearest``: add the ``distance`` output from the teacher's anchors. A teacher trained before
@@ -255,17 +256,19 @@ def export_onnx(
         if name != "features" and not d <= tolerance:
             raise ModelError(f"ONNX export disagrees with torch: max |{name} diff| {d:.3g} > {tolerance:g}")
     atomic.write_bytes(out, data)
-    return {
-        "onnx": str(out),
-        "bytes": len(data),
-        "max_abs_logit_diff": diff,
-        "parity_batch": parity_batch,
-        "input_size": input_size,
-        "outputs": outputs,
-        "anchors": 0 if anchors is None else len(anchors),
-        "checkpoint_sha256": meta["checkpoint_sha256"],
-        "test_acc": meta.get("metrics", {}).get("test_acc"),
-    }
+    return ExportResult(
+        {
+            "onnx": str(out),
+            "bytes": len(data),
+            "max_abs_logit_diff": diff,
+            "parity_batch": parity_batch,
+            "input_size": input_size,
+            "outputs": outputs,
+            "anchors": 0 if anchors is None else len(anchors),
+            "checkpoint_sha256": meta["checkpoint_sha256"],
+            "test_acc": meta.get("metrics", {}).get("test_acc"),
+        }
+    )
 
 
 def export_int8(
