@@ -383,9 +383,7 @@ def _fmt(x, spec=".3f") -> str:
 
 
 def report(results: dict) -> str:
-    # the suite's order (the record keeps its targets sorted by name); targets outside the suite last
-    order = sorted(results["targets"], key=lambda t: (SUITE.index(t) if t in SUITE else len(SUITE), t))
-    results = dict(results, targets={t: results["targets"][t] for t in order})
+    results = _ordered(results)  # targets outside the suite last
     lines = [
         f"Machine: {results['machine']}. Pool: offline-mix `{results['pack'][:12]}…`, keep {results['keep']}. "
         "Accuracy on each target's test split; macro = mean per-class accuracy. A recipe's student is "
@@ -767,6 +765,125 @@ def goals(results: dict, ratios: dict) -> list[str]:
     return out
 
 
+FIGURE = Path(__file__).resolve().parent.parent / "docs" / "figures" / "suite.png"
+
+
+def _ordered(results: dict) -> dict:
+    """The results with targets in the suite's order (the record keeps them sorted by name)."""
+    order = sorted(results["targets"], key=lambda t: (SUITE.index(t) if t in SUITE else len(SUITE), t))
+    return dict(results, targets={t: results["targets"][t] for t in order})
+
+
+def _auto_rows(results: dict) -> list[tuple[str, dict]]:
+    """(target, the figures of the recipe auto picks) for every target with a default student."""
+    out = []
+    for target, res in results["targets"].items():
+        rec, d = res.get(res["auto"]) or {}, _row(res, res["auto"], "default")
+        if d is None:
+            continue
+        out.append(
+            (
+                target,
+                {
+                    "recipe": res["auto"],
+                    "teacher": rec["teacher"]["test_acc"],
+                    "default": d,
+                    "random": _row(res, res["auto"], "random"),
+                    "energy": _row(res, res["auto"], "energy"),
+                    "bytes": rec["rows"]["default"]["payload"]["bytes"],
+                    "colour": res["facts"]["channels"] == 3,
+                },
+            )
+        )
+    return out
+
+
+def expect(results: dict) -> str:
+    """The top of docs/results.md: what a user can expect on a task of their own, and today's defaults."""
+    from plada_edge.core.config import AUTO_SPREAD, QUOTA_IMBALANCE, SelectionConfig, StudentConfig
+    from plada_edge.core.recipes import PRETRAINED_SIZE, installed_pretrained_arch
+
+    rows = _auto_rows(_ordered(results))
+    if not rows:
+        return "No suite runs recorded yet: run tools/bench_suite.py."
+    ratio = {t: r["default"] / r["teacher"] for t, r in rows}
+    worst = min(ratio, key=ratio.get)
+    over_random = {t: r["default"] - r["random"] for t, r in rows if r["random"] is not None}
+    sel, student = SelectionConfig(), StudentConfig()
+    sizes = [r["bytes"] for _, r in rows]
+    lines = [
+        f'On the suite\'s {len(rows)} targets (section "suite" below; none of them tuned on alone), the defaults at '
+        f"{results['keep']} of the offline-mix pool gave a student keeping "
+        f"**{np.mean(list(ratio.values())):.2f}** of its teacher's accuracy on average "
+        f"(from {min(ratio.values()):.2f}, {worst}, to {max(ratio.values()):.2f}), with payloads of "
+        f"{min(sizes):,}–{max(sizes):,} bytes. The default selection beat random selection of the same size "
+        f"on {sum(g > 0 for g in over_random.values())} of {len(over_random)} targets "
+        f"(by {100 * min(over_random.values()):+.1f} to {100 * max(over_random.values()):+.1f} points).",
+        "",
+        "What that means for a task of your own:",
+        "",
+        "- **The student follows the teacher.** Expect a share of your teacher's accuracy, not more: a weak "
+        "teacher (the icon tasks' 0.5) gives a weak student. Train the best teacher you can; `teacher train` "
+        "reports its test accuracy, and `inspect --grid` shows what the payload picked.",
+        "- **The pool must hold something like your images.** The reference set stands in for your data; "
+        'where it holds nothing of your domain, no selection helps (docs/results.md, "Far out of domain").',
+        "- **Small payloads are the point.** At 1 % a payload is a few KB; larger keeps paid only where the "
+        'student kept little of its teacher (section "budget").',
+        "",
+        "The defaults, and where their evidence is:",
+        "",
+        f"- Recipe `auto`: colour targets get `{installed_pretrained_arch() or 'a pretrained model'}` "
+        f"(ImageNet weights, {PRETRAINED_SIZE} px, a linear probe); grayscale ones resnet18 from scratch at 32 px "
+        '("suite", *Defaults, and why (the recipe)*).',
+        f"- Order `{sel.strategy}`: nearest to the target's own images for a pretrained teacher, lowest energy for a "
+        'scratch one unless the pool holds near-copies of the target ("suite", the strategy table; '
+        '"near_copies").',
+        f"- Safety-Net on: class quotas (pool-sized, alpha {sel.alpha:g}, share {sel.share:g}; sized by the target "
+        f'when its classes differ {QUOTA_IMBALANCE:g}x or more) so no class vanishes ("suite", the quota tables).',
+        f"- Spread `{sel.spread}`: each quota drawn from a band up to {AUTO_SPREAD['gray'][1]:g}x "
+        f'({AUTO_SPREAD["colour"][1]:g}x for colour) its size at small keeps ("suite", the spread table).',
+        f"- Student: {student.train.epochs} epochs from scratch, or the recipe's probe; no label expansion, no "
+        'self-training ("suite", self-training table).',
+        "",
+        "![student against teacher on the suite](figures/suite.png)",
+        "",
+        "The picture: per target, the teacher, the default student, and random and plain lowest-energy selection "
+        "(the paper's order without quotas) of the same size, with the recipe auto picks.",
+    ]
+    return "\n".join(lines)
+
+
+def figure(results: dict, path: Path = FIGURE) -> Path | None:
+    """docs/figures/suite.png: per target, teacher against students of the default, random and plain-energy rows."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = _auto_rows(_ordered(results))
+    bars = (("teacher", "teacher", "#4c4c4c"), ("default", "default student", "#1f77b4"))
+    bars += (("random", "random", "#bbbbbb"), ("energy", "plain energy", "#e6a04c"))
+    fig, ax = plt.subplots(figsize=(8.5, 3.6), dpi=120)
+    width = 0.2
+    for i, (key, label, colour) in enumerate(bars):
+        xs = [j + (i - 1.5) * width for j in range(len(rows))]
+        ys = [r[key] if r[key] is not None else 0 for _, r in rows]
+        ax.bar(xs, ys, width, label=label, color=colour)
+    ax.set_xticks(range(len(rows)), [f"{t}\n({r['recipe']})" for t, r in rows])
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"PLADA at {results['keep']} of offline-mix: students from a payload of a few KB", fontsize=10)
+    ax.legend(ncol=4, fontsize=8, loc="upper right", frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def why(results: dict) -> list[str]:
     """The recipe rule beside the runs that chose it: scratch vs pretrained, per kind of target."""
     from plada_edge.core.recipes import PRETRAINED_SIZE, PRETRAINED_TRAIN, installed_pretrained_arch
@@ -830,6 +947,8 @@ def main() -> None:
             "docs/results-suite.json, which `--report-only` reads for any teacher no longer cached.\n\n"
         )
         replace_section("suite", runs + text, command, doc="results.md")
+        replace_section("expect", expect(results), command, doc="results.md")
+        figure(results)
 
 
 if __name__ == "__main__":

@@ -327,8 +327,10 @@ def defaults(results: dict) -> list[str]:
     opts, epochs = code_defaults()
     default = strategy_name(opts)
     out = [
-        "### Defaults, and why",
+        "### The defaults when this section was generated, and why",
         "",
+        "Today's defaults, and the evidence for each, are at the top of this page (\"What to expect\"); "
+        "this section keeps what its own runs said of the defaults of its date. "
         f"The code's defaults (read from it when this page was written): `select`, `pack` and `serve` use strategy "
         f"`{opts['strategy']}` with the Safety-Net {'on' if opts['safety_net'] else 'off'} (alpha "
         f"{opts['alpha']}, share {opts['share']}) and spread `{opts['spread']}`, i.e. the row "

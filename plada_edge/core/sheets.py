@@ -84,8 +84,9 @@ def contact_sheet(
     return _png(sheet)
 
 
-def energy_histogram(all_energy: np.ndarray, selected_energy: np.ndarray, title: str = "") -> bytes:
-    """A PNG histogram of the pool's energies, the selected images' on top, the cut as a line."""
+def energy_histogram(all_energy: np.ndarray, selected_energy: np.ndarray, title: str = "", cut: bool = True) -> bytes:
+    """A PNG histogram of the pool's energies, the selected images' on top; with ``cut``, the energy the
+    selection stopped at as a line (only an energy-order selection has one)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,8 +101,9 @@ def energy_histogram(all_energy: np.ndarray, selected_energy: np.ndarray, title:
     ax.hist(e, bins=bins, color="#9aa7b4", label=f"pool ({len(e):,})")
     if len(s):
         ax.hist(s, bins=bins, color="#d1495b", label=f"selected ({len(s):,})")
-        ax.axvline(float(s.max()), color="#d1495b", linestyle="--", linewidth=1)
-        ax.text(float(s.max()), ax.get_ylim()[1] * 0.9, " cut", color="#d1495b", fontsize=8)
+        if cut:
+            ax.axvline(float(s.max()), color="#d1495b", linestyle="--", linewidth=1)
+            ax.text(float(s.max()), ax.get_ylim()[1] * 0.9, " cut", color="#d1495b", fontsize=8)
     ax.set_yscale("log")
     ax.set_xlabel("energy (lower = more in-distribution)")
     ax.set_title(title, fontsize=10)
@@ -149,7 +151,8 @@ def stack_png(*parts: bytes) -> bytes:
 
 def payload_sheet(payload, pack, energy: np.ndarray | None = None, per_class: int = 12) -> bytes:
     """The contact sheet of a payload's selection (checked against ``pack``); with the pool's ``energy``
-    (one value per pack image), rows in energy order and the energy histogram with the cut below."""
+    (one value per pack image), rows in energy order and the energy histogram below, with the cut where the
+    selection was made in energy order (a nearest-order selection has no energy cut to draw)."""
     payload.check_pack(pack)
     h = payload.header
     title = f"{h['task']}: {payload.k:,} of {payload.n:,} images, {payload.num_classes} classes"
@@ -157,4 +160,7 @@ def payload_sheet(payload, pack, energy: np.ndarray | None = None, per_class: in
     sheet = contact_sheet(pack, payload.indices, payload.labels, h["class_names"], selected, per_class, title=title)
     if energy is None:
         return sheet
-    return stack_png(sheet, energy_histogram(np.asarray(energy), selected, title="energy of every pool image"))
+    order = (h.get("selection") or {}).get("strategy") or "energy"
+    cut = order == "energy"
+    title = "energy of every pool image" + ("" if cut else f" ({order} order: no energy cut)")
+    return stack_png(sheet, energy_histogram(np.asarray(energy), selected, title=title, cut=cut))
