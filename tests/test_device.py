@@ -10,15 +10,15 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("faiss")
 
-from conftest import Interrupted, interrupt_after  # noqa: E402
+from conftest import Interrupted, interrupt_after
 
-from plada_edge.core import atomic, train  # noqa: E402
-from plada_edge.core.payload import PayloadError  # noqa: E402
-from plada_edge.core.reference import build_pack  # noqa: E402
-from plada_edge.device.index import build_index, expand_labels  # noqa: E402
-from plada_edge.device.student import evaluate, learn  # noqa: E402
-from plada_edge.server.payloads import make_payload  # noqa: E402
-from plada_edge.server.scoring import score_pack  # noqa: E402
+from plada_edge.core import atomic, train
+from plada_edge.core.payload import PayloadError
+from plada_edge.core.reference import build_pack
+from plada_edge.device.index import build_index, expand_labels
+from plada_edge.device.student import evaluate, learn
+from plada_edge.server.payloads import make_payload
+from plada_edge.server.scoring import score_pack
 
 
 @pytest.fixture(scope="module")

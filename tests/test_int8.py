@@ -7,12 +7,12 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from typer.testing import CliRunner  # noqa: E402
+from typer.testing import CliRunner
 
-from plada_edge.cli import app  # noqa: E402
-from plada_edge.server.scoring import score_pack  # noqa: E402
-from plada_edge.server.selection import select  # noqa: E402
-from plada_edge.server.teacher import export_int8, onnx_metadata  # noqa: E402
+from plada_edge.cli import app
+from plada_edge.server.scoring import score_pack
+from plada_edge.server.selection import select
+from plada_edge.server.teacher import export_int8, onnx_metadata
 
 
 def test_int8_teacher_scores_like_fp32(tiny, tmp_path):

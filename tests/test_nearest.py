@@ -8,10 +8,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from plada_edge.core.config import NEAR_COPY_QUANTILE, NEAR_COPY_RATIO, NEAREST_K  # noqa: E402
-from plada_edge.server.scoring import score_pack  # noqa: E402
-from plada_edge.server.selection import near_copy_ratio, select  # noqa: E402
-from plada_edge.server.teacher import export_onnx, load_teacher, onnx_metadata  # noqa: E402
+from plada_edge.core.config import NEAR_COPY_QUANTILE, NEAR_COPY_RATIO, NEAREST_K
+from plada_edge.server.scoring import score_pack
+from plada_edge.server.selection import near_copy_ratio, select
+from plada_edge.server.teacher import export_onnx, load_teacher, onnx_metadata
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytest.importorskip("matplotlib")
 
-from test_server import Running, get  # noqa: E402
+from test_server import Running, get
 
-from plada_edge.server.http import create_app, load_published  # noqa: E402
-from plada_edge.server.tasks import build_tasks  # noqa: E402
+from plada_edge.server.http import create_app, load_published
+from plada_edge.server.tasks import build_tasks
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

@@ -10,14 +10,14 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from conftest import Interrupted, interrupt_after, sigkill_when  # noqa: E402
+from conftest import Interrupted, interrupt_after, sigkill_when
 
-from plada_edge.core.config import FRAME  # noqa: E402
-from plada_edge.core.reference import build_pack  # noqa: E402
-from plada_edge.server import scoring  # noqa: E402
-from plada_edge.server.scoring import Scores, ScoresError, score_pack  # noqa: E402
-from plada_edge.server.selection import select  # noqa: E402
-from plada_edge.server.teacher import onnx_metadata  # noqa: E402
+from plada_edge.core.config import FRAME
+from plada_edge.core.reference import build_pack
+from plada_edge.server import scoring
+from plada_edge.server.scoring import Scores, ScoresError, score_pack
+from plada_edge.server.selection import select
+from plada_edge.server.teacher import onnx_metadata
 
 
 def test_teacher_learns_and_exports_faithfully(tiny):

@@ -10,13 +10,13 @@ from typer.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from plada_edge import load_student  # noqa: E402
-from plada_edge.cli import app  # noqa: E402
-from plada_edge.core.errors import ModelError, TargetError  # noqa: E402
-from plada_edge.device.predictor import CARD_FILE, CARD_FORMAT  # noqa: E402
-from plada_edge.device.student import evaluate, learn  # noqa: E402
-from plada_edge.server.payloads import make_payload  # noqa: E402
-from plada_edge.server.scoring import score_pack  # noqa: E402
+from plada_edge import load_student
+from plada_edge.cli import app
+from plada_edge.core.errors import ModelError, TargetError
+from plada_edge.device.predictor import CARD_FILE, CARD_FORMAT
+from plada_edge.device.student import evaluate, learn
+from plada_edge.server.payloads import make_payload
+from plada_edge.server.scoring import score_pack
 
 runner = CliRunner()
 

@@ -13,17 +13,17 @@ import pytest
 
 pytest.importorskip("torch")
 
-from typer.testing import CliRunner  # noqa: E402
+from typer.testing import CliRunner
 
-from plada_edge.cli import app  # noqa: E402
-from plada_edge.core.errors import ConfigError, PladaError  # noqa: E402
-from plada_edge.core.locks import BusyError, output_lock  # noqa: E402
-from plada_edge.core.reference import build_pack  # noqa: E402
-from plada_edge.core.targets import Target, save_target  # noqa: E402
-from plada_edge.device.student import learn  # noqa: E402
-from plada_edge.server.payloads import make_payload  # noqa: E402
-from plada_edge.server.scoring import score_pack  # noqa: E402
-from plada_edge.server.teacher import train_teacher  # noqa: E402
+from plada_edge.cli import app
+from plada_edge.core.errors import ConfigError, PladaError
+from plada_edge.core.locks import BusyError, output_lock
+from plada_edge.core.reference import build_pack
+from plada_edge.core.targets import Target, save_target
+from plada_edge.device.student import learn
+from plada_edge.server.payloads import make_payload
+from plada_edge.server.scoring import score_pack
+from plada_edge.server.teacher import train_teacher
 
 
 def run(*args: str):
@@ -331,7 +331,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self.seen.append((self.headers.get("Host"), self.path, self.headers.get("Authorization")))
         status, headers, body, drip = self.routes.get(self.path, (404, {}, b"", 0))
         self.send_response(status)

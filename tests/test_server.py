@@ -15,10 +15,10 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from plada_edge.core.payload import PayloadError  # noqa: E402
-from plada_edge.device.fetch import FetchError, fetch_payload  # noqa: E402
-from plada_edge.server.http import create_app, load_published  # noqa: E402
-from plada_edge.server.tasks import build_tasks  # noqa: E402
+from plada_edge.core.payload import PayloadError
+from plada_edge.device.fetch import FetchError, fetch_payload
+from plada_edge.server.http import create_app, load_published
+from plada_edge.server.tasks import build_tasks
 
 
 class Running:

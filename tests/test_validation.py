@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from plada_edge.cli import app  # noqa: E402
-from plada_edge.core.targets import Target, save_target  # noqa: E402
-from plada_edge.server.payloads import make_payload  # noqa: E402
-from plada_edge.server.scoring import score_pack  # noqa: E402
+from plada_edge.cli import app
+from plada_edge.core.targets import Target, save_target
+from plada_edge.server.payloads import make_payload
+from plada_edge.server.scoring import score_pack
 
 runner = CliRunner()
 

@@ -18,11 +18,11 @@ import argparse
 import time
 from pathlib import Path
 
-import bench_suite as suite  # noqa: E402
-from benchkit import machine, publish, record_targets, recorded_targets  # noqa: E402
+import bench_suite as suite
+from benchkit import machine, publish, record_targets, recorded_targets
 
-from plada_edge.core.reference import ReferencePack  # noqa: E402
-from plada_edge.core.targets import data_dir  # noqa: E402
+from plada_edge.core.reference import ReferencePack
+from plada_edge.core.targets import data_dir
 
 KEEPS = ("1%", "2%", "5%")
 ROWS = ("default", "random")  # the default selection, and the baseline the suite's goals hold it to

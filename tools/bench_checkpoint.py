@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import machine, replace_section  # noqa: E402
+from benchkit import machine, replace_section
 
-from plada_edge.core import train  # noqa: E402
-from plada_edge.core.config import CHECKPOINT_SECONDS, TrainConfig  # noqa: E402
-from plada_edge.core.devices import resolve_device  # noqa: E402
-from plada_edge.core.models import create_model  # noqa: E402
-from plada_edge.core.view import ViewSpec, torch_view  # noqa: E402
+from plada_edge.core import train
+from plada_edge.core.config import CHECKPOINT_SECONDS, TrainConfig
+from plada_edge.core.devices import resolve_device
+from plada_edge.core.models import create_model
+from plada_edge.core.view import ViewSpec, torch_view
 
 
 def timed_fit(images, labels, cfg, device: str, every_epoch: bool, root: Path) -> tuple[float, list[float], dict]:

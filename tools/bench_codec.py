@@ -19,10 +19,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from benchkit import interleaved, replace_section  # noqa: E402
+from benchkit import interleaved, replace_section
 
-from plada_edge.core.codecs import get_codec, list_codecs  # noqa: E402
-from plada_edge.core.payload import information_floor_bits  # noqa: E402
+from plada_edge.core.codecs import get_codec, list_codecs
+from plada_edge.core.payload import information_floor_bits
 
 N21K = 14_197_122
 PAPER = ("paper-idx", "paper-bmp")

@@ -21,11 +21,11 @@ import argparse
 import time
 from pathlib import Path
 
-import bench_suite as suite  # noqa: E402
-from benchkit import machine, publish, record_targets, recorded_targets  # noqa: E402
+import bench_suite as suite
+from benchkit import machine, publish, record_targets, recorded_targets
 
-from plada_edge.core.reference import ReferencePack  # noqa: E402
-from plada_edge.core.targets import data_dir  # noqa: E402
+from plada_edge.core.reference import ReferencePack
+from plada_edge.core.targets import data_dir
 
 # (recipe, row): the default, and the two baselines issue 15 holds it to
 ROWS = (("auto", "default"), ("auto", "random"), ("scratch", "default"))

@@ -17,15 +17,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-from benchkit import replace_section  # noqa: E402
+from benchkit import replace_section
 
-from plada_edge.core import atomic  # noqa: E402
-from plada_edge.core.reference import ReferencePack  # noqa: E402
-from plada_edge.core.targets import data_dir, load_target  # noqa: E402
-from plada_edge.device.student import learn  # noqa: E402
-from plada_edge.server.payloads import make_payload  # noqa: E402
-from plada_edge.server.scoring import Scores, score_pack  # noqa: E402
-from plada_edge.server.teacher import export_onnx, train_teacher  # noqa: E402
+from plada_edge.core import atomic
+from plada_edge.core.reference import ReferencePack
+from plada_edge.core.targets import data_dir, load_target
+from plada_edge.device.student import learn
+from plada_edge.server.payloads import make_payload
+from plada_edge.server.scoring import Scores, score_pack
+from plada_edge.server.teacher import export_onnx, train_teacher
 
 ROOT = Path("runs/far_ood")
 

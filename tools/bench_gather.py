@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import replace_section  # noqa: E402
+from benchkit import replace_section
 
-from plada_edge.core.reference import IMAGES, ReferencePack  # noqa: E402
+from plada_edge.core.reference import IMAGES, ReferencePack
 
 
 def drop_cache(path: Path) -> None:

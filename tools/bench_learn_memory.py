@@ -18,11 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchkit import replace_section  # noqa: E402
+from benchkit import replace_section
 
-from plada_edge.core.reference import IMAGES, ReferencePack  # noqa: E402
-from plada_edge.server.payloads import make_payload  # noqa: E402
-from plada_edge.server.scoring import Scores  # noqa: E402
+from plada_edge.core.reference import IMAGES, ReferencePack
+from plada_edge.server.payloads import make_payload
+from plada_edge.server.scoring import Scores
 
 CHILD = """
 import json, resource, sys

@@ -23,17 +23,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from benchkit import machine, replace_section  # noqa: E402
+from benchkit import machine, replace_section
 
-from plada_edge.core import atomic  # noqa: E402
-from plada_edge.core.config import NEAR_COPY_RATIO  # noqa: E402
-from plada_edge.core.payload import write_payload  # noqa: E402
-from plada_edge.core.reference import ReferencePack  # noqa: E402
-from plada_edge.core.targets import Target, data_dir, load_target  # noqa: E402
-from plada_edge.server.payloads import payload_header  # noqa: E402
-from plada_edge.server.scoring import Scores, score_pack  # noqa: E402
-from plada_edge.server.selection import near_copy_ratio, select, teacher_strategy  # noqa: E402
-from plada_edge.server.teacher import export_onnx, train_teacher  # noqa: E402
+from plada_edge.core import atomic
+from plada_edge.core.config import NEAR_COPY_RATIO
+from plada_edge.core.payload import write_payload
+from plada_edge.core.reference import ReferencePack
+from plada_edge.core.targets import Target, data_dir, load_target
+from plada_edge.server.payloads import payload_header
+from plada_edge.server.scoring import Scores, score_pack
+from plada_edge.server.selection import near_copy_ratio, select, teacher_strategy
+from plada_edge.server.teacher import export_onnx, train_teacher
 
 ROOT = Path("runs/heldout")
 FRAME = "none"  # images as stored, as when NEAR_COPY_RATIO was set; grayscale teachers now default to "ink"

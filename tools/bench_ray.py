@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import replace_section  # noqa: E402
+from benchkit import replace_section
 
-from plada_edge.core import native  # noqa: E402
-from plada_edge.core.reference import ReferencePack  # noqa: E402
-from plada_edge.server.scoring import FIELDS, score_pack  # noqa: E402
+from plada_edge.core import native
+from plada_edge.core.reference import ReferencePack
+from plada_edge.server.scoring import FIELDS, score_pack
 
 
 def main() -> None:

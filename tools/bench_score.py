@@ -14,13 +14,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from benchkit import interleaved, replace_section  # noqa: E402
+from benchkit import interleaved, replace_section
 
-from plada_edge.core import native  # noqa: E402
-from plada_edge.core.reference import ReferencePack  # noqa: E402
-from plada_edge.core.view import ViewSpec, torch_view  # noqa: E402
-from plada_edge.server.scoring import _session  # noqa: E402
-from plada_edge.server.teacher import load_teacher  # noqa: E402
+from plada_edge.core import native
+from plada_edge.core.reference import ReferencePack
+from plada_edge.core.view import ViewSpec, torch_view
+from plada_edge.server.scoring import _session
+from plada_edge.server.teacher import load_teacher
 
 
 def main() -> None:

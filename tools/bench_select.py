@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from benchkit import interleaved, replace_section  # noqa: E402
+from benchkit import interleaved, replace_section
 
-from plada_edge.core import native, twins  # noqa: E402
-from plada_edge.server.selection import safety_net_quotas  # noqa: E402
+from plada_edge.core import native, twins
+from plada_edge.server.selection import safety_net_quotas
 
 
 def synthetic(n: int, c: int, seed: int = 0):

@@ -34,25 +34,25 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from benchkit import machine, read_record, recorded_targets, replace_section  # noqa: E402
+from benchkit import machine, read_record, recorded_targets, replace_section
 
-from plada_edge.core import atomic  # noqa: E402
-from plada_edge.core.config import SelectionConfig, StudentConfig, TeacherConfig  # noqa: E402
-from plada_edge.core.payload import write_payload  # noqa: E402
-from plada_edge.core.recipes import TargetFacts, teacher_options  # noqa: E402
-from plada_edge.core.reference import ReferencePack  # noqa: E402
-from plada_edge.core.targets import data_dir, load_target  # noqa: E402
-from plada_edge.data.suite import SUITE, THEMES  # noqa: E402
-from plada_edge.server.payloads import payload_header  # noqa: E402
-from plada_edge.server.scoring import Scores, score_pack  # noqa: E402
-from plada_edge.server.selection import (  # noqa: E402
+from plada_edge.core import atomic
+from plada_edge.core.config import SelectionConfig, StudentConfig, TeacherConfig
+from plada_edge.core.payload import write_payload
+from plada_edge.core.recipes import TargetFacts, teacher_options
+from plada_edge.core.reference import ReferencePack
+from plada_edge.core.targets import data_dir, load_target
+from plada_edge.data.suite import SUITE, THEMES
+from plada_edge.server.payloads import payload_header
+from plada_edge.server.scoring import Scores, score_pack
+from plada_edge.server.selection import (
     budget_size,
     class_counts,
     near_copy_ratio,
     resolve_spread,
     select,
 )
-from plada_edge.server.teacher import export_onnx, onnx_metadata, train_teacher  # noqa: E402
+from plada_edge.server.teacher import export_onnx, onnx_metadata, train_teacher
 
 ROOT = Path("runs/suite")
 COLOUR = tuple(THEMES)  # the icon-theme colour targets: a pretrained student there takes seconds

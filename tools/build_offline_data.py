@@ -18,9 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from benchkit import DOCS, machine, replace_section  # noqa: E402
+from benchkit import DOCS, machine, replace_section
 
-from plada_edge.data.offline import DEFAULT_TOTAL, build_offline_data  # noqa: E402
+from plada_edge.data.offline import DEFAULT_TOTAL, build_offline_data
 
 
 def main() -> None:

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import replace_section  # noqa: E402
+from benchkit import replace_section
 
-from plada_edge.core import atomic  # noqa: E402
-from plada_edge.core.payload import encode_payload  # noqa: E402
+from plada_edge.core import atomic
+from plada_edge.core.payload import encode_payload
 
 HOST = "127.0.0.1"  # loopback only, by design
 MAX_REQUESTS = 2_000_000

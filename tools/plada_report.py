@@ -6,15 +6,15 @@ still agree with the numbers.
 from __future__ import annotations
 
 import numpy as np
-from benchkit import DOCS, replace_section  # noqa: E402
+from benchkit import DOCS, replace_section
 from plada_runs import KEEPS, PRETRAINED_STUDENT, ROOT, SAMPLE_BUDGET, STRATEGIES, code_defaults, strategy_name
 
-from plada_edge.core import atomic  # noqa: E402
-from plada_edge.core.codecs import list_codecs  # noqa: E402
-from plada_edge.core.payload import read_payload  # noqa: E402
-from plada_edge.core.reference import ReferencePack  # noqa: E402
-from plada_edge.core.targets import data_dir  # noqa: E402
-from plada_edge.server.scoring import Scores  # noqa: E402
+from plada_edge.core import atomic
+from plada_edge.core.codecs import list_codecs
+from plada_edge.core.payload import read_payload
+from plada_edge.core.reference import ReferencePack
+from plada_edge.core.targets import data_dir
+from plada_edge.server.scoring import Scores
 
 
 def _ms(runs: list[dict], key: str = "test_acc") -> str:
@@ -329,7 +329,7 @@ def defaults(results: dict) -> list[str]:
     out = [
         "### The defaults when this section was generated, and why",
         "",
-        "Today's defaults, and the evidence for each, are at the top of this page (\"What to expect\"); "
+        'Today\'s defaults, and the evidence for each, are at the top of this page ("What to expect"); '
         "this section keeps what its own runs said of the defaults of its date. "
         f"The code's defaults (read from it when this page was written): `select`, `pack` and `serve` use strategy "
         f"`{opts['strategy']}` with the Safety-Net {'on' if opts['safety_net'] else 'off'} (alpha "

@@ -13,18 +13,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import machine  # noqa: E402
+from benchkit import machine
 
-from plada_edge.core import atomic  # noqa: E402
-from plada_edge.core.codecs import list_codecs  # noqa: E402
-from plada_edge.core.payload import encode_payload, write_payload  # noqa: E402
-from plada_edge.core.reference import ReferencePack  # noqa: E402
-from plada_edge.core.targets import data_dir, load_target  # noqa: E402
-from plada_edge.data.offline import load_pool_truth  # noqa: E402
-from plada_edge.server.payloads import payload_header  # noqa: E402
-from plada_edge.server.scoring import Scores, score_pack  # noqa: E402
-from plada_edge.server.selection import select  # noqa: E402
-from plada_edge.server.teacher import export_onnx, train_teacher  # noqa: E402
+from plada_edge.core import atomic
+from plada_edge.core.codecs import list_codecs
+from plada_edge.core.payload import encode_payload, write_payload
+from plada_edge.core.reference import ReferencePack
+from plada_edge.core.targets import data_dir, load_target
+from plada_edge.data.offline import load_pool_truth
+from plada_edge.server.payloads import payload_header
+from plada_edge.server.scoring import Scores, score_pack
+from plada_edge.server.selection import select
+from plada_edge.server.teacher import export_onnx, train_teacher
 
 ROOT = Path("runs/bench")
 TEACHERS = {

@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-from benchkit import DOCS, replace_section  # noqa: E402
+from benchkit import DOCS, replace_section
 
-from plada_edge.core import atomic  # noqa: E402
-from plada_edge.core.reference import ReferencePack  # noqa: E402
-from plada_edge.server.scoring import Scores  # noqa: E402
-from plada_edge.server.selection import select  # noqa: E402
-from plada_edge.server.teacher import export_onnx  # noqa: E402
+from plada_edge.core import atomic
+from plada_edge.core.reference import ReferencePack
+from plada_edge.server.scoring import Scores
+from plada_edge.server.selection import select
+from plada_edge.server.teacher import export_onnx
 
 
 def energy_grid(pack: ReferencePack, scores: Scores, classes: list[int], per: int = 64):

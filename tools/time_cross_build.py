@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import replace_section  # noqa: E402
+from benchkit import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
