@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -95,31 +94,3 @@ def save_npy(path: str | os.PathLike, array) -> Path:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     return write_bytes(path, buf.getvalue())
-
-
-@contextlib.contextmanager
-def staging_dir(final: str | os.PathLike, overwrite: bool = False):
-    """Yield a temp directory beside ``final``; on success it is renamed to ``final``.
-
-    On any error (or KeyboardInterrupt) the temp directory is removed and ``final`` is untouched.
-    A SIGKILL can leave a ``.NAME.tmp-*`` directory behind, never a half-written ``final``.
-    """
-    final = Path(final)
-    if final.exists() and not overwrite:
-        raise FileExistsError(f"{final} already exists (pass overwrite/--force to replace it)")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
-    os.chmod(tmp, file_mode(0o777))  # mkdtemp's 0700 would hide the pack from other users
-    try:
-        yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

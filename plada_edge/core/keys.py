@@ -19,7 +19,7 @@ from pathlib import Path
 from . import atomic
 from .errors import ConfigError, PayloadError
 
-PUBLIC_KEY_BYTES, SIGNATURE_BYTES = 32, 64
+PUBLIC_KEY_BYTES = 32
 
 
 def _crypto():
@@ -107,18 +107,6 @@ def verify(public: bytes, signature: bytes, data: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
-
-
-def signing_key_from_env(path: str | os.PathLike | None) -> SigningKey | None:
-    """``path`` if given, else $PLADA_EDGE_SIGNING_KEY, else None (unsigned)."""
-    path = path or os.environ.get("PLADA_EDGE_SIGNING_KEY")
-    return SigningKey(path) if path else None
-
-
-def trusted_key_from_env(spec: str | os.PathLike | None) -> bytes | None:
-    """``spec`` if given, else $PLADA_EDGE_TRUST, else None (any valid payload is accepted)."""
-    spec = spec or os.environ.get("PLADA_EDGE_TRUST")
-    return load_public_key(spec) if spec else None
 
 
 def require_trusted(signer: bytes | None, trusted: bytes | None) -> None:

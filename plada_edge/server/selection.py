@@ -117,10 +117,6 @@ def list_strategies() -> list[str]:
     return sorted(_STRATEGIES)
 
 
-def describe_strategies() -> dict[str, str]:
-    return dict(_DOCS)
-
-
 def _field(name: str, largest: bool = False):
     return lambda s, seed: ((lambda lo, hi: read_rows(getattr(s, name), lo, hi)), largest)
 
