@@ -185,7 +185,9 @@ def test_spread_draws_each_quota_from_its_band():
 
 
 def test_auto_spread_shrinks_with_the_budget():
-    from plada_edge.server.selection import AUTO_SPREAD, resolve_spread, select
+    from plada_edge.core.config import AUTO_SPREAD
+    from plada_edge.server.plan import resolve_spread
+    from plada_edge.server.selection import select
 
     n = 100_000
     band, most = AUTO_SPREAD["gray"]
@@ -202,7 +204,9 @@ def test_auto_spread_shrinks_with_the_budget():
 
 
 def test_auto_spread_is_wider_for_a_colour_view():
-    from plada_edge.server.selection import AUTO_SPREAD, resolve_spread, select
+    from plada_edge.core.config import AUTO_SPREAD
+    from plada_edge.server.plan import resolve_spread
+    from plada_edge.server.selection import select
 
     n = 100_000
     (gray_band, gray_most), (band, most) = AUTO_SPREAD["gray"], AUTO_SPREAD["colour"]
@@ -323,7 +327,8 @@ def test_target_quotas_follow_the_targets_class_counts_to_the_target_power():
 
 def test_auto_quotas_follow_the_target_only_where_its_classes_are_imbalanced():
     from plada_edge.core.config import QUOTA_IMBALANCE
-    from plada_edge.server.selection import imbalanced, select
+    from plada_edge.server.plan import imbalanced
+    from plada_edge.server.selection import select
 
     sc = _fake_scores(n=20_000, seed=8)
     skewed = np.array([1, 1, 2, 4, 2]) * 30  # 4x between the largest and the smallest class

@@ -26,13 +26,14 @@ import numpy as np
 from benchkit import machine, replace_section
 
 from plada_edge.core import atomic
-from plada_edge.core.config import NEAR_COPY_RATIO
+from plada_edge.core.config import NEAR_COPY_RATIO, SelectionConfig
 from plada_edge.core.payload import write_payload
 from plada_edge.core.reference import ReferencePack
 from plada_edge.core.targets import Target, data_dir, load_target
 from plada_edge.server.payloads import payload_header
+from plada_edge.server.plan import plan_selection
 from plada_edge.server.scoring import Scores, score_pack
-from plada_edge.server.selection import near_copy_ratio, select, teacher_strategy
+from plada_edge.server.selection import near_copy_ratio, select, selection_facts
 from plada_edge.server.teacher import export_onnx, train_teacher
 
 ROOT = Path("runs/heldout")
@@ -76,7 +77,7 @@ def run(per_class: int, seeds: int, pack: ReferencePack, report_only: bool) -> d
         "per_class": per_class,
         "teacher": teacher,
         "ratio": near_copy_ratio(scores),
-        "picks": teacher_strategy(scores)[0],
+        "picks": plan_selection(selection_facts(scores), SelectionConfig()).strategy.value,
     }
     for strategy in STRATEGIES:
         path = root / f"{strategy}.plada"

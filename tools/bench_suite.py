@@ -44,14 +44,9 @@ from plada_edge.core.reference import ReferencePack
 from plada_edge.core.targets import data_dir, load_target
 from plada_edge.data.suite import SUITE, THEMES
 from plada_edge.server.payloads import payload_header
+from plada_edge.server.plan import resolve_spread
 from plada_edge.server.scoring import Scores, score_pack
-from plada_edge.server.selection import (
-    budget_size,
-    class_counts,
-    near_copy_ratio,
-    resolve_spread,
-    select,
-)
+from plada_edge.server.selection import budget_size, class_counts, near_copy_ratio, select
 from plada_edge.server.teacher import export_onnx, onnx_metadata, train_teacher
 
 ROOT = Path("runs/suite")

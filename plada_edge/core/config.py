@@ -39,54 +39,70 @@ from typing import Any, TypeVar
 from .devices import PRECISIONS, check_device_spec
 from .errors import ConfigError
 
-# spread="auto": s = clip(band * N / k, 1, most), (band, most) by the scores' view (plada_edge.server.selection).
-# Grayscale targets (fmnist, digits) did best at 4-8x at 1 %; the colour ones, at 16-64x (docs/results.md, "suite").
-# Seen through the ink frame (FRAME), digits did better at 32x (one seed) and fmnist still at 8x
-AUTO_SPREAD = {"gray": (0.08, 8.0), "colour": (0.32, 32.0)}
-QUOTAS = ("auto", "target", "pool")  # how the Safety-Net sizes its per-class quotas (SelectionConfig.quotas)
-# quotas="auto" is "target" when the target's largest class has this many times its smallest's training
-# images, else "pool" (plada_edge.server.selection; docs/results.md, "suite")
-QUOTA_IMBALANCE = 3.0
 AUGMENTS = ("shift", "trivial")
-# fit writes its resume checkpoint after an epoch only once this many seconds have passed since the last one,
-# and always after the final epoch: a ResNet-18 checkpoint with its AdamW state is over 100 MB, so writing one
-# per epoch is a visible share of a student's fit on a CPU (docs/benchmarks.md, "checkpoint") and a larger one
-# wherever epochs are faster (a GPU). A kill loses at most this long plus an epoch.
+# fit writes its resume checkpoint after an epoch only once this many seconds have passed since the last one (and
+# after the final epoch): a ResNet-18 checkpoint with its AdamW state is over 100 MB (docs/benchmarks.md, "checkpoint")
 CHECKPOINT_SECONDS = 30.0
-# on a GPU, fit uploads the uint8 training images once and gathers each batch there when they take at most
-# this share of the GPU's free memory (1 % of ImageNet-21K at 64 px is ~1.7 GB); otherwise a helper thread
-# gathers each batch on the host (plada_edge.core.train)
+# on a GPU, fit keeps the uint8 training images there when they take at most this share of its free memory
+# (1 % of ImageNet-21K at 64 px is ~1.7 GB); otherwise a helper thread gathers each batch on the host
 RESIDENT_GPU_SHARE = 0.25
-# a frozen backbone's features (the linear probe) are computed in batches this large on a GPU
-PROBE_BATCH_GPU = 1024
-# strategy "nearest": a teacher keeps the pooled features of up to NEAREST_ANCHORS of its training images
-# (all of them, or a seeded sample); an image's distance is 1 - the mean cosine similarity of its NEAREST_K
-# most similar anchors (plada_edge.server.teacher, docs/results.md, "suite")
+PROBE_BATCH_GPU = 1024  # a frozen backbone's features (the linear probe) are computed in batches this large on a GPU
+# strategy "nearest": a teacher keeps the pooled features of up to NEAREST_ANCHORS of its training images; an image's
+# distance is 1 - the mean cosine similarity of its NEAREST_K most similar anchors (plada_edge.server.teacher)
 NEAREST_ANCHORS = 2048
 NEAREST_K = 5
-# strategy="by-teacher" (the default) resolves by where the teacher's features came from: nearest beat energy
-# with ImageNet-pretrained teachers on 5 of the suite's 6 targets, with teachers trained from scratch on 4 of 6.
-# A scratch teacher's features only know the target, and nearest won with one where the pool holds near-copies
-# of the target's images: the pool's NEAR_COPY_QUANTILE nearest-distance quantile is under NEAR_COPY_RATIO of its
-# median. Scratch teachers where nearest won sat at 0.04-0.22 (fmnist, digits through the ink frame, papirus, and
-# fmnist cut to 500 and 200 training images, seen as stored), those where it lost at 0.40 or more (tango, gnome,
-# and digits seen as stored, at 0.53 in the suite before the ink frame; elementary, at 0.53, was a 0.4 point tie);
-# 0.3 splits the gap (docs/results.md, "suite" and "near_copies"). A finer quantile is fooled by repeats: 125
-# identical blank pool images sit nearest to papirus. Scores whose teacher does not say (exported before it was
-# recorded) resolve by the teacher's view, as strategy="by-view" does.
+
+# --- the selection's rules: each constant below is applied by one resolver (plada_edge.server.plan), which names
+# the rule in the plan it prints (`select --explain`); RULES says what each does and where it was measured.
+AUTO_SPREAD = {"gray": (0.08, 8.0), "colour": (0.32, 32.0)}  # spread="auto": s = clip(band * N / k, 1, most)
+QUOTAS = ("auto", "target", "pool")  # how the Safety-Net sizes its per-class quotas (SelectionConfig.quotas)
+QUOTA_IMBALANCE = 3.0  # quotas="auto": target quotas when the target's largest class has >= this x its smallest's
 TEACHER_STRATEGY = {"pretrained": "nearest", "scratch": "energy", "scratch, near-copies": "nearest"}
-NEAR_COPY_QUANTILE = 0.01
-NEAR_COPY_RATIO = 0.3
+NEAR_COPY_QUANTILE = 0.01  # near-copies: the pool's 1 % nearest-distance quantile ...
+NEAR_COPY_RATIO = 0.3  # ... under 0.3 of its median (a finer quantile is fooled by repeated blank images)
 VIEW_STRATEGY = {"gray": "energy", "colour": "nearest"}
-# target_power="auto" by the order the quotas are filled in, 1 (the target's own proportions) for any other.
-# In nearest order the square root held mean plain accuracy within half a point on the suite's 4 imbalanced
-# targets and raised macro accuracy on 3; in energy order it cost plain accuracy on all 4 (docs/results.md, "suite")
-TARGET_POWER = {"nearest": 0.5}
-# TeacherConfig.frame="auto" by the target's view (plada_edge.core.view): a grayscale sensor sees every image
-# light-on-dark, its ink box filling the frame and its contrast stretched ("ink"), so a pool digit drawn small,
-# faint or dark-on-light looks like the target's own (docs/results.md, "suite", the frame table); colour stays as is
+TARGET_POWER = {"nearest": 0.5}  # target_power="auto" by the order quotas are filled in; 1 in any other
 FRAMES = ("none", "ink")  # how a view frames each image (plada_edge.core.view)
-FRAME = {"gray": "ink", "colour": "none"}
+FRAME = {"gray": "ink", "colour": "none"}  # TeacherConfig.frame="auto" by the target's view
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One default the selection plan applies: what it does, and the measurement behind it."""
+
+    does: str
+    evidence: str
+
+
+SUITE_DOC = 'docs/results.md, "suite"'
+RULES = {
+    "TEACHER_STRATEGY": Rule(
+        "by-teacher: nearest for an ImageNet-pretrained teacher; for one trained from scratch, nearest where the "
+        "pool holds near-copies of the target's images (NEAR_COPY_RATIO), else energy; by-view when the "
+        "teacher's export does not say",
+        f'{SUITE_DOC} (strategy table; nearest won 5 of 6 pretrained teachers) and "near_copies"',
+    ),
+    "VIEW_STRATEGY": Rule("by-view: nearest for a colour teacher, energy for a grayscale one", SUITE_DOC),
+    "QUOTA_IMBALANCE": Rule(
+        f"quotas=auto: the whole budget by the target's own class counts when its largest class has "
+        f"{QUOTA_IMBALANCE:g}x its smallest's training images or more, else pool quotas",
+        f"{SUITE_DOC} (quota table: target quotas won on the imbalanced colour targets, pool on fmnist and digits)",
+    ),
+    "TARGET_POWER": Rule(
+        "target_power=auto: quotas follow the square root of the target's class counts in nearest order, "
+        "its own proportions in any other",
+        f"{SUITE_DOC} (power table: in nearest order the square root kept plain accuracy and raised macro)",
+    ),
+    "AUTO_SPREAD": Rule(
+        "spread=auto: each quota drawn at random from up to 8x its size (32x for a colour teacher), shrinking "
+        "to the strict order as that band nears 8 % (32 %) of the pool",
+        f"{SUITE_DOC} (spread table)",
+    ),
+    "FRAME": Rule(
+        "frame=auto: a grayscale teacher sees every image light-on-dark with its ink filling the frame; colour as is",
+        f"{SUITE_DOC} (frame table)",
+    ),
+}
 
 # local: onnxruntime in this process (the torch engine where it cannot reach an asked-for GPU); torch: the
 # teacher's graph run by torch on CUDA, MPS or CPU; ray: chunks over Ray actors (plada_edge.server.engines)

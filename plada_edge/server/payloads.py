@@ -11,14 +11,16 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import replace
 from typing import NamedTuple
 
 from ..core import atomic
 from ..core.config import SelectionConfig, with_options
 from ..core.errors import ConfigError
 from ..core.payload import Payload, decode_payload, encode_payload
+from .plan import Choice, plan_selection
 from .scoring import Scores, as_scores
-from .selection import Selection, class_counts, select_quietly, warn_about
+from .selection import Selection, budget_size, class_counts, list_orders, pick, selection_facts, warn_about
 
 
 def parse_bytes(text: str | int) -> int:
@@ -152,7 +154,6 @@ def make_payload(
     counts = target_counts
     if counts is None and target is not None:  # the Safety-Net's quotas=target proportions
         counts = target.class_counts()
-    auto_report = None
     if budget is not None and (keep is not None or count is not None):
         raise ConfigError("give either a byte budget or keep/count, not both")
     limit = parse_bytes(budget) if budget is not None else None
@@ -160,8 +161,11 @@ def make_payload(
     def encoded(sel: Selection) -> bytes:
         return encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec, signer=signer)
 
-    def largest_fitting(cfg: SelectionConfig) -> tuple[Selection, bytes]:
-        return fit_budget(scores, lambda k: select_quietly(scores, cfg, count=k, target_counts=counts), encoded, limit)
+    def planned(cfg: SelectionConfig):
+        return plan_selection(selection_facts(scores, cfg, counts), cfg, orders=list_orders())
+
+    def largest_fitting(plan) -> tuple[Selection, bytes]:  # the plan is resolved once, not per probe
+        return fit_budget(scores, lambda k: pick(scores, plan, k, requested=cfg.strategy), encoded, limit)
 
     auto_report = None
     if cfg.strategy == "auto":
@@ -170,13 +174,17 @@ def make_payload(
         from .auto import choose_strategy
 
         if limit is not None:  # chosen once, at the size the budget holds under energy order (not per probe)
-            count = largest_fitting(with_options(cfg, SelectionConfig, {"strategy": "energy"}))[0].k
+            count = largest_fitting(planned(with_options(cfg, SelectionConfig, {"strategy": "energy"})))[0].k
         chosen, auto_report = choose_strategy(scores, pack, target, cfg, keep=keep, count=count)
         cfg = with_options(cfg, SelectionConfig, {"strategy": chosen})
-    if limit is not None:
-        sel, data = largest_fitting(cfg)
+        plan = planned(cfg)
+        plan = replace(plan, strategy=Choice(chosen, "auto", "proxy students on held-out target data chose it"))
     else:
-        sel = select_quietly(scores, cfg, keep=keep, count=count, target_counts=counts)
+        plan = planned(cfg)
+    if limit is not None:
+        sel, data = largest_fitting(plan)
+    else:
+        sel = pick(scores, plan, budget_size(scores.n, keep, count), requested=cfg.strategy)
         data = encoded(sel)
     if auto_report is not None:
         sel.auto = auto_report

@@ -81,19 +81,12 @@ import numpy as np
 
 from ..core import native
 from ..core.config import (
-    AUTO_SPREAD,
     NEAR_COPY_QUANTILE,
-    NEAR_COPY_RATIO,
-    QUOTA_IMBALANCE,
-    TARGET_POWER,
-    TEACHER_STRATEGY,
-    VIEW_STRATEGY,
     SelectionConfig,
-    parse_spread,
-    parse_target_power,
     with_options,
 )
 from ..core.errors import ConfigError, PladaWarning
+from .plan import ASKED, RESOLVED, SelectionFacts, SelectionPlan, plan_selection
 from .scoring import Scores, as_scores, gather_rows, read_rows
 
 CHUNK = 1 << 18  # rows of scores a selection pass reads at a time: its memory, whatever N is
@@ -112,9 +105,15 @@ def register_strategy(name: str, doc: str):
     return deco
 
 
-def list_strategies() -> list[str]:
-    """Selection strategies ``select(strategy=...)`` knows, resolvers (by-teacher, by-view, auto) included."""
+def list_orders() -> list[str]:
+    """The registered orders: strategies that rank images themselves (a plan's strategy is one of them)."""
     return sorted(_STRATEGIES)
+
+
+def list_strategies() -> list[str]:
+    """Selection strategies ``select(strategy=...)`` knows: the orders, and the rules that pick one (by-teacher,
+    by-view; plada_edge.server.plan)."""
+    return sorted((*_STRATEGIES, *RESOLVED))
 
 
 def _field(name: str, largest: bool = False):
@@ -137,12 +136,6 @@ def _nearest(scores: Scores, seed: int):
     return (lambda lo, hi: read_rows(scores.distance, lo, hi)), False
 
 
-def view_strategy(scores: Scores) -> tuple[str, str]:
-    """What strategy "by-view" is for these scores, and why: VIEW_STRATEGY by the teacher's view."""
-    colour = is_colour(scores)
-    return VIEW_STRATEGY["colour" if colour else "gray"], "a colour teacher" if colour else "a grayscale teacher"
-
-
 def near_copy_ratio(scores: Scores) -> float | None:
     """The pool's NEAR_COPY_QUANTILE nearest-distance quantile over its median (None without a distance):
     well under 1 when some pool images are near-copies of the target's training images. Read from a
@@ -160,39 +153,6 @@ def near_copy_ratio(scores: Scores) -> float | None:
         return None
     upper = [(np.searchsorted(cum, max(1.0, q * cum[-1])) + 1) * 2 / bins for q in (NEAR_COPY_QUANTILE, 0.5)]
     return float(upper[0] / upper[1])
-
-
-def teacher_strategy(scores: Scores) -> tuple[str, str]:
-    """What strategy "by-teacher" is for these scores, and why: TEACHER_STRATEGY by where the teacher's
-    features came from (its export records it) and, for a scratch one, whether the pool holds
-    near-copies of the target's images; as "by-view" when the scores do not say."""
-    pretrained = scores.meta.get("pretrained")
-    if pretrained is None:
-        strategy, why = view_strategy(scores)
-        return strategy, why + " (its export does not say how it started)"
-    if pretrained:
-        return TEACHER_STRATEGY["pretrained"], "the teacher started from ImageNet weights"
-    ratio = near_copy_ratio(scores)
-    if ratio is None:
-        return TEACHER_STRATEGY["scratch"], "the teacher was trained from scratch"
-    copies = ratio < NEAR_COPY_RATIO
-    return TEACHER_STRATEGY["scratch, near-copies" if copies else "scratch"], (
-        f"the teacher was trained from scratch and the pool {'holds' if copies else 'holds no'} near-copies of "
-        f"its training images: its nearest {NEAR_COPY_QUANTILE:.0%} lie at {ratio:.2f} of the median distance"
-    )
-
-
-# strategies that name another: name -> (resolve(scores) -> (strategy, why), what the registry lists)
-RESOLVERS = {
-    "by-teacher": (
-        teacher_strategy,
-        "nearest for an ImageNet-pretrained teacher, energy for one from scratch unless the pool holds "
-        "near-copies of the target's images (default)",
-    ),
-    "by-view": (view_strategy, "nearest for a colour teacher, energy for a grayscale one"),
-}
-for _name, (_resolve, _doc) in RESOLVERS.items():
-    register_strategy(_name, _doc)(lambda s, seed, resolve=_resolve: _STRATEGIES[resolve(s)[0]](s, seed))
 
 
 def parse_keep(keep: str | float) -> float:
@@ -244,22 +204,10 @@ def safety_net_quotas(
     return np.minimum(quotas, counts)
 
 
-def resolve_target_power(power: float | str, strategy: str) -> float:
-    """The power quotas=target uses in ``strategy``'s order; "auto" as TARGET_POWER says, else 1."""
-    power = parse_target_power(power)
-    return TARGET_POWER.get(strategy, 1.0) if power == "auto" else power
-
-
 def target_weights(class_counts, power: float) -> np.ndarray:
     """quotas=target's weights: n_c^power for the target's classes with training images, 0 for the rest."""
     counts = np.asarray(class_counts, np.float64)
     return np.where(counts > 0, np.maximum(counts, 1.0) ** power, 0.0)
-
-
-def imbalanced(class_counts) -> bool:
-    """Whether quotas="auto" sizes by these target counts: the largest class QUOTA_IMBALANCE x the smallest."""
-    counts = np.asarray(class_counts, np.int64)
-    return bool(len(counts)) and int(counts.max()) >= QUOTA_IMBALANCE * max(int(counts.min()), 1)
 
 
 def target_class_counts(scores: Scores) -> np.ndarray | None:
@@ -285,7 +233,8 @@ class Selection:
     spread: float = 1.0
     warnings: list[str] = field(default_factory=list)
     auto: dict | None = None  # strategy=auto: each candidate's proxy score (plada_edge.server.auto)
-    chosen_by: str | None = None  # by-teacher / by-view: why this strategy (RESOLVERS)
+    chosen_by: str | None = None  # by-teacher / by-view: why this strategy (plada_edge.server.plan)
+    plan: SelectionPlan | None = None  # how it was chosen: every choice with its rule and reason
 
     @property
     def histogram(self) -> np.ndarray:
@@ -306,6 +255,8 @@ class Selection:
             "classes_present": int((hist > 0).sum()),
             "warnings": self.warnings,
         }
+        if self.plan is not None:
+            r["plan"] = self.plan.to_dict()
         if pack is not None:
             sid = pack.source_ids(self.indices)
             r["sources"] = {s.name: int((sid == i).sum()) for i, s in enumerate(pack.sources)}
@@ -334,15 +285,6 @@ def budget_size(n: int, keep: str | float | None, count: int | None) -> int:
     if k < 1 and n > 0:
         raise ConfigError(f"keep {keep} of {n:,} images is no image at all: raise it, or give count")
     return k
-
-
-def resolve_spread(spread: float | str, k: int, valid: int, colour: bool = False) -> float:
-    """The spread a selection of k from ``valid`` images uses; "auto" as in the module docstring."""
-    spread = parse_spread(spread)
-    if spread == "auto":
-        band, most = AUTO_SPREAD["colour" if colour else "gray"]
-        return float(np.clip(band * valid / k, 1.0, most)) if k > 0 else 1.0
-    return float(spread)
 
 
 def is_colour(scores: Scores) -> bool:
@@ -512,28 +454,45 @@ def select_quietly(
     target_counts=None,
     **options,
 ) -> Selection:
-    """``select`` without issuing its warnings (they stay in ``Selection.warnings``): byte-budget probes."""
+    """``select`` without issuing its warnings (they stay in ``Selection.warnings``)."""
     cfg = with_options(config, SelectionConfig, options)
-    strategy, seed = cfg.strategy, cfg.seed
-    if strategy not in _STRATEGIES:
-        raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(list_strategies())}")
-    notes = []
-    chosen_by = None
-    if strategy in RESOLVERS:
-        requested, (strategy, why) = strategy, RESOLVERS[strategy][0](scores)
-        chosen_by = f"{requested}: {why}"
-    if strategy == "nearest" and scores.distance is None:  # an imported or older teacher: the paper's order
-        notes.append("strategy nearest: these scores have no distance (the teacher kept no anchors); used energy")
-        strategy = "energy"
+    plan = plan_selection(selection_facts(scores, cfg, target_counts), cfg, orders=list_orders())
+    return pick(scores, plan, budget_size(scores.n, keep, count), threads, requested=cfg.strategy)
+
+
+def selection_facts(scores: Scores, config: SelectionConfig | None = None, target_counts=None) -> SelectionFacts:
+    """What a plan depends on, read from the scores (and ``target_counts``, which win over what the teacher
+    recorded). The near-copy ratio is measured only where ``config``'s strategy needs it (one pass)."""
+    cfg = config or SelectionConfig()
+    if target_counts is not None:
+        counts = np.asarray(target_counts, np.int64)
+        if len(counts) != scores.num_classes:
+            raise ConfigError(f"target_counts has {len(counts)} classes, the scores have {scores.num_classes}")
+    else:
+        counts = target_class_counts(scores)
+    pretrained = scores.meta.get("pretrained")
+    needs_ratio = cfg.strategy == "by-teacher" and pretrained is False
+    return SelectionFacts(
+        colour=is_colour(scores),
+        pretrained=None if pretrained is None else bool(pretrained),
+        has_distance=scores.distance is not None,
+        near_copy_ratio=near_copy_ratio(scores) if needs_ratio else None,
+        target_counts=None if counts is None else tuple(int(c) for c in counts),
+        frame=(scores.meta.get("view") or {}).get("frame", "none"),
+    )
+
+
+def pick(scores: Scores, plan: SelectionPlan, budget: int, threads: int = 0, requested: str | None = None) -> Selection:
+    """The images a plan takes within ``budget``: per-class quotas first, then the rest globally, each part
+    its best (or drawn from its spread band) in the plan's order. Reads the scores' columns, no metadata."""
     counts = class_counts(scores)
     valid = int(counts.sum())
-    budget = budget_size(scores.n, keep, count)
     k = min(budget, valid)
-    spread = resolve_spread(cfg.spread, k, valid, is_colour(scores))
-    key, largest = _STRATEGIES[strategy](scores, seed)
-    draw = _RandomChunks([seed, 0x5EED]).rows  # with spread: the random order within a band
+    spread = plan.spread_at(k, valid)
+    key, largest = _STRATEGIES[plan.strategy.value](scores, plan.seed)
+    draw = _RandomChunks([plan.seed, 0x5EED]).rows  # with spread: the random order within a band
 
-    def pick(quotas: np.ndarray, exclude: np.ndarray | None, per_class: bool) -> np.ndarray:
+    def best(quotas: np.ndarray, exclude: np.ndarray | None, per_class: bool) -> np.ndarray:
         rows = _Pass(scores, exclude, per_class)
         if spread == 1 or not quotas.any():
             return _best(rows, key, largest, quotas, threads)
@@ -541,53 +500,45 @@ def select_quietly(
         return _best(band.members(), draw, False, quotas, threads)
 
     net = None
-    if cfg.safety_net:
-        prior = None
-        if cfg.quotas in ("target", "auto"):
-            prior = target_class_counts(scores) if target_counts is None else np.asarray(target_counts, np.int64)
-            if prior is None:
-                if cfg.quotas == "target":
-                    notes.append("quotas=target: the teacher recorded no training class counts; used quotas=pool")
-            elif len(prior) != scores.num_classes:
-                raise ConfigError(f"target_counts has {len(prior)} classes, the scores have {scores.num_classes}")
-            elif cfg.quotas == "auto" and not imbalanced(prior):
-                prior = None
-        if prior is not None:  # the whole budget by the target's own class counts, tempered
-            power = resolve_target_power(cfg.target_power, strategy)
-            quotas = safety_net_quotas(counts, k, 1.0, 1.0, weights=target_weights(prior, power))
-            sizing = {"quotas": "target", "target_power": power}
+    if plan.quotas.value == "off":
+        chosen = best(np.array([k]), None, False)
+    else:
+        if plan.quotas.value == "target":  # the whole budget by the target's own class counts, tempered
+            weights = target_weights(plan.target_counts, plan.target_power.value)
+            quotas = safety_net_quotas(counts, k, 1.0, 1.0, weights=weights)
+            sizing = {"quotas": "target", "target_power": plan.target_power.value}
         else:  # pool quotas keep the header they always had: the power sizes target quotas only
-            quotas = safety_net_quotas(counts, k, cfg.alpha, cfg.share)
+            quotas = safety_net_quotas(counts, k, plan.alpha, plan.share)
             sizing = {"quotas": "pool"}
-        picked = pick(quotas, None, True)
-        rest = pick(np.array([k - len(picked)]), picked, False)
+        picked = best(quotas, None, True)
+        rest = best(np.array([k - len(picked)]), picked, False)
         chosen = np.concatenate([picked, rest])
         net = {
             **sizing,
-            "alpha": cfg.alpha,
-            "share": cfg.share if prior is None else 1.0,
+            "alpha": plan.alpha,
+            "share": plan.share if plan.quotas.value == "pool" else 1.0,
             "quota_total": int(quotas.sum()),
             "quota_filled": int(len(picked)),
         }
-    else:
-        chosen = pick(np.array([k]), None, False)
     indices = np.sort(chosen)
+    by_rule = requested in RESOLVED and plan.strategy.rule != ASKED
     sel = Selection(
         indices,
         gather_rows(scores.label, indices),
         scores.num_classes,
         scores.class_names,
-        strategy,
+        plan.strategy.value,
         int(len(indices)),
         budget,
         scores.n,
         scores.meta["pack_fingerprint"],
         net,
         spread=spread,
-        chosen_by=chosen_by,
+        chosen_by=f"{requested}: {plan.strategy.why}" if by_rule else None,
+        plan=plan,
     )
+    sel.warnings.extend(plan.notes)
     hist = sel.histogram
-    sel.warnings.extend(notes)
     if sel.k == 0:
         sel.warnings.append(f"the selection is empty: a budget of {budget:,} images of {scores.n:,} keeps nothing")
     if budget > valid:
@@ -597,6 +548,6 @@ def select_quietly(
         sel.warnings.append(
             f"{len(missing)} of {scores.num_classes} classes have no images in this selection: "
             f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}"
-            + ("" if cfg.safety_net else " (the Safety-Net is off)")
+            + ("" if plan.quotas.value != "off" else " (the Safety-Net is off)")
         )
     return sel
