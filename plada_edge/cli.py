@@ -629,7 +629,12 @@ def score(
     _print_json(info) if as_json else typer.echo(f"scored {info['n']:,} images ({info['flagged']} flagged) → {out}")
 
 
-def _print_selection(report: dict) -> None:
+EXPLAIN_OPTION = typer.Option(
+    False, "--explain", help="Also print the plan: each choice, the rule that made it, why, and that rule's evidence."
+)
+
+
+def _print_selection(report: dict, explained=None) -> None:
     why = f" ({report['chosen_by']})" if report.get("chosen_by") else ""
     typer.echo(
         f"{report['strategy']}{why}: kept {report['k']:,} of {report['pack_n']:,} ({report['keep']:.2%})"
@@ -650,6 +655,10 @@ def _print_selection(report: dict) -> None:
     for name, c in report.get("sources", {}).items():
         typer.echo(f"  from {name:<15} {c:>8,}")
     # report["warnings"] reached stderr already, as the library's PladaWarning
+    if explained is not None:  # the Selection: its plan, with the spread its budget came to
+        typer.echo("plan:")
+        for line in explained.plan.explain(explained.spread):
+            typer.echo(f"  {line}")
 
 
 # The selection options select, pack and demo share (defaults: SelectionConfig).
@@ -711,6 +720,7 @@ def select_cmd(
         None, "--reference", "-r", help="Pack, to check the fingerprint and report sources."
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write indices and labels to this .npz."),
+    explain: bool = EXPLAIN_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Choose images to send: report the label histogram, warn when classes vanish."""
@@ -741,7 +751,7 @@ def select_cmd(
         np.savez(buf, indices=sel.indices, labels=sel.labels)
         atomic.write_bytes(out, buf.getvalue())
     report = sel.report(pack)
-    _print_json(report) if as_json else _print_selection(report)
+    _print_json(report) if as_json else _print_selection(report, sel if explain else None)
 
 
 @app.command("pack")
@@ -774,6 +784,7 @@ def pack_cmd(
     ),
     target: str | None = typer.Option(None, "--target", "-t", help="Target data, for --strategy auto."),
     reference: Path | None = typer.Option(None, "--reference", "-r", help="Reference pack, for --strategy auto."),
+    explain: bool = EXPLAIN_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the selection report and size as JSON."),
 ) -> None:
     """Select and write a payload: (index, label) pairs, fingerprinted, checksummed or signed (--sign)."""
@@ -816,7 +827,7 @@ def pack_cmd(
     if as_json:
         _print_json(report)
         return
-    _print_selection(report)
+    _print_selection(report, sel if explain else None)
     bits = 8 * len(data) / max(1, sel.k)
     typer.echo(
         f"wrote {out}: {len(data):,} bytes ({payload.header['codec']}), {bits:.2f} bits per image"

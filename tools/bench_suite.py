@@ -902,6 +902,33 @@ def why(results: dict) -> list[str]:
     return out
 
 
+FACTS = Path(__file__).resolve().parent.parent / "tests" / "golden" / "suite-facts.json"
+
+
+def plan_facts(results: dict) -> dict:
+    """What the selection plan reads of each suite target's scores, per recipe (tests/test_plan.py pins the plans
+    they give): the teacher's view and start, the pool's near-copy ratio, the target's training class counts."""
+    from plada_edge.core.config import FRAME
+
+    out = {}
+    for target, res in _ordered(results)["targets"].items():
+        target_data = load_target(target)
+        counts = [int(c) for c in np.bincount(target_data.y_train, minlength=target_data.num_classes)]
+        colour = res["facts"]["channels"] == 3
+        for recipe in RECIPES:
+            if (res.get(recipe) or {}).get("near_copy_ratio") is None:
+                continue
+            out[f"{target}/{recipe}"] = {
+                "colour": colour,
+                "pretrained": recipe == "pretrained",
+                "has_distance": True,
+                "near_copy_ratio": round(res[recipe]["near_copy_ratio"], 4),
+                "target_counts": counts,
+                "frame": FRAME["colour" if colour else "gray"],
+            }
+    return out
+
+
 def main() -> None:
     global REPORT_ONLY, TIME_DEMO, LEAN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -923,10 +950,13 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="use cached runs only")
     ap.add_argument("--update-docs", action="store_true", help="write the table into docs/results.md")
     ap.add_argument("--demo", action="store_true", help="also time `plada-edge demo` from a fresh folder, first")
+    ap.add_argument("--facts", action="store_true", help=f"also write what the plan reads of each target to {FACTS}")
     args = ap.parse_args()
     REPORT_ONLY, TIME_DEMO, LEAN = args.report_only, args.demo, args.lean
     t0 = time.perf_counter()
     results = run(args.targets.split(","), args.recipes.split(","), args.seeds)
+    if args.facts:
+        atomic.write_json(FACTS, plan_facts(results))
     text = report(results)
     print(text)
     print(f"\n{time.perf_counter() - t0:.0f} s")

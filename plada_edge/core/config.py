@@ -80,27 +80,29 @@ RULES = {
         "by-teacher: nearest for an ImageNet-pretrained teacher; for one trained from scratch, nearest where the "
         "pool holds near-copies of the target's images (NEAR_COPY_RATIO), else energy; by-view when the "
         "teacher's export does not say",
-        f'{SUITE_DOC} (strategy table; nearest won 5 of 6 pretrained teachers) and "near_copies"',
+        f'{SUITE_DOC}, strategy table, and "near_copies"',
     ),
-    "VIEW_STRATEGY": Rule("by-view: nearest for a colour teacher, energy for a grayscale one", SUITE_DOC),
+    "VIEW_STRATEGY": Rule(
+        "by-view: nearest for a colour teacher, energy for a grayscale one", f"{SUITE_DOC}, strategy table"
+    ),
     "QUOTA_IMBALANCE": Rule(
         f"quotas=auto: the whole budget by the target's own class counts when its largest class has "
         f"{QUOTA_IMBALANCE:g}x its smallest's training images or more, else pool quotas",
-        f"{SUITE_DOC} (quota table: target quotas won on the imbalanced colour targets, pool on fmnist and digits)",
+        f"{SUITE_DOC}, quota table",
     ),
     "TARGET_POWER": Rule(
         "target_power=auto: quotas follow the square root of the target's class counts in nearest order, "
         "its own proportions in any other",
-        f"{SUITE_DOC} (power table: in nearest order the square root kept plain accuracy and raised macro)",
+        f"{SUITE_DOC}, power table",
     ),
     "AUTO_SPREAD": Rule(
         "spread=auto: each quota drawn at random from up to 8x its size (32x for a colour teacher), shrinking "
         "to the strict order as that band nears 8 % (32 %) of the pool",
-        f"{SUITE_DOC} (spread table)",
+        f"{SUITE_DOC}, spread table",
     ),
     "FRAME": Rule(
         "frame=auto: a grayscale teacher sees every image light-on-dark with its ink filling the frame; colour as is",
-        f"{SUITE_DOC} (frame table)",
+        f"{SUITE_DOC}, frame table",
     ),
 }
 

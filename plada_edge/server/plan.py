@@ -78,10 +78,10 @@ class SelectionPlan:
         return _spread_value(self.spread.value, k, valid)
 
     def choices(self) -> dict[str, Choice]:
-        out = {"strategy": self.strategy, "quotas": self.quotas, "spread": self.spread, "frame": self.frame}
+        out = {"strategy": self.strategy, "quotas": self.quotas}
         if self.target_power is not None:
             out["target_power"] = self.target_power
-        return out
+        return {**out, "spread": self.spread, "frame": self.frame}
 
     def to_dict(self) -> dict:
         """The plan as the selection report (and ``select --json``) records it."""
@@ -89,9 +89,14 @@ class SelectionPlan:
         out.update(alpha=self.alpha, share=self.share, seed=self.seed, notes=list(self.notes))
         return out
 
-    def explain(self) -> list[str]:
-        """One line per choice: what, by which rule, why; then the evidence behind each rule used."""
-        lines = [f"{name:<13} {_shown(c.value):<8} {c.rule:<16} {c.why}" for name, c in self.choices().items()]
+    def explain(self, spread: float | None = None) -> list[str]:
+        """One line per choice: what, by which rule, why; then the evidence behind each rule used.
+        ``spread``: the number an "auto" band came to at the selection's budget."""
+        choices = self.choices()
+        if spread is not None and self.spread.value in AUTO_SPREAD:
+            s = self.spread
+            choices["spread"] = Choice(float(f"{spread:.3g}"), s.rule, f"{s.why}; {spread:.3g}x at this budget")
+        lines = [f"{name:<13} {_shown(c.value):<8} {c.rule:<16} {c.why}" for name, c in choices.items()]
         used = sorted({c.rule for c in self.choices().values()} & set(RULES))
         lines += [f"{rule}: {RULES[rule].does} ({RULES[rule].evidence})" for rule in used]
         return lines + [f"note: {n}" for n in self.notes]
