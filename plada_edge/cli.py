@@ -896,9 +896,12 @@ def inspect(
     typer.echo(f"  floor     {r['floor_bytes']:,.0f} bytes = log2 C(N,k) + k·H(labels); body/floor {ratio:.3f}")
     sel = h.get("selection", {})
     if sel:
+        net = sel.get("safety_net") or {}
+        quotas = f" quotas=target (power {net['target_power']:g})" if net.get("quotas") == "target" else ""
         typer.echo(
             f"  selection {sel.get('strategy')} keep {sel.get('keep', 0):.2%}"
-            + (", Safety-Net" if sel.get("safety_net") else "")
+            + (f", Safety-Net{quotas}" if net else "")
+            + f", spread {sel.get('spread', 1):.3g}"
         )
     if r.get("grid"):
         typer.echo(f"  grid      {r['grid']}")

@@ -33,6 +33,15 @@ def golden_inputs():
     return selections, logits
 
 
+# version 3's addition: a selection whose Safety-Net quotas follow the target, with their power
+V3_SELECTION = {
+    "strategy": "nearest",
+    "budget": 1002,
+    "safety_net": {"quotas": "target", "target_power": 0.5, "alpha": -0.2, "share": 1.0},
+    "spread": 32.0,
+}
+
+
 def payload_digests(selections, version: int = 1) -> dict:
     out = {}
     for name, (idx, lab, n, c) in selections.items():
@@ -43,6 +52,8 @@ def payload_digests(selections, version: int = 1) -> dict:
             "n": n,
             "image_size": 32,
         }
+        if version == 3:
+            head["selection"] = V3_SELECTION
         for codec in list_codecs():
             data = encode_payload(idx, lab, head, codec, version=version)
             p = decode_payload(data)
@@ -60,6 +71,12 @@ def test_payload_bytes_match_golden():
 def test_v2_payload_bytes_match_golden():
     want = json.loads((GOLDEN / "payloads-v2.json").read_text())
     got = payload_digests(golden_inputs()[0], version=2)
+    assert got == want
+
+
+def test_v3_payload_bytes_match_golden():
+    want = json.loads((GOLDEN / "payloads-v3.json").read_text())
+    got = payload_digests(golden_inputs()[0], version=3)
     assert got == want
 
 

@@ -77,6 +77,57 @@ def test_v2_round_trip_keeps_what_the_device_needs():
     assert q["view"] == other["view"] and q["selection"]["strategy"] == "my-strategy" and q["note"] == {"by": "test"}
 
 
+def _target_quotas(**kw):
+    h = header(**kw)
+    net = {"quotas": "target", "target_power": 0.5, "alpha": -0.2, "share": 1}
+    h["selection"] = dict(h["selection"], safety_net=net)
+    return h
+
+
+def test_v3_records_target_quotas_and_is_written_only_when_needed():
+    idx, lab = selection()
+    plain = encode_payload(idx, lab, header(), "model")
+    assert plain[6] == 2  # nothing v2 cannot say: v2 bytes, readable by every device that reads v2
+    data = encode_payload(idx, lab, _target_quotas(), "model")
+    p = decode_payload(data)
+    assert data[6] == 3 and p.format_version == 3
+    assert len(data) - len(plain) <= 8  # a flag bit, the power, an empty field list (the meta may be zstd'd)
+    assert p.header["selection"]["safety_net"] == {"alpha": -0.2, "share": 1.0, "quotas": "target", "target_power": 0.5}
+    with pytest.raises(PayloadError, match="needs payload version 3"):
+        encode_payload(idx, lab, _target_quotas(), "model", version=2)
+    v3_anyway = decode_payload(encode_payload(idx, lab, header(), "model", version=3))
+    assert v3_anyway.format_version == 3 and v3_anyway.header["selection"] == decode_payload(plain).header["selection"]
+
+
+def test_v3_extension_fields_critical_unknown_refused_informative_skipped(monkeypatch):
+    import plada_edge.core.payload as payload
+
+    idx, lab = selection()
+
+    def with_field(tag):  # the writer's meta with one extension field in place of the empty list
+        def pack_meta(h, version=2):
+            out = bytearray(original(h, version))
+            assert out[-1] == 0  # the empty field list the writer ends the v3 meta with
+            out[-1:] = bytes([1, tag, 3]) + b"abc"
+            return bytes(out)
+
+        return pack_meta
+
+    original = payload._pack_meta
+    monkeypatch.setattr(payload, "_pack_meta", with_field(2))
+    informative = encode_payload(idx, lab, _target_quotas(), "varint")
+    monkeypatch.setattr(payload, "_pack_meta", with_field(1))
+    critical = encode_payload(idx, lab, _target_quotas(), "varint")
+    monkeypatch.setattr(payload, "_pack_meta", original)
+    assert decode_payload(informative).format_version == 3
+    with pytest.raises(PayloadError, match="critical field 1 is not known to this reader"):
+        decode_payload(critical)
+    newer = bytearray(encode_payload(idx, lab, header(), "varint"))
+    newer[6] = 4
+    with pytest.raises(PayloadError, match="unsupported payload version 4 .* update plada-edge"):
+        decode_payload(bytes(newer))
+
+
 def test_v2_header_is_small_next_to_the_body():
     idx, lab = selection()
     v1 = encode_payload(idx, lab, header(), "model", version=1)
@@ -217,6 +268,10 @@ FUZZ = textwrap.dedent("""
         seeds.append((encode_payload(idx, lab, header(n=20_000), codec), False))
         seeds.append((encode_payload(idx, lab, header(n=20_000), codec, signer=signer), True))
     seeds.append((encode_payload(np.arange(0), np.arange(0), header(n=5, c=300), "model"), False))
+    v3 = header(n=20_000)
+    net = {"quotas": "target", "target_power": 0.5, "alpha": 0, "share": 1}
+    v3["selection"] = dict(v3["selection"], safety_net=net)
+    seeds.append((encode_payload(*selection(n=20_000, k=400, seed=9), v3, "model"), False))  # version 3
 
     def seal(prefix, signed):
         return prefix + (signer.public + signer.sign(prefix) if signed else hashlib.sha256(prefix).digest()[:4])

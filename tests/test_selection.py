@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from plada_edge.core import native, twins
+from plada_edge.core.errors import PayloadError
 from plada_edge.server.selection import safety_net_quotas
 
 IMPLS = {"numpy": (twins.topk, twins.class_topk)}
@@ -361,6 +362,10 @@ def test_a_target_quota_selection_packs_into_a_payload(tmp_path):
         "safety_net": sel.safety_net,
         "spread": sel.spread,
     }
-    for version in (1, 2):
+    for version in (1, 3):
         write_payload(tmp_path / f"v{version}.plada", sel.indices, sel.labels, head, version=version)
         np.testing.assert_array_equal(read_payload(tmp_path / f"v{version}.plada").indices, sel.indices)
+    net = read_payload(tmp_path / "v3.plada").header["selection"]["safety_net"]
+    assert net["quotas"] == "target" and net["target_power"] == sel.safety_net["target_power"]
+    with pytest.raises(PayloadError, match="needs payload version 3"):  # version 2 cannot record target quotas
+        write_payload(tmp_path / "v2.plada", sel.indices, sel.labels, head, version=2)

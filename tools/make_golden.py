@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,24 +28,60 @@ GOLDEN, golden_inputs, payload_digests = _golden.GOLDEN, _golden.golden_inputs, 
 from plada_edge.core import atomic, native  # noqa: E402
 
 
+def example_v3() -> str:
+    """docs/payload-format.md's golden bytes: a 5-image version-3 payload, as hex, with its SHA-256."""
+    import hashlib
+
+    from plada_edge.core.payload import decode_payload, encode_payload
+
+    head = {"task": "demo", "class_names": ["cat", "dog"], "pack_fingerprint": "f" * 64, "n": 97, "image_size": 32}
+    head["selection"] = _golden.V3_SELECTION
+    data = encode_payload([3, 17, 40, 41, 90], [0, 1, 1, 0, 1], head, "varint", version=3)
+    p = decode_payload(data)
+    rows = [f"{i:04x}  " + " ".join(f"{b:02x}" for b in data[i : i + 16]) for i in range(0, len(data), 16)]
+    return "\n".join(
+        [
+            "A 5-image payload over a 97-image pack, two classes, the `varint` codec, selection as in "
+            "tests/test_golden.py's V3_SELECTION (nearest order, target quotas with power 0.5, spread 32):",
+            "",
+            "```",
+            *rows,
+            "```",
+            "",
+            f"{len(data)} bytes: fixed header and meta {p.header_bytes}, body {p.body_bytes}, checksum "
+            f"{p.trailer_bytes}; SHA-256 `{hashlib.sha256(data).hexdigest()}`. `tests/test_golden.py` holds "
+            "every codec's version-3 bytes to their digests.",
+        ]
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument(
         "--only",
-        choices=["payloads-v1", "payloads-v2", "energy"],
+        choices=["payloads-v1", "payloads-v2", "payloads-v3", "energy"],
         action="append",
         help="write only these golden files (default: all); golden files are written once, on x86_64",
     )
-    what = set(ap.parse_args().only or ["payloads-v1", "payloads-v2", "energy"])
+    ap.add_argument("--update-docs", action="store_true", help="also write docs/payload-format.md's golden bytes")
+    args = ap.parse_args()
+    what = set(args.only or ["payloads-v1", "payloads-v2", "payloads-v3", "energy"])
     selections, logits = golden_inputs()
     if "payloads-v1" in what:
         atomic.write_json(GOLDEN / "payloads.json", payload_digests(selections, version=1))
     if "payloads-v2" in what:
         atomic.write_json(GOLDEN / "payloads-v2.json", payload_digests(selections, version=2))
+    if "payloads-v3" in what:
+        atomic.write_json(GOLDEN / "payloads-v3.json", payload_digests(selections, version=3))
     if "energy" in what:
         stats = native.energy_stats(logits, nan_policy="flag")
         atomic.save_npy(GOLDEN / "energy.npy", np.stack([stats.energy, stats.entropy]).astype(np.float32))
         atomic.save_npy(GOLDEN / "labels.npy", stats.label)
+    if args.update_docs:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from benchkit import replace_section
+
+        replace_section("golden-v3", example_v3(), "python tools/make_golden.py --update-docs", doc="payload-format.md")
     print(json.dumps({"written": str(GOLDEN), "simd": native.simd_level()}))
 
 

@@ -1,6 +1,6 @@
 """The ``.plada`` payload: a task, shipped as (reference index, hard label) pairs (paper §3.3).
 
-Version 2 (written by default; docs/payload-format.md is the specification), in order:
+Version 2 (docs/payload-format.md is the specification), in order:
 
     magic        6 bytes   b"PLADA\\x00"
     version      u8        2
@@ -14,7 +14,10 @@ Version 2 (written by default; docs/payload-format.md is the specification), in 
     trailer      checksum: the first 4 bytes of SHA-256(everything above); or, signed:
                  the signer's 32-byte public key + a 64-byte Ed25519 signature of everything above
 
-Version 1 (a JSON header and a 32-byte SHA-256) stays readable, and writable with ``version=1``.
+Version 3 is version 2 with the selection's target quotas (a flag bit and their power) and typed extension
+fields (an odd tag is critical: unknown, the payload is refused). A writer uses the oldest version that
+holds its header (``needed_version``). Version 1 (a JSON header and a 32-byte SHA-256) stays readable,
+and writable with ``version=1``.
 
 Reading is bounded: every header number is checked against hard limits and against the bytes that
 are actually there before anything is allocated from it, the trailer is verified before the meta
@@ -41,7 +44,9 @@ from .errors import PayloadError
 from .view import FRAMES, IMAGENET_MEAN, IMAGENET_STD
 
 MAGIC = b"PLADA\x00"
-VERSION = 2
+VERSION = 3  # the newest this reader knows; a writer uses the oldest that holds the header (needed_version)
+BINARY_VERSIONS = (2, 3)  # v3 = v2 + the plan's target quotas in the selection, and typed extension fields
+QUOTAS_TARGET_BIT = 4  # v3 selection flag: the Safety-Net's quotas follow the target (its power follows)
 FLAG_SIGNED, FLAG_META_ZSTD = 1, 2
 CHECKSUM_BYTES = 4  # catches accidents; authenticity is the signature's job
 SIGNATURE_TRAILER = 32 + 64  # the signer's Ed25519 public key + the signature
@@ -71,7 +76,7 @@ class Payload:
     body_bytes: int = 0
     total_bytes: int = 0
     sha256: str = ""
-    format_version: int = VERSION
+    format_version: int = 2
     signer: bytes | None = None  # the Ed25519 public key that signed it (verified), or None
     header_bytes: int = 0  # bytes before the body
     trailer_bytes: int = 0  # checksum or public key + signature
@@ -108,8 +113,11 @@ class Payload:
             )
 
 
-def encode_payload(indices, labels, header: dict, codec: str = "auto", version: int = VERSION, signer=None) -> bytes:
-    """Serialise a selection (format ``version`` 2, or 1 for old readers).
+def encode_payload(
+    indices, labels, header: dict, codec: str = "auto", version: int | None = None, signer=None
+) -> bytes:
+    """Serialise a selection: format ``version`` 2 or 3 (None: the oldest that holds this header, so payloads
+    readable by older devices stay so), or 1 for old readers.
 
     ``header`` needs task, class_names, pack_fingerprint, n and image_size; view, selection,
     teacher and target are carried when present (v2 packs them in binary, other keys as JSON).
@@ -120,6 +128,7 @@ def encode_payload(indices, labels, header: dict, codec: str = "auto", version: 
     lab = np.asarray(labels, np.int64)
     if idx.ndim != 1 or lab.shape != idx.shape:
         raise PayloadError("indices and labels must be 1-D arrays of equal length")
+    version = needed_version(header) if version is None else version
     head = dict(header, k=int(len(idx)), codec="model" if codec == "auto" else codec, format_version=version)
     check_header(head)
     n, c = head["n"], len(head["class_names"])
@@ -139,16 +148,21 @@ def encode_payload(indices, labels, header: dict, codec: str = "auto", version: 
         hbytes = json.dumps(head, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
         blob = MAGIC + struct.pack("<HI", 1, len(hbytes)) + hbytes + struct.pack("<Q", len(body)) + body
         return blob + hashlib.sha256(blob).digest()
-    if version != VERSION:
-        raise PayloadError(f"cannot write payload version {version} (versions 1 and {VERSION} exist)")
-    meta = _pack_meta(head)
+    if version not in BINARY_VERSIONS:
+        raise PayloadError(f"cannot write payload version {version} (versions 1, 2 and 3 exist)")
+    if version < needed_version(head):
+        raise PayloadError(
+            f"this header needs payload version {needed_version(head)} (its selection's quotas follow "
+            "the target); version 2 cannot say so"
+        )
+    meta = _pack_meta(head, version)
     packed = _zstd_small(meta)
     flags = (FLAG_SIGNED if signer is not None else 0) | (FLAG_META_ZSTD if len(packed) < len(meta) else 0)
     if flags & FLAG_META_ZSTD:
         meta = packed
     w = _Writer()
     w.raw(MAGIC)
-    w.u8(VERSION)
+    w.u8(version)
     w.u8(flags)
     for value in (n, len(idx), c):
         w.varint(value)
@@ -164,7 +178,13 @@ def encode_payload(indices, labels, header: dict, codec: str = "auto", version: 
 
 
 def write_payload(
-    path: str | os.PathLike, indices, labels, header: dict, codec: str = "auto", version: int = VERSION, signer=None
+    path: str | os.PathLike,
+    indices,
+    labels,
+    header: dict,
+    codec: str = "auto",
+    version: int | None = None,
+    signer=None,
 ) -> Payload:
     data = encode_payload(indices, labels, header, codec, version, signer)
     atomic.write_bytes(path, data)
@@ -184,10 +204,12 @@ def decode_payload(data: bytes, trusted: bytes | None = None) -> Payload:
     version = data[len(MAGIC)]
     if version == 1 and data[len(MAGIC) + 1] == 0:
         header, body, body_at, signer = _parse_v1(data)
-    elif version == VERSION:
-        header, body, body_at, signer = _parse_v2(data)
+    elif version in BINARY_VERSIONS:
+        header, body, body_at, signer = _parse_v2(data, version)
     else:
-        raise PayloadError(f"unsupported payload version {version} (this reader knows 1 and {VERSION})")
+        raise PayloadError(
+            f"unsupported payload version {version} (this reader knows 1 to {VERSION}): update plada-edge to read it"
+        )
     from .keys import require_trusted
 
     require_trusted(signer, trusted)
@@ -413,7 +435,13 @@ def _zstd_small(raw: bytes) -> bytes:
     return zstandard.ZstdCompressor(level=19, write_content_size=True, write_checksum=False).compress(raw)
 
 
-def _pack_meta(h: dict) -> bytes:
+def needed_version(header: dict) -> int:
+    """The oldest binary version that holds ``header``: 3 when its selection's quotas follow the target."""
+    net = (header.get("selection") or {}).get("safety_net") or {}
+    return 3 if net.get("quotas") == "target" else 2
+
+
+def _pack_meta(h: dict, version: int = 2) -> bytes:
     w = _Writer()
     w.text(h["task"])
     for name in h["class_names"]:
@@ -435,7 +463,8 @@ def _pack_meta(h: dict) -> bytes:
         w.u8(0)
     else:
         net = sel.get("safety_net")
-        w.u8(1 | (2 if net else 0))
+        by_target = version >= 3 and bool(net) and net.get("quotas") == "target"
+        w.u8(1 | (2 if net else 0) | (QUOTAS_TARGET_BIT if by_target else 0))
         strategy = str(sel.get("strategy", ""))
         w.u8(STRATEGY_IDS.index(strategy) if strategy in STRATEGY_IDS else 255)
         if strategy not in STRATEGY_IDS:
@@ -444,6 +473,8 @@ def _pack_meta(h: dict) -> bytes:
         if net:
             w.f32(net.get("alpha", 0.0))
             w.f32(net.get("share", 0.0))
+        if by_target:
+            w.f32(float(net.get("target_power", 1.0)))
         w.f32(float(sel.get("spread", 1.0)))
     teacher = h.get("teacher") or {}
     w.text(str(teacher.get("arch") or ""))
@@ -455,10 +486,12 @@ def _pack_meta(h: dict) -> bytes:
     w.text("" if target_name == h["task"] else str(target_name))
     extra = {key: v for key, v in h.items() if key not in V2_FIELDS}
     w.blob(json.dumps(extra, sort_keys=True, separators=(",", ":"), allow_nan=False).encode() if extra else b"")
+    if version >= 3:
+        w.varint(0)  # typed extension fields (docs/payload-format.md): none written yet
     return bytes(w.out)
 
 
-def _unpack_meta(meta: bytes, h: dict) -> None:
+def _unpack_meta(meta: bytes, h: dict, version: int = 2) -> None:
     r = _Reader(meta, what="meta")
     h["task"] = r.text(MAX_NAME, "task")
     h["class_names"] = [r.text(MAX_CLASS_NAME, "class name") for _ in range(h.pop("_c"))]
@@ -481,6 +514,8 @@ def _unpack_meta(meta: bytes, h: dict) -> None:
             raise PayloadError(f"meta: unknown normalisation {norm}")
         h["view"] = view
     flags = r.u8()
+    if flags & ~(1 | 2 | (QUOTAS_TARGET_BIT if version >= 3 else 0)):
+        raise PayloadError(f"meta: unknown selection flags {flags:#04x}")
     if flags & 1:
         code = r.u8()
         strategy = (
@@ -490,6 +525,10 @@ def _unpack_meta(meta: bytes, h: dict) -> None:
             raise PayloadError(f"meta: unknown strategy code {code}")
         sel = {"strategy": strategy, "budget": r.varint(MAX_N, "budget"), "keep": h["k"] / h["n"]}
         sel["safety_net"] = {"alpha": r.f32(), "share": r.f32()} if flags & 2 else None
+        if flags & QUOTAS_TARGET_BIT:
+            if not flags & 2:
+                raise PayloadError("meta: target quotas without a Safety-Net")
+            sel["safety_net"].update(quotas="target", target_power=r.f32())
         sel["spread"] = r.f32()
         h["selection"] = sel
     arch = r.text(MAX_NAME, "teacher.arch")
@@ -514,11 +553,34 @@ def _unpack_meta(meta: bytes, h: dict) -> None:
         if not isinstance(more, dict) or set(more) & V2_FIELDS:
             raise PayloadError("meta: extra fields must be an object of other keys")
         h.update(more)
+    if version >= 3:
+        _unpack_fields(r)
     if r.pos != len(meta):
         raise PayloadError(f"meta has {len(meta) - r.pos} unexpected trailing bytes")
 
 
-def _parse_v2(data: bytes):
+MAX_FIELDS = 64
+
+
+def _unpack_fields(r: _Reader) -> None:
+    """v3's typed extension fields: (tag varint, value blob) each. An odd tag is critical: a reader that does not
+    know it must refuse the payload; an even one only informs and is skipped. This reader knows none yet."""
+    for _ in range(r.varint(MAX_FIELDS, "fields")):
+        tag = r.varint(1 << 20, "field tag")
+        r.blob(MAX_EXTRA, f"field {tag}")
+        if tag % 2:
+            raise PayloadError(
+                f"meta: critical field {tag} is not known to this reader (plada-edge {_version()}): update it"
+            )
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _parse_v2(data: bytes, version: int = 2):
     from .codecs import decompress_bounded
 
     r = _Reader(data)
@@ -569,9 +631,9 @@ def _parse_v2(data: bytes):
         "codec": CODEC_IDS[code],
         "image_size": image_size,
         "pack_fingerprint": fingerprint,
-        "format_version": VERSION,
+        "format_version": version,
     }
-    _unpack_meta(meta, header)
+    _unpack_meta(meta, header, version)
     check_header(header)
     return header, data[body_at:end], body_at, signer
 
