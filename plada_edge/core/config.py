@@ -1,33 +1,21 @@
-"""Parameter objects: every option of the pipeline and its measured default, defined once.
+"""Parameter objects and rules: every option of the pipeline, its default and every "auto" rule, defined once.
 
 The CLI, ``tasks.toml`` and the Python API all build these frozen dataclasses and hand them down
 unchanged, so a default lives here and nowhere else (tests/test_api.py holds the three together).
-Each value was chosen from runs of tools/bench_plada.py and tools/bench_suite.py; docs/results.md ("Defaults, and why")
-prints them beside the numbers behind them.
 
-- ``SelectionConfig`` (paper §3.2): lowest energy with the Safety-Net (alpha -0.2, share 0.5);
-  plain lowest energy drops whole classes at small keeps. For an ImageNet-pretrained teacher, and
-  for a scratch one whose pool holds near-copies of the target's images, the default order is ours:
-  ``nearest``, the pool images closest to the target's own training images in the teacher's
-  features (TEACHER_STRATEGY). ``spread`` is ours, not the paper's:
-  "auto" draws each quota from its 8x-larger band of lowest energies at small keeps (32x for
-  colour targets; both measured best at 1 %) and shrinks to the strict order as the band would
-  pass 8 % (32 %) of the pool. ``quotas`` is ours too: "auto" sizes the Safety-Net by the target's
-  own class counts when they are imbalanced (QUOTA_IMBALANCE), by the pool's otherwise; in
-  nearest order tempered to their square root (TARGET_POWER), which lifts the small classes.
+- ``SelectionConfig`` (paper §3.2): the order, the Safety-Net's quotas and power, the spread. Its
+  "auto" and "by-*" values are resolved by one function, plada_edge.server.plan.plan_selection, with
+  the rules below (``RULES`` says what each does and which section of docs/results.md measured it).
 - ``TrainConfig`` (paper §4): AdamW, lr 1e-3, cosine schedule with warm-up. Teachers train 10
   epochs, students 30 (the paper's count on an ImageNet-1K-sized pool).
-- ``TeacherConfig`` / ``StudentConfig``: the model around a ``TrainConfig``. A grayscale teacher's
-  view frames every image by its ink (``frame``, FRAME), so a pool digit drawn small, faint or
-  dark-on-light is seen the way the target's are.
+- ``TeacherConfig`` / ``StudentConfig``: the model around a ``TrainConfig``; a grayscale teacher's view
+  frames images by their ink (``frame``, FRAME).
 - ``ScoreConfig``: how the pack is streamed through the teacher (paper §3, energy scoring).
 
-These defaults are the ``scratch`` recipe's. ``--recipe auto|pretrained`` (plada_edge.core.recipes,
-the one home of the pretrained settings) fills the options a user leaves unset from the target and
-the installed weights before these objects are built.
-
-Every object validates itself on construction and raises ``ConfigError`` naming the option.
-``from_options`` builds one from flat keyword options (the CLI's and tasks.toml's shape).
+These defaults are the ``scratch`` recipe's; ``--recipe auto|pretrained`` (plada_edge.core.recipes)
+fills the options a user leaves unset from the target and the installed weights. Every object
+validates itself on construction and raises ``ConfigError`` naming the option; ``from_options``
+builds one from flat keyword options (the CLI's and tasks.toml's shape).
 """
 
 from __future__ import annotations

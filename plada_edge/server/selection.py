@@ -1,72 +1,32 @@
-"""Server step 4 (paper §3.2): choose which (image, pseudo-label) pairs to send.
+"""Server step 4b (paper §3.2): pick the (image, pseudo-label) pairs a plan asks for.
 
-Strategies (a registry; ``list_strategies()``):
-  energy    lowest energy first: the paper's default, most in-distribution
+``select(scores, config, keep=... | count=...)`` reads the facts of the scores (``selection_facts``),
+resolves a plan once (plada_edge.server.plan: the only home of the rules) and picks by it (``pick``).
+
+Orders (a registry, ``list_orders``; ``list_strategies`` adds the rules by-teacher and by-view):
+  energy    lowest energy first: the paper's order, most in-distribution
   opposite  highest energy first: the paper's mode for far-out-of-domain targets
   entropy   lowest softmax entropy first: the confidence baseline the paper compares against
   random    a seeded random order: the control
-  nearest   closest to the target's own training images first (ours): the teacher's pooled
-            features of a pool image against those of up to NEAREST_ANCHORS training images
-            (its ``distance``, plada_edge.server.teacher); scores without a distance (an imported
-            teacher) fall back to energy, with a warning
-  by-teacher  the default: nearest for a teacher whose features come from ImageNet pretraining,
-            energy for one trained from scratch on the target, unless the pool holds near-copies
-            of the target's images (TEACHER_STRATEGY). Pretrained features are generic, so the
-            lowest energies are confident but often unlike the target, while nearness in those
-            features means "looks like the target": nearest won on 5 of the suite's 6 targets with
-            pretrained teachers. Features learned from the target alone measure nearness reliably
-            only close to its own images: nearest won where the pool holds near-copies of them
-            (fmnist's pool holds fashion-mnist); elsewhere (the colour targets' scratch teachers,
-            one seed each) it won on some and lost on others, and which ones changed from one
-            machine's run to the next, so energy, the paper's order, stays. Near-copies: the
-            pool's NEAR_COPY_QUANTILE distance quantile is under NEAR_COPY_RATIO of its median
-            (``near_copy_ratio``; docs/results.md, "suite"). Scores whose teacher does not say
-            resolve as by-view.
-  by-view   nearest for a colour teacher, energy for a grayscale one (VIEW_STRATEGY): the
-            earlier default, which matches by-teacher under --recipe auto.
+  nearest   closest to the target's own training images in the teacher's features (ours): each
+            image's ``distance`` to up to NEAREST_ANCHORS training images (plada_edge.server.teacher)
 
-Safety-Net (paper §3.2), optional: reserve ``share`` of the budget K for per-class quotas
-K_c ∝ N_c^alpha, where N_c is the number of pack images pseudo-labelled c (unflagged); empty
-classes get none, and K_c is capped at N_c. Each quota is filled with that class's best images
-under the strategy; the rest of the budget is then filled globally from the images not yet
-taken. alpha = 0 with share = 1 is equal per-class quotas. Quotas are rounded by largest
-remainder (ties to the lower class), so they sum to round(share * K) before capping.
-``quotas="target"`` (ours) splits the whole budget by the target's training images per class
-instead, K_c ∝ n_c^target_power, and ``"auto"`` (the default) does so only for class-imbalanced
-targets: there the pool's pseudo-label counts say nothing of the prior the target's test images
-follow. On the suite's four imbalanced targets target quotas won on all four in energy order, and
-on three of four in nearest order (elementary did better with pool quotas; the means are within a
-point); on the balanced fmnist and digits pool quotas stayed best. The power trades plain for macro
-accuracy: the target's own proportions (power 1) serve its large classes, equal quotas (0) its
-small ones. ``target_power="auto"`` (the default) takes the square root in nearest order
-(TARGET_POWER), a common rebalancing in long-tailed training: there it held the four targets' mean
-plain accuracy within half a point of power 1 and raised macro accuracy on three of them, while
-equal quotas raised macro most but cost gnome and elementary more plain accuracy than random
-selection leaves them. In energy order the square root cost plain accuracy on all four, so energy
-keeps power 1 (docs/results.md, "suite").
+Safety-Net (paper §3.2): quotas first, then the rest of the budget globally from the images not yet
+taken. Pool quotas reserve ``share`` of the budget K as K_c ∝ N_c^alpha over the pack's pseudo-label
+counts N_c (empty classes get none, K_c is capped at N_c; alpha 0 with share 1 is equal quotas);
+target quotas (ours) split all of K as K_c ∝ n_c^power of the target's training counts. Quotas are
+rounded by largest remainder, ties to the lower class.
 
-Spread (ours, not the paper's): the lowest energies are the most prototypical images, so a strict
-top-k is pure but repetitive. With ``spread`` s > 1, each quota (and the global remainder) draws
-its m images at random, seeded, from that part's s·m best candidates instead of taking the m best:
-purity traded for diversity. s = 1 is the strict order above. ``spread="auto"`` draws from at most
-the lowest ``band`` of the pool and at most ``most`` times the budget: s = clip(band · N / k, 1,
-most), with (band, most) = AUTO_SPREAD[gray or colour] by the teacher's view. So small keeps get
-diversity and large keeps, whose band would reach far out of distribution, stay strict. Colour
-targets get a wider band: on the suite's four colour targets (weak teachers, a pool of related but
-differently drawn images) the lowest energies were too alike, and 32x beat 8x on every one in
-energy order. In nearest order, the default's, 32x won on one of four; 8x would win the other
-three but take most of gnome's margin over random selection, so 32x stays. On fmnist and digits 8x stayed best
-(docs/results.md, "suite").
+Spread (ours): with s > 1 each quota (and the remainder) draws its m images at random, seeded, from
+its s·m best instead of taking the m best: purity traded for diversity. s = 1 is the strict order.
 
-Memory (issue 18): every pass reads the scores CHUNK rows at a time. Strict picks merge each
-chunk's best (the native class_topk kernel) into a running best of at most k rows; a spread's band
-is never listed: its per-class thresholds come from a radix select (four passes of per-class byte
+Memory (issue 18): every pass reads the scores CHUNK rows at a time. Strict picks merge each chunk's
+best (the native class_topk kernel) into a running best of at most k rows; a spread's band is never
+listed: its per-class thresholds come from a radix select (four passes of per-class byte
 histograms), so a selection holds one chunk, k candidates and classes x 256 counts at any N.
-
 Flagged rows (NaN, +inf, all -inf logits) are never selected. Every selection reports its label
-histogram and warns when classes vanish: with a weak teacher, vanilla lowest energy can collapse
-onto a few classes, and quotas fix it. Scores are never recomputed: selecting again with another
-budget, strategy or quota only re-reads the memory-mapped scores.
+histogram and warns when classes vanish. Scores are never recomputed: selecting again with another
+budget, order or quota only re-reads the memory-mapped scores.
 """
 
 from __future__ import annotations
