@@ -333,6 +333,55 @@ class _Probe:
             return int((self.head(self.eval[0]).argmax(1) == self.eval[1]).sum()) / len(self.eval[1])
 
 
+@dataclass(frozen=True)
+class TrainingRun:
+    """One model trained from scratch or its initial weights: what teachers, students and the student's
+    self-training round all do, and the only place a model is created for training."""
+
+    arch: str
+    num_classes: int
+    weights: str | None
+    train: TrainConfig
+    device: str = "cpu"
+    precision: str = "auto"
+
+    def fit(self, view, images, labels, out_dir, identity: dict, *, resume=True, progress=None, **fit_options):
+        """A fresh model (seeded by the run's TrainConfig), fitted: (model on the CPU, per-epoch history)."""
+        import torch
+
+        from .models import create_model
+
+        torch.manual_seed(self.train.seed)
+        model = create_model(self.arch, self.num_classes, self.weights)
+        history = fit(
+            model,
+            view,
+            images,
+            labels,
+            self.train,
+            out_dir,
+            resume=resume,
+            progress=progress,
+            identity=identity,
+            device=self.device,
+            precision=self.precision,
+            **fit_options,
+        )
+        return model, history
+
+
+def save_model(path: Path, model, **fields) -> str:
+    """Write ``fields`` and the model's weights as one torch file, atomically; its SHA-256 (what exports cite)."""
+    import hashlib
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({**fields, "model": model.state_dict()}, buf)
+    atomic.write_bytes(path, buf.getvalue())
+    return hashlib.sha256(buf.getvalue()).hexdigest()
+
+
 def fit(
     model,
     view,

@@ -17,12 +17,11 @@ delivers) and contains the view; its metadata names the classes, input size and 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import time
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +31,14 @@ from ..core.config import StudentConfig, with_options
 from ..core.devices import resolve_device
 from ..core.errors import ModelError, PackError, TargetError
 from ..core.locks import output_lock
-from ..core.models import create_model, export_onnx_graph
+from ..core.models import export_onnx_graph
 from ..core.payload import Payload, read_payload
 from ..core.recipes import student_options
 from ..core.reference import ReferencePack
 from ..core.results import Evaluation, StudentResult
 from ..core.storage import ImageFile
 from ..core.targets import Target, load_target
-from ..core.train import fit, predict
+from ..core.train import TrainingRun, predict, save_model
 from ..core.view import ViewSpec, as_nhwc3, torch_view
 from .predictor import load_student, write_card
 
@@ -90,173 +89,198 @@ def learn(
     Without a ``config``, ``recipe`` (auto | scratch | pretrained, plada_edge.core.recipes) fills
     every option left unset, from the payload's view (colour or grayscale) and installed weights.
     """
-    import torch
-
     t0 = time.perf_counter()
-    pack = reference if isinstance(reference, ReferencePack) else ReferencePack.open(reference)
-    p = load_payload(payload, trusted, token)
-    p.check_pack(pack)  # refuse before any work
-    if config is None:
-        options = student_options(bool((p.header.get("view") or {}).get("gray", False)), recipe, options)
-        recipe = options.pop("recipe")
-    else:
-        recipe = "config"
-    cfg = with_options(config, StudentConfig, options)
-    c = p.num_classes
-    tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
-    if tgt is not None:
-        check_classes(tgt, p.header["class_names"], f"payload '{p.header['task']}'")
-    view = p.header.get("view")  # a minimal payload has none: then the pack's images as they are
-    size = p.header["image_size"]
-    spec = ViewSpec.from_dict(view) if view else ViewSpec(native_size=size, model_size=size)
-    if cfg.model_size is not None:
-        spec = replace(spec, model_size=cfg.model_size)
-    labels = p.labels.copy()
-    sample_weight = None
-    expansion = None
+    job = _Job.prepare(payload, reference, config, target, trusted, token, recipe, options)
     out = Path(out)
-    torch.manual_seed(cfg.train.seed)
-    arch = cfg.arch
-    model = create_model(arch, c, cfg.weights)
-    eval_view = torch_view(spec, input_size=tgt.native_size) if tgt is not None else None
-    identity = {
-        "payload_sha256": p.sha256,
-        "pack_fingerprint": pack.fingerprint,
-        **{k: v for k, v in asdict(cfg).items() if k not in ("train", "device", "precision")},
-    }
-    device = resolve_device(cfg.device)
     with output_lock(out):  # one writer per student folder
-        images = gathered(pack, p, out)
-        gathered_file = images.path
-        if cfg.expand > 0:
-            from .index import expand_labels
-
-            extra_idx, extra_lab, expansion = expand_labels(
-                pack, p.indices, p.labels, k=cfg.expand, embedder=cfg.embedder
-            )
-            if len(extra_idx):
-                images = np.concatenate([images, pack.gather(extra_idx)])
-                labels = np.concatenate([labels, extra_lab])
-                sample_weight = np.concatenate([np.ones(p.k), np.full(len(extra_idx), cfg.expand_weight)]).astype(
-                    np.float32
-                )
-        train_view = torch_view(spec, input_size=pack.size)
-        history = fit(
-            model,
-            train_view,
-            images,
-            labels,
-            cfg.train,
-            out,
-            sample_weight=sample_weight,
-            resume=resume,
-            progress=progress,
-            identity=identity,
-            device=device,
-            precision=cfg.precision,
-        )
-        self_training = None
-        if cfg.self_train > 0:
-            extra_idx, extra_lab, self_training = self_label(
-                model, train_view, pack, p.indices, c, cfg.self_train, cfg.self_train_confidence, cfg.train.seed, device
-            )
-            if len(extra_idx):  # a second round from a fresh start on payload + self-labelled images
-                torch.manual_seed(cfg.train.seed)
-                model = create_model(arch, c, cfg.weights)
-                base = sample_weight if sample_weight is not None else np.ones(len(labels), np.float32)
-                weight = np.concatenate([base, np.full(len(extra_idx), cfg.expand_weight, np.float32)])
-                history = fit(
-                    model,
-                    train_view,
-                    np.concatenate([images, pack.gather(extra_idx)]),
-                    np.concatenate([labels, extra_lab]),
-                    cfg.train,
-                    out / "self-train",
-                    sample_weight=weight,
-                    resume=resume,
-                    progress=progress,
-                    identity={**identity, "self_trained": extra_idx[:64].tolist(), "extra": int(len(extra_idx))},
-                    device=device,
-                    precision=cfg.precision,
-                )
-                labels = np.concatenate([labels, extra_lab])
-        state = {
-            "arch": arch,
-            "num_classes": c,
-            "class_names": p.header["class_names"],
-            "view": spec.to_dict(),
-            "payload_sha256": p.sha256,
-            "train": asdict(cfg.train),
-            "model": model.state_dict(),
-        }
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic.write_bytes(out / STUDENT_FILE, buf.getvalue())
-        native_size = tgt.native_size if tgt is not None else spec.native_size
-        parity = export_student(
-            model,
-            spec,
-            out / STUDENT_ONNX,
-            native_size,
-            p.header["class_names"],
-            hashlib.sha256(buf.getvalue()).hexdigest(),
-        )
-        teacher_acc = p.header.get("teacher", {}).get("test_acc")
-        metrics = {
-            "task": p.header["task"],
-            "arch": arch,
-            "recipe": recipe,
-            "weights": cfg.weights,
-            "epochs": cfg.train.epochs,
-            "model_size": spec.model_size,
-            "payload_bytes": p.total_bytes,
-            "k": p.k,
-            "payload_sha256": p.sha256,
-            "payload_signed_by": p.signer_id,
-            "pack_fingerprint": pack.fingerprint,
-            "trained_on": int(len(labels)),
-            "expansion": expansion,
-            "self_training": self_training,
-            "history": history,
-            "onnx_max_abs_diff": parity,
-            "teacher_test_acc": teacher_acc,
-            "seconds": time.perf_counter() - t0,
-            "device": device,
-        }
-        if tgt is not None:
-            pred = predict(model, eval_view, as_nhwc3(tgt.x_test), device=device).argmax(1)
-            model.to("cpu")
-            acc = float((pred == tgt.y_test).mean())
-            per_class = [
-                float((pred[tgt.y_test == c] == c).mean()) for c in range(tgt.num_classes) if (tgt.y_test == c).any()
-            ]
-            metrics.update(
-                target=tgt.name,
-                test_acc=acc,
-                macro_acc=float(np.mean(per_class)),
-                ratio_to_teacher=(acc / teacher_acc) if teacher_acc else None,
-            )
+        data = _training_data(job, out)
+        model, history, data = _train(job, data, out, resume, progress)
+        sha = save_model(out / STUDENT_FILE, model, **job.state())
+        native_size = job.target.native_size if job.target is not None else job.spec.native_size
+        parity = export_student(model, job.spec, out / STUDENT_ONNX, native_size, job.classes, sha)
+        metrics = _metrics(job, data, history, parity, time.perf_counter() - t0)
+        if job.target is not None:
+            metrics.update(_evaluated(model, job))
         atomic.write_json(out / METRICS_FILE, metrics)
-        write_card(
-            out,
-            out / STUDENT_ONNX,
-            native_size,
-            p.header["class_names"],
-            spec.to_dict(),
-            p.header,
-            payload={"sha256": p.sha256, "k": p.k, "bytes": p.total_bytes, "signed_by": p.signer_id},
-            recipe={
-                "recipe": recipe,
-                "arch": arch,
-                "weights": cfg.weights,
-                "epochs": cfg.train.epochs,
-                "model_size": spec.model_size,
-                "trained_on": int(len(labels)),
-            },  # fmt: skip
-            accuracy={k: metrics.get(k) for k in ("target", "test_acc", "macro_acc", "teacher_test_acc")},
-        )
-        gathered_file.unlink(missing_ok=True)  # only a resumed run needs it
+        _write_card(job, out, native_size, metrics)
+        data.gathered.unlink(missing_ok=True)  # only a resumed run needs it
     return StudentResult(metrics)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What ``learn`` works from once its inputs are checked: the verified payload, the pack, the config."""
+
+    payload: Payload
+    pack: ReferencePack
+    cfg: StudentConfig
+    recipe: str
+    spec: ViewSpec
+    target: Target | None
+    run: TrainingRun
+
+    @classmethod
+    def prepare(cls, payload, reference, config, target, trusted, token, recipe, options) -> _Job:
+        pack = reference if isinstance(reference, ReferencePack) else ReferencePack.open(reference)
+        p = load_payload(payload, trusted, token)
+        p.check_pack(pack)  # refuse before any work
+        if config is None:
+            options = student_options(bool((p.header.get("view") or {}).get("gray", False)), recipe, options)
+            recipe = options.pop("recipe")
+        else:
+            recipe = "config"
+        cfg = with_options(config, StudentConfig, options)
+        tgt = load_target(target) if isinstance(target, (str, os.PathLike)) else target
+        if tgt is not None:
+            check_classes(tgt, p.header["class_names"], f"payload '{p.header['task']}'")
+        view = p.header.get("view")  # a minimal payload has none: then the pack's images as they are
+        size = p.header["image_size"]
+        spec = ViewSpec.from_dict(view) if view else ViewSpec(native_size=size, model_size=size)
+        if cfg.model_size is not None:
+            spec = replace(spec, model_size=cfg.model_size)
+        device = resolve_device(cfg.device)
+        run = TrainingRun(cfg.arch, p.num_classes, cfg.weights, cfg.train, device, cfg.precision)
+        return cls(p, pack, cfg, recipe, spec, tgt, run)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.payload.header["class_names"]
+
+    def identity(self) -> dict:
+        """What a resumed checkpoint must have been training on."""
+        own = {k: v for k, v in asdict(self.cfg).items() if k not in ("train", "device", "precision")}
+        return {"payload_sha256": self.payload.sha256, "pack_fingerprint": self.pack.fingerprint, **own}
+
+    def state(self) -> dict:
+        """student.pt's fields beside the weights."""
+        return {
+            "arch": self.cfg.arch,
+            "num_classes": self.payload.num_classes,
+            "class_names": self.classes,
+            "view": self.spec.to_dict(),
+            "payload_sha256": self.payload.sha256,
+            "train": asdict(self.cfg.train),
+        }
+
+
+@dataclass
+class _Data:
+    """The student's training set: the payload's images (gathered once into the folder) and what was added."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    weight: np.ndarray | None
+    gathered: Path
+    expansion: dict | None = None
+    self_training: dict | None = None
+
+
+def _training_data(job: _Job, out: Path) -> _Data:
+    """The payload's images and labels, with FAISS label expansion's neighbours when asked for."""
+    p, pack, cfg = job.payload, job.pack, job.cfg
+    images = gathered(pack, p, out)
+    data = _Data(images, p.labels.copy(), None, images.path)
+    if cfg.expand > 0:
+        from .index import expand_labels
+
+        extra_idx, extra_lab, data.expansion = expand_labels(
+            pack, p.indices, p.labels, k=cfg.expand, embedder=cfg.embedder
+        )
+        if len(extra_idx):
+            data.images = np.concatenate([images, pack.gather(extra_idx)])
+            data.labels = np.concatenate([data.labels, extra_lab])
+            data.weight = np.concatenate([np.ones(p.k), np.full(len(extra_idx), cfg.expand_weight)]).astype(np.float32)
+    return data
+
+
+def _train(job: _Job, data: _Data, out: Path, resume: bool, progress):
+    """Fit the student; with self-training, a second run from a fresh start on payload + self-labelled images."""
+    view = torch_view(job.spec, input_size=job.pack.size)
+    fit_on = {"resume": resume, "progress": progress}
+    model, history = job.run.fit(
+        view, data.images, data.labels, out, job.identity(), sample_weight=data.weight, **fit_on
+    )
+    cfg = job.cfg
+    if cfg.self_train <= 0:
+        return model, history, data
+    p, run = job.payload, job.run
+    confident = cfg.self_train, cfg.self_train_confidence, cfg.train.seed
+    extra_idx, extra_lab, data.self_training = self_label(
+        model, view, job.pack, p.indices, p.num_classes, *confident, run.device
+    )
+    if not len(extra_idx):
+        return model, history, data
+    base = data.weight if data.weight is not None else np.ones(len(data.labels), np.float32)
+    images = np.concatenate([data.images, job.pack.gather(extra_idx)])
+    labels = np.concatenate([data.labels, extra_lab])
+    weight = np.concatenate([base, np.full(len(extra_idx), cfg.expand_weight, np.float32)])
+    identity = {**job.identity(), "self_trained": extra_idx[:64].tolist(), "extra": int(len(extra_idx))}
+    model, history = run.fit(view, images, labels, out / "self-train", identity, sample_weight=weight, **fit_on)
+    data.labels = labels
+    return model, history, data
+
+
+def _metrics(job: _Job, data: _Data, history: list, parity: float, seconds: float) -> dict:
+    p = job.payload
+    return {
+        "task": p.header["task"],
+        "arch": job.cfg.arch,
+        "recipe": job.recipe,
+        "weights": job.cfg.weights,
+        "epochs": job.cfg.train.epochs,
+        "model_size": job.spec.model_size,
+        "payload_bytes": p.total_bytes,
+        "k": p.k,
+        "payload_sha256": p.sha256,
+        "payload_signed_by": p.signer_id,
+        "pack_fingerprint": job.pack.fingerprint,
+        "trained_on": int(len(data.labels)),
+        "expansion": data.expansion,
+        "self_training": data.self_training,
+        "history": history,
+        "onnx_max_abs_diff": parity,
+        "teacher_test_acc": p.header.get("teacher", {}).get("test_acc"),
+        "seconds": seconds,
+        "device": job.run.device,
+    }
+
+
+def _evaluated(model, job: _Job) -> dict:
+    """The student's accuracy on the target's test split, seen as the device will see it."""
+    tgt, teacher_acc = job.target, job.payload.header.get("teacher", {}).get("test_acc")
+    view = torch_view(job.spec, input_size=tgt.native_size)
+    pred = predict(model, view, as_nhwc3(tgt.x_test), device=job.run.device).argmax(1)
+    model.to("cpu")
+    acc = float((pred == tgt.y_test).mean())
+    per_class = [float((pred[tgt.y_test == c] == c).mean()) for c in range(tgt.num_classes) if (tgt.y_test == c).any()]
+    return {
+        "target": tgt.name,
+        "test_acc": acc,
+        "macro_acc": float(np.mean(per_class)),
+        "ratio_to_teacher": (acc / teacher_acc) if teacher_acc else None,
+    }
+
+
+def _write_card(job: _Job, out: Path, native_size: int, metrics: dict) -> None:
+    p = job.payload
+    write_card(
+        out,
+        out / STUDENT_ONNX,
+        native_size,
+        job.classes,
+        job.spec.to_dict(),
+        p.header,
+        payload={"sha256": p.sha256, "k": p.k, "bytes": p.total_bytes, "signed_by": p.signer_id},
+        recipe={
+            "recipe": job.recipe,
+            "arch": job.cfg.arch,
+            "weights": job.cfg.weights,
+            "epochs": job.cfg.train.epochs,
+            "model_size": job.spec.model_size,
+            "trained_on": metrics["trained_on"],
+        },
+        accuracy={k: metrics.get(k) for k in ("target", "test_acc", "macro_acc", "teacher_test_acc")},
+    )
 
 
 def check_classes(target: Target, classes: list[str], what: str) -> None:

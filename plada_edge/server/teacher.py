@@ -13,7 +13,6 @@ sees them (strategy ``nearest``, plada_edge.server.selection; ours, not the pape
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -31,7 +30,7 @@ from ..core.models import create_model, export_onnx_graph, feature_hook
 from ..core.recipes import TargetFacts, is_pretrained, teacher_options
 from ..core.results import ExportResult, TeacherResult
 from ..core.targets import Target, load_target
-from ..core.train import accuracy, fit, load_checkpoint, predict
+from ..core.train import TrainingRun, accuracy, load_checkpoint, predict, save_model
 from ..core.view import ViewSpec, as_nhwc3, torch_view
 
 TEACHER_FILE, METRICS_FILE = "teacher.pt", "metrics.json"
@@ -53,7 +52,6 @@ def train_teacher(
     TrainConfig field, e.g. ``epochs=5``) set the model and its training. Without a ``config``,
     ``recipe`` (auto | scratch | pretrained, plada_edge.core.recipes) fills every option left unset.
     """
-    import torch
 
     target = load_target(target) if isinstance(target, (str, os.PathLike)) else target
     if config is None:
@@ -66,43 +64,29 @@ def train_teacher(
     gray = target.channels == 1
     spec = ViewSpec(native_size=target.native_size, model_size=cfg.size, gray=gray, frame=cfg.view_frame(gray))
     view = torch_view(spec, input_size=target.native_size)
-    torch.manual_seed(cfg.train.seed)
-    model = create_model(cfg.arch, target.num_classes, cfg.weights)
     test = (as_nhwc3(target.x_test), target.y_test) if len(target.y_test) else None  # no test split: no accuracy
     identity = {"target_sha256": target.sha256(), "arch": cfg.arch, "size": cfg.size, "weights": cfg.weights}
     if spec.frame != "none":  # teachers resumed from before frames existed keep their identity
         identity["frame"] = spec.frame
     device = resolve_device(cfg.device)
+    run = TrainingRun(cfg.arch, target.num_classes, cfg.weights, cfg.train, device, cfg.precision)
     with output_lock(out):  # one writer per teacher folder
-        history = fit(
+        images = as_nhwc3(target.x_train)
+        fit_on = {"eval_set": test, "resume": resume, "progress": progress}
+        model, history = run.fit(view, images, target.y_train, out, identity, **fit_on)
+        sha = save_model(
+            out / TEACHER_FILE,
             model,
-            view,
-            as_nhwc3(target.x_train),
-            target.y_train,
-            cfg.train,
-            out,
-            eval_set=test,
-            resume=resume,
-            progress=progress,
-            identity=identity,
-            device=device,
-            precision=cfg.precision,
+            arch=cfg.arch,
+            num_classes=target.num_classes,
+            class_names=target.class_names,
+            view=spec.to_dict(),
+            target=target.describe(),
+            train=asdict(cfg.train),
+            weights=cfg.weights,
+            recipe=recipe,
+            anchors=anchor_features(model, spec, target, device=device),
         )
-        state = {
-            "arch": cfg.arch,
-            "num_classes": target.num_classes,
-            "class_names": target.class_names,
-            "view": spec.to_dict(),
-            "target": target.describe(),
-            "train": asdict(cfg.train),
-            "weights": cfg.weights,
-            "recipe": recipe,
-            "model": model.state_dict(),
-            "anchors": anchor_features(model, spec, target, device=device),
-        }
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic.write_bytes(out / TEACHER_FILE, buf.getvalue())
         metrics = {
             "target": target.name,
             "arch": cfg.arch,
@@ -115,7 +99,7 @@ def train_teacher(
             "epochs": cfg.train.epochs,
             "history": history,
             "view": spec.to_dict(),
-            "checkpoint_sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+            "checkpoint_sha256": sha,
             "device": device,
         }
         atomic.write_json(out / METRICS_FILE, metrics)
