@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,43 +94,95 @@ def import_onnx(
     "none", or a (mean, std) pair, applied after scaling. ``probabilities``: the model ends in a
     softmax (its log is taken). Raises ModelError when the wrapper disagrees with the original.
     """
-    import onnx
-    from onnx import TensorProto, compose, helper, numpy_helper
-
     path = Path(model)
-    proto = _load(path)
-    if not proto.graph.output:
-        raise ModelError(f"{path}: expected a graph with an image input and a class-score output")
-    inits = {i.name for i in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise ModelError(f"{path}: expected one image input, found {[i.name for i in inputs]}")
-    x, y = inputs[0], proto.graph.output[0]
-    dims = _dims(x)
-    if len(dims) != 4:
-        raise ModelError(f"{path}: input {x.name!r} has shape {dims}, expected 4-D images")
-    if layout == "auto":
-        layout = "nchw" if dims[1] == 3 else "nhwc" if dims[3] == 3 else ""
-        if not layout:
-            raise ModelError(f"{path}: cannot tell the channel axis of input shape {dims}; pass --layout")
-    if layout not in ("nchw", "nhwc"):
-        raise ModelError(f"layout must be nchw, nhwc or auto, got {layout!r}")
-    h, w = (dims[2], dims[3]) if layout == "nchw" else (dims[1], dims[2])
-    size_h = h if isinstance(h, int) and h > 0 else input_size
-    size_w = w if isinstance(w, int) and w > 0 else input_size
+    graph = _ForeignGraph.read(path, layout, input_size)
     mean, std = NORMALISATIONS[normalisation] if isinstance(normalisation, str) else normalisation
     if not (scale > 0 and all(s > 0 for s in std)):
         raise ModelError("scale and std must be positive")
-    classes_out = _dims(y)[-1]
-    if not isinstance(classes_out, int) or classes_out < 1:
-        raise ModelError(f"{path}: output {y.name!r} has shape {_dims(y)}; its last axis must be the classes")
+    names = _class_names(graph.proto, classes, graph.classes)
+    imported = {
+        "layout": graph.layout,
+        "scale": scale,
+        "mean": list(mean),
+        "std": list(std),
+        "model_size": list(graph.size),
+        "probabilities": probabilities,
+    }
+    original = path.read_bytes()
+    merged = _wrap(graph, input_size, scale, mean, std, probabilities)
+    _describe(merged, path, original, names, input_size, test_acc, imported)
+    data = merged.SerializeToString()
+    diff = _parity(
+        original, data, graph.input.name, graph.layout, graph.size, scale, mean, std, probabilities, input_size,
+        parity_batch,
+    )  # fmt: skip
+    if not diff <= tolerance:
+        raise ModelError(f"the wrapped model disagrees with {path}: max |logit diff| {diff:.3g} > {tolerance:g}")
+    atomic.write_bytes(out, data)
+    return {
+        "onnx": str(out),
+        "bytes": len(data),
+        "classes": len(names),
+        "class_names": names,
+        "layout": graph.layout,
+        "model_size": list(graph.size),
+        "input_size": input_size,
+        "max_abs_logit_diff": diff,
+        "warning": "probability outputs: energy is the same for every image; select with --strategy entropy"
+        if probabilities
+        else None,
+    }
 
-    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=13)
-    if opset < 13:
-        from onnx import version_converter
 
-        proto = version_converter.convert_version(proto, 13)
-        opset = 13
+@dataclass
+class _ForeignGraph:
+    """A user's ONNX classifier as read: its image input and score output, layout, input size, opset."""
+
+    path: Path
+    proto: Any
+    input: Any
+    output: Any
+    layout: str
+    size: tuple[int, int]  # the model's own input height and width
+    classes: int
+    opset: int
+
+    @classmethod
+    def read(cls, path: Path, layout: str, input_size: int) -> _ForeignGraph:
+        proto = _load(path)
+        if not proto.graph.output:
+            raise ModelError(f"{path}: expected a graph with an image input and a class-score output")
+        inits = {i.name for i in proto.graph.initializer}
+        inputs = [i for i in proto.graph.input if i.name not in inits]
+        if len(inputs) != 1:
+            raise ModelError(f"{path}: expected one image input, found {[i.name for i in inputs]}")
+        x, y = inputs[0], proto.graph.output[0]
+        dims = _dims(x)
+        if len(dims) != 4:
+            raise ModelError(f"{path}: input {x.name!r} has shape {dims}, expected 4-D images")
+        if layout == "auto":
+            layout = "nchw" if dims[1] == 3 else "nhwc" if dims[3] == 3 else ""
+            if not layout:
+                raise ModelError(f"{path}: cannot tell the channel axis of input shape {dims}; pass --layout")
+        if layout not in ("nchw", "nhwc"):
+            raise ModelError(f"layout must be nchw, nhwc or auto, got {layout!r}")
+        h, w = (dims[2], dims[3]) if layout == "nchw" else (dims[1], dims[2])
+        size = tuple(d if isinstance(d, int) and d > 0 else input_size for d in (h, w))
+        classes = _dims(y)[-1]
+        if not isinstance(classes, int) or classes < 1:
+            raise ModelError(f"{path}: output {y.name!r} has shape {_dims(y)}; its last axis must be the classes")
+        opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=13)
+        if opset < 13:
+            from onnx import version_converter
+
+            proto, opset = version_converter.convert_version(proto, 13), 13
+        return cls(path, proto, x, y, layout, size, classes, opset)
+
+
+def _preprocess(graph: _ForeignGraph, input_size: int, scale: float, mean, std):
+    """uint8 NHWC pack images → what the model wants: scaled, resized to its size, normalised, in its layout."""
+    from onnx import TensorProto, helper, numpy_helper
+
     nodes, consts = [], []
 
     def const(name: str, value) -> str:
@@ -139,37 +193,36 @@ def import_onnx(
     nodes.append(helper.make_node("Mul", ["pre_float", const("pre_scale", scale / 255.0)], ["pre_scaled"]))
     nodes.append(helper.make_node("Transpose", ["pre_scaled"], ["pre_nchw"], perm=[0, 3, 1, 2]))
     cur = "pre_nchw"
-    if (size_h, size_w) != (input_size, input_size):
-        consts.append(numpy_helper.from_array(np.array([size_h, size_w], np.int64), "pre_hw"))
+    if graph.size != (input_size, input_size):
+        consts.append(numpy_helper.from_array(np.array(graph.size, np.int64), "pre_hw"))
         nodes.append(helper.make_node("Shape", [cur], ["pre_shape"], start=0, end=2))
         nodes.append(helper.make_node("Concat", ["pre_shape", "pre_hw"], ["pre_sizes"], axis=0))
-        nodes.append(
-            helper.make_node(
-                "Resize",
-                [cur, "", "", "pre_sizes"],
-                ["pre_resized"],
-                mode="linear",
-                coordinate_transformation_mode="half_pixel",
-            )
-        )
+        resize = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+        nodes.append(helper.make_node("Resize", [cur, "", "", "pre_sizes"], ["pre_resized"], **resize))
         cur = "pre_resized"
     nodes.append(helper.make_node("Sub", [cur, const("pre_mean", np.reshape(mean, (1, 3, 1, 1)))], ["pre_centred"]))
     nodes.append(
         helper.make_node("Div", ["pre_centred", const("pre_std", np.reshape(std, (1, 3, 1, 1)))], ["pre_norm"])
     )
     cur = "pre_norm"
-    if layout == "nhwc":
+    if graph.layout == "nhwc":
         nodes.append(helper.make_node("Transpose", [cur], ["pre_nhwc"], perm=[0, 2, 3, 1]))
         cur = "pre_nhwc"
     nodes.append(helper.make_node("Identity", [cur], ["pre_out"]))
-    pre = helper.make_graph(
+    return helper.make_graph(
         nodes,
         "plada_preprocess",
         [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", input_size, input_size, 3])],
         [helper.make_tensor_value_info("pre_out", TensorProto.FLOAT, None)],
         initializer=consts,
     )
-    post_nodes = (
+
+
+def _postprocess(classes: int, probabilities: bool):
+    """The model's scores → ``logits``: as they are, or the log of a softmax's probabilities."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = (
         [
             helper.make_node("Clip", ["post_in", "post_eps", ""], ["post_clipped"]),
             helper.make_node("Log", ["post_clipped"], ["logits"]),
@@ -177,28 +230,41 @@ def import_onnx(
         if probabilities
         else [helper.make_node("Identity", ["post_in"], ["logits"])]
     )
-    post = helper.make_graph(
-        post_nodes,
+    return helper.make_graph(
+        nodes,
         "plada_postprocess",
         [helper.make_tensor_value_info("post_in", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes_out])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
         initializer=[numpy_helper.from_array(np.array(1e-12, np.float32), "post_eps")] if probabilities else [],
     )
-    imports = [helper.make_opsetid("", opset)]
-    pre_model = helper.make_model(pre, opset_imports=imports, ir_version=proto.ir_version)
-    post_model = helper.make_model(post, opset_imports=imports, ir_version=proto.ir_version)
+
+
+def _wrap(graph: _ForeignGraph, input_size: int, scale: float, mean, std, probabilities: bool):
+    """preprocess → the user's graph (its names prefixed m_) → postprocess, as one model with one output."""
+    import onnx
+    from onnx import TensorProto, compose, helper
+
+    imports = [helper.make_opsetid("", graph.opset)]
+    ir = graph.proto.ir_version
+    pre = helper.make_model(_preprocess(graph, input_size, scale, mean, std), opset_imports=imports, ir_version=ir)
+    post = helper.make_model(_postprocess(graph.classes, probabilities), opset_imports=imports, ir_version=ir)
     user = onnx.ModelProto()
-    user.CopyFrom(proto)
+    user.CopyFrom(graph.proto)
     del user.metadata_props[:]
     try:
-        merged = compose.merge_models(pre_model, user, io_map=[("pre_out", x.name)], prefix2="m_")
-        merged = compose.merge_models(merged, post_model, io_map=[("m_" + y.name, "post_in")])
+        merged = compose.merge_models(pre, user, io_map=[("pre_out", graph.input.name)], prefix2="m_")
+        merged = compose.merge_models(merged, post, io_map=[("m_" + graph.output.name, "post_in")])
     except Exception as exc:  # onnx.compose raises plain ValueErrors and checker errors
-        raise ModelError(f"{path}: cannot wrap this graph ({exc})") from None
+        raise ModelError(f"{graph.path}: cannot wrap this graph ({exc})") from None
     del merged.graph.output[:]
-    merged.graph.output.extend([helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes_out])])
-    names = _class_names(proto, classes, classes_out)
-    original = path.read_bytes()
+    merged.graph.output.extend([helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", graph.classes])])
+    return merged
+
+
+def _describe(merged, path: Path, original: bytes, names, input_size: int, test_acc, imported: dict) -> None:
+    """The plada teacher metadata score, pack and serve read, then the checker's word on the result."""
+    import onnx
+
     view = ViewSpec(native_size=input_size, model_size=input_size)
     props = {
         "plada.format": "plada-teacher-v1",
@@ -209,16 +275,7 @@ def import_onnx(
         "plada.checkpoint_sha256": hashlib.sha256(original).hexdigest(),
         "plada.target": json.dumps({}),
         "plada.test_acc": "" if test_acc is None else str(test_acc),
-        "plada.imported": json.dumps(
-            {
-                "layout": layout,
-                "scale": scale,
-                "mean": list(mean),
-                "std": list(std),
-                "model_size": [size_h, size_w],
-                "probabilities": probabilities,
-            }
-        ),
+        "plada.imported": json.dumps(imported),
     }
     for k, v in props.items():
         e = merged.metadata_props.add()
@@ -227,26 +284,6 @@ def import_onnx(
         onnx.checker.check_model(merged)
     except Exception as exc:
         raise ModelError(f"{path}: the wrapped graph does not check ({exc})") from None
-    data = merged.SerializeToString()
-    diff = _parity(
-        original, data, x.name, layout, (size_h, size_w), scale, mean, std, probabilities, input_size, parity_batch
-    )
-    if not diff <= tolerance:
-        raise ModelError(f"the wrapped model disagrees with {path}: max |logit diff| {diff:.3g} > {tolerance:g}")
-    atomic.write_bytes(out, data)
-    return {
-        "onnx": str(out),
-        "bytes": len(data),
-        "classes": len(names),
-        "class_names": names,
-        "layout": layout,
-        "model_size": [size_h, size_w],
-        "input_size": input_size,
-        "max_abs_logit_diff": diff,
-        "warning": "probability outputs: energy is the same for every image; select with --strategy entropy"
-        if probabilities
-        else None,
-    }
 
 
 def _parity(
