@@ -34,7 +34,9 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..core import atomic
 from ..core.config import SelectionConfig, TeacherConfig, flat_defaults, flat_options, with_options
@@ -196,104 +198,138 @@ def build_tasks(
 ) -> dict:
     """Build (or reuse) every task's teacher, ONNX, scores and payload; publish the list."""
     from ..core.keys import SigningKey
-    from .payloads import make_payload
-    from .scoring import Scores, score_pack
-    from .teacher import export_onnx, onnx_metadata, train_teacher
 
     cfg = load_task_file(task_file)
     cache: Path = cfg["cache"]
     signer = SigningKey(cfg["signing_key"]) if cfg["signing_key"] else None
     with output_lock(cache, cache.parent / f".{cache.name}.lock"):  # one builder per cache
-        report = {}
-        published = {}
+        report, published = {}, {}
         for name, t in cfg["tasks"].items():
             if only and name not in only:
                 continue
-            steps = {}
-            pack = ReferencePack.open(t["reference"])
-            where = device or t["device"]
-            target = None
-            if t.get("teacher"):  # an imported (or separately exported) teacher: nothing to train
-                onnx = Path(t["teacher"])
-                if onnx_metadata(onnx)["input_size"] != pack.size:
-                    raise ConfigError(
-                        f"task {name}: {onnx} reads {onnx_metadata(onnx)['input_size']} px images, "
-                        f"the pack holds {pack.size} px"
-                    )
-                steps["teacher"] = steps["onnx"] = "given"
-            else:
-                tpath, thash = target_hash(t["target"], cfg["base"])
-                target = load_target(tpath, test_split=t["test_split"], size=t["target_size"])
-                tconfig = teacher_config(t, target)
-                # where a teacher trains does not change what it is: the device is left out of the cache key
-                tkey = _sha(
-                    "teacher",
-                    thash,
-                    {k: v for k, v in flat_options(tconfig).items() if k != "device"},
-                    *([t["test_split"], t["target_size"]] if t["test_split"] or t["target_size"] else []),
-                )
-                tdir = cache / "teachers" / tkey
-                if (tdir / "teacher.pt").exists():
-                    steps["teacher"] = "cached"
-                else:
-                    log(f"[{name}] training teacher {tconfig.arch}")
-                    train_teacher(target, tdir, tconfig, progress=progress, device=where)
-                    steps["teacher"] = "built"
-                onnx = cache / "onnx" / f"{_sha('onnx', atomic.file_sha256(tdir / 'teacher.pt'), pack.size)}.onnx"
-                if onnx.exists():
-                    steps["onnx"] = "cached"
-                else:
-                    export_onnx(tdir, onnx, input_size=pack.size)
-                    steps["onnx"] = "built"
-            skey = _sha("scores", atomic.file_sha256(onnx), pack.fingerprint)
-            sdir = cache / "scores" / skey
-            try:
-                scores = Scores.open(sdir, pack)
-                steps["scores"] = "cached"
-            except ValueError:
-                log(f"[{name}] scoring {pack.n:,} images")
-                scores = score_pack(onnx, pack, sdir, progress=progress, device=where)
-                steps["scores"] = "built"
-            signed_by = signer.public.hex() if signer else None
-            pkey = _sha(
-                "payload", skey, {k: t[k] for k in SELECT_KEYS}, t.get("task", name), *([signed_by] if signer else [])
-            )
-            ppath = cache / "payloads" / f"{pkey}.plada"
-            if ppath.exists():
-                steps["payload"] = "cached"
-                payload = read_payload(ppath)
-            else:
-                payload, _, _ = make_payload(
-                    scores,
-                    ppath,
-                    t["selection_config"],
-                    keep=t["keep"],
-                    count=t["count"],
-                    budget=t["budget"],
-                    codec=t["codec"],
-                    task=t.get("task", name),
-                    signer=signer,
-                    target_counts=None if target is None else target.class_counts(),
-                )
-                steps["payload"] = "built"
-            pictures = _pictures(scores, pack, payload, ppath.with_suffix(""), log)
-            published[name] = {
-                "payload": str(ppath.relative_to(cache)),
-                "sha256": payload.sha256,
-                "bytes": payload.total_bytes,
-                "k": payload.k,
-                "n": payload.n,
-                "classes": payload.num_classes,
-                "codec": payload.header["codec"],
-                "pack_fingerprint": payload.fingerprint,
-                "teacher_test_acc": (payload.header.get("teacher") or {}).get("test_acc"),
-                "signed_by": payload.signer_id,
-                "keep": payload.k / payload.n,
-                **{kind: str((ppath.parent / f).relative_to(cache)) for kind, f in pictures.items()},
-            }
-            report[name] = {"steps": steps, **published[name]}
+            task = _TaskBuild(name, t, cache, ReferencePack.open(t["reference"]), device or t["device"], progress, log)
+            onnx, target = task.teacher(cfg["base"])
+            scores, skey = task.scores(onnx)
+            payload, ppath = task.payload(scores, skey, target, signer)
+            pictures = _pictures(scores, task.pack, payload, ppath.with_suffix(""), log)
+            published[name] = _entry(cache, payload, ppath, pictures)
+            report[name] = {"steps": task.steps, **published[name]}
         old = cache / PUBLISHED
         if only and old.exists():  # keep the tasks this run did not touch
             published = {**json.loads(old.read_text()), **published}
         atomic.write_json(old, published)
     return report
+
+
+@dataclass
+class _TaskBuild:
+    """One task's steps, each cached in ``cache`` by the hash of what it depends on; ``steps`` says which ran."""
+
+    name: str
+    t: dict
+    cache: Path
+    pack: ReferencePack
+    device: str
+    progress: bool | None
+    log: Any
+    steps: dict = field(default_factory=dict)
+
+    def teacher(self, base: Path) -> tuple[Path, Target | None]:
+        """The teacher's ONNX: given in the task, or trained and exported (cached by target and settings)."""
+        from .teacher import export_onnx, onnx_metadata, train_teacher
+
+        t, pack = self.t, self.pack
+        if t.get("teacher"):  # an imported (or separately exported) teacher: nothing to train
+            onnx = Path(t["teacher"])
+            if onnx_metadata(onnx)["input_size"] != pack.size:
+                raise ConfigError(
+                    f"task {self.name}: {onnx} reads {onnx_metadata(onnx)['input_size']} px images, "
+                    f"the pack holds {pack.size} px"
+                )
+            self.steps["teacher"] = self.steps["onnx"] = "given"
+            return onnx, None
+        tpath, thash = target_hash(t["target"], base)
+        target = load_target(tpath, test_split=t["test_split"], size=t["target_size"])
+        tconfig = teacher_config(t, target)
+        # where a teacher trains does not change what it is: the device is left out of the cache key
+        tkey = _sha(
+            "teacher",
+            thash,
+            {k: v for k, v in flat_options(tconfig).items() if k != "device"},
+            *([t["test_split"], t["target_size"]] if t["test_split"] or t["target_size"] else []),
+        )
+        tdir = self.cache / "teachers" / tkey
+        if (tdir / "teacher.pt").exists():
+            self.steps["teacher"] = "cached"
+        else:
+            self.log(f"[{self.name}] training teacher {tconfig.arch}")
+            train_teacher(target, tdir, tconfig, progress=self.progress, device=self.device)
+            self.steps["teacher"] = "built"
+        onnx = self.cache / "onnx" / f"{_sha('onnx', atomic.file_sha256(tdir / 'teacher.pt'), pack.size)}.onnx"
+        if onnx.exists():
+            self.steps["onnx"] = "cached"
+        else:
+            export_onnx(tdir, onnx, input_size=pack.size)
+            self.steps["onnx"] = "built"
+        return onnx, target
+
+    def scores(self, onnx: Path):
+        """The pack's scores under this teacher (cached by the ONNX file and the pack)."""
+        from .scoring import Scores, score_pack
+
+        skey = _sha("scores", atomic.file_sha256(onnx), self.pack.fingerprint)
+        sdir = self.cache / "scores" / skey
+        try:
+            scores = Scores.open(sdir, self.pack)
+            self.steps["scores"] = "cached"
+        except ValueError:
+            self.log(f"[{self.name}] scoring {self.pack.n:,} images")
+            scores = score_pack(onnx, self.pack, sdir, progress=self.progress, device=self.device)
+            self.steps["scores"] = "built"
+        return scores, skey
+
+    def payload(self, scores, skey: str, target: Target | None, signer):
+        """The payload (cached by the scores, the selection options, the task name and the signer)."""
+        from .payloads import make_payload
+
+        t = self.t
+        signed_by = signer.public.hex() if signer else None
+        pkey = _sha(
+            "payload", skey, {k: t[k] for k in SELECT_KEYS}, t.get("task", self.name), *([signed_by] if signer else [])
+        )
+        ppath = self.cache / "payloads" / f"{pkey}.plada"
+        if ppath.exists():
+            self.steps["payload"] = "cached"
+            return read_payload(ppath), ppath
+        payload, _, _ = make_payload(
+            scores,
+            ppath,
+            t["selection_config"],
+            keep=t["keep"],
+            count=t["count"],
+            budget=t["budget"],
+            codec=t["codec"],
+            task=t.get("task", self.name),
+            signer=signer,
+            target_counts=None if target is None else target.class_counts(),
+        )
+        self.steps["payload"] = "built"
+        return payload, ppath
+
+
+def _entry(cache: Path, payload, ppath: Path, pictures: dict) -> dict:
+    """A task's line in the published list (what GET /v1/tasks serves)."""
+    return {
+        "payload": str(ppath.relative_to(cache)),
+        "sha256": payload.sha256,
+        "bytes": payload.total_bytes,
+        "k": payload.k,
+        "n": payload.n,
+        "classes": payload.num_classes,
+        "codec": payload.header["codec"],
+        "pack_fingerprint": payload.fingerprint,
+        "teacher_test_acc": (payload.header.get("teacher") or {}).get("test_acc"),
+        "signed_by": payload.signer_id,
+        "keep": payload.k / payload.n,
+        **{kind: str((ppath.parent / f).relative_to(cache)) for kind, f in pictures.items()},
+    }
