@@ -68,96 +68,42 @@ def create_app(tasks: dict, token: str | None = None):
     """The ASGI app serving ``tasks`` (as returned by load_published)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
-    def auth_failed(request: Request):
-        if not token:
-            return None
-        got = request.headers.get("authorization", "")
-        scheme, _, credentials = got.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode()):
-            return None
-        return JSONResponse(
-            {"error": "missing or wrong bearer token"},
-            status_code=401,
-            headers={"WWW-Authenticate": 'Bearer realm="plada-edge"'},
-        )
+    def guarded(handler, per_task: bool = False):
+        """The handler behind the bearer-token check and, for a task's routes, its lookup by name."""
 
-    def lookup(request: Request):
-        name = request.path_params["name"]
-        if not TASK_NAME.match(name) or name not in tasks:
-            return None, JSONResponse({"error": f"no task named {name!r}"}, status_code=404)
-        return tasks[name], None
+        async def endpoint(request: Request):
+            if (refused := _auth_failed(request, token)) is not None:
+                return refused
+            if not per_task:
+                return await handler(request)
+            name = request.path_params["name"]
+            if not TASK_NAME.match(name) or name not in tasks:
+                return JSONResponse({"error": f"no task named {name!r}"}, status_code=404)
+            return await handler(request, tasks[name])
+
+        return endpoint
 
     async def healthz(request: Request):
         return JSONResponse({"ok": True, "tasks": len(tasks)})
 
     async def list_tasks(request: Request):
-        if (r := auth_failed(request)) is not None:
-            return r
         return JSONResponse({"tasks": [t["meta"] for t in tasks.values()]})
 
-    async def task_meta(request: Request):
-        if (r := auth_failed(request)) is not None:
-            return r
-        task, err = lookup(request)
-        if err is not None:
-            return err
+    async def task_meta(request: Request, task: dict):
         return JSONResponse({**task["meta"], "header": task["header"]})
 
-    async def task_payload(request: Request):
-        if (r := auth_failed(request)) is not None:
-            return r
-        task, err = lookup(request)
-        if err is not None:
-            return err
-        data, etag = task["data"], f'"{task["meta"]["sha256"]}"'
-        headers = {
-            "ETag": etag,
-            "Cache-Control": "public, max-age=31536000, immutable",
-            "Accept-Ranges": "bytes",
-            "Content-Type": "application/vnd.plada",
-        }
-        inm = request.headers.get("if-none-match")
-        # weak validators (W/"...") match too: If-None-Match uses the weak comparison (RFC 9110 §13.1.2)
-        if inm and (inm.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in inm.split(",")]):
-            return Response(status_code=304, headers=headers)
-        rng = request.headers.get("range")
-        if rng:
-            m = _RANGE.match(rng.strip())
-            total = len(data)
-            if not m or (m.group(1) == "" and m.group(2) == ""):
-                return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{total}"})
-            if m.group(1) == "":  # suffix: the last N bytes
-                start, end = max(0, total - int(m.group(2))), total - 1
-            else:
-                start = int(m.group(1))
-                end = min(int(m.group(2)), total - 1) if m.group(2) else total - 1
-            if start >= total or start > end:
-                return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{total}"})
-            return Response(
-                data[start : end + 1],
-                status_code=206,
-                headers={**headers, "Content-Range": f"bytes {start}-{end}/{total}"},
-            )
-        return Response(data, headers=headers)
+    async def task_payload(request: Request, task: dict):
+        return _payload_response(request, task)
 
     async def page(request: Request):
-        if (r := auth_failed(request)) is not None:
-            return r
-        from starlette.responses import HTMLResponse
-
         from .pages import render_page
 
         return HTMLResponse(render_page(tasks))
 
-    async def picture(request: Request):
-        if (r := auth_failed(request)) is not None:
-            return r
-        task, err = lookup(request)
-        if err is not None:
-            return err
+    async def picture(request: Request, task: dict):
         kind = request.path_params["kind"]
         data = task.get(kind) if kind in ("sheet", "labels") else None
         if data is None:
@@ -165,14 +111,64 @@ def create_app(tasks: dict, token: str | None = None):
         return Response(data, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
 
     routes = [
-        Route("/", page),
+        Route("/", guarded(page)),
         Route("/healthz", healthz),
-        Route("/v1/tasks", list_tasks),
-        Route("/v1/tasks/{name}", task_meta),
-        Route("/v1/tasks/{name}/payload", task_payload),
-        Route("/v1/tasks/{name}/{kind:str}.png", picture),
+        Route("/v1/tasks", guarded(list_tasks)),
+        Route("/v1/tasks/{name}", guarded(task_meta, per_task=True)),
+        Route("/v1/tasks/{name}/payload", guarded(task_payload, per_task=True)),
+        Route("/v1/tasks/{name}/{kind:str}.png", guarded(picture, per_task=True)),
     ]
     return Starlette(routes=routes)
+
+
+def _auth_failed(request, token: str | None):
+    """None when no token is required or the request bears it; else the 401 response."""
+    from starlette.responses import JSONResponse
+
+    if not token:
+        return None
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode()):
+        return None
+    return JSONResponse(
+        {"error": "missing or wrong bearer token"},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="plada-edge"'},
+    )
+
+
+def _payload_response(request, task: dict):
+    """The payload bytes, immutable by content: 304 for a matching ETag, 206 for one byte range, 416 for a bad one."""
+    from starlette.responses import Response
+
+    data, etag = task["data"], f'"{task["meta"]["sha256"]}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "Accept-Ranges": "bytes",
+        "Content-Type": "application/vnd.plada",
+    }
+    inm = request.headers.get("if-none-match")
+    # weak validators (W/"...") match too: If-None-Match uses the weak comparison (RFC 9110 §13.1.2)
+    if inm and (inm.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in inm.split(",")]):
+        return Response(status_code=304, headers=headers)
+    rng = request.headers.get("range")
+    if not rng:
+        return Response(data, headers=headers)
+    m = _RANGE.match(rng.strip())
+    total = len(data)
+    unsatisfiable = Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{total}"})
+    if not m or (m.group(1) == "" and m.group(2) == ""):
+        return unsatisfiable
+    if m.group(1) == "":  # suffix: the last N bytes
+        start, end = max(0, total - int(m.group(2))), total - 1
+    else:
+        start = int(m.group(1))
+        end = min(int(m.group(2)), total - 1) if m.group(2) else total - 1
+    if start >= total or start > end:
+        return unsatisfiable
+    partial = {**headers, "Content-Range": f"bytes {start}-{end}/{total}"}
+    return Response(data[start : end + 1], status_code=206, headers=partial)
 
 
 def serve(
