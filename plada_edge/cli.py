@@ -19,45 +19,20 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from . import __version__
-from .core.config import (
-    AUGMENTS,
-    AUTO_SPREAD,
-    FRAMES,
-    QUOTA_IMBALANCE,
-    QUOTAS,
-    RESIZE_METHODS,
-    SCORE_ENGINES,
-    SCORE_PRECISIONS,
-    STORES,
-    TARGET_POWER,
-    ScoreConfig,
-    SelectionConfig,
-    StudentConfig,
-    TeacherConfig,
-    flat_defaults,
-)
-from .core.devices import DEVICE_HELP, PRECISIONS
+from .cli_options import config_options
+from .core.config import KEEP, RESIZE_METHODS, STORES, ScoreConfig, SelectionConfig, StudentConfig, TeacherConfig
+from .core.devices import DEVICE_HELP
 from .core.errors import PladaError
 from .core.recipes import RECIPES
 from .demo import DEMO_TEACHERS
 
-# option choices, declared so --help lists them and a typo is refused before any work
+# Options that mirror a parameter object's field come from it (config_options: name, default, help, choices);
+# the choices of the commands' own options are declared here, so --help lists them and a typo is refused at once.
 Recipe = Literal[RECIPES]
-Augment = Literal[AUGMENTS]
-Frame = Literal[("auto", *FRAMES)]
-Precision = Literal[PRECISIONS]
-ScorePrecision = Literal[SCORE_PRECISIONS]
-Engine = Literal[SCORE_ENGINES]
-Quotas = Literal[QUOTAS]
 Resize = Literal[RESIZE_METHODS]
 Store = Literal[STORES]
 Layout = Literal["auto", "nchw", "nhwc"]
 DemoTarget = Literal[tuple(DEMO_TEACHERS)]
-
-TEACHER = flat_defaults(TeacherConfig)  # every option's default comes from the parameter objects
-STUDENT = flat_defaults(StudentConfig)
-SELECTION = flat_defaults(SelectionConfig)
-SCORING = flat_defaults(ScoreConfig)
 
 TEST_SPLIT_OPTION = typer.Option(
     None,
@@ -72,12 +47,6 @@ RECIPE_OPTION = typer.Option(
     "else resnet18 from scratch at 32 px; scratch; pretrained. Fills only the options marked (recipe) "
     "that you leave unset (docs/results.md, 'Defaults, and why').",
 )
-WEIGHTS_HELP = (
-    "Initial weights: 'imagenet' (whatever is installed; see plada-edge models), a local "
-    ".pt/.pth/.safetensors, or a cached torchvision weight name. (recipe)"
-)
-BACKBONE_LR_HELP = "Backbone learning rate as a share of --lr (the head gets --lr). (recipe; scratch: 1)"
-AUGMENT_HELP = "shift (random shifts) or trivial (+ TrivialAugmentWide). (recipe; scratch: shift)"
 TARGET_SIZE_OPTION = typer.Option(
     None, "--target-size", help="Side to which a folder target of mixed image sizes is resized (default 32)."
 )
@@ -99,11 +68,7 @@ def _target(spec: str | None, test_split: float | None = None, size: int | None 
     return load_target(spec, test_split=test_split, size=size) if spec else None
 
 
-DEVICE_OPTION = typer.Option(TEACHER["device"], "--device", help="Where torch runs: " + DEVICE_HELP)
-PRECISION_OPTION = typer.Option(
-    TEACHER["precision"],
-    help="Training precision: auto (bf16, or fp16 with loss scaling, on CUDA; fp32 elsewhere), fp32, bf16 or fp16.",
-)
+DEVICE_OPTION = typer.Option(TeacherConfig().device, "--device", help="Where torch runs: " + DEVICE_HELP)
 ORT_DEVICE_OPTION = typer.Option(
     "auto", "--device", help="auto: the best installed onnxruntime provider; cpu; cuda[:N]."
 )
@@ -389,64 +354,27 @@ teacher_app = typer.Typer(
 app.add_typer(teacher_app, name="teacher")
 
 
+TEACHER_OPTIONS = ("arch", "epochs", "size", "weights", "batch_size", "lr", "backbone_lr", "augment", "label_smoothing")
+TEACHER_OPTIONS += ("seed", "hflip", "frame", "device", "precision")
+
+
 @teacher_app.command("train")
 @_clean_errors
+@config_options(TeacherConfig, "options", TEACHER_OPTIONS, recipe=True)
 def teacher_train(
+    options: dict,
     target: str = typer.Option(..., "--target", "-t", help="Target .npz / ImageFolder, or a name under data/targets/."),
     recipe: Recipe = RECIPE_OPTION,
-    arch: str | None = typer.Option(
-        None, "--arch", "-a", help=f"Model name (plada-edge models). (recipe; scratch: {TEACHER['arch']})"
-    ),
-    epochs: int | None = typer.Option(None, help=f"Training epochs. (recipe; scratch: {TEACHER['epochs']})"),
-    size: int | None = typer.Option(None, "--size", help=f"Model input pixels. (recipe; scratch: {TEACHER['size']})"),
-    weights: str | None = typer.Option(None, help=WEIGHTS_HELP),
-    batch_size: int = typer.Option(TEACHER["batch_size"], help="Batch size."),
-    lr: float | None = typer.Option(
-        None, help=f"Peak AdamW learning rate (cosine). (recipe; scratch: {TEACHER['lr']:g})"
-    ),
-    backbone_lr: float | None = typer.Option(None, help=BACKBONE_LR_HELP),
-    augment: Augment | None = typer.Option(None, help=AUGMENT_HELP),
-    label_smoothing: float | None = typer.Option(None, help="Label smoothing. (recipe; scratch: 0)"),
-    seed: int = typer.Option(TEACHER["seed"], help="Random seed."),
-    hflip: bool | None = typer.Option(
-        None, "--hflip/--no-hflip", help="Random horizontal flips (off for digits and text). (recipe; scratch: off)"
-    ),
-    frame: Frame = typer.Option(
-        TEACHER["frame"],
-        help="How the view frames each image: ink = light-on-dark, the ink's box filling the frame, contrast "
-        "stretched (grayscale only); none = as stored; auto = ink for grayscale targets, none for colour.",
-    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (teacher.pt, metrics.json, checkpoint.pt)."),
     test_split: float | None = TEST_SPLIT_OPTION,
     target_size: int | None = TARGET_SIZE_OPTION,
-    device: str = DEVICE_OPTION,
-    precision: Precision = PRECISION_OPTION,
     fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:
     """Train a teacher (AdamW, cosine, light augmentation); resumes from OUT/checkpoint.pt."""
     from .server.teacher import train_teacher
 
-    m = train_teacher(
-        _target(target, test_split, target_size),
-        out,
-        recipe=recipe,
-        resume=not fresh,
-        arch=arch,
-        size=size,
-        weights=weights,
-        device=device,
-        precision=precision,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        backbone_lr=backbone_lr,
-        augment=augment,
-        label_smoothing=label_smoothing,
-        seed=seed,
-        hflip=hflip,
-        frame=frame,
-    )
+    m = train_teacher(_target(target, test_split, target_size), out, recipe=recipe, resume=not fresh, **options)
     _print_json(m) if as_json else typer.echo(
         f"{m['arch']} ({m['recipe']} recipe, {m['size']} px) on {m['target']} ({m['device']}): test accuracy "
         + (f"{m['test_acc']:.4f}" if m["test_acc"] is not None else "n/a (no test split)")
@@ -571,61 +499,21 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 @app.command()
 @_clean_errors
+@config_options(ScoreConfig, "options")
 def score(
+    options: dict,
     teacher: Path = typer.Option(..., "--teacher", help="Exported teacher .onnx."),
     reference: Path = typer.Option(..., "--reference", "-r", help="Reference pack directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Scores directory (resumable)."),
-    batch_size: int = typer.Option(SCORING["batch_size"], help="Images per onnxruntime call."),
-    chunk: int = typer.Option(SCORING["chunk"], help="Images per checkpointed chunk (a multiple of --batch-size)."),
-    threads: int = typer.Option(SCORING["threads"], help="onnxruntime intra-op threads (0 = all CPUs)."),
-    keep_logits: bool = typer.Option(SCORING["keep_logits"], help="Also store all logits (N x C float32: large)."),
-    engine: Engine = typer.Option(
-        SCORING["engine"],
-        help="local: onnxruntime here (torch on a GPU onnxruntime cannot reach); torch: the teacher's graph "
-        'run by torch on --device; ray: spread the chunks over a Ray cluster (pip install "plada-edge[ray]").',
-    ),
-    checkpoint: Path | None = typer.Option(
-        None,
-        "--checkpoint",
-        help="torch engine: the teacher folder or teacher.pt the .onnx was exported from "
-        "(default: found beside it, checked by its SHA-256).",
-    ),
-    precision: ScorePrecision = typer.Option(
-        SCORING["precision"], help="torch engine: fp32 (agrees with onnxruntime), or bf16 / fp16 autocast on CUDA."
-    ),
-    address: str | None = typer.Option(
-        SCORING["address"], help="Ray cluster address (auto, ray://host:port); default: a local Ray runtime."
-    ),
-    workers: int = typer.Option(SCORING["workers"], help="Ray actors (0 = one per CPU of the cluster)."),
-    gpus_per_worker: float = typer.Option(SCORING["gpus_per_worker"], help="Ray: GPUs each actor reserves (0 = CPU)."),
-    device: str = typer.Option(
-        SCORING["device"],
-        "--device",
-        help="auto: the best installed onnxruntime provider (a GPU through torch when onnxruntime has none); "
-        "cpu: CPU only; cuda[:N]: that GPU; mps: Apple's GPU (torch engine).",
-    ),
-    providers: str | None = PROVIDERS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON."),
 ) -> None:
     """Score every reference image by energy (entropy, label; distance when the teacher has anchors); resumable."""
     from .core.reference import ReferencePack
     from .server.scoring import score_pack
 
-    config = ScoreConfig(
-        batch_size=batch_size,
-        chunk=chunk,
-        threads=threads,
-        keep_logits=keep_logits,
-        engine=engine,
-        address=address,
-        workers=workers,
-        gpus_per_worker=gpus_per_worker,
-        device=device,
-        providers=providers,
-        checkpoint=None if checkpoint is None else str(checkpoint),
-        precision=precision,
-    )
-    info = score_pack(teacher, ReferencePack.open(reference), out, config).info()
+    if options["checkpoint"] is not None:
+        options["checkpoint"] = str(options["checkpoint"])
+    info = score_pack(teacher, ReferencePack.open(reference), out, ScoreConfig(**options)).info()
     _print_json(info) if as_json else typer.echo(f"scored {info['n']:,} images ({info['flagged']} flagged) → {out}")
 
 
@@ -661,61 +549,18 @@ def _print_selection(report: dict, explained=None) -> None:
             typer.echo(f"  {line}")
 
 
-# The selection options select, pack and demo share (defaults: SelectionConfig).
-SAFETY_NET_OPTION = typer.Option(
-    SELECTION["safety_net"],
-    "--safety-net/--no-safety-net",
-    help="Per-class quotas K_c ∝ N_c^alpha for part of the budget (plain energy can collapse).",
-)
-QUOTAS_OPTION = typer.Option(
-    SELECTION["quotas"],
-    help="Safety-Net quotas: pool (K_c ∝ N_c^alpha for --share of the budget), target (the whole budget "
-    "by the target's training images per class, as the teacher recorded them, tempered by --target-power) "
-    f"or auto (target when the target's largest class has {QUOTA_IMBALANCE:g}x its smallest's images or "
-    "more, else pool).",
-)
-TARGET_POWER_OPTION = typer.Option(
-    SELECTION["target_power"],
-    help="Safety-Net quotas=target: K_c ∝ n_c^p of the target's training images per class n_c "
-    "(1 = the target's proportions, 0 = equal quotas); auto = "
-    + ", ".join(f"{p:g} in {order} order" for order, p in TARGET_POWER.items())
-    + ", 1 in any other.",
-)
-ALPHA_OPTION = typer.Option(SELECTION["alpha"], help="Safety-Net exponent: K_c ∝ N_c^alpha.")
-SHARE_OPTION = typer.Option(SELECTION["share"], help="Safety-Net share of the budget reserved for quotas.")
-SEED_OPTION = typer.Option(SELECTION["seed"], help="Seed for --strategy random and auto, and for --spread.")
-STRATEGY_HELP = (
-    "by-teacher (nearest for an ImageNet-pretrained teacher; energy for one trained from scratch, unless the "
-    "pool holds near-copies of the target's images) | "
-    "by-view (nearest for a colour teacher, energy for a grayscale one) | nearest (closest to the target's own "
-    "training images in the teacher's features; a teacher without anchors falls back to energy) | "
-    "energy (lowest energy first, the paper's) | opposite | entropy | random"
-)
-SPREAD_OPTION = typer.Option(
-    str(SELECTION["spread"]),
-    help=(
-        "Diversity: each quota takes its m images at random from its spread·m best, not the m best. "
-        f"1 = strict best-first; auto = up to {AUTO_SPREAD['gray'][1]:g} ({AUTO_SPREAD['colour'][1]:g} for a colour "
-        f"teacher) at small keeps, shrinking to 1 as the band nears {AUTO_SPREAD['gray'][0]:.0%} "
-        f"({AUTO_SPREAD['colour'][0]:.0%}) of the pool."
-    ),
-)
+KEEP_OPTION = typer.Option(None, help=f"Budget as a share of the pack, e.g. 1% or 0.01 (default: {KEEP}).")
+COUNT_OPTION = typer.Option(None, help="Budget as a number of images.")
 
 
 @app.command("select")
 @_clean_errors
+@config_options(SelectionConfig, "selection")
 def select_cmd(
+    selection: dict,
     scores: Path = typer.Argument(..., help="Scores directory (plada-edge score)."),
-    keep: str | None = typer.Option(None, help="Budget as a share of the pack, e.g. 1% or 0.01."),
-    count: int | None = typer.Option(None, help="Budget as a number of images."),
-    strategy: str = typer.Option(SELECTION["strategy"], help=STRATEGY_HELP + "."),
-    safety_net: bool = SAFETY_NET_OPTION,
-    quotas: Quotas = QUOTAS_OPTION,
-    target_power: str = TARGET_POWER_OPTION,
-    alpha: float = ALPHA_OPTION,
-    share: float = SHARE_OPTION,
-    seed: int = SEED_OPTION,
-    spread: str = SPREAD_OPTION,
+    keep: str | None = KEEP_OPTION,
+    count: int | None = COUNT_OPTION,
     reference: Path | None = typer.Option(
         None, "--reference", "-r", help="Pack, to check the fingerprint and report sources."
     ),
@@ -724,56 +569,28 @@ def select_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Choose images to send: report the label histogram, warn when classes vanish."""
-    from .core import atomic
     from .core.reference import ReferencePack
     from .server.scoring import Scores
-    from .server.selection import select
+    from .server.selection import save_selection, select
 
     pack = ReferencePack.open(reference) if reference else None
-    sc = Scores.open(scores, pack)
-    config = SelectionConfig(
-        strategy=strategy,
-        safety_net=safety_net,
-        quotas=quotas,
-        target_power=target_power,
-        alpha=alpha,
-        share=share,
-        spread=spread,
-        seed=seed,
-    )
-    sel = select(sc, config, keep=keep, count=count)
+    sel = select(Scores.open(scores, pack), SelectionConfig(**selection), keep=keep, count=count)
     if out:
-        import io
-
-        import numpy as np
-
-        buf = io.BytesIO()
-        np.savez(buf, indices=sel.indices, labels=sel.labels)
-        atomic.write_bytes(out, buf.getvalue())
+        save_selection(out, sel)
     report = sel.report(pack)
     _print_json(report) if as_json else _print_selection(report, sel if explain else None)
 
 
 @app.command("pack")
 @_clean_errors
+@config_options(SelectionConfig, "selection")
 def pack_cmd(
+    selection: dict,
     scores: Path = typer.Argument(..., help="Scores directory (plada-edge score)."),
     out: Path = typer.Option(..., "--out", "-o", help="Payload file to write (.plada)."),
     budget: str | None = typer.Option(None, help="Largest payload that fits this size, e.g. 100KB, 64KiB."),
-    keep: str | None = typer.Option(None, help="Budget as a share of the pack, e.g. 1%."),
-    count: int | None = typer.Option(None, help="Budget as a number of images."),
-    strategy: str = typer.Option(
-        SELECTION["strategy"],
-        help=STRATEGY_HELP + " | auto (picks energy or opposite "
-        "with proxy students on held-out target data; needs --target and --reference).",
-    ),
-    safety_net: bool = SAFETY_NET_OPTION,
-    quotas: Quotas = QUOTAS_OPTION,
-    target_power: str = TARGET_POWER_OPTION,
-    alpha: float = ALPHA_OPTION,
-    share: float = SHARE_OPTION,
-    seed: int = SEED_OPTION,
-    spread: str = SPREAD_OPTION,
+    keep: str | None = KEEP_OPTION,
+    count: int | None = COUNT_OPTION,
     codec: str = typer.Option("auto", help="model | paper-idx | paper-bmp | varint | auto (smallest)."),
     task: str | None = typer.Option(None, help="Task name in the header (default: the target's)."),
     sign: Path | None = typer.Option(
@@ -788,29 +605,16 @@ def pack_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the selection report and size as JSON."),
 ) -> None:
     """Select and write a payload: (index, label) pairs, fingerprinted, checksummed or signed (--sign)."""
+    from .core.keys import SigningKey
     from .core.reference import ReferencePack
     from .server.payloads import make_payload
     from .server.scoring import Scores
 
-    if budget is None and keep is None and count is None:
-        keep = "1%"
     pack = ReferencePack.open(reference) if reference else None
-    config = SelectionConfig(
-        strategy=strategy,
-        safety_net=safety_net,
-        quotas=quotas,
-        target_power=target_power,
-        alpha=alpha,
-        share=share,
-        spread=spread,
-        seed=seed,
-    )
-    from .core.keys import SigningKey
-
     made = make_payload(
         Scores.open(scores, pack),
         out,
-        config,
+        SelectionConfig(**selection),
         keep=keep,
         count=count,
         budget=budget,
@@ -910,31 +714,20 @@ def inspect(
         typer.echo(f"  teacher   {t.get('arch')} test accuracy {t['test_acc']:.4f}")
 
 
+STUDENT_OPTIONS = ("arch", "epochs", "batch_size", "lr", "backbone_lr", "augment", "label_smoothing", "weights")
+STUDENT_OPTIONS += ("seed", "hflip", "model_size", "expand", "expand_weight", "self_train", "self_train_confidence")
+STUDENT_OPTIONS += ("embedder", "device", "precision")
+
+
 @app.command()
 @_clean_errors
+@config_options(StudentConfig, "options", STUDENT_OPTIONS, recipe=True)
 def learn(
+    options: dict,
     payload: str = typer.Argument(..., help="A .plada file, or http(s)://host/v1/tasks/NAME of a plada-edge server."),
     reference: Path = typer.Option(..., "--reference", "-r", help="This device's reference pack."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (student.pt, student.onnx, metrics.json)."),
     recipe: Recipe = RECIPE_OPTION,
-    arch: str | None = typer.Option(
-        None, "--arch", "-a", help=f"Student architecture (plada-edge models). (recipe; scratch: {STUDENT['arch']})"
-    ),
-    epochs: int | None = typer.Option(
-        None, help=f"Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K). (recipe; scratch: {STUDENT['epochs']})"
-    ),
-    batch_size: int = typer.Option(STUDENT["batch_size"], help="Batch size."),
-    lr: float | None = typer.Option(
-        None, help=f"Peak AdamW learning rate (cosine). (recipe; scratch: {STUDENT['lr']:g})"
-    ),
-    backbone_lr: float | None = typer.Option(None, help=BACKBONE_LR_HELP),
-    augment: Augment | None = typer.Option(None, help=AUGMENT_HELP),
-    label_smoothing: float | None = typer.Option(None, help="Label smoothing. (recipe; scratch: 0)"),
-    weights: str | None = typer.Option(None, help=WEIGHTS_HELP),
-    seed: int = typer.Option(STUDENT["seed"], help="Random seed."),
-    hflip: bool | None = typer.Option(
-        None, "--hflip/--no-hflip", help="Random horizontal flips. (recipe; scratch: off)"
-    ),
     target: str | None = typer.Option(
         None,
         "--target",
@@ -942,36 +735,16 @@ def learn(
         help="Evaluate on this target's test split afterwards (classes as the payload's).",
     ),
     eval_alias: str | None = typer.Option(None, "--eval", hidden=True),  # the name before --target
-    expand: int = typer.Option(
-        STUDENT["expand"], help="FAISS label expansion: neighbours per payload image (0 = off)."
-    ),
-    expand_weight: float = typer.Option(
-        STUDENT["expand_weight"], help="Loss weight of expanded and self-labelled images."
-    ),
-    self_train: float = typer.Option(
-        STUDENT["self_train"],
-        help="Zero-byte self-training: after training, label up to this many x k more pool images the student "
-        "is sure of, and retrain (0 = off).",
-    ),
-    self_train_confidence: float = typer.Option(
-        STUDENT["self_train_confidence"], help="Softmax confidence a self-labelled image needs."
-    ),
-    embedder: str | None = typer.Option(STUDENT["embedder"], help="Embedder of the pack index used by --expand."),
-    size: int | None = typer.Option(
-        None,
-        "--size",
-        help="Student input pixels. (recipe; scratch: the teacher's) ImageNet-initialised students want 64+.",
-    ),
-    size_alias: int | None = typer.Option(None, "--model-size", hidden=True),  # the name before --size
     test_split: float | None = TEST_SPLIT_OPTION,
     target_size: int | None = TARGET_SIZE_OPTION,
-    device: str = DEVICE_OPTION,
-    precision: Precision = PRECISION_OPTION,
     trust: str | None = typer.Option(
         None,
         "--trust",
         envvar="PLADA_EDGE_TRUST",
         help="Train only on payloads signed by this Ed25519 public key (.pub file).",
+    ),
+    token: str | None = typer.Option(
+        None, "--token", envvar="PLADA_EDGE_TOKEN", help="Bearer token of a server that requires one (a URL payload)."
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
@@ -979,33 +752,9 @@ def learn(
     """Device side: verify a payload, gather its images from the pack, train and export a student."""
     from .device.student import learn as run_learn
 
-    m = run_learn(
-        payload,
-        reference,
-        out,
-        target=_target(_either(target, eval_alias, "--target", "--eval"), test_split, target_size),
-        trusted=trust,
-        recipe=recipe,
-        resume=not fresh,
-        arch=arch,
-        weights=weights,
-        model_size=_either(size, size_alias, "--size", "--model-size"),
-        expand=expand,
-        expand_weight=expand_weight,
-        self_train=self_train,
-        self_train_confidence=self_train_confidence,
-        embedder=embedder,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        backbone_lr=backbone_lr,
-        augment=augment,
-        label_smoothing=label_smoothing,
-        seed=seed,
-        hflip=hflip,
-        device=device,
-        precision=precision,
-    )
+    target = _target(_either(target, eval_alias, "--target", "--eval"), test_split, target_size)
+    m = run_learn(payload, reference, out, target=target, trusted=trust, token=token, recipe=recipe,
+                  resume=not fresh, **options)  # fmt: skip
     if as_json:
         _print_json(m)
         return
@@ -1134,16 +883,15 @@ def serve(
 
 @app.command()
 @_clean_errors
+@config_options(SelectionConfig, "selection", ("strategy", "safety_net", "spread"))
 def demo(
+    selection: dict,
     target: DemoTarget = typer.Option(
         "tango",
         help="tango (colour icons: ImageNet probes, a few minutes), digits (8x8 scans) or fmnist (both from scratch).",
     ),
     workdir: Path = typer.Option(Path("runs/demo"), help="Where the demo's cache and student go."),
-    keep: str = typer.Option("1%", help="Share of the pool to send."),
-    strategy: str = typer.Option(SELECTION["strategy"], help=STRATEGY_HELP + "."),
-    safety_net: bool = SAFETY_NET_OPTION,
-    spread: str = SPREAD_OPTION,
+    keep: str = typer.Option(KEEP, help="Share of the pool to send."),
     student: str | None = typer.Option(None, help="Student architecture (default: the recipe's choice)."),
     epochs: int | None = typer.Option(None, help="Student training epochs (default: the recipe's choice)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -1151,15 +899,8 @@ def demo(
     """Run PLADA end to end on offline data: teacher → scores → payload → student, with a summary table."""
     from .demo import format_table, run_demo
 
-    selection = SelectionConfig(strategy=strategy, safety_net=safety_net, spread=spread)
-    r = run_demo(
-        target=target,
-        workdir=workdir,
-        keep=keep,
-        selection=selection,
-        arch=student,
-        epochs=epochs,
-    )
+    selection = SelectionConfig(**selection)
+    r = run_demo(target=target, workdir=workdir, keep=keep, selection=selection, arch=student, epochs=epochs)
     _print_json(r) if as_json else typer.echo("\n" + format_table(r))
 
 

@@ -128,7 +128,6 @@ def test_cli_toml_and_api_defaults_agree():
     teacher, student = flat_defaults(TeacherConfig), flat_defaults(StudentConfig)
     selection, scoring = flat_defaults(SelectionConfig), flat_defaults(ScoreConfig)
     cli_teacher, cli_student = _cli_defaults("teacher", "train"), _cli_defaults("learn")
-    cli_student["model_size"] = cli_student.pop("size")  # learn --size, as teacher train names it
     agree(cli_teacher, teacher, ["arch", "epochs", "size", "weights", "batch_size", "lr", "seed", "hflip"])
     agree(
         cli_student,

@@ -113,6 +113,12 @@ CASES = [
         ["learn", "{payload}", "-r", "{pack}", "-o", "{out}", "-t", "{root}/fewer.npz", "--eval", "{root}/fewer.npz"],
         "give --target once (--eval is its old name)",
     ),
+    (
+        "size and model-size",
+        ["learn", "{payload}", "-r", "{pack}", "-o", "{out}", "--size", "16", "--model-size", "16"],
+        "give --size once (--model-size is its old name)",
+    ),
+    ("bad engine", ["score", "--teacher", "t.onnx", "-r", "{pack}", "-o", "{out}", "--engine", "gpu"], "'gpu' is not one"),
 ]
 
 

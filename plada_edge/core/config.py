@@ -24,7 +24,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
-from .devices import PRECISIONS, check_device_spec
+from .devices import DEVICE_HELP, PRECISIONS, check_device_spec
 from .errors import ConfigError
 
 AUGMENTS = ("shift", "trivial")
@@ -39,6 +39,8 @@ PROBE_BATCH_GPU = 1024  # a frozen backbone's features (the linear probe) are co
 # distance is 1 - the mean cosine similarity of its NEAREST_K most similar anchors (plada_edge.server.teacher)
 NEAREST_ANCHORS = 2048
 NEAREST_K = 5
+
+KEEP = "1%"  # the budget when none is given: the paper's 1 % of the reference set
 
 # --- the selection's rules: each constant below is applied by one resolver (plada_edge.server.plan), which names
 # the rule in the plan it prints (`select --explain`); RULES says what each does and where it was measured.
@@ -104,6 +106,24 @@ SCORE_PRECISIONS = ("fp32", "bf16", "fp16")
 C = TypeVar("C")
 
 
+def opt(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple | None = None,
+    flag: str | None = None,
+    name: str | None = None,
+    short: str | None = None,
+    alias: str | None = None,
+    cli_type: type | None = None,
+):
+    """A config field that is also a command-line option: its help text, declared choices, ``flag`` (a boolean's
+    "--on/--off" pair), another option ``name``, a ``short`` form, a hidden old ``alias`` and the ``cli_type``
+    a value is parsed as (str for "auto"-or-a-number). The CLI builds its options from these (plada_edge.cli)."""
+    meta = {"help": help, "choices": choices, "flag": flag, "name": name, "short": short, "alias": alias}
+    return field(default=default, metadata={**meta, "cli_type": cli_type})
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
@@ -146,21 +166,44 @@ def parse_spread(spread: float | str) -> float | str:
 class SelectionConfig:
     """Which reference images to send, and how (paper §3.2)."""
 
-    # by-teacher (TEACHER_STRATEGY) | by-view (VIEW_STRATEGY) | nearest | energy | opposite | entropy | random
-    # | auto (plada_edge.server.selection)
-    strategy: str = "by-teacher"
-    safety_net: bool = True  # per-class quotas, so no class vanishes
-    # pool: K_c ∝ N_c^alpha for `share` of the budget, N_c = pack images pseudo-labelled c; target: the
-    # whole budget by the target's training images per class (target_power); auto: target for class-imbalanced targets
-    # (QUOTA_IMBALANCE), pool for balanced ones (docs/results.md, "suite")
-    quotas: str = "auto"
-    # quotas=target: K_c ∝ n_c^target_power of the target's training counts n_c; 1 is the target's own
-    # proportions, 0 equal quotas; auto: TARGET_POWER by the selection's order
-    target_power: float | str = "auto"
-    alpha: float = -0.2
-    share: float = 0.5
-    spread: float | str = "auto"  # diversity within the low-energy band; 1 = strict best-first
-    seed: int = 0  # for strategy random, auto and spread
+    strategy: str = opt(
+        "by-teacher",
+        "by-teacher (nearest for an ImageNet-pretrained teacher; energy for one trained from scratch, unless the "
+        "pool holds near-copies of the target's images) | by-view (nearest for a colour teacher, energy for a "
+        "grayscale one) | nearest (closest to the target's own training images in the teacher's features) | "
+        "energy (lowest energy first, the paper's) | opposite | entropy | random | auto (pack: energy or opposite, "
+        "picked by proxy students on held-out target data; needs --target and --reference). "
+        "select --explain shows what the rules chose, and why.",
+    )
+    safety_net: bool = opt(
+        True,
+        "Per-class quotas, so no class vanishes (plain lowest energy drops whole classes).",
+        flag="--safety-net/--no-safety-net",
+    )
+    quotas: str = opt(
+        "auto",
+        "Safety-Net quotas: pool (K_c ∝ N_c^alpha for --share of the budget), target (the whole budget by the "
+        "target's training images per class, tempered by --target-power) or auto (target when the target's "
+        f"largest class has {QUOTA_IMBALANCE:g}x its smallest's images or more, else pool).",
+        choices=QUOTAS,
+    )
+    target_power: float | str = opt(
+        "auto",
+        "quotas=target: K_c ∝ n_c^p of the target's training images per class (1 = its proportions, 0 = equal); "
+        "auto = " + ", ".join(f"{p:g} in {order} order" for order, p in TARGET_POWER.items()) + ", 1 in any other.",
+        cli_type=str,
+    )
+    alpha: float = opt(-0.2, "Safety-Net exponent: K_c ∝ N_c^alpha.")
+    share: float = opt(0.5, "Safety-Net share of the budget reserved for pool quotas.")
+    spread: float | str = opt(
+        "auto",
+        "Diversity: each quota takes its m images at random from its spread·m best, not the m best. 1 = strict "
+        f"best-first; auto = up to {AUTO_SPREAD['gray'][1]:g} ({AUTO_SPREAD['colour'][1]:g} for a colour teacher) at "
+        f"small keeps, shrinking to 1 as the band nears {AUTO_SPREAD['gray'][0]:.0%} ({AUTO_SPREAD['colour'][0]:.0%}) "
+        "of the pool.",
+        cli_type=str,
+    )
+    seed: int = opt(0, "Seed for --strategy random and auto, and for --spread.")
 
     def __post_init__(self) -> None:
         _check(
@@ -179,17 +222,17 @@ class SelectionConfig:
 class TrainConfig:
     """The training loop teachers and students share (plada_edge.core.train, paper §4)."""
 
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
+    epochs: int = opt(10, "Training epochs (paper: 30 on a 1K-sized pool, 5 on 21K).")
+    batch_size: int = opt(128, "Batch size.")
+    lr: float = opt(1e-3, "Peak AdamW learning rate (cosine).")
     weight_decay: float = 0.05
     warmup: float = 0.05  # fraction of all steps
-    seed: int = 0
+    seed: int = opt(0, "Random seed.")
     shift: int = 2  # random translation, in model pixels at 32 px (scaled with the model size)
-    hflip: bool = False
-    label_smoothing: float = 0.0
-    augment: str = "shift"  # shift (random shifts, optional flips) | trivial (+ TrivialAugmentWide per image)
-    backbone_lr: float = 1.0  # the backbone's lr as a share of lr (the last linear layer always gets lr)
+    hflip: bool = opt(False, "Random horizontal flips (off for digits and text).", flag="--hflip/--no-hflip")
+    label_smoothing: float = opt(0.0, "Label smoothing.")
+    augment: str = opt("shift", "shift (random shifts) or trivial (+ TrivialAugmentWide).", choices=AUGMENTS)
+    backbone_lr: float = opt(1.0, "Backbone learning rate as a share of --lr (the head gets --lr; 0 = a linear probe).")
     threads: int = 0  # torch intra-op threads (0 = all CPUs)
 
     def __post_init__(self) -> None:
@@ -224,12 +267,25 @@ def _model_size_ok(size: Any) -> bool:
 class TeacherConfig:
     """The server's teacher: architecture, input size, initial weights, training (paper §3)."""
 
-    arch: str = "resnet18"
-    size: int = 32  # model input pixels
-    weights: str | None = None  # a local .pt/.pth, or a torchvision weight name already in torch's cache
-    device: str = "auto"  # auto | cpu | cuda[:N] | mps (plada_edge.core.devices)
-    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
-    frame: str = "auto"  # auto (FRAME by the target's colour) | none | ink (plada_edge.core.view)
+    arch: str = opt("resnet18", "Model name (plada-edge models).", short="-a")
+    size: int = opt(32, "Model input pixels.")
+    weights: str | None = opt(
+        None,
+        "Initial weights: 'imagenet' (whatever is installed; see plada-edge models), a local "
+        ".pt/.pth/.safetensors, or a cached torchvision weight name.",
+    )
+    device: str = opt("auto", "Where torch runs: " + DEVICE_HELP)
+    precision: str = opt(
+        "auto",
+        "Training precision: auto (bf16, or fp16 with loss scaling, on CUDA; fp32 elsewhere), fp32, bf16 or fp16.",
+        choices=PRECISIONS,
+    )
+    frame: str = opt(
+        "auto",
+        "How the view frames each image: ink = light-on-dark, the ink's box filling the frame, contrast "
+        "stretched (grayscale only); none = as stored; auto = ink for grayscale targets, none for colour.",
+        choices=("auto", *FRAMES),
+    )
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10))
 
     def __post_init__(self) -> None:
@@ -254,16 +310,33 @@ class TeacherConfig:
 class StudentConfig:
     """The device's student (paper §3.3): model, optional label expansion, training."""
 
-    arch: str = "resnet18"
-    weights: str | None = None
-    model_size: int | None = None  # input pixels; None = the teacher's view
-    expand: int = 0  # FAISS label expansion: neighbours per payload image (0 = off)
-    expand_weight: float = 0.5
-    embedder: str | None = None
-    self_train: float = 0.0  # pseudo-label up to this many x k more pool images with the student, retrain (0 = off)
-    self_train_confidence: float = 0.9  # softmax confidence a self-labelled pool image needs
-    device: str = "auto"  # auto | cpu | cuda[:N] | mps (plada_edge.core.devices)
-    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
+    arch: str = opt("resnet18", "Student architecture (plada-edge models).", short="-a")
+    weights: str | None = opt(
+        None,
+        "Initial weights: 'imagenet' (whatever is installed; see plada-edge models), a local "
+        ".pt/.pth/.safetensors, or a cached torchvision weight name.",
+    )
+    model_size: int | None = opt(
+        None,
+        "Student input pixels (unset: the teacher's view). ImageNet-initialised students want 64+.",
+        name="--size",
+        alias="--model-size",
+    )
+    expand: int = opt(0, "FAISS label expansion: neighbours per payload image (0 = off).")
+    expand_weight: float = opt(0.5, "Loss weight of expanded and self-labelled images.")
+    embedder: str | None = opt(None, "Embedder of the pack index used by --expand.")
+    self_train: float = opt(
+        0.0,
+        "Zero-byte self-training: after training, label up to this many x k more pool images the student is sure "
+        "of, and retrain (0 = off).",
+    )
+    self_train_confidence: float = opt(0.9, "Softmax confidence a self-labelled image needs.")
+    device: str = opt("auto", "Where torch runs: " + DEVICE_HELP)
+    precision: str = opt(
+        "auto",
+        "Training precision: auto (bf16, or fp16 with loss scaling, on CUDA; fp32 elsewhere), fp32, bf16 or fp16.",
+        choices=PRECISIONS,
+    )
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30))
 
     def __post_init__(self) -> None:
@@ -296,18 +369,41 @@ class StudentConfig:
 class ScoreConfig:
     """How the pack streams through the teacher (plada_edge.server.scoring)."""
 
-    batch_size: int = 256  # images per onnxruntime call
-    chunk: int = 16384  # images per checkpointed chunk (a multiple of batch_size)
-    threads: int = 0  # onnxruntime intra-op threads (0 = all CPUs)
-    keep_logits: bool = False  # also store N x C float32 logits (large)
-    engine: str = "local"  # SCORE_ENGINES (plada_edge.server.engines: which one runs, and why)
-    address: str | None = None  # Ray cluster address
-    workers: int = 0  # Ray actors (0 = one per CPU)
-    gpus_per_worker: float = 0.0  # Ray: GPUs each actor reserves (0 = CPU actors)
-    device: str = "auto"  # auto picks the best installed onnxruntime provider; cpu forces CPU
-    providers: str | None = None  # onnxruntime providers, e.g. "cuda,cpu" (None = from device)
-    checkpoint: str | None = None  # torch engine: the teacher.pt the ONNX came from (None = found beside it)
-    precision: str = "fp32"  # torch engine: fp32 (agrees with the ONNX graph) | bf16 | fp16 (CUDA autocast)
+    batch_size: int = opt(256, "Images per onnxruntime (or torch) call.")
+    chunk: int = opt(16384, "Images per checkpointed chunk (a multiple of --batch-size).")
+    threads: int = opt(0, "onnxruntime intra-op threads (0 = all CPUs).")
+    keep_logits: bool = opt(
+        False, "Also store all logits (N x C float32: large).", flag="--keep-logits/--no-keep-logits"
+    )
+    engine: str = opt(
+        "local",
+        "local: onnxruntime here (torch on a GPU onnxruntime cannot reach); torch: the teacher's graph run by torch "
+        'on --device; ray: spread the chunks over a Ray cluster (pip install "plada-edge[ray]").',
+        choices=SCORE_ENGINES,
+    )
+    address: str | None = opt(None, "Ray cluster address (auto, ray://host:port); default: a local Ray runtime.")
+    workers: int = opt(0, "Ray actors (0 = one per CPU of the cluster).")
+    gpus_per_worker: float = opt(0.0, "Ray: GPUs each actor reserves (0 = CPU).")
+    device: str = opt(
+        "auto",
+        "auto: the best installed onnxruntime provider (a GPU through torch when onnxruntime has none); cpu: CPU "
+        "only; cuda[:N]: that GPU; mps: Apple's GPU (torch engine).",
+    )
+    providers: str | None = opt(
+        None,
+        "onnxruntime execution providers, best first, e.g. cuda,cpu or tensorrt,cuda,cpu (default: the best "
+        "installed: TensorRT, CUDA, then CPU; only CPU with --device cpu).",
+    )
+    checkpoint: str | None = opt(
+        None,
+        "torch engine: the teacher folder or teacher.pt the .onnx was exported from (default: found beside it, "
+        "checked by its SHA-256).",
+    )
+    precision: str = opt(
+        "fp32",
+        "torch engine: fp32 (agrees with onnxruntime), or bf16 / fp16 autocast on CUDA.",
+        choices=SCORE_PRECISIONS,
+    )
 
     def __post_init__(self) -> None:
         _check(_whole(self.batch_size) and self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size!r}")

@@ -41,6 +41,7 @@ import numpy as np
 
 from ..core import native
 from ..core.config import (
+    KEEP,
     NEAR_COPY_QUANTILE,
     SelectionConfig,
     with_options,
@@ -235,8 +236,11 @@ class Selection:
 
 
 def budget_size(n: int, keep: str | float | None, count: int | None) -> int:
-    if (keep is None) == (count is None):
+    """The number of images a budget of ``keep`` (a share of the pack) or ``count`` asks for; neither: KEEP."""
+    if keep is not None and count is not None:
         raise ConfigError("give exactly one of keep (a fraction, e.g. 1%) or count (a number of images)")
+    if keep is None and count is None:
+        keep = KEEP
     if count is not None:
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise ConfigError(f"count must be >= 1 (a payload of no images teaches nothing), got {count!r}")
@@ -396,6 +400,17 @@ def select(
     )
     warn_about(sel)
     return sel
+
+
+def save_selection(path: str | os.PathLike, sel: Selection) -> None:
+    """A selection's indices and labels as an .npz (``select --out``), written atomically."""
+    import io
+
+    from ..core import atomic
+
+    buf = io.BytesIO()
+    np.savez(buf, indices=sel.indices, labels=sel.labels)
+    atomic.write_bytes(path, buf.getvalue())
 
 
 def warn_about(sel: Selection) -> None:
