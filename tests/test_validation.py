@@ -118,7 +118,11 @@ CASES = [
         ["learn", "{payload}", "-r", "{pack}", "-o", "{out}", "--size", "16", "--model-size", "16"],
         "give --size once (--model-size is its old name)",
     ),
-    ("bad engine", ["score", "--teacher", "t.onnx", "-r", "{pack}", "-o", "{out}", "--engine", "gpu"], "'gpu' is not one"),
+    (
+        "bad engine",
+        ["score", "--teacher", "t.onnx", "-r", "{pack}", "-o", "{out}", "--engine", "gpu"],
+        "'gpu' is not one",
+    ),
 ]
 
 
