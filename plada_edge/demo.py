@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .core.config import SelectionConfig
+from .core.config import KEEP, SelectionConfig
 from .core.errors import ConfigError
 
 _log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ DEMO_TEACHERS = {  # settings beyond the recipe's; the grayscale teachers a litt
 def run_demo(
     target: str = "tango",
     workdir: str | os.PathLike = "runs/demo",
-    keep: str = "1%",
+    keep: str = KEEP,
     selection: SelectionConfig | None = None,
     log=_log.info,
     **student_options,

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import atomic
-from ..core.config import SelectionConfig, TeacherConfig, flat_defaults, flat_options, with_options
+from ..core.config import KEEP, SelectionConfig, TeacherConfig, flat_defaults, flat_options, with_options
 from ..core.errors import ConfigError
 from ..core.locks import output_lock
 from ..core.payload import read_payload
@@ -178,7 +178,7 @@ def load_task_file(path: str | os.PathLike) -> dict:
             raise ConfigError(f"task {name}: no reference pack (set [server] reference or the task's reference)")
         full = {**DEFAULTS, **t, "reference": str(base / ref) if not Path(ref).is_absolute() else ref}
         if full["keep"] is None and full["count"] is None and full["budget"] is None:
-            full["keep"] = "1%"
+            full["keep"] = KEEP
         try:  # every setting is checked here, before any task trains or scores
             teacher_config(full)  # the recipe is applied once the target is loaded
             full["selection_config"] = with_options(None, SelectionConfig, {k: full[k] for k in SELECTION_KEYS})
