@@ -52,9 +52,6 @@ def run_demo(
     student's recipe (auto) picks; None leaves an option to it.
     """
     from .core.payload import read_payload
-    from .core.targets import data_dir
-    from .data.offline import build_offline_data
-    from .data.suite import THEMES, build_suite
     from .device.student import learn
     from .server.tasks import build_tasks, load_task_file
 
@@ -68,25 +65,8 @@ def run_demo(
     t0 = time.perf_counter()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    root = data_dir()
-    if not (root / "offline-mix" / "manifest.json").exists() or (
-        target not in THEMES and not (root / "targets" / f"{target}.npz").exists()
-    ):
-        log(f"building the offline benchmark data in {root} (once)")
-        build_offline_data(root, log=log)
-    if target in THEMES and not (root / "targets" / f"{target}.npz").exists():
-        log(f"building the {target} target from its icon theme (once)")
-        build_suite((target,), root, log=log)
-    task_file = workdir / "tasks.toml"
-    task_file.write_text(
-        "[server]\n"
-        f'cache = "cache"\nreference = "{(root / "offline-mix").resolve()}"\n\n'
-        f"[tasks.{target}]\n"
-        f'target = "{(root / "targets" / f"{target}.npz").resolve()}"\n'
-        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in d.items())
-        + f'keep = "{keep}"\n'
-        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in asdict(selection).items())
-    )
+    root = _data(target, log)
+    task_file = _task_file(workdir, root, target, keep, selection)
     log(
         f"server: {d.get('arch', 'the auto recipe')} teacher → ONNX → scores → {selection.strategy} {keep}"
         + (" + Safety-Net" if selection.safety_net else "")
@@ -115,6 +95,39 @@ def run_demo(
         "seconds": time.perf_counter() - t0,
         "workdir": str(workdir),
     }
+
+
+def _data(target: str, log) -> Path:
+    """The benchmark data the demo needs, built once (the pool and fmnist/digits; an icon theme's target)."""
+    from .core.targets import data_dir
+    from .data.offline import build_offline_data
+    from .data.suite import THEMES, build_suite
+
+    root = data_dir()
+    if not (root / "offline-mix" / "manifest.json").exists() or (
+        target not in THEMES and not (root / "targets" / f"{target}.npz").exists()
+    ):
+        log(f"building the offline benchmark data in {root} (once)")
+        build_offline_data(root, log=log)
+    if target in THEMES and not (root / "targets" / f"{target}.npz").exists():
+        log(f"building the {target} target from its icon theme (once)")
+        build_suite((target,), root, log=log)
+    return root
+
+
+def _task_file(workdir: Path, root: Path, target: str, keep: str, selection: SelectionConfig) -> Path:
+    """The demo's tasks.toml: one task on the pool, the teacher settings of DEMO_TEACHERS, the selection."""
+    task_file = workdir / "tasks.toml"
+    task_file.write_text(
+        "[server]\n"
+        f'cache = "cache"\nreference = "{(root / "offline-mix").resolve()}"\n\n'
+        f"[tasks.{target}]\n"
+        f'target = "{(root / "targets" / f"{target}.npz").resolve()}"\n'
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in DEMO_TEACHERS[target].items())
+        + f'keep = "{keep}"\n'
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in asdict(selection).items())
+    )
+    return task_file
 
 
 def format_table(r: dict) -> str:

@@ -356,3 +356,25 @@ def test_cli_prints_each_selection_warning_once(tiny, tmp_path):
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("warning:")]
     assert len(lines) == 1 and "classes have no images in this selection" in lines[0], result.stderr
     assert "warning" not in result.stdout
+
+
+LONGEST = 60  # lines of code in a package function, its docstring not counted
+
+
+def test_functions_read_in_one_screen_or_say_why():
+    """A function over LONGEST lines (after its docstring) needs a '# long: REASON' comment on its def line or
+    its first line of code: steps, not sagas (issue 37)."""
+    long = []
+    for name, path in _modules().items():
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            body = node.body
+            documented = isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
+            first = body[1] if documented and len(body) > 1 else body[0]
+            size = node.end_lineno - first.lineno + 1
+            said = any("# long:" in lines[i - 1] for i in (node.lineno, first.lineno))
+            if size > LONGEST and not said:
+                long.append(f"{name}.{node.name}: {size} lines")
+    assert not long, long

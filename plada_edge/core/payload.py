@@ -495,42 +495,12 @@ def _unpack_meta(meta: bytes, h: dict, version: int = 2) -> None:
     r = _Reader(meta, what="meta")
     h["task"] = r.text(MAX_NAME, "task")
     h["class_names"] = [r.text(MAX_CLASS_NAME, "class name") for _ in range(h.pop("_c"))]
-    flags = r.u8()
-    if flags & 1:
-        norm = (flags & ~INK_FRAME_BIT) >> 2
-        view = {
-            "native_size": r.varint(4096, "view.native_size"),
-            "model_size": r.varint(4096, "view.model_size"),
-            "gray": bool(flags & 2),
-        }
-        if flags & INK_FRAME_BIT:
-            view["frame"] = "ink"
-        if norm == 0:
-            values = [r.f32() for _ in range(6)]
-            view["mean"], view["std"] = values[:3], values[3:]
-        elif norm in NORMS:
-            view["mean"], view["std"] = list(NORMS[norm][0]), list(NORMS[norm][1])
-        else:
-            raise PayloadError(f"meta: unknown normalisation {norm}")
+    view = _unpack_view(r)
+    if view is not None:
         h["view"] = view
-    flags = r.u8()
-    if flags & ~(1 | 2 | (QUOTAS_TARGET_BIT if version >= 3 else 0)):
-        raise PayloadError(f"meta: unknown selection flags {flags:#04x}")
-    if flags & 1:
-        code = r.u8()
-        strategy = (
-            r.text(MAX_NAME, "strategy") if code == 255 else (STRATEGY_IDS[code] if code < len(STRATEGY_IDS) else None)
-        )
-        if strategy is None:
-            raise PayloadError(f"meta: unknown strategy code {code}")
-        sel = {"strategy": strategy, "budget": r.varint(MAX_N, "budget"), "keep": h["k"] / h["n"]}
-        sel["safety_net"] = {"alpha": r.f32(), "share": r.f32()} if flags & 2 else None
-        if flags & QUOTAS_TARGET_BIT:
-            if not flags & 2:
-                raise PayloadError("meta: target quotas without a Safety-Net")
-            sel["safety_net"].update(quotas="target", target_power=r.f32())
-        sel["spread"] = r.f32()
-        h["selection"] = sel
+    selection = _unpack_selection(r, h["k"] / h["n"], version)
+    if selection is not None:
+        h["selection"] = selection
     arch = r.text(MAX_NAME, "teacher.arch")
     acc = r.varint(NO_ACC, "teacher.test_acc")
     sha = r.blob(8, "teacher.sha256")
@@ -557,6 +527,50 @@ def _unpack_meta(meta: bytes, h: dict, version: int = 2) -> None:
         _unpack_fields(r)
     if r.pos != len(meta):
         raise PayloadError(f"meta has {len(meta) - r.pos} unexpected trailing bytes")
+
+
+def _unpack_view(r: _Reader) -> dict | None:
+    flags = r.u8()
+    if not flags & 1:
+        return None
+    norm = (flags & ~INK_FRAME_BIT) >> 2
+    view = {
+        "native_size": r.varint(4096, "view.native_size"),
+        "model_size": r.varint(4096, "view.model_size"),
+        "gray": bool(flags & 2),
+    }
+    if flags & INK_FRAME_BIT:
+        view["frame"] = "ink"
+    if norm == 0:
+        values = [r.f32() for _ in range(6)]
+        view["mean"], view["std"] = values[:3], values[3:]
+    elif norm in NORMS:
+        view["mean"], view["std"] = list(NORMS[norm][0]), list(NORMS[norm][1])
+    else:
+        raise PayloadError(f"meta: unknown normalisation {norm}")
+    return view
+
+
+def _unpack_selection(r: _Reader, keep: float, version: int) -> dict | None:
+    flags = r.u8()
+    if flags & ~(1 | 2 | (QUOTAS_TARGET_BIT if version >= 3 else 0)):
+        raise PayloadError(f"meta: unknown selection flags {flags:#04x}")
+    if not flags & 1:
+        return None
+    code = r.u8()
+    strategy = (
+        r.text(MAX_NAME, "strategy") if code == 255 else (STRATEGY_IDS[code] if code < len(STRATEGY_IDS) else None)
+    )
+    if strategy is None:
+        raise PayloadError(f"meta: unknown strategy code {code}")
+    sel = {"strategy": strategy, "budget": r.varint(MAX_N, "budget"), "keep": keep}
+    sel["safety_net"] = {"alpha": r.f32(), "share": r.f32()} if flags & 2 else None
+    if flags & QUOTAS_TARGET_BIT:
+        if not flags & 2:
+            raise PayloadError("meta: target quotas without a Safety-Net")
+        sel["safety_net"].update(quotas="target", target_power=r.f32())
+    sel["spread"] = r.f32()
+    return sel
 
 
 MAX_FIELDS = 64

@@ -170,18 +170,7 @@ def build_pack(
                         hi = min(lo + shard, count)
                         if work.done((k, j)):
                             continue
-                        if s.kind == "folder":
-                            kept, tiles, skipped = [], [], []
-                            for rel, tile, reason in _decoded_folder(s, s.items[lo:hi], size, method, max_pixels, pool):
-                                if tile is None:
-                                    skipped.append({"source": s.name, "path": rel, "reason": reason})
-                                else:
-                                    kept.append(rel)
-                                    tiles.append(tile)
-                            block = np.stack(tiles) if tiles else np.zeros((0, size, size, 3), np.uint8)
-                        else:
-                            kept, skipped = None, []
-                            block = array_to_rgb_tiles(load_array(s)[lo:hi], size, method)
+                        block, kept, skipped = _shard(s, lo, hi, size, method, max_pixels, pool)
                         work.commit((k, j), block, kept, skipped, hi - lo, pool)
                         b.advance(hi - lo)
             finally:
@@ -189,6 +178,20 @@ def build_pack(
                     pool.terminate()
                     pool.join()
         return work.finish(out, srcs, overwrite)
+
+
+def _shard(s, lo: int, hi: int, size: int, method: str, max_pixels: int, pool):
+    """Inputs [lo, hi) of a source as pack tiles: (block, the folder paths kept or None, what was skipped)."""
+    if s.kind != "folder":
+        return array_to_rgb_tiles(load_array(s)[lo:hi], size, method), None, []
+    kept, tiles, skipped = [], [], []
+    for rel, tile, reason in _decoded_folder(s, s.items[lo:hi], size, method, max_pixels, pool):
+        if tile is None:
+            skipped.append({"source": s.name, "path": rel, "reason": reason})
+        else:
+            kept.append(rel)
+            tiles.append(tile)
+    return (np.stack(tiles) if tiles else np.zeros((0, size, size, 3), np.uint8)), kept, skipped
 
 
 def _hash_raw(images: Path, n: int, size: int, bounds, per_source) -> str:
@@ -311,42 +314,9 @@ class _BuildDir:
 
     def finish(self, out: Path, srcs: list, overwrite: bool) -> ReferencePack:
         """Seal the header, hash the pixels once (fingerprint and per-source SHA-256), write the manifest, publish."""
-        import shutil
-
         plan, n, size = self.plan, self.state["images"], self.plan["size"]
-        if self.encoded:
-            lengths = [np.load(self.path / f"lengths-{k}-{j}.npy") for k, j in (tuple(x) for x in self.state["shards"])]
-            offsets = (
-                np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64)
-                if lengths
-                else np.zeros(1, np.int64)
-            )
-            atomic.save_npy(self.path / OFFSETS, offsets)
-            for k, j in (tuple(x) for x in self.state["shards"]):
-                (self.path / f"lengths-{k}-{j}.npy").unlink()
-        else:
-            with open(self.path / IMAGES, "r+b") as f:
-                f.write(_npy_header((n, size, size, 3)))
-                f.flush()
-                os.fsync(f.fileno())
-        described, start = [], 0
-        shards_of = {}
-        for k, j in (tuple(x) for x in self.state["shards"]):
-            shards_of.setdefault(k, []).append(j)
-        for k, s in enumerate(srcs):
-            got = sum(self.state["counts"][f"{k}/{j}"] for j in sorted(shards_of.get(k, [])))
-            entry = dict(
-                s.describe(), start=start, stop=start + got, count=got, skipped=plan["sources"][k]["count"] - got
-            )
-            if s.kind == "folder":
-                entry["paths"] = f"paths-{k}.txt"
-                with open(self.path / entry["paths"], "wb") as f:
-                    for j in sorted(shards_of.get(k, [])):
-                        part = self.path / f"paths-{k}-{j}.txt"
-                        f.write(part.read_bytes())
-                        part.unlink()
-            described.append(entry)
-            start += got
+        offsets = self._seal()
+        described = self._sources(srcs)
         per_source = [hashlib.sha256() for _ in srcs]
         bounds = [(e["start"], e["stop"]) for e in described]
         if self.encoded:
@@ -375,6 +345,53 @@ class _BuildDir:
         }
         atomic.write_json(self.path / MANIFEST, manifest)
         (self.path / "progress.json").unlink()
+        return self._publish(out)
+
+    def _seal(self) -> np.ndarray | None:
+        """Raw: the .npy header over the written pixels. Encoded: the offsets of every image (returned)."""
+        n, size = self.state["images"], self.plan["size"]
+        if not self.encoded:
+            with open(self.path / IMAGES, "r+b") as f:
+                f.write(_npy_header((n, size, size, 3)))
+                f.flush()
+                os.fsync(f.fileno())
+            return None
+        shards = [tuple(x) for x in self.state["shards"]]
+        lengths = [np.load(self.path / f"lengths-{k}-{j}.npy") for k, j in shards]
+        offsets = (
+            np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64)
+            if lengths
+            else np.zeros(1, np.int64)
+        )
+        atomic.save_npy(self.path / OFFSETS, offsets)
+        for k, j in shards:
+            (self.path / f"lengths-{k}-{j}.npy").unlink()
+        return offsets
+
+    def _sources(self, srcs: list) -> list[dict]:
+        """Each source's span of the pack and what it skipped; a folder's paths joined from its shards."""
+        described, start, shards_of = [], 0, {}
+        for k, j in (tuple(x) for x in self.state["shards"]):
+            shards_of.setdefault(k, []).append(j)
+        for k, s in enumerate(srcs):
+            got = sum(self.state["counts"][f"{k}/{j}"] for j in sorted(shards_of.get(k, [])))
+            skipped = self.plan["sources"][k]["count"] - got
+            entry = dict(s.describe(), start=start, stop=start + got, count=got, skipped=skipped)
+            if s.kind == "folder":
+                entry["paths"] = f"paths-{k}.txt"
+                with open(self.path / entry["paths"], "wb") as f:
+                    for j in sorted(shards_of.get(k, [])):
+                        part = self.path / f"paths-{k}-{j}.txt"
+                        f.write(part.read_bytes())
+                        part.unlink()
+            described.append(entry)
+            start += got
+        return described
+
+    def _publish(self, out: Path) -> ReferencePack:
+        """The finished pack renamed into place (an existing one swapped out, then removed)."""
+        import shutil
+
         os.chmod(self.path, atomic.file_mode(0o777))
         if out.exists():  # overwrite: swap, then drop the old pack
             old = out.with_name(f".{out.name}.old-{os.getpid()}")

@@ -388,6 +388,39 @@ def atomic_write_json(path: Path, obj) -> None:
     atomic.write_json(path, obj)
 
 
+def _pool_sources(tmp: Path, fm_pool, total: int, glyphs: int, workers: int, log):
+    """The pool's sources in index order, arrays staged in ``tmp``; photo patches fill it up to ``total``.
+    Returns (sources, MNIST digits and labels, the glyphs' characters) for the pool's ground truth."""
+    mnist, mnist_labels = mnist_digits()
+    arrays = {"fashion-mnist": fm_pool, "mnist": mnist}
+    log("rendering glyphs")
+    arrays["glyphs"], glyph_chars = render_glyphs(glyphs, workers=workers)
+    log("rendering emoji")
+    arrays["emoji"] = render_emoji()
+    folders = [
+        ("openclipart", _need(OPENCLIPART_DIR, "openclipart-png")),
+        ("oxygen-32", _need(OXYGEN_DIR / "32x32", "oxygen-icon-theme")),
+        ("oxygen-128", _need(OXYGEN_DIR / "128x128", "oxygen-icon-theme")),
+    ]
+    from ..core.sources import list_folder
+
+    expected = sum(len(a) for a in arrays.values()) + sum(len(list_folder(p)) for _, p in folders)
+    n_photos = max(0, total - expected) + 200  # margin for files the build skips
+    log(f"cropping {n_photos:,} photo patches")
+    photos = photo_patches(n_photos)
+    specs: list[Source] = []
+    for name in ("fashion-mnist", "mnist", "glyphs", "emoji"):
+        np.save(tmp / f"{name}.npy", arrays[name])
+        specs.append(parse_source(f"{name}={tmp / (name + '.npy')}"))
+    for name, path in folders:
+        src = parse_source(f"{name}={path}")
+        src.resize = "pad"  # keep whole clip-art objects and icons, on white
+        specs.append(src)
+    np.save(tmp / "photos.npy", photos)
+    specs.append(parse_source(f"photos={tmp / 'photos.npy'}"))
+    return specs, mnist, mnist_labels, glyph_chars
+
+
 def build_offline_data(
     root: str | os.PathLike | None = None,
     total: int = DEFAULT_TOTAL,
@@ -415,33 +448,7 @@ def build_offline_data(
     tmp = root / ".offline-mix-sources"  # a fixed path, so the manifest is identical on rebuild
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        mnist, mnist_labels = mnist_digits()
-        arrays = {"fashion-mnist": fm_pool, "mnist": mnist}
-        log("rendering glyphs")
-        arrays["glyphs"], glyph_chars = render_glyphs(glyphs, workers=workers)
-        log("rendering emoji")
-        arrays["emoji"] = render_emoji()
-        folders = [
-            ("openclipart", _need(OPENCLIPART_DIR, "openclipart-png")),
-            ("oxygen-32", _need(OXYGEN_DIR / "32x32", "oxygen-icon-theme")),
-            ("oxygen-128", _need(OXYGEN_DIR / "128x128", "oxygen-icon-theme")),
-        ]
-        from ..core.sources import list_folder
-
-        expected = sum(len(a) for a in arrays.values()) + sum(len(list_folder(p)) for _, p in folders)
-        n_photos = max(0, total - expected) + 200  # margin for files the build skips
-        log(f"cropping {n_photos:,} photo patches")
-        photos = photo_patches(n_photos)
-        specs: list[Source] = []
-        for name in ("fashion-mnist", "mnist", "glyphs", "emoji"):
-            np.save(tmp / f"{name}.npy", arrays[name])
-            specs.append(parse_source(f"{name}={tmp / (name + '.npy')}"))
-        for name, path in folders:
-            src = parse_source(f"{name}={path}")
-            src.resize = "pad"  # keep whole clip-art objects and icons, on white
-            specs.append(src)
-        np.save(tmp / "photos.npy", photos)
-        specs.append(parse_source(f"photos={tmp / 'photos.npy'}"))
+        specs, mnist, mnist_labels, glyph_chars = _pool_sources(tmp, fm_pool, total, glyphs, workers, log)
         log("building the pack")
         pack = build_pack(specs, pack_dir, size=SIZE, workers=workers, overwrite=overwrite)
     finally:

@@ -130,38 +130,9 @@ def build_index(
         from ..core.devices import resolve_device
 
         embed, dim = _EMBEDDERS[embedder][0](resolve_device(device) if embedder != "pixels" else "cpu")
-        starts = list(range(0, pack.n, chunk))
-        todo = [c0 for c0 in starts if not (chunks / f"{c0:012d}.npy").exists()]
         t0 = time.perf_counter()
-        with bar(f"embedding ({embedder})", sum(min(chunk, pack.n - c) for c in todo), progress, unit="img") as b:
-            for c0 in todo:
-                imgs = pack.read(c0, min(c0 + chunk, pack.n))
-                parts = []
-                for b0 in range(0, len(imgs), batch_size):
-                    parts.append(embed(imgs[b0 : b0 + batch_size]).astype(np.float16))
-                    b.advance(len(parts[-1]))
-                atomic.save_npy(chunks / f"{c0:012d}.npy", np.concatenate(parts))
-        emb_path = root / f"{embedder}.npy"
-        tmp = root / f".{embedder}.npy.tmp"
-        emb = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(pack.n, dim))
-        for c0 in starts:
-            part = np.load(chunks / f"{c0:012d}.npy")
-            emb[c0 : c0 + len(part)] = part
-        emb.flush()
-        del emb
-        os.replace(tmp, emb_path)
-        emb = np.load(emb_path, mmap_mode="r")
-        if pack.n <= FLAT_MAX:
-            index = faiss.IndexFlatIP(dim)
-            kind = "Flat"
-        else:
-            nlist = int(min(65536, max(1024, 4 * np.sqrt(pack.n))))
-            kind = f"IVF{nlist},PQ{dim // 20 if dim % 20 == 0 else 64}"
-            index = faiss.index_factory(dim, kind, faiss.METRIC_INNER_PRODUCT)
-            sample = np.random.default_rng(0).choice(pack.n, min(pack.n, 64 * nlist), replace=False)
-            index.train(np.asarray(emb[np.sort(sample)], np.float32))
-        for c0 in range(0, pack.n, 65536):
-            index.add(np.asarray(emb[c0 : c0 + 65536], np.float32))
+        emb_path = _embed(pack, embed, dim, root, embedder, chunk, batch_size, progress)
+        index, kind = _faiss_index(np.load(emb_path, mmap_mode="r"), dim)
         faiss_path = root / f"{embedder}.faiss"
         tmpf = root / f".{embedder}.faiss.tmp"
         faiss.write_index(index, str(tmpf))
@@ -179,6 +150,49 @@ def build_index(
         }
         atomic.write_json(meta_path, meta)
         return meta
+
+
+def _embed(pack: ReferencePack, embed, dim: int, root: Path, embedder: str, chunk: int, batch_size: int, progress):
+    """Every pack image embedded, in chunks that survive a kill (resumed by file), then joined into one .npy."""
+    chunks = root / f"{embedder}.chunks"
+    starts = list(range(0, pack.n, chunk))
+    todo = [c0 for c0 in starts if not (chunks / f"{c0:012d}.npy").exists()]
+    with bar(f"embedding ({embedder})", sum(min(chunk, pack.n - c) for c in todo), progress, unit="img") as b:
+        for c0 in todo:
+            imgs = pack.read(c0, min(c0 + chunk, pack.n))
+            parts = []
+            for b0 in range(0, len(imgs), batch_size):
+                parts.append(embed(imgs[b0 : b0 + batch_size]).astype(np.float16))
+                b.advance(len(parts[-1]))
+            atomic.save_npy(chunks / f"{c0:012d}.npy", np.concatenate(parts))
+    emb_path = root / f"{embedder}.npy"
+    tmp = root / f".{embedder}.npy.tmp"
+    emb = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(pack.n, dim))
+    for c0 in starts:
+        part = np.load(chunks / f"{c0:012d}.npy")
+        emb[c0 : c0 + len(part)] = part
+    emb.flush()
+    del emb
+    os.replace(tmp, emb_path)
+    return emb_path
+
+
+def _faiss_index(emb: np.ndarray, dim: int):
+    """An exact inner-product index up to FLAT_MAX images; IVF-PQ, trained on a seeded sample, beyond."""
+    import faiss
+
+    n = len(emb)
+    if n <= FLAT_MAX:
+        index, kind = faiss.IndexFlatIP(dim), "Flat"
+    else:
+        nlist = int(min(65536, max(1024, 4 * np.sqrt(n))))
+        kind = f"IVF{nlist},PQ{dim // 20 if dim % 20 == 0 else 64}"
+        index = faiss.index_factory(dim, kind, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)
+        index.train(np.asarray(emb[np.sort(sample)], np.float32))
+    for c0 in range(0, n, 65536):
+        index.add(np.asarray(emb[c0 : c0 + 65536], np.float32))
+    return index, kind
 
 
 def load_index(pack: ReferencePack, embedder: str | None = None, out: str | os.PathLike | None = None):

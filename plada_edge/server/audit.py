@@ -45,23 +45,8 @@ def target_tiles(target: Target, pack: ReferencePack) -> dict[str, np.ndarray]:
 
 def audit_leakage(target: Target, pack: ReferencePack, examples: int = 5, progress: bool | None = None) -> dict:
     """Count target train/test images that have an exact or near duplicate in the pack."""
-    import faiss
-
     tiles = target_tiles(target, pack)
-    pack_mean = np.empty(pack.n)
-    pack_var = np.empty(pack.n)
-    dim = 64
-    index = faiss.IndexFlatIP(dim) if pack.n <= 1_000_000 else faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-    with bar("audit: reading pack", pack.n, progress, unit="img") as b:
-        for c0, imgs in pack.iter_chunks(16384):
-            pack_mean[c0 : c0 + len(imgs)], pack_var[c0 : c0 + len(imgs)] = _mean_var(imgs)
-            index.add(descriptors(imgs))
-            b.advance(len(imgs))
-    pack_bucket = _bucket(pack_mean, pack_var)
-    key = pack_bucket + np.minimum(pack_mean, 1 - 1e-12)  # sort by bucket, then mean
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-
+    stats, index = _read_pack(pack, progress)
     report = {
         "target": target.name,
         "pack": str(pack.path),
@@ -75,33 +60,12 @@ def audit_leakage(target: Target, pack: ReferencePack, examples: int = 5, progre
         },
     }
     for split, t in tiles.items():
-        t_mean, t_var = _mean_var(t)
-        t_key = _bucket(t_mean, t_var) + np.minimum(t_mean, 1 - 1e-12)
-        lo = np.searchsorted(sorted_key, t_key - L1_THRESHOLD, side="left")
-        hi = np.searchsorted(sorted_key, t_key + L1_THRESHOLD, side="right")
-        exact = set()
-        for i in np.flatnonzero(hi > lo):
-            cand = np.sort(order[lo[i] : hi[i]])
-            cand = cand[_bucket(pack_mean[cand], pack_var[cand]) == _bucket(t_mean[i : i + 1], t_var[i : i + 1])[0]]
-            if not len(cand):
-                continue
-            l1 = mean_abs_diff(t[i], pack.gather(cand))
-            hit = np.flatnonzero(l1 < L1_THRESHOLD)
-            if len(hit):
-                exact.add(int(i))
-                if len(report["exact"]["examples"]) < examples:
-                    j = int(cand[hit[0]])
-                    report["exact"]["examples"].append(
-                        {
-                            "split": split,
-                            "index": int(i),
-                            "pack_index": j,
-                            "l1": float(l1[hit[0]]),
-                            "origin": pack.origin(j),
-                        }
-                    )
+        exact = _exact_matches(t, pack, stats)
         report["exact"][split] = len(exact)
-
+        for i, j, l1 in exact[: examples - len(report["exact"]["examples"])]:
+            report["exact"]["examples"].append(
+                {"split": split, "index": i, "pack_index": j, "l1": l1, "origin": pack.origin(j)}
+            )
         sims, nn = index.search(descriptors(t), NEAR_K)
         matches = confirmed_matches(t, sims, nn, pack.gather)
         for i, (matched, mad) in list(matches.items())[: examples - len(report["near"]["examples"])]:
@@ -109,7 +73,46 @@ def audit_leakage(target: Target, pack: ReferencePack, examples: int = 5, progre
             report["near"]["examples"].append(
                 {"split": split, "index": i, "pack_index": j, "mean_abs_diff": float(mad[0]), "origin": pack.origin(j)}
             )
-        near, best = len(matches), sims[:, 0].astype(float).tolist()
-        report["near"][split] = near
+        best = sims[:, 0].astype(float).tolist()
+        report["near"][split] = len(matches)
         report["near"][f"{split}_median_top1_cosine"] = float(np.median(best)) if best else None
     return report
+
+
+def _read_pack(pack: ReferencePack, progress):
+    """One pass over the pack: each image's mean and variance (sorted by the paper's buckets) and a FAISS index
+    of its descriptors."""
+    import faiss
+
+    pack_mean, pack_var = np.empty(pack.n), np.empty(pack.n)
+    dim = 64
+    index = faiss.IndexFlatIP(dim) if pack.n <= 1_000_000 else faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+    with bar("audit: reading pack", pack.n, progress, unit="img") as b:
+        for c0, imgs in pack.iter_chunks(16384):
+            pack_mean[c0 : c0 + len(imgs)], pack_var[c0 : c0 + len(imgs)] = _mean_var(imgs)
+            index.add(descriptors(imgs))
+            b.advance(len(imgs))
+    key = _bucket(pack_mean, pack_var) + np.minimum(pack_mean, 1 - 1e-12)  # sort by bucket, then mean
+    order = np.argsort(key, kind="stable")
+    return (pack_mean, pack_var, order, key[order]), index
+
+
+def _exact_matches(t: np.ndarray, pack: ReferencePack, stats) -> list[tuple[int, int, float]]:
+    """The paper's rule: target images with a pack image in their mean/variance bucket at mean L1 below the
+    threshold, as (target index, first such pack index, its L1)."""
+    pack_mean, pack_var, order, sorted_key = stats
+    t_mean, t_var = _mean_var(t)
+    t_key = _bucket(t_mean, t_var) + np.minimum(t_mean, 1 - 1e-12)
+    lo = np.searchsorted(sorted_key, t_key - L1_THRESHOLD, side="left")
+    hi = np.searchsorted(sorted_key, t_key + L1_THRESHOLD, side="right")
+    found = []
+    for i in np.flatnonzero(hi > lo):
+        cand = np.sort(order[lo[i] : hi[i]])
+        cand = cand[_bucket(pack_mean[cand], pack_var[cand]) == _bucket(t_mean[i : i + 1], t_var[i : i + 1])[0]]
+        if not len(cand):
+            continue
+        l1 = mean_abs_diff(t[i], pack.gather(cand))
+        hit = np.flatnonzero(l1 < L1_THRESHOLD)
+        if len(hit):
+            found.append((int(i), int(cand[hit[0]]), float(l1[hit[0]])))
+    return found

@@ -38,10 +38,7 @@ def quantize_teacher(
 
     ``reduce_range`` (7-bit weights) is on because AVX2 CPUs without VNNI saturate the full range."""
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from ..core import native
 
     reader_cls = type("ImagesReader", (_Images, CalibrationDataReader), {})
     if len(calibration) == 0:
@@ -82,20 +79,31 @@ def quantize_teacher(
     e = proto.metadata_props.add()
     e.key, e.value = "plada.quantization", "int8-qdq-static"
     data = proto.SerializeToString()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = native.hardware_threads()
-    x = calibration[: min(len(calibration), 256)]
-    want = ort.InferenceSession(str(fp32), opts, providers=["CPUExecutionProvider"]).run(["logits"], {"images": x})[0]
-    got = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"]).run(["logits"], {"images": x})[0]
-    e32 = native.energy_stats(np.ascontiguousarray(want, np.float32)).energy
-    e8 = native.energy_stats(np.ascontiguousarray(got, np.float32)).energy
+    agreement = _agreement(fp32, data, calibration[: min(len(calibration), 256)])
     atomic.write_bytes(out, data)
     return {
         "onnx": str(out),
         "bytes": len(data),
         "fp32_bytes": Path(fp32).stat().st_size,
+        **agreement,
+        "calibration_images": len(calibration),
+    }
+
+
+def _agreement(fp32, int8: bytes, x: np.ndarray) -> dict:
+    """How far the int8 graph's logits, energies and labels are from the fp32 graph's on images ``x``."""
+    import onnxruntime as ort
+
+    from ..core import native
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = native.hardware_threads()
+    want = ort.InferenceSession(str(fp32), opts, providers=["CPUExecutionProvider"]).run(["logits"], {"images": x})[0]
+    got = ort.InferenceSession(int8, opts, providers=["CPUExecutionProvider"]).run(["logits"], {"images": x})[0]
+    e32 = native.energy_stats(np.ascontiguousarray(want, np.float32)).energy
+    e8 = native.energy_stats(np.ascontiguousarray(got, np.float32)).energy
+    return {
         "max_abs_logit_diff": float(np.abs(got - want).max()),
         "max_abs_energy_diff": float(np.abs(e8 - e32).max()),
         "argmax_agreement": float((got.argmax(1) == want.argmax(1)).mean()),
-        "calibration_images": len(calibration),
     }

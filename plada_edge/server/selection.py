@@ -512,17 +512,22 @@ def pick(scores: Scores, plan: SelectionPlan, budget: int, threads: int = 0, req
         chosen_by=f"{requested}: {plan.strategy.why}" if by_rule else None,
         plan=plan,
     )
-    sel.warnings.extend(plan.notes)
-    hist = sel.histogram
-    if sel.k == 0:
-        sel.warnings.append(f"the selection is empty: a budget of {budget:,} images of {scores.n:,} keeps nothing")
-    if budget > valid:
-        sel.warnings.append(f"budget {budget:,} exceeds the {valid:,} selectable images; kept all of them")
-    missing = [scores.class_names[c] for c in np.flatnonzero(hist == 0)]
-    if missing and sel.k:
-        sel.warnings.append(
-            f"{len(missing)} of {scores.num_classes} classes have no images in this selection: "
-            f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}"
-            + ("" if plan.quotas.value != "off" else " (the Safety-Net is off)")
-        )
+    sel.warnings.extend([*plan.notes, *_warnings(sel, valid)])
     return sel
+
+
+def _warnings(sel: Selection, valid: int) -> list[str]:
+    """What a selection should tell its user: nothing kept, more asked than there is, classes that vanished."""
+    out = []
+    if sel.k == 0:
+        out.append(f"the selection is empty: a budget of {sel.budget:,} images of {sel.pack_n:,} keeps nothing")
+    if sel.budget > valid:
+        out.append(f"budget {sel.budget:,} exceeds the {valid:,} selectable images; kept all of them")
+    missing = [sel.class_names[c] for c in np.flatnonzero(sel.histogram == 0)]
+    if missing and sel.k:
+        out.append(
+            f"{len(missing)} of {sel.num_classes} classes have no images in this selection: "
+            f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}"
+            + ("" if sel.plan.quotas.value != "off" else " (the Safety-Net is off)")
+        )
+    return out
