@@ -216,9 +216,9 @@ def test_quickstart_example_runs_end_to_end(tmp_path):
 # --- import rules ---------------------------------------------------------------------------------------------
 
 
-def _modules() -> dict[str, Path]:
+def _modules(package: Path = PACKAGE) -> dict[str, Path]:
     mods = {}
-    for path in PACKAGE.rglob("*.py"):
+    for path in package.rglob("*.py"):
         rel = path.relative_to(ROOT).with_suffix("")
         parts = list(rel.parts)
         if parts[-1] == "__init__":
@@ -245,8 +245,8 @@ def _imports(name: str, path: Path) -> list[tuple[str, list[str]]]:
     return out
 
 
-def _edges() -> dict[str, set[str]]:
-    mods = _modules()
+def _edges(package: Path = PACKAGE) -> dict[str, set[str]]:
+    mods = _modules(package)
     edges: dict[str, set[str]] = {m: set() for m in mods}
     for name, path in mods.items():
         for mod, names in _imports(name, path):
@@ -268,8 +268,9 @@ def test_no_private_names_imported_across_modules():
     assert not offenders, offenders
 
 
-def test_no_import_cycles():
-    edges = _edges()
+@pytest.mark.parametrize("package", [PACKAGE, ROOT / "benchmarks"], ids=["plada_edge", "benchmarks"])
+def test_no_import_cycles(package):
+    edges = _edges(package)
     state: dict[str, int] = {}
     stack: list[str] = []
 
@@ -287,6 +288,15 @@ def test_no_import_cycles():
     for m in sorted(edges):
         if m not in state:
             visit(m)
+    assert len(edges) > 10  # the package was found
+
+
+def test_benchmarks_are_a_package_and_tools_holds_only_setup():
+    """One entry point for the science (python -m benchmarks NAME); tools/ keeps setup, data and wheel scripts."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks"], capture_output=True, text=True, cwd=ROOT, check=True)
+    listed = {line.split()[0] for line in out.stdout.splitlines() if line.startswith("  ")}
+    assert {"suite", "draws", "budget", "kernel", "int8", "gpu_check"} <= listed
+    assert not [p.name for p in (ROOT / "tools").glob("bench*.py")]
 
 
 def test_layers_hold():

@@ -22,7 +22,7 @@ def test_int8_teacher_scores_like_fp32(tiny, tmp_path):
     assert meta["class_names"] == ["h", "v", "blob"] and meta["input_size"] == 16
     s8 = score_pack(tmp_path / "t8.onnx", tiny["pack"], tmp_path / "s8", batch_size=32, chunk=64, progress=False)
     s32 = score_pack(tmp_path / "t8.fp32.onnx", tiny["pack"], tmp_path / "s32", batch_size=32, chunk=64, progress=False)
-    # a 4-epoch toy teacher: the mechanics, not the fidelity (tools/bench_int8.py measures that on a real one)
+    # a 4-epoch toy teacher: the mechanics, not the fidelity (benchmarks/int8.py measures that on a real one)
     assert np.corrcoef(np.asarray(s8.energy), np.asarray(s32.energy))[0, 1] > 0.8
     assert select(s8, count=50).k == 50
 

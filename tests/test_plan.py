@@ -1,7 +1,7 @@
 """The selection plan: one resolver, its rules in one table, today's choices on the suite's targets pinned.
 
 tests/golden/suite-facts.json holds what the plan reads of each suite target's scores (written by
-`python tools/bench_suite.py --report-only --facts` from the built targets and docs/results-suite.json).
+`python -m benchmarks suite --report-only --facts` from the built targets and docs/results-suite.json).
 """
 
 from __future__ import annotations

@@ -18,9 +18,10 @@ import json
 import sys
 from pathlib import Path
 
-from benchkit import DOCS, machine, replace_section
-
 from plada_edge.data.offline import DEFAULT_TOTAL, build_offline_data
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's benchmarks package
+from benchmarks.kit import DOCS, machine, replace_section
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run tools/gpu_check.py on a lent GPU machine in one go (it has torch with CUDA, onnx, onnxruntime,
+# Run the GPU check (python -m benchmarks gpu_check) on a lent GPU machine in one go (it has torch with CUDA, onnx, onnxruntime,
 # pybind11, scikit-build-core, cmake, ninja, typer and rich; carry the rest as wheels in .whl/):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
 #       -d .whl zstandard faiss-cpu cryptography cffi pycparser      # here, once
@@ -14,5 +14,5 @@ if [[ -d .whl ]]; then "${PIP[@]}" --no-index --no-deps .whl/*.whl; fi
 "$PY" -m plada_edge doctor
 LOG=${OUT:-runs}/gpu_check.log
 mkdir -p "$(dirname "$LOG")"
-timeout 480 "$PY" -u tools/gpu_check.py --update-docs "$@" 2>&1 | tee "$LOG"
+timeout 480 "$PY" -u -m benchmarks gpu_check --update-docs "$@" 2>&1 | tee "$LOG"
 if [[ -n "${OUT:-}" ]]; then cp docs/benchmarks.md runs/gpu_check/report.json "$OUT/"; fi

@@ -78,8 +78,8 @@ def main() -> None:
         atomic.save_npy(GOLDEN / "energy.npy", np.stack([stats.energy, stats.entropy]).astype(np.float32))
         atomic.save_npy(GOLDEN / "labels.npy", stats.label)
     if args.update_docs:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from benchkit import replace_section
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's benchmarks package
+        from benchmarks.kit import replace_section
 
         replace_section("golden-v3", example_v3(), "python tools/make_golden.py --update-docs", doc="payload-format.md")
     print(json.dumps({"written": str(GOLDEN), "simd": native.simd_level()}))

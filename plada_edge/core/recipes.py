@@ -3,7 +3,7 @@
 The paper fine-tunes *pretrained* networks on both sides: a ConvNeXt-V2-T teacher (ImageNet-21K)
 and a ResNet-18 student (ImageNet). Here the same idea meets what a CPU box has installed. The
 rule, and the suite runs behind every number in it, are in docs/results.md ("Defaults, and why";
-written by tools/bench_suite.py):
+written by benchmarks/suite.py):
 
 - ``scratch``: resnet18 from random init at the pack's 32 px view (the recipe before this one).
 - ``pretrained``: an ImageNet-initialised network (the first of PRETRAINED_ARCHS with weights

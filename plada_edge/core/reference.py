@@ -582,7 +582,7 @@ class ReferencePack:
     @contextlib.contextmanager
     def _random_access(self):
         """No readahead while gathering: on a cold page cache each scattered row would otherwise pull in
-        its neighbours too, several times the bytes it needs (the cold column of tools/bench_storage.py)."""
+        its neighbours too, several times the bytes it needs (the cold column of benchmarks/storage.py)."""
         advise = self._mapping is not None and hasattr(mmap, "MADV_RANDOM")
         if advise:
             self._mapping.madvise(mmap.MADV_RANDOM)

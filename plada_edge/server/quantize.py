@@ -6,7 +6,7 @@ calibrated on the target's own training images rendered as the pack stores them.
 network's Conv and Gemm layers are quantized: the sensor view in front of them (a colour step and
 two small resize matrices) stays fp32, so the images the network sees do not change. The report
 gives the logits' and energies' largest differences on calibration images; how far the 1 %
-selection moves and what that does to a student is measured by tools/bench_int8.py.
+selection moves and what that does to a student is measured by benchmarks/int8.py.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def quantize_teacher(
                 op_types_to_quantize=["Conv", "Gemm"],
                 per_channel=True,
                 # on AVX2 CPUs without VNNI, onnxruntime's u8 x s8 kernels can saturate their 16-bit sums; the
-                # full range moved more of the 1 % selection and agreed less on labels (tools/bench_int8.py)
+                # full range moved more of the 1 % selection and agreed less on labels (benchmarks/int8.py)
                 reduce_range=reduce_range,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,

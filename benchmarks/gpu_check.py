@@ -16,8 +16,8 @@ One run, under 8 minutes on one data-centre GPU:
 The results go to docs/benchmarks.md (section gpu_check) with the machine named, and with what each
 rate means for ImageNet-21K's 14,197,122 images.
 
-    python tools/gpu_check.py --update-docs                    # on a GPU machine (tools/gpu_check.sh)
-    python tools/gpu_check.py --device cpu --n 4000 --lite-n 1000 --epochs 2 --student-epochs 1 --per-class 100
+    python -m benchmarks gpu_check --update-docs                    # on a GPU machine (tools/gpu_check.sh)
+    python -m benchmarks gpu_check --device cpu --n 4000 --lite-n 1000 --epochs 2 --student-epochs 1 --per-class 100
                                                                # a dry run of the code path, here
 """
 
@@ -31,11 +31,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import machine, replace_section
 
 import plada_edge as plada
 from plada_edge.core import native
 from plada_edge.core.targets import Target, save_target
+
+from .kit import machine, replace_section
 
 IMAGENET_21K = 14_197_122
 

@@ -5,7 +5,7 @@ Removes the cross build directory and uses an empty emulation cache, so the time
 cross compile, the arm64 Debian userland (mmdebstrap) and the emulated test run. Debian packages
 already installed are not reinstalled (the scripts install only what is missing).
 
-    .venv/bin/python tools/time_cross_build.py --update-docs
+    .venv/bin/python -m benchmarks cross_build --update-docs
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import replace_section
+from .kit import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ def main() -> None:
         "Wheels: " + ", ".join(f"`{w}`" for w in wheels) + "\n\nEmulated run: " + "; ".join(s.strip() for s in summary)
     )
     if args.update_docs:
-        replace_section("cross_build", body, "python tools/time_cross_build.py --update-docs")
+        replace_section("cross_build", body, "python -m benchmarks cross_build --update-docs")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Scores the whole pack twice with the same teacher, batch and chunking: the local
 onnxruntime session, all threads) and Ray on a local runtime (one actor per CPU, one thread each),
 checks that the scores are identical, and reports images/s and the Ray overhead.
 
-    .venv/bin/python tools/bench_ray.py runs/fmnist/teacher.onnx data/offline-mix --update-docs
+    .venv/bin/python -m benchmarks ray_scoring runs/fmnist/teacher.onnx data/offline-mix --update-docs
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import replace_section
 
 from plada_edge.core import native
 from plada_edge.core.reference import ReferencePack
 from plada_edge.server.scoring import FIELDS, score_pack
+
+from .kit import replace_section
 
 
 def main() -> None:
@@ -65,7 +66,7 @@ def main() -> None:
         + f"\n\nScores identical to the local engine: **{'yes' if identical else 'NO'}**."
     )
     if args.update_docs:
-        replace_section("bench_ray", body, f"python tools/bench_ray.py {args.teacher} {args.pack} --update-docs")
+        replace_section("bench_ray", body, f"python -m benchmarks ray_scoring {args.teacher} {args.pack} --update-docs")
 
 
 if __name__ == "__main__":

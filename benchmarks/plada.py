@@ -16,19 +16,19 @@ For each target (fmnist, digits) on offline-mix:
 Every run's result is cached under runs/bench/ (a rerun resumes), and --update-docs rewrites
 docs/results.md and its figures from whatever has been run, saying what is missing.
 
-    .venv/bin/python tools/bench_plada.py --update-docs            # everything (hours on 2 cores)
-    .venv/bin/python tools/bench_plada.py --quick --update-docs    # 1 % and 5 %, one seed
+    .venv/bin/python -m benchmarks plada --update-docs            # everything (hours on 2 cores)
+    .venv/bin/python -m benchmarks plada --quick --update-docs    # 1 % and 5 %, one seed
 """
 
 from __future__ import annotations
 
 import argparse
 
-import plada_runs
-from plada_report import write_docs
-from plada_runs import KEEPS, ROOT, run
-
 from plada_edge.core import atomic
+
+from . import plada_runs
+from .plada_report import write_docs
+from .plada_runs import KEEPS, ROOT, run
 
 
 def main() -> None:
@@ -67,7 +67,7 @@ def main() -> None:
             )
             if on
         )
-        write_docs(results, keeps, f"python tools/bench_plada.py {flags} --update-docs".replace("  ", " "))
+        write_docs(results, keeps, f"python -m benchmarks plada {flags} --update-docs".replace("  ", " "))
 
 
 if __name__ == "__main__":

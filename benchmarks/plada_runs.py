@@ -1,7 +1,7 @@
 """The experiments behind docs/results.md: teachers, selections and students, cached in runs/bench.
 
-tools/bench_plada.py runs them (see its docstring for every row and sweep) and
-tools/plada_report.py turns their results into the page. Every run is cached by a hash of what it
+benchmarks/plada.py runs them (see its docstring for every row and sweep) and
+benchmarks/plada_report.py turns their results into the page. Every run is cached by a hash of what it
 depends on, so a rerun resumes and ``--report-only`` trains nothing.
 """
 
@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import machine
 
 from plada_edge.core import atomic
 from plada_edge.core.codecs import list_codecs
@@ -25,6 +24,8 @@ from plada_edge.server.payloads import payload_header
 from plada_edge.server.scoring import Scores, score_pack
 from plada_edge.server.selection import select
 from plada_edge.server.teacher import export_onnx, train_teacher
+
+from .kit import machine
 
 ROOT = Path("runs/bench")
 TEACHERS = {

@@ -11,8 +11,8 @@ an epoch of random training batches read back from it. Every step runs in its ow
 (VmHWM) is its own. The goals: peak RSS of score, select, pack and gather grows <= 1.2x from the
 smallest to the largest N, and the energy kernel plus selection stay <= 2 % of scoring time.
 
-    .venv/bin/python tools/bench_scale.py --update-docs          # N = 1M, 4M and 14,197,122
-    .venv/bin/python tools/bench_scale.py --rerun select,pack --update-docs   # again on the cached packs
+    .venv/bin/python -m benchmarks scale --update-docs          # N = 1M, 4M and 14,197,122
+    .venv/bin/python -m benchmarks scale --rerun select,pack --update-docs   # again on the cached packs
 
 Each step's result is cached in runs/scale/nN-SIZEpx-STORE/steps.json; packs are kept for --rerun
 unless --drop-packs. Disk: the 16 px source takes N x 768 B while building; a raw 16 px pack the
@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import machine, replace_section
+
+from .kit import machine, replace_section
 
 ROOT = Path("runs/scale")
 
@@ -215,7 +216,7 @@ def main() -> None:
         replace_section(
             "scale",
             body,
-            f"python tools/bench_scale.py --sizes {args.sizes} --size {args.size} --store {args.store} --update-docs",
+            f"python -m benchmarks scale --sizes {args.sizes} --size {args.size} --store {args.store} --update-docs",
         )
 
 

@@ -10,7 +10,7 @@ Cases, at N = 14,197,122 (ImageNet-21K) unless noted:
 For each: bytes per codec, the floor log2 C(N,k) + k·H(labels), model / best paper scheme, and
 model / floor. Encode and decode times are medians of 3.
 
-    .venv/bin/python tools/bench_codec.py [--update-docs]
+    .venv/bin/python -m benchmarks codec [--update-docs]
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from benchkit import interleaved, replace_section
 
 from plada_edge.core.codecs import get_codec, list_codecs
 from plada_edge.core.payload import information_floor_bits
+
+from .kit import interleaved, replace_section
 
 N21K = 14_197_122
 PAPER = ("paper-idx", "paper-bmp")
@@ -147,7 +148,7 @@ def main() -> None:
         "The floor is log2 C(N,k) + k·H(labels).\n\n" + "\n".join(lines)
     )
     if args.update_docs:
-        replace_section("bench_codec", body, "python tools/bench_codec.py --update-docs")
+        replace_section("bench_codec", body, "python -m benchmarks codec --update-docs")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ scored; at 1 % with the Safety-Net, students (resnet18) are trained on the energ
 auto selections (auto decides with proxy students on held-out training images, without looking
 at the test split), and evaluated on the test split. Three seeds per student.
 
-    .venv/bin/python tools/bench_far_ood.py --update-docs
+    .venv/bin/python -m benchmarks far_ood --update-docs
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from benchkit import replace_section
 
 from plada_edge.core import atomic
 from plada_edge.core.reference import ReferencePack
@@ -26,6 +25,8 @@ from plada_edge.device.student import learn
 from plada_edge.server.payloads import make_payload
 from plada_edge.server.scoring import Scores, score_pack
 from plada_edge.server.teacher import export_onnx, train_teacher
+
+from .kit import replace_section
 
 ROOT = Path("runs/far_ood")
 
@@ -106,7 +107,7 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if args.update_docs:
-        replace_section("far_ood", body, "python tools/bench_far_ood.py --update-docs", doc="results.md")
+        replace_section("far_ood", body, "python -m benchmarks far_ood --update-docs", doc="results.md")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,4 @@
-"""Plumbing every benchmark in tools/ shares: the timing loop, the machine's name, the docs writer.
-
-Benchmarks import it by name (``from benchkit import ...``): Python puts a script's own folder on
-the import path, so ``python tools/bench_x.py`` finds it without any sys.path edits.
+"""Plumbing every benchmark shares: the timing loop, the machine's name, the run records, the docs writer.
 
 Generated tables go into docs/*.md between markers, so every figure there names its command.
 A section looks like:
@@ -111,13 +108,19 @@ def record_targets(path: Path, results: dict) -> None:
     atomic.write_json(path, merged)
 
 
+def command_line() -> str:
+    """How this benchmark was run, as its docs section names it: ``python -m benchmarks NAME [options]``."""
+    import sys
+
+    return " ".join(["python -m benchmarks", Path(sys.argv[0]).stem, *sys.argv[1:]])
+
+
 def publish(section: str, text: str, seconds: float, update_docs: bool, doc: str = "results.md") -> None:
     """Print a tool's table and its wall time; with ``update_docs``, write it into docs/``doc`` under its
     command line, as this process was called."""
-    import sys
 
     print(text)
     print(f"\n{seconds:.0f} s")
     if update_docs:
-        command = f"python tools/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:])
+        command = command_line()
         replace_section(section, text, command.rstrip(), doc=doc)

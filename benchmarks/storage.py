@@ -9,7 +9,7 @@ page cache warm, and cold (the pack's files dropped from the page cache with
 posix_fadvise(DONTNEED) before each gather, as on a device whose reference set does not fit in
 memory). Goal: an encoded 64 px pack >= 3x smaller than raw, its 1 % gather <= 2x the raw one.
 
-    .venv/bin/python tools/bench_storage.py --update-docs
+    .venv/bin/python -m benchmarks storage --update-docs
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-from benchkit import interleaved, machine, replace_section
 
 from plada_edge.core.reference import build_pack, open_pack
 from plada_edge.core.targets import data_dir
+
+from .kit import interleaved, machine, replace_section
 
 ROOT = Path("runs/storage")
 STORES = ("raw", "jpeg", "webp")
@@ -99,7 +100,7 @@ def main() -> None:
     )
     print(body)
     if args.update_docs:
-        replace_section("storage", body, "python tools/bench_storage.py --update-docs")
+        replace_section("storage", body, "python -m benchmarks storage --update-docs")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Both run the full pack-to-logits graph (uint8 NHWC in, sensor view, model) on th
 with the same batch size and thread count, followed by the native energy_stats; median
 images/s of --repeats passes over --images pack images, interleaved.
 
-    .venv/bin/python tools/bench_score.py runs/fmnist/teacher runs/fmnist/teacher.onnx data/offline-mix --update-docs
+    .venv/bin/python -m benchmarks score runs/fmnist/teacher runs/fmnist/teacher.onnx data/offline-mix --update-docs
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from benchkit import interleaved, replace_section
 
 from plada_edge.core import native
 from plada_edge.core.reference import ReferencePack
 from plada_edge.core.view import ViewSpec, torch_view
 from plada_edge.server.scoring import _session
 from plada_edge.server.teacher import load_teacher
+
+from .kit import interleaved, replace_section
 
 
 def main() -> None:
@@ -66,7 +67,7 @@ def main() -> None:
     )
     if args.update_docs:
         replace_section(
-            "bench_score", body, f"python tools/bench_score.py {args.teacher} {args.onnx} {args.pack} --update-docs"
+            "bench_score", body, f"python -m benchmarks score {args.teacher} {args.onnx} {args.pack} --update-docs"
         )
 
 

@@ -12,7 +12,7 @@ scikit-image, scikit-learn and matplotlib (random crops, flips and colour shifts
     against an uninterrupted build's.
 Goal: >= 500 images/s per core into a 64 px pack.
 
-    .venv/bin/python tools/bench_build.py --update-docs
+    .venv/bin/python -m benchmarks build --update-docs
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import interleaved, machine, replace_section
+
+from .kit import interleaved, machine, replace_section
 
 ROOT = Path("runs/build_bench")
 SIZE = 64
@@ -153,7 +154,7 @@ def main() -> None:
     )
     print(body)
     if args.update_docs:
-        replace_section("build", body, "python tools/bench_build.py --update-docs")
+        replace_section("build", body, "python -m benchmarks build --update-docs")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The transfer suite: does PLADA hold on tasks the defaults were not tuned on? (docs/results.md, "suite")
 
-    .venv/bin/python tools/bench_suite.py                  # every target, both recipes, then the page
-    .venv/bin/python tools/bench_suite.py --targets tango --recipes pretrained --seeds 1
-    .venv/bin/python tools/bench_suite.py --targets tango --recipes pretrained --demo --seeds 1   # + time the demo
-    .venv/bin/python tools/bench_suite.py --targets digits --seeds 3 --lean   # variants 1 seed, no self-training
-    .venv/bin/python tools/bench_suite.py --report-only --update-docs
+    .venv/bin/python -m benchmarks suite                  # every target, both recipes, then the page
+    .venv/bin/python -m benchmarks suite --targets tango --recipes pretrained --seeds 1
+    .venv/bin/python -m benchmarks suite --targets tango --recipes pretrained --demo --seeds 1   # + time the demo
+    .venv/bin/python -m benchmarks suite --targets digits --seeds 3 --lean   # variants 1 seed, no self-training
+    .venv/bin/python -m benchmarks suite --report-only --update-docs
 
 Targets: plada_edge.data.suite.SUITE (fmnist, digits and four icon-theme colour tasks; build them
 with tools/build_offline_data.py and tools/build_suite.py). For each target and recipe
@@ -34,7 +34,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from benchkit import machine, read_record, recorded_targets, replace_section
 
 from plada_edge.core import atomic
 from plada_edge.core.config import SelectionConfig, StudentConfig, TeacherConfig
@@ -48,6 +47,10 @@ from plada_edge.server.plan import resolve_spread
 from plada_edge.server.scoring import Scores, score_pack
 from plada_edge.server.selection import budget_size, class_counts, near_copy_ratio, select
 from plada_edge.server.teacher import export_onnx, onnx_metadata, train_teacher
+
+from .goals import DRAWS_RECORD, gaps
+from .goals import mean_of as _mean
+from .kit import machine, read_record, recorded_targets, replace_section
 
 ROOT = Path("runs/suite")
 COLOUR = tuple(THEMES)  # the icon-theme colour targets: a pretrained student there takes seconds
@@ -345,27 +348,12 @@ def run(targets, recipes, seeds: int, log=print) -> dict:
     return results
 
 
-def _mean(runs: list[dict], key: str = "test_acc") -> float | None:
-    return float(np.mean([r[key] for r in runs])) if runs else None
-
-
 def drawn(target: str, recipe: str, scores: Scores, row: str, pack: ReferencePack, seeds: int, log, keep=KEEP):
     """``row`` at budget ``keep`` over ``seeds`` independent draws: seed s trains, with seed s, on the selection
-    drawn with seed s (bench_draws, bench_budget). Its draw-0 payload and the students that are done."""
+    drawn with seed s (the draws and budget benchmarks). Its draw-0 payload and the students that are done."""
     pays = [payload(target, recipe, scores, row, pack, keep=keep, draw=s) for s in range(seeds)]
     runs = [student(target, recipe, at_keep(row, keep, s), pay, s, pack, log) for s, pay in enumerate(pays)]
     return {"payload": pays[0], "students": [r for r in runs if r is not None]}
-
-
-def paired_gap(a: list[dict], b: list[dict], key: str) -> tuple[float, float, float, int] | None:
-    """Mean of runs a minus mean of runs b, the lowest and highest gap between runs of the same seed, and how
-    many seeds both have (None when either side has no runs)."""
-    if not (a and b):
-        return None
-    by_seed = {r["seed"]: r[key] for r in b}
-    paired = [r[key] - by_seed[r["seed"]] for r in a if r["seed"] in by_seed]
-    mean = _mean(a, key) - _mean(b, key)
-    return (mean, min(paired), max(paired), len(paired)) if paired else (mean, mean, mean, 0)
 
 
 def _seeded(runs: list[dict]) -> str:
@@ -682,11 +670,10 @@ def _row(res: dict, recipe: str, row: str, key: str = "test_acc") -> float | Non
 
 
 def _over_draws(draws: dict, target: str, goal: str) -> str:
-    """The same colour goal over independent selection draws, from bench_draws' record ``draws`` (if it has)."""
-    import bench_draws
+    """The same colour goal over independent selection draws, from the draws benchmark's record ``draws``."""
 
     res = draws.get(target)
-    g = bench_draws.gaps(res) if res else {}
+    g = gaps(res) if res else {}
     if g.get(f"{goal} holds") is None:
         return ""
     shown = g["scratch"] if goal == "scratch" else g["plain"]
@@ -698,10 +685,8 @@ def _over_draws(draws: dict, target: str, goal: str) -> str:
 
 
 def goals(results: dict, ratios: dict) -> list[str]:
-    import bench_draws
-
     out = []
-    draws = recorded_targets(bench_draws.RECORD, results["pack"])  # the colour goals over independent draws
+    draws = recorded_targets(DRAWS_RECORD, results["pack"])  # the colour goals over independent draws
     auto = ratios["auto"]
     if auto:
         mean, worst = float(np.mean(list(auto.values()))), min(auto.values())
@@ -800,12 +785,14 @@ def expect(results: dict) -> str:
 
     rows = _auto_rows(_ordered(results))
     if not rows:
-        return "No suite runs recorded yet: run tools/bench_suite.py."
+        return "No suite runs recorded yet: run benchmarks/suite.py."
     ratio = {t: r["default"] / r["teacher"] for t, r in rows}
     worst = min(ratio, key=ratio.get)
     over_random = {t: r["default"] - r["random"] for t, r in rows if r["random"] is not None}
     sel, student = SelectionConfig(), StudentConfig()
     sizes = [r["bytes"] for _, r in rows]
+    rows_by = dict(rows)
+    weakest = min(rows_by, key=lambda t: rows_by[t]["teacher"])
     lines = [
         f'On the suite\'s {len(rows)} targets (section "suite" below; none of them tuned on alone), the defaults at '
         f"{results['keep']} of the offline-mix pool gave a student keeping "
@@ -818,8 +805,8 @@ def expect(results: dict) -> str:
         "What that means for a task of your own:",
         "",
         "- **The student follows the teacher.** Expect a share of your teacher's accuracy, not more: a weak "
-        "teacher (the icon tasks' 0.5) gives a weak student. Train the best teacher you can; `teacher train` "
-        "reports its test accuracy, and `inspect --grid` shows what the payload picked.",
+        f"teacher ({weakest}'s {rows_by[weakest]['teacher']:.2f}) gives a weak student. Train the best teacher you "
+        "can; `teacher train` reports its test accuracy, and `inspect --grid` shows what the payload picked.",
         "- **The pool must hold something like your images.** The reference set stands in for your data; "
         'where it holds nothing of your domain, no selection helps (docs/results.md, "Far out of domain").',
         "- **Small payloads are the point.** At 1 % a payload is a few KB; larger keeps paid only where the "
@@ -961,9 +948,9 @@ def main() -> None:
     print(text)
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.update_docs:
-        command = "python tools/bench_suite.py " + " ".join(sys.argv[1:])
+        command = "python -m benchmarks suite " + " ".join(sys.argv[1:])
         runs = (
-            "The runs behind it are cached under runs/suite; they came from `tools/bench_suite.py --targets T "
+            "The runs behind it are cached under runs/suite; they came from `benchmarks/suite.py --targets T "
             "--recipes R --seeds S` per target and recipe (S = 3: for the recipe auto picks, the default, its "
             "variants and the random and plain-energy baselines get 3 seeds; the other recipe, the oracle and "
             "self-training get 1, to fit the 2-core budget; grayscale targets' runs since the ink frame came with "

@@ -6,7 +6,7 @@ order) and (b) by plain numpy fancy indexing in the caller's (unsorted) order, e
 page cache and a cold one (pages dropped with posix_fadvise before every run). Every run opens
 the pack afresh (manifest check + new memory map), as a device process would.
 
-    .venv/bin/python tools/bench_gather.py data/offline-mix [--keep 0.01] [--update-docs]
+    .venv/bin/python -m benchmarks gather data/offline-mix [--keep 0.01] [--update-docs]
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import replace_section
 
 from plada_edge.core.reference import IMAGES, ReferencePack
+
+from .kit import replace_section
 
 
 def drop_cache(path: Path) -> None:
@@ -75,7 +76,7 @@ def main() -> None:
         + "\n".join(f"| {c} | {n} | {t * 1e3:.2f} | {r:,.0f} | {m:,.1f} |" for c, n, t, r, m in rows)
     )
     if args.update_docs:
-        replace_section("bench_gather", body, f"python tools/bench_gather.py {args.pack} --update-docs")
+        replace_section("bench_gather", body, f"python -m benchmarks gather {args.pack} --update-docs")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """How much of its teacher a student keeps as the payload grows: keep 1 % to 5 % (docs/results.md, "budget")
 
-    .venv/bin/python tools/bench_budget.py                         # the four colour targets, then the table
-    .venv/bin/python tools/bench_budget.py --targets papirus --keeps 1%,5% --seeds 1
-    .venv/bin/python tools/bench_budget.py --report-only --update-docs
+    .venv/bin/python -m benchmarks budget                         # the four colour targets, then the table
+    .venv/bin/python -m benchmarks budget --targets papirus --keeps 1%,5% --seeds 1
+    .venv/bin/python -m benchmarks budget --report-only --update-docs
 
 The paper fixes the budget at 1 % of the reference set, and so does the suite. This asks what
 more pairs buy, with everything else at the defaults (selection, recipe auto, the student's
@@ -18,11 +18,12 @@ import argparse
 import time
 from pathlib import Path
 
-import bench_suite as suite
-from benchkit import machine, publish, record_targets, recorded_targets
-
 from plada_edge.core.reference import ReferencePack
 from plada_edge.core.targets import data_dir
+
+from . import suite
+from .goals import paired_gap
+from .kit import machine, publish, record_targets, recorded_targets
 
 KEEPS = ("1%", "2%", "5%")
 ROWS = ("default", "random")  # the default selection, and the baseline the suite's goals hold it to
@@ -96,7 +97,7 @@ def report(results: dict, keeps) -> str:
         cells = []
         for keep in keeps:
             d, r = (res["keeps"].get(keep, {}).get(row, {}).get("students") or [] for row in ROWS)
-            plain, macro = suite.paired_gap(d, r, "test_acc"), suite.paired_gap(d, r, "macro_acc")
+            plain, macro = paired_gap(d, r, "test_acc"), paired_gap(d, r, "macro_acc")
             if plain is None or not plain[3]:
                 cells.append("–")
                 continue
@@ -118,7 +119,7 @@ def report(results: dict, keeps) -> str:
             for res in results["targets"].values()
         ]
         pairs = [(d, r) for d, r in pairs if d and r]
-        gaps = [[suite.paired_gap(d, r, key)[0] for key in ("test_acc", "macro_acc")] for d, r in pairs]
+        gaps = [[paired_gap(d, r, key)[0] for key in ("test_acc", "macro_acc")] for d, r in pairs]
         won = sum(g >= GOAL_MARGIN for both in gaps for g in both)
         held = sum(all(g >= GOAL_MARGIN for g in both) for both in gaps)
         beats.append(f"{held} of {len(pairs)} targets at keep {keep} ({won} of {2 * len(pairs)} comparisons)")

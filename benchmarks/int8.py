@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """int8 against fp32 scoring (issue 18): speed on this CPU, energy agreement, the 1 % selection, the student.
 
-Uses the fmnist teacher that tools/bench_payload_overhead.py trains (runs/payload_overhead), exports
+Uses the fmnist teacher that benchmarks/payload_overhead.py trains (runs/payload_overhead), exports
 it in fp32 and, calibrated on 512 fmnist training images, in int8 (``teacher export --int8``), then:
   - times onnxruntime on the same 16,384 pack images with each, interleaved rounds (median);
   - scores the whole of offline-mix with each and compares energies and the default 1 % selections;
   - trains the default student on each payload and compares test accuracy.
 Goals: int8 >= 2x fp32 onnxruntime; 1 % selections overlap >= 0.97 (Jaccard); student within 1 point.
 
-    .venv/bin/python tools/bench_int8.py --update-docs
+    .venv/bin/python -m benchmarks int8 --update-docs
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from benchkit import interleaved, machine, replace_section
 
 import plada_edge as plada
 from plada_edge.core.errors import ScoresError
@@ -27,6 +26,8 @@ from plada_edge.core.targets import data_dir
 from plada_edge.server.inference import open_session
 from plada_edge.server.quantize import quantize_teacher
 from plada_edge.server.teacher import calibration_set, export_int8
+
+from .kit import interleaved, machine, replace_section
 
 ROOT = Path("runs/int8")
 
@@ -111,7 +112,7 @@ def main() -> None:
     )
     print(body)
     if args.update_docs:
-        replace_section("int8_scoring", body, "python tools/bench_int8.py --update-docs")
+        replace_section("int8_scoring", body, "python -m benchmarks int8 --update-docs")
 
 
 if __name__ == "__main__":

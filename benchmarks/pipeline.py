@@ -5,7 +5,7 @@ Reads RUN/teacher (teacher.pt, metrics.json), RUN/teacher.onnx and RUN/scores; w
 of docs/benchmarks.md and docs/figures/<name>_energy_grid.png: for a few classes, the 64
 lowest-energy and the 64 highest-energy pack images the teacher labels with that class.
 
-    .venv/bin/python tools/report_pipeline.py runs/fmnist data/offline-mix --name fmnist --update-docs
+    .venv/bin/python -m benchmarks pipeline runs/fmnist data/offline-mix --name fmnist --update-docs
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-from benchkit import DOCS, replace_section
 
 from plada_edge.core import atomic
 from plada_edge.core.reference import ReferencePack
 from plada_edge.server.scoring import Scores
 from plada_edge.server.selection import select
 from plada_edge.server.teacher import export_onnx
+
+from .kit import DOCS, replace_section
 
 
 def energy_grid(pack: ReferencePack, scores: Scores, classes: list[int], per: int = 64):
@@ -110,7 +111,7 @@ def main() -> None:
         replace_section(
             f"pipeline_{args.name}",
             body,
-            f"python tools/report_pipeline.py {args.run} {args.pack} --name {args.name} --update-docs",
+            f"python -m benchmarks pipeline {args.run} {args.pack} --name {args.name} --update-docs",
         )
 
 

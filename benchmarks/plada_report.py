@@ -1,4 +1,4 @@
-"""docs/results.md from the experiments' results (tools/plada_runs.py): tables, goals, figures and
+"""docs/results.md from the experiments' results (benchmarks/plada_runs.py): tables, goals, figures and
 the "Defaults, and why" section, which reads the code's defaults so the page shows whether they
 still agree with the numbers.
 """
@@ -6,8 +6,6 @@ still agree with the numbers.
 from __future__ import annotations
 
 import numpy as np
-from benchkit import DOCS, replace_section
-from plada_runs import KEEPS, PRETRAINED_STUDENT, ROOT, SAMPLE_BUDGET, STRATEGIES, code_defaults, strategy_name
 
 from plada_edge.core import atomic
 from plada_edge.core.codecs import list_codecs
@@ -15,6 +13,9 @@ from plada_edge.core.payload import read_payload
 from plada_edge.core.reference import ReferencePack
 from plada_edge.core.targets import data_dir
 from plada_edge.server.scoring import Scores
+
+from .kit import DOCS, replace_section
+from .plada_runs import KEEPS, PRETRAINED_STUDENT, ROOT, SAMPLE_BUDGET, STRATEGIES, code_defaults, strategy_name
 
 
 def _ms(runs: list[dict], key: str = "test_acc") -> str:

@@ -6,7 +6,7 @@ RSS should grow with k, not with the pack. For payloads of increasing k (energy 
 existing scores), runs ``learn`` (1 epoch, resnet18) in a fresh subprocess and reads its peak RSS
 (ru_maxrss), next to the pack's size on disk.
 
-    .venv/bin/python tools/bench_learn_memory.py runs/fmnist/scores data/offline-mix --update-docs
+    .venv/bin/python -m benchmarks learn_memory runs/fmnist/scores data/offline-mix --update-docs
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchkit import replace_section
-
 from plada_edge.core.reference import IMAGES, ReferencePack
 from plada_edge.server.payloads import make_payload
 from plada_edge.server.scoring import Scores
+
+from .kit import replace_section
 
 CHILD = """
 import json, resource, sys
@@ -76,7 +76,7 @@ def main() -> None:
     )
     if args.update_docs:
         replace_section(
-            "learn_memory", body, f"python tools/bench_learn_memory.py {args.scores} {args.pack} --update-docs"
+            "learn_memory", body, f"python -m benchmarks learn_memory {args.scores} {args.pack} --update-docs"
         )
 
 

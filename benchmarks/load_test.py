@@ -7,7 +7,7 @@ in a temporary cache, starts the real server (uvicorn, one process) on 127.0.0.1
 payload repeatedly for --seconds. Every response is checked (status 200, exact length, SHA-256 of
 the first and of a sample of bodies). Bounded in time and count; loopback only.
 
-    .venv/bin/python tools/load_test.py [--clients 200] [--seconds 30] [--update-docs]
+    .venv/bin/python -m benchmarks load_test [--clients 200] [--seconds 30] [--update-docs]
 
 Both sides share this machine's 2 cores, so the numbers are a floor for a dedicated server.
 """
@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import replace_section
 
 from plada_edge.core import atomic
 from plada_edge.core.payload import encode_payload
+
+from .kit import replace_section
 
 HOST = "127.0.0.1"  # loopback only, by design
 MAX_REQUESTS = 2_000_000
@@ -165,7 +166,7 @@ def main() -> None:
         replace_section(
             "load_test",
             body,
-            f"python tools/load_test.py --clients {args.clients} --seconds {args.seconds:.0f} --update-docs",
+            f"python -m benchmarks load_test --clients {args.clients} --seconds {args.seconds:.0f} --update-docs",
         )
 
 

@@ -6,7 +6,7 @@ energy scores of the pool, and the code's default selection at 1 %; the same sel
 as a v1 payload, a v2 payload and a signed v2 payload. Goal (issue 19): v2 total <= 1.15 x its body,
 and signing adds at most 100 bytes.
 
-    .venv/bin/python tools/bench_payload_overhead.py --update-docs
+    .venv/bin/python -m benchmarks payload_overhead --update-docs
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from benchkit import replace_section
-
 import plada_edge as plada
 from plada_edge.core.keys import SigningKey, generate_keys
 from plada_edge.core.payload import decode_payload, encode_payload
 from plada_edge.core.targets import data_dir
 from plada_edge.server.payloads import payload_header
+
+from .kit import replace_section
 
 ROOT = Path("runs/payload_overhead")
 
@@ -66,7 +66,7 @@ def main() -> None:
     )
     print(body)
     if args.update_docs:
-        replace_section("payload_overhead", body, "python tools/bench_payload_overhead.py --update-docs")
+        replace_section("payload_overhead", body, "python -m benchmarks payload_overhead --update-docs")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ passed since the last, and after the final epoch. Both end with the same weights
 checkpoint holds the model and its AdamW state; its size and the time one write takes are reported
 beside an epoch's compute, which is what decides whether per-epoch writes matter.
 
-    .venv/bin/python tools/bench_checkpoint.py [--images 1000] [--epochs 6] [--device cpu] [--update-docs]
+    .venv/bin/python -m benchmarks checkpoint [--images 1000] [--epochs 6] [--device cpu] [--update-docs]
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import machine, replace_section
 
 from plada_edge.core import train
 from plada_edge.core.config import CHECKPOINT_SECONDS, TrainConfig
 from plada_edge.core.devices import resolve_device
 from plada_edge.core.models import create_model
 from plada_edge.core.view import ViewSpec, torch_view
+
+from .kit import machine, replace_section
 
 
 def timed_fit(images, labels, cfg, device: str, every_epoch: bool, root: Path) -> tuple[float, list[float], dict]:
@@ -103,7 +104,7 @@ def main() -> None:
     if not same:
         raise SystemExit("the two schedules ended with different weights")
     if args.update_docs:
-        command = " ".join(["python tools/bench_checkpoint.py", *sys.argv[1:]])
+        command = " ".join(["python -m benchmarks checkpoint", *sys.argv[1:]])
         replace_section("checkpoint", body, command)
 
 

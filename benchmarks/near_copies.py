@@ -11,8 +11,8 @@ selection at 1 %. This ran first as a held-out check of a threshold chosen on th
 (0.12); it found fmnist200 (0.22) picking energy where nearest won, so the threshold now rests on
 both (config.py), and these targets are evidence, no longer held out.
 
-    .venv/bin/python tools/bench_near_copies.py --update-docs
-    .venv/bin/python tools/bench_near_copies.py --per-class 50 --report-only
+    .venv/bin/python -m benchmarks near_copies --update-docs
+    .venv/bin/python -m benchmarks near_copies --per-class 50 --report-only
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from benchkit import machine, replace_section
 
 from plada_edge.core import atomic
 from plada_edge.core.config import NEAR_COPY_RATIO, SelectionConfig
@@ -35,6 +34,8 @@ from plada_edge.server.plan import plan_selection
 from plada_edge.server.scoring import Scores, score_pack
 from plada_edge.server.selection import near_copy_ratio, select, selection_facts
 from plada_edge.server.teacher import export_onnx, train_teacher
+
+from .kit import machine, replace_section
 
 ROOT = Path("runs/heldout")
 FRAME = "none"  # images as stored, as when NEAR_COPY_RATIO was set; grayscale teachers now default to "ink"
@@ -142,10 +143,13 @@ def main() -> None:
     args = ap.parse_args()
     pack = ReferencePack.open(data_dir() / "offline-mix")
     rows = [run(int(p), args.seeds, pack, args.report_only) for p in args.per_class.split(",")]
-    text = report([r for r in rows if r is not None])
+    done = [r for r in rows if r is not None]
+    text = report(done)
     print(text)
+    if args.update_docs and not done:  # a section of nothing would replace the measured one
+        sys.exit("error: no finished runs under runs/ to write the section from; run without --report-only first")
     if args.update_docs:
-        command = "python tools/bench_near_copies.py " + " ".join(sys.argv[1:])
+        command = "python -m benchmarks near_copies " + " ".join(sys.argv[1:])
         replace_section("near_copies", text, command, doc="results.md")
 
 

@@ -8,8 +8,8 @@ Contenders per shape, median of --repeats timed runs after one warm-up:
   native-1t   plada_edge native energy_stats (energy + label + entropy + flags), 1 thread
   native      the same, all threads
 
-    .venv/bin/python tools/bench_kernel.py                       # both issue shapes
-    .venv/bin/python tools/bench_kernel.py --json out.json --update-docs
+    .venv/bin/python -m benchmarks kernel                       # both issue shapes
+    .venv/bin/python -m benchmarks kernel --json out.json --update-docs
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from benchkit import interleaved, machine, replace_section
 
 from plada_edge.core import native
+
+from .kit import interleaved, machine, replace_section
 
 SHAPES = [(2_000_000, 100), (500_000, 1000)]
 
@@ -128,7 +129,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     if args.update_docs:
-        replace_section("bench_kernel", table, "python tools/bench_kernel.py --update-docs")
+        replace_section("bench_kernel", table, "python -m benchmarks kernel --update-docs")
 
 
 if __name__ == "__main__":

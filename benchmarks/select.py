@@ -8,7 +8,7 @@ Keep 1 % by lowest energy, vanilla and with Safety-Net (alpha -0.2, share 0.5), 
                  argsort on labels then argpartition per class (ties unordered, so not identical)
 Median of --repeats runs in one process, interleaved.
 
-    .venv/bin/python tools/bench_select.py [--n 14197122] [--update-docs]
+    .venv/bin/python -m benchmarks select [--n 14197122] [--update-docs]
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from benchkit import interleaved, replace_section
 
 from plada_edge.core import native, twins
 from plada_edge.server.selection import safety_net_quotas
+
+from .kit import interleaved, replace_section
 
 
 def synthetic(n: int, c: int, seed: int = 0):
@@ -102,7 +103,7 @@ def main() -> None:
         "|\n|---|---|---:|---:|\n" + "\n".join(f"| {m} | {n} | {t * 1e3:.1f} | {r:.2f}x |" for m, n, t, r in rows)
     )
     if args.update_docs:
-        replace_section("bench_select", body, "python tools/bench_select.py --update-docs")
+        replace_section("bench_select", body, "python -m benchmarks select --update-docs")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The suite's colour-target goals, with every seed drawing its own selection (docs/results.md, "draws")
 
-    .venv/bin/python tools/bench_draws.py                       # the four colour targets, 3 draws, then the table
-    .venv/bin/python tools/bench_draws.py --targets papirus --seeds 2
-    .venv/bin/python tools/bench_draws.py --report-only --update-docs
+    .venv/bin/python -m benchmarks draws                       # the four colour targets, 3 draws, then the table
+    .venv/bin/python -m benchmarks draws --targets papirus --seeds 2
+    .venv/bin/python -m benchmarks draws --report-only --update-docs
 
-The suite (tools/bench_suite.py) trains a row's seeds on one payload: its selection is drawn once
+The suite (benchmarks/suite.py) trains a row's seeds on one payload: its selection is drawn once
 (seed 0), and only the student's training seed changes. For the pretrained recipe the student is a
 linear probe, whose training seed barely matters, so "3 seeds" there measures one draw. Random
 selection, and the default's spread (each quota drawn from a band of candidates), vary far more
@@ -19,19 +19,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
-
-import bench_suite as suite
-from benchkit import machine, publish, record_targets, recorded_targets
 
 from plada_edge.core.reference import ReferencePack
 from plada_edge.core.targets import data_dir
 
-# (recipe, row): the default, and the two baselines issue 15 holds it to
-ROWS = (("auto", "default"), ("auto", "random"), ("scratch", "default"))
-GOAL_MARGIN = 0.05  # issue 15: 5 points over random (plain and macro) and over the scratch recipe (plain)
-# the runs behind the section, committed: --report-only takes a target from here when runs/suite lacks its teachers
-RECORD = Path(__file__).resolve().parent.parent / "docs" / "results-draws.json"
+from . import suite
+from .goals import DRAWS_RECORD as RECORD
+from .goals import ROWS, gaps
+from .kit import machine, publish, record_targets, recorded_targets
 
 
 def run(targets, seeds: int, log=print) -> dict:
@@ -61,27 +56,6 @@ def _cell(g: tuple[float, float, float, int] | None) -> str:
         return "–"
     mean, lo, hi = (100 * x for x in g[:3])
     return f"{mean:+.1f} ({lo:+.1f} to {hi:+.1f})"
-
-
-def gaps(res: dict) -> dict:
-    """A target's goal gaps over its draws: "random" (plain, macro) and "scratch" (plain), each (mean, lo, hi)
-    or None, and whether each goal holds on the means (None where its rows are missing)."""
-    d, r, s = (res["rows"].get(f"{name}:{row}", {}).get("students") or [] for name, row in ROWS)
-    plain, macro, scratch = (
-        suite.paired_gap(d, r, "test_acc"),
-        suite.paired_gap(d, r, "macro_acc"),
-        suite.paired_gap(d, s, "test_acc"),
-    )
-    if res["auto"] == "scratch":
-        scratch = None
-    return {
-        "plain": plain,
-        "macro": macro,
-        "scratch": scratch,
-        "draws": len(d),
-        "random holds": None if not (plain and macro) else plain[0] >= GOAL_MARGIN and macro[0] >= GOAL_MARGIN,
-        "scratch holds": None if not scratch else scratch[0] >= GOAL_MARGIN,
-    }
 
 
 def report(results: dict) -> str:
