@@ -588,7 +588,10 @@ def pack_cmd(
     selection: dict,
     scores: Path = typer.Argument(..., help="Scores directory (plada-edge score)."),
     out: Path = typer.Option(..., "--out", "-o", help="Payload file to write (.plada)."),
-    budget: str | None = typer.Option(None, help="Largest payload that fits this size, e.g. 100KB, 64KiB."),
+    max_bytes: str | None = typer.Option(
+        None, "--max-bytes", help="Largest payload that fits this size: 100KB, 64KiB."
+    ),
+    budget_alias: str | None = typer.Option(None, "--budget", hidden=True),  # max-bytes' old name
     keep: str | None = KEEP_OPTION,
     count: int | None = COUNT_OPTION,
     codec: str = typer.Option("auto", help="model | paper-idx | paper-bmp | varint | auto (smallest)."),
@@ -617,7 +620,7 @@ def pack_cmd(
         SelectionConfig(**selection),
         keep=keep,
         count=count,
-        budget=budget,
+        max_bytes=_either(max_bytes, budget_alias, "--max-bytes", "--budget"),
         codec=codec,
         task=task,
         target=_target(target),

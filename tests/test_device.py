@@ -97,7 +97,7 @@ def test_corrupt_payload_is_refused(task, tmp_path):
 
 
 def test_auto_strategy_under_a_byte_budget_is_chosen_once(task, tmp_path, monkeypatch):
-    """`pack --strategy auto --budget 2KB` once failed: each probe of the budget search re-ran the choice."""
+    """`pack --strategy auto --max-bytes 2KB` once failed: each probe of the size search re-ran the choice."""
     from plada_edge.server import auto
     from plada_edge.server.payloads import make_payload
     from plada_edge.server.scoring import Scores
@@ -108,7 +108,7 @@ def test_auto_strategy_under_a_byte_budget_is_chosen_once(task, tmp_path, monkey
     scores = Scores.open(task["dir"] / "scores")
     one = len(make_payload(scores, None, count=1)[2])
     payload, sel, data = make_payload(
-        scores, None, budget=one + 40, strategy="auto", target=task["target"], pack=task["pack"]
+        scores, None, max_bytes=one + 40, strategy="auto", target=task["target"], pack=task["pack"]
     )
     assert len(calls) == 1 and calls[0]["count"] > 1 and calls[0]["keep"] is None
     assert len(data) <= one + 40 and sel.k > 1 and sel.auto["chosen"] == sel.strategy
@@ -221,17 +221,17 @@ def test_byte_budget_finds_the_largest_selection_that_fits(task, tmp_path):
     assert parse_bytes("2KB") == 2000 and parse_bytes("2KiB") == 2048 and parse_bytes(512) == 512
     one = len(make_payload(scores, None, count=1, safety_net=True)[2])
     limit = one + 60
-    payload, sel, data = make_payload(scores, tmp_path / "b.plada", budget=f"{limit}B", safety_net=True)
+    payload, sel, data = make_payload(scores, tmp_path / "b.plada", max_bytes=f"{limit}B", safety_net=True)
     assert len(data) <= limit and sel.k > 0
     _, _, bigger = make_payload(scores, None, count=sel.k + 1, safety_net=True)
     assert len(bigger) > limit  # one more image would not fit
     assert read_payload(tmp_path / "b.plada").k == sel.k
-    with pytest.raises(ValueError, match="holds no image: a payload of one image needs"):
-        make_payload(scores, None, budget="10B")
+    with pytest.raises(ValueError, match="hold no image: a payload of one image needs"):
+        make_payload(scores, None, max_bytes="10B")
     with pytest.raises(ValueError, match="count must be >= 1"):
         make_payload(scores, None, count=0)
     with pytest.raises(ValueError, match="not both"):
-        make_payload(scores, None, budget="1KB", keep="1%")
+        make_payload(scores, None, budget="1KB", keep="1%")  # budget: max_bytes' old name, still taken
 
 
 def test_cli_pack_inspect_learn(task, tmp_path):

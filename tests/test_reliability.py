@@ -288,6 +288,17 @@ def test_a_bad_keep_is_refused_before_any_training(tiny, tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+def test_max_bytes_takes_budget_as_its_old_name_in_tasks_toml(tiny, tmp_path):
+    from plada_edge.server.tasks import load_task_file
+
+    tf = _task_file(tmp_path, tiny, tiny["root"] / "stripes.npz", budget="2KB")
+    assert load_task_file(tf)["tasks"]["t"]["max_bytes"] == "2KB"
+    tf = _task_file(tmp_path, tiny, tiny["root"] / "stripes.npz", budget="2KB", max_bytes="3KB")
+    assert "give max_bytes once (budget is its old name)" in one_line_error(["build", tf])
+    tf = _task_file(tmp_path, tiny, tiny["root"] / "stripes.npz", max_bytes="1.2.3KB")
+    assert "max_bytes must look like" in one_line_error(["build", tf])
+
+
 def test_an_empty_test_split_gives_null_accuracy_not_nan(tiny, tmp_path):
     from plada_edge.server.http import create_app, load_published
     from plada_edge.server.tasks import build_tasks

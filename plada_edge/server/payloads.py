@@ -1,8 +1,8 @@
-"""Server step 5 (paper §3.3): turn a selection into a ``.plada`` payload, optionally to a byte budget.
+"""Server step 5 (paper §3.3): turn a selection into a ``.plada`` payload, optionally as large as fits ``max_bytes``.
 
 ``make_payload`` selects (plada_edge.server.selection), fills the header from the scores (task,
 classes, pack fingerprint, sensor view, teacher metrics) and encodes with a codec
-(plada_edge.core.codecs). With ``budget`` it finds the largest k whose payload fits, by binary
+(plada_edge.core.codecs). With ``max_bytes`` it finds the largest k whose payload fits, by binary
 search over k: selections never rescore, so each probe costs one selection and one encode.
 """
 
@@ -23,21 +23,21 @@ from .scoring import Scores, as_scores
 from .selection import Selection, budget_size, class_counts, list_orders, pick, selection_facts, warn_about
 
 
-def parse_bytes(text: str | int) -> int:
+def parse_bytes(text: str | int, name: str = "max_bytes") -> int:
     """'100KB' → 100000, '100KiB' → 102400, '1.5MB' → 1500000, 4096 → 4096; at least 1 byte."""
     if isinstance(text, bool) or not isinstance(text, (int, str)):
-        raise ConfigError(f"budget must be a size such as 100KB or a number of bytes, got {text!r}")
+        raise ConfigError(f"{name} must be a size such as 100KB or a number of bytes, got {text!r}")
     if isinstance(text, int):
         value = text
     else:
         m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([kKmMgG]i?)?[bB]?\s*", text)
         if not m:
-            raise ConfigError(f"budget must look like 100KB, 64KiB or 4096, got {text!r}")
+            raise ConfigError(f"{name} must look like 100KB, 64KiB or 4096, got {text!r}")
         unit = (m.group(2) or "").lower()
         scale = {"": 1, "k": 10**3, "ki": 2**10, "m": 10**6, "mi": 2**20, "g": 10**9, "gi": 2**30}[unit]
         value = int(float(m.group(1)) * scale)
     if value < 1:
-        raise ConfigError(f"budget must be at least 1 byte, got {text!r}")
+        raise ConfigError(f"{name} must be at least 1 byte, got {text!r}")
     return value
 
 
@@ -46,7 +46,7 @@ def fit_budget(scores: Scores, select_k, encode, limit: int) -> tuple[Selection,
     one = select_k(1)
     data = encode(one)
     if len(data) > limit:
-        raise ConfigError(f"a budget of {limit:,} bytes holds no image: a payload of one image needs {len(data):,}")
+        raise ConfigError(f"{limit:,} bytes hold no image: a payload of one image needs {len(data):,}")
     lo, hi, best = 1, int(class_counts(scores).sum()), (one, data)
     while lo < hi:  # largest k with size <= limit
         mid = (lo + hi + 1) // 2
@@ -124,16 +124,18 @@ def make_payload(
     *,
     keep: str | float | None = None,
     count: int | None = None,
-    budget: str | int | None = None,
+    max_bytes: str | int | None = None,
     codec: str = "auto",
     task: str | None = None,
     target=None,
     pack=None,
     signer=None,
     target_counts=None,
+    budget: str | int | None = None,
     **options,
 ) -> PayloadResult:
-    """Select and encode; with ``budget`` (bytes), the largest selection whose payload fits.
+    """Select and encode; with ``max_bytes`` (a size: 100KB, 64KiB, 4096), the largest selection that fits.
+    (``budget`` is max_bytes' old name: "budget" now means images, as the paper's K.)
 
     ``config`` (a SelectionConfig, or keyword ``options`` overriding its fields) says how to
     select; ``signer`` (a plada_edge.core.keys.SigningKey) signs the payload. ``strategy="auto"``
@@ -154,9 +156,13 @@ def make_payload(
     counts = target_counts
     if counts is None and target is not None:  # the Safety-Net's quotas=target proportions
         counts = target.class_counts()
-    if budget is not None and (keep is not None or count is not None):
-        raise ConfigError("give either a byte budget or keep/count, not both")
-    limit = parse_bytes(budget) if budget is not None else None
+    if budget is not None:
+        if max_bytes is not None:
+            raise ConfigError("give max_bytes once (budget is its old name)")
+        max_bytes = budget
+    if max_bytes is not None and (keep is not None or count is not None):
+        raise ConfigError("give either max_bytes or keep/count, not both")
+    limit = parse_bytes(max_bytes) if max_bytes is not None else None
 
     def encoded(sel: Selection) -> bytes:
         return encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec, signer=signer)

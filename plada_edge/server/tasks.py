@@ -12,7 +12,7 @@ A task file (TOML) names a cache directory, a default reference pack and one tab
     arch = "resnet18"
     epochs = 10
     hflip = true
-    keep = "1%"                    # or: count = 1000, or: budget = "100KB"
+    keep = "1%"                    # or: count = 1000, or: max_bytes = "100KB"
     strategy = "energy"
     safety_net = true
     alpha = -0.2
@@ -57,7 +57,7 @@ except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser, from Py
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TEACHER_KEYS = tuple(flat_defaults(TeacherConfig))
 SELECTION_KEYS = tuple(flat_defaults(SelectionConfig))
-SELECT_KEYS = (*SELECTION_KEYS, "keep", "count", "budget", "codec")
+SELECT_KEYS = (*SELECTION_KEYS, "keep", "count", "max_bytes", "codec")
 # every setting a task may give, with its default: the parameter objects' own defaults, except
 # the options a recipe fills (None: left to the task's recipe, plada_edge.core.recipes)
 DEFAULTS = {
@@ -66,7 +66,7 @@ DEFAULTS = {
     **flat_defaults(SelectionConfig),
     "keep": None,
     "count": None,
-    "budget": None,
+    "max_bytes": None,
     "codec": "auto",
     "test_split": None,  # a one-folder target: the share of each class held out for testing
     "target_size": None,  # a folder target of mixed sizes: resized to this side (default 32)
@@ -113,15 +113,15 @@ def _check_budget(task: dict) -> None:
     from .payloads import parse_bytes
     from .selection import parse_keep
 
-    given = [k for k in ("keep", "count", "budget") if task[k] is not None]
+    given = [k for k in ("keep", "count", "max_bytes") if task[k] is not None]
     if len(given) > 1:
-        raise ConfigError(f"give one of keep, count or budget, not {' and '.join(given)}")
+        raise ConfigError(f"give one of keep, count or max_bytes, not {' and '.join(given)}")
     if task["keep"] is not None:
         parse_keep(task["keep"])
     if task["count"] is not None and not (isinstance(task["count"], int) and task["count"] >= 1):
         raise ConfigError(f"count must be a whole number >= 1, got {task['count']!r}")
-    if task["budget"] is not None:
-        parse_bytes(task["budget"])
+    if task["max_bytes"] is not None:
+        parse_bytes(task["max_bytes"])
     if task["codec"] != "auto" and task["codec"] not in list_codecs():
         raise ConfigError(f"unknown codec {task['codec']!r}; available: {', '.join(list_codecs())}, auto")
 
@@ -166,6 +166,10 @@ def load_task_file(path: str | os.PathLike) -> dict:
     for name, t in tasks.items():
         if not TASK_NAME.match(name):
             raise ConfigError(f"task name {name!r} must match {TASK_NAME.pattern}")
+        if "budget" in t:  # max_bytes' old name ("budget" means images now, as the paper's K)
+            if "max_bytes" in t:
+                raise ConfigError(f"task {name}: give max_bytes once (budget is its old name)")
+            t = {**{k: v for k, v in t.items() if k != "budget"}, "max_bytes": t["budget"]}
         unknown = set(t) - set(DEFAULTS) - {"target", "reference", "task", "teacher"}
         if unknown:
             raise ConfigError(f"task {name}: unknown settings {sorted(unknown)}")
@@ -177,7 +181,7 @@ def load_task_file(path: str | os.PathLike) -> dict:
         if not ref:
             raise ConfigError(f"task {name}: no reference pack (set [server] reference or the task's reference)")
         full = {**DEFAULTS, **t, "reference": str(base / ref) if not Path(ref).is_absolute() else ref}
-        if full["keep"] is None and full["count"] is None and full["budget"] is None:
+        if full["keep"] is None and full["count"] is None and full["max_bytes"] is None:
             full["keep"] = KEEP
         try:  # every setting is checked here, before any task trains or scores
             teacher_config(full)  # the recipe is applied once the target is loaded
@@ -307,7 +311,7 @@ class _TaskBuild:
             t["selection_config"],
             keep=t["keep"],
             count=t["count"],
-            budget=t["budget"],
+            max_bytes=t["max_bytes"],
             codec=t["codec"],
             task=t.get("task", self.name),
             signer=signer,
