@@ -22,7 +22,7 @@ from plada_edge.core import atomic
 from plada_edge.core.reference import ReferencePack
 from plada_edge.core.targets import data_dir, load_target
 from plada_edge.device.student import learn
-from plada_edge.server.payloads import make_payload
+from plada_edge.server.packing import make_payload
 from plada_edge.server.scoring import Scores, score_pack
 from plada_edge.server.teacher import export_onnx, train_teacher
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from plada_edge.core.reference import IMAGES, ReferencePack
-from plada_edge.server.payloads import make_payload
+from plada_edge.server.packing import make_payload
 from plada_edge.server.scoring import Scores
 
 from .kit import replace_section

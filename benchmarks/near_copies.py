@@ -29,7 +29,7 @@ from plada_edge.core.config import NEAR_COPY_RATIO, SelectionConfig
 from plada_edge.core.payload import write_payload
 from plada_edge.core.reference import ReferencePack
 from plada_edge.core.targets import Target, data_dir, load_target
-from plada_edge.server.payloads import payload_header
+from plada_edge.server.packing import payload_header
 from plada_edge.server.plan import plan_selection
 from plada_edge.server.scoring import Scores, score_pack
 from plada_edge.server.selection import near_copy_ratio, select, selection_facts

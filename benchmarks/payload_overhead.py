@@ -19,7 +19,7 @@ import plada_edge as plada
 from plada_edge.core.keys import SigningKey, generate_keys
 from plada_edge.core.payload import decode_payload, encode_payload
 from plada_edge.core.targets import data_dir
-from plada_edge.server.payloads import payload_header
+from plada_edge.server.packing import payload_header
 
 from .kit import replace_section
 

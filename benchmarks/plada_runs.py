@@ -20,7 +20,7 @@ from plada_edge.core.payload import encode_payload, write_payload
 from plada_edge.core.reference import ReferencePack
 from plada_edge.core.targets import data_dir, load_target
 from plada_edge.data.offline import load_pool_truth
-from plada_edge.server.payloads import payload_header
+from plada_edge.server.packing import payload_header
 from plada_edge.server.scoring import Scores, score_pack
 from plada_edge.server.selection import select
 from plada_edge.server.teacher import export_onnx, train_teacher

@@ -60,7 +60,7 @@ elif step == "select":
     extra["select_seconds"] = time.perf_counter() - t1
     extra["k"] = sel.k
 elif step == "pack":
-    from plada_edge.server.payloads import make_payload
+    from plada_edge.server.packing import make_payload
     from plada_edge.server.scoring import open_scores
     p, sel, data = make_payload(open_scores(args["scores"]), args["payload"], keep="1%")
     extra["bytes"] = len(data)

@@ -42,7 +42,7 @@ from plada_edge.core.recipes import TargetFacts, teacher_options
 from plada_edge.core.reference import ReferencePack
 from plada_edge.core.targets import data_dir, load_target
 from plada_edge.data.suite import SUITE, THEMES
-from plada_edge.server.payloads import payload_header
+from plada_edge.server.packing import payload_header
 from plada_edge.server.plan import resolve_spread
 from plada_edge.server.scoring import Scores, score_pack
 from plada_edge.server.selection import budget_size, class_counts, near_copy_ratio, select

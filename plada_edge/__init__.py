@@ -44,7 +44,7 @@ _API = {
     "score": ("plada_edge.server.scoring", "score_pack"),
     "open_scores": ("plada_edge.server.scoring", "open_scores"),
     "select": ("plada_edge.server.selection", "select"),
-    "make_payload": ("plada_edge.server.payloads", "make_payload"),
+    "make_payload": ("plada_edge.server.packing", "make_payload"),
     "read_payload": ("plada_edge.core.payload", "read_payload"),
     # device: student
     "learn": ("plada_edge.device.student", "learn"),

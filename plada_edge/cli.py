@@ -610,7 +610,7 @@ def pack_cmd(
     """Select and write a payload: (index, label) pairs, fingerprinted, checksummed or signed (--sign)."""
     from .core.keys import SigningKey
     from .core.reference import ReferencePack
-    from .server.payloads import make_payload
+    from .server.packing import make_payload
     from .server.scoring import Scores
 
     pack = ReferencePack.open(reference) if reference else None

@@ -17,7 +17,7 @@ from plada_edge.core.payload import PayloadError
 from plada_edge.core.reference import build_pack
 from plada_edge.device.index import build_index, expand_labels
 from plada_edge.device.student import evaluate, learn
-from plada_edge.server.payloads import make_payload
+from plada_edge.server.packing import make_payload
 from plada_edge.server.scoring import score_pack
 
 
@@ -99,7 +99,7 @@ def test_corrupt_payload_is_refused(task, tmp_path):
 def test_auto_strategy_under_a_byte_budget_is_chosen_once(task, tmp_path, monkeypatch):
     """`pack --strategy auto --max-bytes 2KB` once failed: each probe of the size search re-ran the choice."""
     from plada_edge.server import auto
-    from plada_edge.server.payloads import make_payload
+    from plada_edge.server.packing import make_payload
     from plada_edge.server.scoring import Scores
 
     calls = []
@@ -214,7 +214,7 @@ def test_index_build_resumes(task, tmp_path, monkeypatch):
 
 def test_byte_budget_finds_the_largest_selection_that_fits(task, tmp_path):
     from plada_edge.core.payload import read_payload
-    from plada_edge.server.payloads import make_payload, parse_bytes
+    from plada_edge.server.packing import make_payload, parse_bytes
     from plada_edge.server.scoring import Scores
 
     scores = Scores.open(task["dir"] / "scores")

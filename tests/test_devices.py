@@ -154,7 +154,7 @@ def test_teacher_and_student_train_with_device_cpu(tiny, tmp_path):
     import json
 
     from plada_edge.device.student import learn
-    from plada_edge.server.payloads import make_payload
+    from plada_edge.server.packing import make_payload
     from plada_edge.server.scoring import score_pack
     from plada_edge.server.teacher import train_teacher
 

@@ -17,7 +17,7 @@ from plada_edge.cli import app  # noqa: E402
 from plada_edge.core.errors import ModelError  # noqa: E402
 from plada_edge.device.student import learn  # noqa: E402
 from plada_edge.server.imports import import_onnx, teacher_test_accuracy  # noqa: E402
-from plada_edge.server.payloads import make_payload  # noqa: E402
+from plada_edge.server.packing import make_payload  # noqa: E402
 from plada_edge.server.scoring import score_pack  # noqa: E402
 from plada_edge.server.teacher import onnx_metadata  # noqa: E402
 

@@ -15,7 +15,7 @@ from plada_edge.cli import app
 from plada_edge.core.errors import ModelError, TargetError
 from plada_edge.device.predictor import CARD_FILE, CARD_FORMAT
 from plada_edge.device.student import evaluate, learn
-from plada_edge.server.payloads import make_payload
+from plada_edge.server.packing import make_payload
 from plada_edge.server.scoring import score_pack
 
 runner = CliRunner()

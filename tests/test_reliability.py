@@ -21,7 +21,7 @@ from plada_edge.core.locks import BusyError, output_lock
 from plada_edge.core.reference import build_pack
 from plada_edge.core.targets import Target, save_target
 from plada_edge.device.student import learn
-from plada_edge.server.payloads import make_payload
+from plada_edge.server.packing import make_payload
 from plada_edge.server.scoring import score_pack
 from plada_edge.server.teacher import train_teacher
 

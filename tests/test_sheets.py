@@ -14,7 +14,7 @@ def test_energy_cut_is_drawn_for_energy_order_only(tiny, tmp_path, monkeypatch, 
 
     from plada_edge.core import sheets
     from plada_edge.core.payload import read_payload
-    from plada_edge.server.payloads import make_payload
+    from plada_edge.server.packing import make_payload
     from plada_edge.server.scoring import score_pack
 
     scores = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], tmp_path / "scores", progress=False)

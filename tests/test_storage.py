@@ -41,7 +41,7 @@ def test_encoded_packs_read_like_raw_ones(source, tmp_path, store):
 
 def test_encoded_pack_scores_and_trains(tiny, tmp_path):
     from plada_edge.device.student import learn
-    from plada_edge.server.payloads import make_payload
+    from plada_edge.server.packing import make_payload
     from plada_edge.server.scoring import score_pack
 
     pool = tiny["root"] / "pool.npy"

@@ -45,7 +45,7 @@ def test_build_suite_drops_pool_duplicates_audits_and_runs_the_pipeline(tango_pa
     from plada_edge.data.suite import build_suite
     from plada_edge.device.student import learn
     from plada_edge.server.audit import audit_leakage
-    from plada_edge.server.payloads import make_payload
+    from plada_edge.server.packing import make_payload
     from plada_edge.server.scoring import score_pack
     from plada_edge.server.teacher import export_onnx, train_teacher
 
@@ -136,7 +136,7 @@ def test_trivial_augment_is_seeded_and_keeps_shape():
 def test_self_training_adds_confident_pool_images_without_payload_bytes(tiny, tmp_path):
     from plada_edge.core.payload import read_payload
     from plada_edge.device.student import learn
-    from plada_edge.server.payloads import make_payload
+    from plada_edge.server.packing import make_payload
     from plada_edge.server.scoring import score_pack
 
     scores = score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], tmp_path / "scores", progress=False)

@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 
 from plada_edge.cli import app
 from plada_edge.core.targets import Target, save_target
-from plada_edge.server.payloads import make_payload
+from plada_edge.server.packing import make_payload
 from plada_edge.server.scoring import score_pack
 
 runner = CliRunner()

@@ -110,7 +110,7 @@ def teacher_config(task: dict, target: Target | None = None) -> TeacherConfig:
 
 def _check_budget(task: dict) -> None:
     from ..core.codecs import list_codecs
-    from .payloads import parse_bytes
+    from .packing import parse_bytes
     from .selection import parse_keep
 
     given = [k for k in ("keep", "count", "max_bytes") if task[k] is not None]
@@ -294,7 +294,7 @@ class _TaskBuild:
 
     def payload(self, scores, skey: str, target: Target | None, signer):
         """The payload (cached by the scores, the selection options, the task name and the signer)."""
-        from .payloads import make_payload
+        from .packing import make_payload
 
         t = self.t
         signed_by = signer.public.hex() if signer else None
