@@ -34,6 +34,12 @@ Store = Literal[STORES]
 Layout = Literal["auto", "nchw", "nhwc"]
 DemoTarget = Literal[tuple(DEMO_TEACHERS)]
 
+TRUST_STORE_OPTION = typer.Option(
+    None,
+    "--trust-store",
+    envvar="PLADA_EDGE_TRUST_STORE",
+    help="The device's trust store (default ~/.local/state/plada-edge/trust.json).",
+)
 TEST_SPLIT_OPTION = typer.Option(
     None,
     "--test-split",
@@ -346,6 +352,84 @@ def keys_generate(
     )
 
 
+@keys_app.command("rotate")
+@_clean_errors
+def keys_rotate(
+    old: Path = typer.Argument(..., help="The private key being replaced."),
+    out: Path = typer.Option(..., "--out", "-o", help="The new private key to write (OUT.pub and OUT.rotation.json)."),
+    force: bool = typer.Option(False, "--force", help="Replace existing key files."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Make a new key and the old key's signed word that it replaces it (OUT.rotation.json): serve the statement
+    (tasks.toml [server] statements) and sign with the new key; devices that trust the old key follow, and refuse
+    the old key from then on."""
+    from .core.keys import rotate_key
+
+    r = rotate_key(old, out, overwrite=force)
+    _print_json(r) if as_json else typer.echo(
+        f"key {r['key_id']} replaces {r['old_key_id']}: private {r['private']}, statement {r['rotation']}"
+    )
+
+
+@keys_app.command("revoke")
+@_clean_errors
+def keys_revoke(
+    key: Path = typer.Argument(..., help="The private key to revoke."),
+    out: Path = typer.Option(..., "--out", "-o", help="The revocation statement to write (JSON)."),
+    reason: str = typer.Option("", help="Why, for the record."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Write the key's own signed revocation: devices that receive it (served, or plada-edge trust add) refuse
+    every payload that key signed."""
+    from .core.keys import revoke_key
+
+    r = revoke_key(key, out, reason)
+    _print_json(r) if as_json else typer.echo(f"key {r['key_id']} revoked: {r['revocation']}")
+
+
+trust_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Device side: the trust store that keeps a device from going backwards.",
+    no_args_is_help=True,
+)
+app.add_typer(trust_app, name="trust")
+
+
+@trust_app.command("show")
+@_clean_errors
+def trust_show(
+    trust_store: Path | None = TRUST_STORE_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Per trusted root key: its keys (current, rotated, revoked) and the newest release accepted per task."""
+    from .device.trust import TrustStore
+
+    shown = TrustStore(trust_store).show()
+    if as_json:
+        return _print_json(shown)
+    typer.echo(f"{shown['path']}: {len(shown['roots'])} trusted root(s)")
+    for rid, root in shown["roots"].items():
+        typer.echo(f"root {rid}")
+        for kid, k in root["keys"].items():
+            typer.echo(f"  key  {kid} {k['status']}")
+        for name, t in root["tasks"].items():
+            typer.echo(f"  task {name} version {t['version']}")
+
+
+@trust_app.command("add")
+@_clean_errors
+def trust_add(
+    statement: Path = typer.Argument(..., help="A key rotation or revocation statement (JSON)."),
+    trust: str = typer.Option(..., "--trust", envvar="PLADA_EDGE_TRUST", help="The root public key it concerns."),
+    trust_store: Path | None = TRUST_STORE_OPTION,
+) -> None:
+    """Take a key rotation or revocation into the trust store (learn URL fetches them from the server itself)."""
+    from .core.keys import load_public_key, read_statement
+    from .device.trust import TrustStore
+
+    typer.echo(TrustStore(trust_store).apply(read_statement(statement), load_public_key(trust)))
+
+
 teacher_app = typer.Typer(
     rich_markup_mode=None,
     help="Server side: train a teacher on the target task and export it to ONNX.",
@@ -602,6 +686,16 @@ def pack_cmd(
         envvar="PLADA_EDGE_SIGNING_KEY",
         help="Sign with this Ed25519 private key (plada-edge keys generate).",
     ),
+    version: int | None = typer.Option(
+        None,
+        "--version",
+        min=1,
+        help="Release version, checked by devices against rollback (default with --sign: one more than the "
+        "payload already at --out for the same task, else 1).",
+    ),
+    expires: str | None = typer.Option(
+        None, "--expires", help="When devices stop accepting it: never (default), a duration (30d, 12h) or a date."
+    ),
     target: str | None = typer.Option(None, "--target", "-t", help="Target data, for --strategy auto."),
     reference: Path | None = typer.Option(None, "--reference", "-r", help="Reference pack, for --strategy auto."),
     explain: bool = EXPLAIN_OPTION,
@@ -626,6 +720,8 @@ def pack_cmd(
         target=_target(target),
         pack=pack,
         signer=SigningKey(sign) if sign else None,
+        version=version,
+        expires=expires,
     )
     payload, sel, data = made
     report = dict(made.to_dict(pack), out=str(out))
@@ -639,7 +735,17 @@ def pack_cmd(
     typer.echo(
         f"wrote {out}: {len(data):,} bytes ({payload.header['codec']}), {bits:.2f} bits per image"
         + (f", signed by {payload.signer_id}" if payload.signer_id else "")
+        + _release_text(payload.header.get("release"))
     )
+
+
+def _release_text(release: dict | None) -> str:
+    if not release:
+        return ""
+    import time
+
+    ends = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(release["expires"])) if release.get("expires") else None
+    return f", release {release['version']}" + (f" (expires {ends})" if ends else "")
 
 
 def _write_grid(payload: Path, grid: Path, reference: Path | None, scores: Path | None, per_class: int) -> Path:
@@ -710,6 +816,8 @@ def inspect(
             + (f", Safety-Net{quotas}" if net else "")
             + f", spread {sel.get('spread', 1):.3g}"
         )
+    if h.get("release"):
+        typer.echo(f"  release   {_release_text(h['release']).removeprefix(', release ')}")
     if r.get("grid"):
         typer.echo(f"  grid      {r['grid']}")
     t = h.get("teacher") or {}
@@ -749,15 +857,30 @@ def learn(
     token: str | None = typer.Option(
         None, "--token", envvar="PLADA_EDGE_TOKEN", help="Bearer token of a server that requires one (a URL payload)."
     ),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="With --trust: the task asked for; a payload signed as another is refused (a URL names it).",
+    ),
+    allow_rollback: bool = typer.Option(
+        False,
+        "--allow-rollback",
+        help="With --trust: accept an older release than one accepted before (a deliberate downgrade).",
+    ),
+    trust_store: Path | None = TRUST_STORE_OPTION,
     fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint instead of resuming it."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:
-    """Device side: verify a payload, gather its images from the pack, train and export a student."""
+    """Device side: verify a payload, gather its images from the pack, train and export a student.
+
+    With --trust the device's trust store (plada-edge trust show) refuses rollbacks, expired releases, payloads of
+    another task and keys that were revoked or rotated away; each refusal names its rule."""
     from .device.student import learn as run_learn
 
     target = _target(_either(target, eval_alias, "--target", "--eval"), test_split, target_size)
-    m = run_learn(payload, reference, out, target=target, trusted=trust, token=token, recipe=recipe,
-                  resume=not fresh, **options)  # fmt: skip
+    access = {"trusted": trust, "token": token, "task": task, "allow_rollback": allow_rollback}
+    m = run_learn(payload, reference, out, target=target, trust_store=trust_store, recipe=recipe,
+                  resume=not fresh, **access, **options)  # fmt: skip
     if as_json:
         _print_json(m)
         return

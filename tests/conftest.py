@@ -23,6 +23,13 @@ def write_png(path: Path, rgb: np.ndarray, mode: str | None = None) -> None:
     img.save(path)
 
 
+@pytest.fixture(autouse=True)
+def own_trust_store(tmp_path, monkeypatch):
+    """Every test gets its own device trust store (learn --trust writes to it), never the user's."""
+    monkeypatch.setenv("PLADA_EDGE_TRUST_STORE", str(tmp_path / "trust-store.json"))
+    return tmp_path / "trust-store.json"
+
+
 @pytest.fixture
 def tiny_folder(tmp_path) -> Path:
     """A nested folder of 12 small images of mixed modes and sizes, plus a non-image file."""

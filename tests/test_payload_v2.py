@@ -116,11 +116,11 @@ def test_v3_extension_fields_critical_unknown_refused_informative_skipped(monkey
     original = payload._pack_meta
     monkeypatch.setattr(payload, "_pack_meta", with_field(2))
     informative = encode_payload(idx, lab, _target_quotas(), "varint")
-    monkeypatch.setattr(payload, "_pack_meta", with_field(1))
+    monkeypatch.setattr(payload, "_pack_meta", with_field(5))
     critical = encode_payload(idx, lab, _target_quotas(), "varint")
     monkeypatch.setattr(payload, "_pack_meta", original)
     assert decode_payload(informative).format_version == 3
-    with pytest.raises(PayloadError, match="critical field 1 is not known to this reader"):
+    with pytest.raises(PayloadError, match="critical field 5 is not known to this reader"):
         decode_payload(critical)
     newer = bytearray(encode_payload(idx, lab, header(), "varint"))
     newer[6] = 4

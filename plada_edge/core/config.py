@@ -21,6 +21,7 @@ builds one from flat keyword options (the CLI's and tasks.toml's shape).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
@@ -160,6 +161,33 @@ def parse_target_power(power: float | str) -> float | str:
 def parse_spread(spread: float | str) -> float | str:
     """'auto' or a number >= 1 (1 = strict best-first)."""
     return _auto_or_number(spread, "spread", lambda s: s >= 1, "a number ≥ 1 (1 = strict best-first)")
+
+
+def parse_expiry(text: str | int | None, now: float) -> int | None:
+    """When a release expires, in unix seconds: None/"never"; a duration from ``now`` ("30d", "12h", "90m",
+    "3600s"); an ISO date or time ("2027-01-01", "2027-01-01T12:00:00+00:00"); or unix seconds."""
+    import datetime as dt
+
+    if text is None or (isinstance(text, str) and text.strip().lower() in ("", "never", "none")):
+        return None
+    if isinstance(text, int) and not isinstance(text, bool):
+        _check(text > now, f"expires must be in the future, got {text}")
+        return text
+    value = str(text).strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", value.lower())
+    if m:
+        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        _check(seconds > 0, f"expires must be a positive duration, got {text!r}")
+        return int(now + seconds)
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"expires must be never, a duration (30d) or a date (2027-01-01), got {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    stamp = int(when.timestamp())
+    _check(stamp > now, f"expires must be in the future, got {text!r}")
+    return stamp
 
 
 @dataclass(frozen=True)

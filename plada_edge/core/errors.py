@@ -32,6 +32,11 @@ class PayloadError(PladaError):
     """A payload that is not valid: wrong magic or version, truncated, corrupt, inconsistent, foreign."""
 
 
+class TrustError(PayloadError):
+    """A payload, index or key statement the device's trust rules refuse: each message names its rule
+    (rollback, expired, wrong task, revoked key, rotated key, untrusted key, forged or stale index)."""
+
+
 class ModelError(PladaError):
     """A model that cannot be built, loaded or exported: unknown name, missing weights, failed parity."""
 
@@ -47,6 +52,7 @@ __all__ = [
     "TargetError",
     "ScoresError",
     "PayloadError",
+    "TrustError",
     "ModelError",
     "PladaWarning",
 ]

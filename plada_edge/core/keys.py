@@ -119,3 +119,79 @@ def require_trusted(signer: bytes | None, trusted: bytes | None) -> None:
         raise PayloadError(
             f"payload is signed by key {key_id(signer)}, but this device trusts only key {key_id(trusted)}"
         )
+
+
+# --- signed statements: key rotation, key revocation, the served index ------------------------------------------
+# A statement is {"signed": {...}, "signatures": [{"keyid", "public", "sig"}]}, the signature over the canonical
+# JSON of "signed" (sorted keys, no spaces, ASCII), as The Update Framework signs its metadata. Devices keep what
+# they learn from statements in their trust store (plada_edge.device.trust).
+
+MAX_STATEMENT = 64 << 10  # bytes: a statement is a few hundred
+
+
+def canonical(obj) -> bytes:
+    """The bytes a statement's signature covers."""
+    import json
+
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def sign_statement(signed: dict, key: SigningKey) -> dict:
+    """``signed`` with ``key``'s signature."""
+    sig = key.sign(canonical(signed)).hex()
+    return {"signed": signed, "signatures": [{"keyid": key_id(key.public), "public": key.public.hex(), "sig": sig}]}
+
+
+def statement_signer(doc, kind: str) -> tuple[dict, bytes]:
+    """The ``signed`` part of a statement of type ``kind`` and the key whose signature on it verifies;
+    TrustError (one line) for anything malformed, of another type, or not validly signed."""
+    from .errors import TrustError
+
+    try:
+        signed, signatures = doc["signed"], doc["signatures"]
+        if not isinstance(signed, dict) or signed.get("type") != kind or not isinstance(signatures, list):
+            raise TypeError
+        for s in signatures[:8]:
+            public = bytes.fromhex(s["public"])
+            if len(public) == PUBLIC_KEY_BYTES and verify(public, bytes.fromhex(s["sig"]), canonical(signed)):
+                return signed, public
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise TrustError(f"refused (malformed {kind}): not a signed {kind} statement") from None
+    raise TrustError(f"refused (forged {kind}): no valid signature on it")
+
+
+def read_statement(path: str | os.PathLike) -> dict:
+    """A statement file, size-bounded; ConfigError if it is not JSON."""
+    import json
+
+    path = Path(path)
+    if path.stat().st_size > MAX_STATEMENT:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes is too large for a key statement")
+    try:
+        return json.loads(path.read_bytes())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a key statement (not JSON: {exc})") from None
+
+
+def rotate_key(old: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> dict:
+    """A new key pair at ``out`` and ``out.rotation.json``: the old key's signed word that the new one replaces it.
+    Devices that trust the old key accept the new one once they hold the statement, and refuse the old one after."""
+    import time
+
+    old_key = SigningKey(old)
+    made = generate_keys(out, overwrite=overwrite)
+    new_key = SigningKey(out)
+    signed = {"type": "rotation", "old": old_key.public.hex(), "new": new_key.public.hex(), "issued": int(time.time())}
+    path = Path(out).with_name(Path(out).name + ".rotation.json")
+    atomic.write_json(path, sign_statement(signed, old_key))
+    return {**made, "rotation": str(path), "old_key_id": key_id(old_key.public)}
+
+
+def revoke_key(key: str | os.PathLike, out: str | os.PathLike, reason: str = "") -> dict:
+    """A revocation of ``key``, signed by the key itself: devices that hold it refuse anything that key signed."""
+    import time
+
+    signing = SigningKey(key)
+    signed = {"type": "revocation", "key": signing.public.hex(), "reason": str(reason), "issued": int(time.time())}
+    atomic.write_json(out, sign_statement(signed, signing))
+    return {"revocation": str(out), "key_id": key_id(signing.public)}

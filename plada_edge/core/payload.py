@@ -47,6 +47,8 @@ MAGIC = b"PLADA\x00"
 VERSION = 3  # the newest this reader knows; a writer uses the oldest that holds the header (needed_version)
 BINARY_VERSIONS = (2, 3)  # v3 = v2 + the plan's target quotas in the selection, and typed extension fields
 QUOTAS_TARGET_BIT = 4  # v3 selection flag: the Safety-Net's quotas follow the target (its power follows)
+FIELD_RELEASE = 1  # v3 field (critical): the task's release, {"version": n, "expires": unix seconds or None}
+MAX_RELEASE_VERSION = (1 << 53) - 1  # JSON-safe integers
 FLAG_SIGNED, FLAG_META_ZSTD = 1, 2
 CHECKSUM_BYTES = 4  # catches accidents; authenticity is the signature's job
 SIGNATURE_TRAILER = 32 + 64  # the signer's Ed25519 public key + the signature
@@ -56,7 +58,7 @@ INK_FRAME_BIT = 0x80  # view flag: frame "ink" (absent in payloads written befor
 NORMS = {1: (IMAGENET_MEAN, IMAGENET_STD), 2: ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}  # v2 view normalisations
 NO_ACC = 0xFFFF
 REQUIRED = ("task", "class_names", "pack_fingerprint", "n", "k", "codec", "image_size")
-V2_FIELDS = frozenset({*REQUIRED, "format_version", "view", "selection", "teacher", "target"})
+V2_FIELDS = frozenset({*REQUIRED, "format_version", "view", "selection", "teacher", "target", "release"})
 # hard limits: a reader allocates nothing from a header number before checking it against these
 MAX_N = 1 << 28  # reference images (ImageNet-21K has 14.2M)
 MAX_C = 1 << 24
@@ -152,8 +154,8 @@ def encode_payload(
         raise PayloadError(f"cannot write payload version {version} (versions 1, 2 and 3 exist)")
     if version < needed_version(head):
         raise PayloadError(
-            f"this header needs payload version {needed_version(head)} (its selection's quotas follow "
-            "the target); version 2 cannot say so"
+            f"this header needs payload version {needed_version(head)} (target quotas or a release); "
+            "version 2 cannot say so"
         )
     meta = _pack_meta(head, version)
     packed = _zstd_small(meta)
@@ -312,6 +314,12 @@ def check_header(h) -> None:
         _need(h.get(key) is None or isinstance(h[key], dict), f"{key} must be an object")
     acc = (h.get("teacher") or {}).get("test_acc")
     _need(acc is None or (_is_num(acc) and 0 <= acc <= 1), "teacher.test_acc must be a number in [0, 1] or null")
+    release = h.get("release")
+    if release is not None:
+        _need(isinstance(release, dict), "release must be an object")
+        ver, exp = release.get("version"), release.get("expires")
+        _need(_is_int(ver) and 1 <= ver <= MAX_RELEASE_VERSION, "release.version must be a whole number >= 1")
+        _need(exp is None or (_is_int(exp) and 1 <= exp <= MAX_RELEASE_VERSION), "release.expires must be a time")
 
 
 def _check_density(k: int, body_len: int) -> None:
@@ -436,9 +444,10 @@ def _zstd_small(raw: bytes) -> bytes:
 
 
 def needed_version(header: dict) -> int:
-    """The oldest binary version that holds ``header``: 3 when its selection's quotas follow the target."""
+    """The oldest binary version that holds ``header``: 3 when its selection's quotas follow the target or it
+    carries a release (version and expiry)."""
     net = (header.get("selection") or {}).get("safety_net") or {}
-    return 3 if net.get("quotas") == "target" else 2
+    return 3 if net.get("quotas") == "target" or header.get("release") is not None else 2
 
 
 def _pack_meta(h: dict, version: int = 2) -> bytes:
@@ -487,7 +496,17 @@ def _pack_meta(h: dict, version: int = 2) -> bytes:
     extra = {key: v for key, v in h.items() if key not in V2_FIELDS}
     w.blob(json.dumps(extra, sort_keys=True, separators=(",", ":"), allow_nan=False).encode() if extra else b"")
     if version >= 3:
-        w.varint(0)  # typed extension fields (docs/payload-format.md): none written yet
+        fields = []
+        release = h.get("release")
+        if release is not None:
+            value = _Writer()
+            value.varint(int(release["version"]))
+            value.varint(int(release.get("expires") or 0))
+            fields.append((FIELD_RELEASE, bytes(value.out)))
+        w.varint(len(fields))
+        for tag, value in fields:
+            w.varint(tag)
+            w.blob(value)
     return bytes(w.out)
 
 
@@ -524,7 +543,7 @@ def _unpack_meta(meta: bytes, h: dict, version: int = 2) -> None:
             raise PayloadError("meta: extra fields must be an object of other keys")
         h.update(more)
     if version >= 3:
-        _unpack_fields(r)
+        _unpack_fields(r, h)
     if r.pos != len(meta):
         raise PayloadError(f"meta has {len(meta) - r.pos} unexpected trailing bytes")
 
@@ -576,13 +595,25 @@ def _unpack_selection(r: _Reader, keep: float, version: int) -> dict | None:
 MAX_FIELDS = 64
 
 
-def _unpack_fields(r: _Reader) -> None:
+def _unpack_fields(r: _Reader, h: dict) -> None:
     """v3's typed extension fields: (tag varint, value blob) each. An odd tag is critical: a reader that does not
-    know it must refuse the payload; an even one only informs and is skipped. This reader knows none yet."""
+    know it must refuse the payload; an even one only informs and is skipped. Known: FIELD_RELEASE."""
+    seen = set()
     for _ in range(r.varint(MAX_FIELDS, "fields")):
         tag = r.varint(1 << 20, "field tag")
-        r.blob(MAX_EXTRA, f"field {tag}")
-        if tag % 2:
+        value = r.blob(MAX_EXTRA, f"field {tag}")
+        if tag in seen:
+            raise PayloadError(f"meta: field {tag} appears twice")
+        seen.add(tag)
+        if tag == FIELD_RELEASE:
+            v = _Reader(value, what="release field")
+            h["release"] = {
+                "version": v.varint(MAX_RELEASE_VERSION, "release.version"),
+                "expires": v.varint(MAX_RELEASE_VERSION, "release.expires") or None,
+            }
+            if v.pos != len(value):
+                raise PayloadError("meta: the release field has trailing bytes")
+        elif tag % 2:
             raise PayloadError(
                 f"meta: critical field {tag} is not known to this reader (plada-edge {_version()}): update it"
             )

@@ -150,3 +150,72 @@ def fetch_payload(
             "corrupted in transit or by the server"
         )
     return decode_payload(bytes(buf), trusted)
+
+
+def task_name(url: str) -> str:
+    """NAME of http(s)://HOST/v1/tasks/NAME: the task a device asks for (its signed name must match)."""
+    path = urllib.parse.urlsplit(url).path.rstrip("/")
+    head, _, name = path.rpartition("/")
+    if not head.endswith("/v1/tasks") or not name:
+        raise FetchError(f"{url}: not a task URL (expected http(s)://HOST[:PORT]/v1/tasks/NAME)")
+    return urllib.parse.unquote(name)
+
+
+def _server_json(url: str, token: str | None, timeout: float, missing: str | None):
+    """A small JSON document the server publishes; on 404, TrustError ``missing`` (None: an empty document)."""
+    from ..core.errors import TrustError
+
+    try:
+        with _open(_request(url, token), timeout) as r:
+            return json.loads(r.read(1 << 20))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            if missing is None:
+                return {}
+            raise TrustError(missing) from None
+        raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
+        raise FetchError(f"{url}: cannot read it ({exc})") from None
+
+
+def fetch_trusted(
+    url: str,
+    root: bytes,
+    store,
+    token: str | None = None,
+    allow_rollback: bool = False,
+    timeout: float = 10.0,
+    **fetch_options,
+) -> Payload:
+    """``fetch_payload`` for a device that trusts ``root``: first the server's key statements (rotations,
+    revocations) and its signed index, then the payload, which must be the release the index lists for the task
+    the URL names; the trust store (plada_edge.device.trust) then admits it or refuses it, naming the rule."""
+    from ..core.errors import TrustError
+    from ..core.keys import key_id
+
+    check_url(url)
+    name = task_name(url)
+    base = url.rstrip("/").rsplit("/v1/tasks/", 1)[0]
+    for statement in _server_json(f"{base}/v1/keys", token, timeout, None).get("statements", [])[:64]:
+        try:
+            store.apply(statement, root)
+        except TrustError:
+            pass  # one this device already holds, or one not for its root: the index and payload checks decide
+    no_index = (
+        f"refused (no index): the server publishes no signed index, so this device cannot tell whether task "
+        f"'{name}' is its newest release"
+    )
+    index = _server_json(f"{base}/v1/index", token, timeout, no_index)
+    listed = store.admit_index(index, root).get(name)
+    if listed is None:
+        raise TrustError(
+            f"refused (wrong task): the signed index of key {key_id(root)}'s server lists no task '{name}'"
+        )
+    payload = fetch_payload(url, token=token, timeout=timeout, **fetch_options)
+    if payload.sha256 != listed["sha256"]:
+        raise TrustError(
+            f"refused (not in the index): the payload served as '{name}' is not release {listed['version']}, "
+            "the one the signed index lists"
+        )
+    store.admit(payload, root, task=name, allow_rollback=allow_rollback)
+    return payload

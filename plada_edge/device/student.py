@@ -45,22 +45,38 @@ from .predictor import load_student, write_card
 STUDENT_FILE, STUDENT_ONNX, METRICS_FILE = "student.pt", "student.onnx", "metrics.json"
 
 
-def load_payload(payload, trusted: bytes | str | os.PathLike | None = None, token: str | None = None) -> Payload:
-    """A Payload from a Payload, a file or a server URL (``token``: the server's bearer token); with
-    ``trusted`` (a public key or its .pub file), refused unless that key signed it."""
-    from ..core.keys import load_public_key, require_trusted
+def load_payload(
+    payload,
+    trusted: bytes | str | os.PathLike | None = None,
+    token: str | None = None,
+    task: str | None = None,
+    allow_rollback: bool = False,
+    trust_store: str | os.PathLike | None = None,
+) -> Payload:
+    """A Payload from a Payload, a file or a server URL (``token``: the server's bearer token).
+
+    With ``trusted`` (the root public key, raw or a .pub file) the device's trust store (plada_edge.device.trust,
+    at ``trust_store`` or its default place) admits it or refuses it in one line naming the rule: unsigned,
+    untrusted, revoked or rotated-out key, a ``task`` other than the one asked for (a URL names its own),
+    expired, or older than a release already accepted (unless ``allow_rollback``). A URL is also held to the
+    server's signed index."""
+    from ..core.keys import load_public_key
+    from .trust import TrustStore
 
     if trusted is not None and not isinstance(trusted, bytes):
         trusted = load_public_key(trusted)
-    if isinstance(payload, Payload):
-        require_trusted(payload.signer, trusted)
-        return payload
-    text = str(payload)
+    store = TrustStore(trust_store) if trusted is not None else None
+    text = str(payload) if not isinstance(payload, Payload) else ""
     if text.startswith(("http://", "https://")):
-        from .fetch import fetch_payload
+        from .fetch import fetch_payload, fetch_trusted
 
-        return fetch_payload(text, token=token, trusted=trusted)
-    return read_payload(payload, trusted)
+        if store is None:
+            return fetch_payload(text, token=token)
+        return fetch_trusted(text, trusted, store, token=token, allow_rollback=allow_rollback)
+    p = payload if isinstance(payload, Payload) else read_payload(payload)
+    if store is not None:
+        store.admit(p, trusted, task=task, allow_rollback=allow_rollback)
+    return p
 
 
 def learn(
@@ -72,6 +88,9 @@ def learn(
     target: Target | str | None = None,
     trusted: bytes | str | os.PathLike | None = None,
     token: str | None = None,
+    task: str | None = None,
+    allow_rollback: bool = False,
+    trust_store: str | os.PathLike | None = None,
     recipe: str = "auto",
     resume: bool = True,
     progress: bool | None = None,
@@ -84,13 +103,16 @@ def learn(
     input resolution of the teacher's view (same sensor, colour and normalisation):
     ImageNet-initialised students such as efficientnet_lite0 want 64 px or more. With ``target``,
     the student is evaluated on its test split; a target of another class count is refused first.
-    ``trusted`` (an Ed25519 public key, raw or a .pub file): refuse payloads that key did not sign.
+    ``trusted`` (an Ed25519 public key, raw or a .pub file): refuse payloads that key (or a key it rotated to)
+    did not sign, and hold them to the device's trust store: ``task`` (the name asked for), no rollback unless
+    ``allow_rollback``, no expired release (``load_payload``; ``trust_store``: where the store lives).
     ``token``: the bearer token of a server that requires one (``payload`` a URL).
     Without a ``config``, ``recipe`` (auto | scratch | pretrained, plada_edge.core.recipes) fills
     every option left unset, from the payload's view (colour or grayscale) and installed weights.
     """
     t0 = time.perf_counter()
-    job = _Job.prepare(payload, reference, config, target, trusted, token, recipe, options)
+    trust = {"task": task, "allow_rollback": allow_rollback, "trust_store": trust_store}
+    job = _Job.prepare(payload, reference, config, target, (trusted, token, trust), recipe, options)
     out = Path(out)
     with output_lock(out):  # one writer per student folder
         data = _training_data(job, out)
@@ -120,9 +142,10 @@ class _Job:
     run: TrainingRun
 
     @classmethod
-    def prepare(cls, payload, reference, config, target, trusted, token, recipe, options) -> _Job:
+    def prepare(cls, payload, reference, config, target, access, recipe, options) -> _Job:
         pack = reference if isinstance(reference, ReferencePack) else ReferencePack.open(reference)
-        p = load_payload(payload, trusted, token)
+        trusted, token, trust = access
+        p = load_payload(payload, trusted, token, **trust)
         p.check_pack(pack)  # refuse before any work
         if config is None:
             options = student_options(bool((p.header.get("view") or {}).get("gray", False)), recipe, options)

@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 
 from ..core.errors import PayloadError
+from ..core.keys import read_statement
 from ..core.payload import decode_payload
 from .tasks import PUBLISHED, TASK_NAME
 
@@ -64,8 +65,26 @@ def load_published(cache: str | os.PathLike) -> dict:
     return out
 
 
-def create_app(tasks: dict, token: str | None = None):
-    """The ASGI app serving ``tasks`` (as returned by load_published)."""
+def signed_index(tasks: dict, signer, ttl: int, now: float | None = None) -> dict:
+    """The index a device checks a task against (TUF's timestamp and snapshot roles in one short-lived statement):
+    every task's release version, SHA-256 and size, issued now and expiring ``ttl`` seconds later, signed."""
+    import time
+
+    from ..core.keys import sign_statement
+
+    now = int(time.time() if now is None else now)
+    listed = {
+        name: {"version": t["meta"].get("version"), "sha256": t["meta"]["sha256"], "bytes": t["meta"]["bytes"]}
+        for name, t in tasks.items()
+    }
+    return sign_statement({"type": "index", "issued": now, "expires": now + ttl, "tasks": listed}, signer)
+
+
+def create_app(
+    tasks: dict, token: str | None = None, signer=None, statements: list | tuple = (), index_ttl: int = 3600
+):
+    """The ASGI app serving ``tasks`` (as returned by load_published); with ``signer``, also the signed index
+    (/v1/index, re-signed on every request) and the key ``statements`` devices apply (/v1/keys)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -114,11 +133,35 @@ def create_app(tasks: dict, token: str | None = None):
         Route("/", guarded(page)),
         Route("/healthz", healthz),
         Route("/v1/tasks", guarded(list_tasks)),
+        Route("/v1/index", guarded(_index_endpoint(tasks, signer, index_ttl))),
+        Route("/v1/keys", guarded(_keys_endpoint(statements))),
         Route("/v1/tasks/{name}", guarded(task_meta, per_task=True)),
         Route("/v1/tasks/{name}/payload", guarded(task_payload, per_task=True)),
         Route("/v1/tasks/{name}/{kind:str}.png", guarded(picture, per_task=True)),
     ]
     return Starlette(routes=routes)
+
+
+def _index_endpoint(tasks: dict, signer, ttl: int):
+    """GET /v1/index: the signed index, signed afresh on each request (404 from a server that signs nothing)."""
+    from starlette.responses import JSONResponse
+
+    async def index(request):
+        if signer is None:
+            return JSONResponse({"error": "this server signs nothing: no index"}, status_code=404)
+        return JSONResponse(signed_index(tasks, signer, ttl), headers={"Cache-Control": "no-store"})
+
+    return index
+
+
+def _keys_endpoint(statements):
+    """GET /v1/keys: the key rotations and revocations a device takes into its trust store."""
+    from starlette.responses import JSONResponse
+
+    async def keys(request):
+        return JSONResponse({"statements": list(statements)})
+
+    return keys
 
 
 def _auth_failed(request, token: str | None):
@@ -188,8 +231,15 @@ def serve(
     if build:
         for name, r in build_tasks(task_file, device=device, log=log).items():
             log(f"[{name}] " + ", ".join(f"{k} {v}" for k, v in r["steps"].items()) + f" → {r['bytes']:,} bytes")
-    cache = load_task_file(task_file)["cache"]
+    cfg = load_task_file(task_file)
+    cache = cfg["cache"]
     token = token or os.environ.get("PLADA_EDGE_TOKEN") or None
-    app = create_app(load_published(cache), token=token)
+    signer = None
+    if cfg["signing_key"]:
+        from ..core.keys import SigningKey
+
+        signer = SigningKey(cfg["signing_key"])
+    statements = [read_statement(p) for p in cfg["statements"]]
+    app = create_app(load_published(cache), token, signer, statements, cfg["index_ttl"])
     log(f"serving {cache / PUBLISHED} on http://{host}:{port} ({'token required' if token else 'no token'})")
     uvicorn.run(app, host=host, port=port, access_log=True, log_level="info")

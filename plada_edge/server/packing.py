@@ -12,6 +12,7 @@ import math
 import os
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import NamedTuple
 
 from ..core import atomic
@@ -63,9 +64,11 @@ def _finite_or_none(x):
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
-def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> dict:
+def payload_header(scores: Scores, sel: Selection, task: str | None = None, release: dict | None = None) -> dict:
+    """What a payload says of itself: task, classes, pack, view, how it was chosen, its teacher; with ``release``
+    ({"version": n, "expires": unix seconds or None}) the signed release a device checks against rollback."""
     meta = scores.meta
-    return {
+    header = {
         "task": task or meta.get("target", {}).get("name") or "task",
         "class_names": scores.class_names,
         "pack_fingerprint": meta["pack_fingerprint"],
@@ -87,6 +90,34 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None) -> d
         # the class names are already above: keep only what the device needs to evaluate
         "target": {k: v for k, v in meta.get("target", {}).items() if k in ("name", "native_size", "channels")},
     }
+    if release is not None:
+        header["release"] = release
+    return header
+
+
+def _next_version(out, task: str) -> int | None:
+    """One more than the release of the same task's payload already at ``out`` (packing again into the same file
+    makes the next release); None when there is none."""
+    try:
+        old = decode_payload(Path(out).read_bytes())
+    except (OSError, ValueError):
+        return None
+    release = old.header.get("release") or {}
+    return release["version"] + 1 if old.header["task"] == task and release.get("version") else None
+
+
+def _release(version: int | None, expires, signed: bool) -> dict | None:
+    """The release a payload carries: given, or version 1 for a signed one (its rollback protection), else none."""
+    import time
+
+    from ..core.config import parse_expiry
+
+    expiry = parse_expiry(expires, time.time())
+    if version is None and expiry is None and not signed:
+        return None
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise ConfigError(f"version must be a whole number >= 1, got {version!r}")
+    return {"version": 1 if version is None else version, "expires": expiry}
 
 
 class PayloadResult(NamedTuple):
@@ -131,11 +162,15 @@ def make_payload(
     pack=None,
     signer=None,
     target_counts=None,
+    version: int | None = None,
+    expires: str | int | None = None,
     budget: str | int | None = None,
     **options,
 ) -> PayloadResult:
     """Select and encode; with ``max_bytes`` (a size: 100KB, 64KiB, 4096), the largest selection that fits.
-    (``budget`` is max_bytes' old name: "budget" now means images, as the paper's K.)
+    (``budget`` is max_bytes' old name: "budget" now means images, as the paper's K.) ``version`` and
+    ``expires`` (never, a duration such as 30d, or a date) make the payload a release a device can hold
+    against rollback and staleness (plada_edge.device.trust); a signed payload is release 1 unless told.
 
     ``config`` (a SelectionConfig, or keyword ``options`` overriding its fields) says how to
     select; ``signer`` (a plada_edge.core.keys.SigningKey) signs the payload. ``strategy="auto"``
@@ -164,8 +199,13 @@ def make_payload(
         raise ConfigError("give either max_bytes or keep/count, not both")
     limit = parse_bytes(max_bytes) if max_bytes is not None else None
 
+    if version is None and signer is not None and out is not None:
+        version = _next_version(out, task or scores.meta.get("target", {}).get("name") or "task")
+    release = _release(version, expires, signed=signer is not None)
+
     def encoded(sel: Selection) -> bytes:
-        return encode_payload(sel.indices, sel.labels, payload_header(scores, sel, task), codec, signer=signer)
+        header = payload_header(scores, sel, task, release)
+        return encode_payload(sel.indices, sel.labels, header, codec, signer=signer)
 
     def planned(cfg: SelectionConfig):
         return plan_selection(selection_facts(scores, cfg, counts), cfg, orders=list_orders())

@@ -6,6 +6,8 @@ A task file (TOML) names a cache directory, a default reference pack and one tab
     cache = "runs/server"          # where teachers, scores and payloads are kept
     reference = "data/offline-mix"
     signing_key = "server.key"     # optional: sign every payload (plada-edge keys generate); or $PLADA_EDGE_SIGNING_KEY
+    statements = ["new.key.rotation.json"]   # optional: key rotations and revocations devices fetch (/v1/keys)
+    index_ttl = "1h"               # how long the signed index (/v1/index) stays fresh (a duration)
 
     [tasks.fmnist]
     target = "fmnist"              # a path (.npz / ImageFolder) or a name under data/targets/
@@ -19,12 +21,16 @@ A task file (TOML) names a cache directory, a default reference pack and one tab
     share = 0.5
     spread = "auto"                # or a number: random picks among the spread·m best (1 = strict)
     codec = "auto"
+    expires = "30d"                # optional: devices refuse the payload after this (default never)
+    # version = 7                  # optional: the release version (default: the last published one + 1)
 
 Every stage is keyed by a SHA-256 of exactly what it depends on, so a rebuild redoes only what
 changed: the teacher by (target data, model settings); its ONNX export by (teacher checkpoint,
 pack image size); scores by (ONNX file, pack fingerprint); the payload by (scores, selection,
 codec). Changing only ``keep`` re-selects from the cached scores: no training, no scoring.
 The published list (``<cache>/tasks.json``) maps task names to payloads for the HTTP server.
+A signed task is a release: a payload built anew gets the last published version + 1 (a cached one
+keeps its own, unless it is older than what was published), so a device never has to go backwards.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import json
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,10 +75,30 @@ DEFAULTS = {
     "count": None,
     "max_bytes": None,
     "codec": "auto",
+    "version": None,  # the release version (signed tasks: the last published one + 1)
+    "expires": None,  # never, a duration (30d) or a date: devices refuse the payload after it
     "test_split": None,  # a one-folder target: the share of each class held out for testing
     "target_size": None,  # a folder target of mixed sizes: resized to this side (default 32)
 }
 PUBLISHED = "tasks.json"
+INDEX_TTL = "1h"  # the signed index a server publishes is fresh this long (TUF's timestamp role, simplified)
+
+
+def _strings(table: dict, key: str) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"[server] {key} must be a list of paths")
+    return value
+
+
+def _index_ttl(text) -> int:
+    """[server] index_ttl as seconds: a duration (1h, 30m) of at most a year."""
+    from ..core.config import parse_expiry
+
+    seconds = parse_expiry(text, 0) if isinstance(text, str) else None
+    if not seconds or seconds > 366 * 86400:
+        raise ConfigError(f"[server] index_ttl must be a duration such as 1h or 30m, got {text!r}")
+    return seconds
 
 
 def _sha(*parts) -> str:
@@ -122,6 +149,13 @@ def _check_budget(task: dict) -> None:
         raise ConfigError(f"count must be a whole number >= 1, got {task['count']!r}")
     if task["max_bytes"] is not None:
         parse_bytes(task["max_bytes"])
+    version = task["version"]
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise ConfigError(f"version must be a whole number >= 1, got {version!r}")
+    if task["expires"] is not None:
+        from ..core.config import parse_expiry
+
+        parse_expiry(task["expires"], time.time())
     if task["codec"] != "auto" and task["codec"] not in list_codecs():
         raise ConfigError(f"unknown codec {task['codec']!r}; available: {', '.join(list_codecs())}, auto")
 
@@ -162,6 +196,8 @@ def load_task_file(path: str | os.PathLike) -> dict:
         "tasks": {},
         "base": base,
         "signing_key": (base / key if not Path(key).is_absolute() else Path(key)) if key else None,
+        "statements": [base / p if not Path(p).is_absolute() else Path(p) for p in _strings(server, "statements")],
+        "index_ttl": _index_ttl(server.get("index_ttl", INDEX_TTL)),
     }
     for name, t in tasks.items():
         if not TASK_NAME.match(name):
@@ -208,19 +244,20 @@ def build_tasks(
     signer = SigningKey(cfg["signing_key"]) if cfg["signing_key"] else None
     with output_lock(cache, cache.parent / f".{cache.name}.lock"):  # one builder per cache
         report, published = {}, {}
+        old = cache / PUBLISHED
+        previous = json.loads(old.read_text()) if old.exists() else {}
         for name, t in cfg["tasks"].items():
             if only and name not in only:
                 continue
             task = _TaskBuild(name, t, cache, ReferencePack.open(t["reference"]), device or t["device"], progress, log)
             onnx, target = task.teacher(cfg["base"])
             scores, skey = task.scores(onnx)
-            payload, ppath = task.payload(scores, skey, target, signer)
+            payload, ppath = task.payload(scores, skey, target, signer, previous.get(name))
             pictures = _pictures(scores, task.pack, payload, ppath.with_suffix(""), log)
             published[name] = _entry(cache, payload, ppath, pictures)
             report[name] = {"steps": task.steps, **published[name]}
-        old = cache / PUBLISHED
-        if only and old.exists():  # keep the tasks this run did not touch
-            published = {**json.loads(old.read_text()), **published}
+        if only:  # keep the tasks this run did not touch
+            published = {**previous, **published}
         atomic.write_json(old, published)
     return report
 
@@ -292,19 +329,33 @@ class _TaskBuild:
             self.steps["scores"] = "built"
         return scores, skey
 
-    def payload(self, scores, skey: str, target: Target | None, signer):
-        """The payload (cached by the scores, the selection options, the task name and the signer)."""
+    def payload(self, scores, skey: str, target: Target | None, signer, published: dict | None):
+        """The payload (cached by the scores, the selection options, the task name, the signer and the expiry
+        asked for). A signed one is a release: built anew, it is the last ``published`` version + 1; cached, it is
+        kept only while it is unexpired and not older than what was published."""
         from .packing import make_payload
 
         t = self.t
         signed_by = signer.public.hex() if signer else None
+        release_keys = {k: t[k] for k in ("version", "expires") if t[k] is not None}
         pkey = _sha(
-            "payload", skey, {k: t[k] for k in SELECT_KEYS}, t.get("task", self.name), *([signed_by] if signer else [])
+            "payload",
+            skey,
+            {k: t[k] for k in SELECT_KEYS},
+            t.get("task", self.name),
+            *([signed_by] if signer else []),
+            *([release_keys] if release_keys else []),
         )
         ppath = self.cache / "payloads" / f"{pkey}.plada"
+        last = (published or {}).get("version")
         if ppath.exists():
-            self.steps["payload"] = "cached"
-            return read_payload(ppath), ppath
+            cached = read_payload(ppath)
+            release = cached.header.get("release") or {}
+            fresh = not release.get("expires") or release["expires"] > time.time()
+            if fresh and (last is None or (release.get("version") or 0) >= last):
+                self.steps["payload"] = "cached"
+                return cached, ppath
+        version = t["version"] or ((last + 1) if last and signer else None)
         payload, _, _ = make_payload(
             scores,
             ppath,
@@ -316,6 +367,8 @@ class _TaskBuild:
             task=t.get("task", self.name),
             signer=signer,
             target_counts=None if target is None else target.class_counts(),
+            version=version,
+            expires=t["expires"],
         )
         self.steps["payload"] = "built"
         return payload, ppath
@@ -335,5 +388,7 @@ def _entry(cache: Path, payload, ppath: Path, pictures: dict) -> dict:
         "teacher_test_acc": (payload.header.get("teacher") or {}).get("test_acc"),
         "signed_by": payload.signer_id,
         "keep": payload.k / payload.n,
+        "version": (payload.header.get("release") or {}).get("version"),
+        "expires": (payload.header.get("release") or {}).get("expires"),
         **{kind: str((ppath.parent / f).relative_to(cache)) for kind, f in pictures.items()},
     }
