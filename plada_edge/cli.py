@@ -825,6 +825,46 @@ def inspect(
         typer.echo(f"  teacher   {t.get('arch')} test accuracy {t['test_acc']:.4f}")
 
 
+@app.command()
+@_clean_errors
+def packets(
+    payload: Path = typer.Argument(..., help="The .plada payload to send over a lossy one-way link."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the packets into (packet-NNNNN.bin)."),
+    size: int = typer.Option(64, "--size", min=27, max=65535, help="Bytes per packet (19 of them header)."),
+    overhead: str = typer.Option("30%", "--overhead", help="Repair packets as a share of the source packets."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Cut a payload into fountain-coded packets (RaptorQ, RFC 6330): any sufficient subset, in any order,
+    rebuilds it (plada-edge assemble); docs/benchmarks.md ("packets") has the overhead each loss rate needs."""
+    from .core.packets import write_packets
+
+    r = write_packets(payload, out, size=size, overhead=overhead)
+    _print_json(r) if as_json else typer.echo(
+        f"wrote {r['packets']} packets of {size} bytes to {out} ({r['source']} would do with no loss; "
+        f"{r['bytes']:,} bytes in all for a {r['payload_bytes']:,}-byte payload)"
+    )
+
+
+@app.command()
+@_clean_errors
+def assemble(
+    sources: list[Path] = typer.Argument(..., help="Packet files, or folders of them, as they arrived."),
+    out: Path = typer.Option(..., "--out", "-o", help="The payload to write (.plada)."),
+    trust: str | None = typer.Option(
+        None, "--trust", envvar="PLADA_EDGE_TRUST", help="Refuse it unless signed by this Ed25519 public key."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Rebuild a payload from the packets that arrived (damaged ones are dropped) and verify it before writing."""
+    from .core.packets import assemble_files
+
+    r = assemble_files(sources, out, trust)
+    _print_json(r) if as_json else typer.echo(
+        f"rebuilt {out} ({r['bytes']:,} bytes) from {r['used']} of {r['read']} packets"
+        + (f" ({r['dropped']} damaged or foreign, dropped)" if r["dropped"] else "")
+    )
+
+
 STUDENT_OPTIONS = ("arch", "epochs", "batch_size", "lr", "backbone_lr", "augment", "label_smoothing", "weights")
 STUDENT_OPTIONS += ("seed", "hflip", "model_size", "expand", "expand_weight", "self_train", "self_train_confidence")
 STUDENT_OPTIONS += ("embedder", "device", "precision")

