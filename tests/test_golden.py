@@ -42,6 +42,9 @@ V3_SELECTION = {
 }
 
 
+V3_RELEASE = {"version": 3, "expires": 1_893_456_000}  # 2030-01-01 UTC: version 3 holds a signed release too
+
+
 def payload_digests(selections, version: int = 1) -> dict:
     out = {}
     for name, (idx, lab, n, c) in selections.items():
@@ -54,6 +57,7 @@ def payload_digests(selections, version: int = 1) -> dict:
         }
         if version == 3:
             head["selection"] = V3_SELECTION
+            head["release"] = V3_RELEASE
         for codec in list_codecs():
             data = encode_payload(idx, lab, head, codec, version=version)
             p = decode_payload(data)

@@ -271,7 +271,9 @@ FUZZ = textwrap.dedent("""
     v3 = header(n=20_000)
     net = {"quotas": "target", "target_power": 0.5, "alpha": 0, "share": 1}
     v3["selection"] = dict(v3["selection"], safety_net=net)
+    v3["release"] = {"version": 12, "expires": 1_893_456_000}  # the signed release's field, fuzzed too
     seeds.append((encode_payload(*selection(n=20_000, k=400, seed=9), v3, "model"), False))  # version 3
+    seeds.append((encode_payload(*selection(n=20_000, k=400, seed=9), v3, "model", signer=signer), True))
 
     def seal(prefix, signed):
         return prefix + (signer.public + signer.sign(prefix) if signed else hashlib.sha256(prefix).digest()[:4])

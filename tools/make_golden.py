@@ -35,14 +35,15 @@ def example_v3() -> str:
     from plada_edge.core.payload import decode_payload, encode_payload
 
     head = {"task": "demo", "class_names": ["cat", "dog"], "pack_fingerprint": "f" * 64, "n": 97, "image_size": 32}
-    head["selection"] = _golden.V3_SELECTION
+    head["selection"], head["release"] = _golden.V3_SELECTION, _golden.V3_RELEASE
     data = encode_payload([3, 17, 40, 41, 90], [0, 1, 1, 0, 1], head, "varint", version=3)
     p = decode_payload(data)
     rows = [f"{i:04x}  " + " ".join(f"{b:02x}" for b in data[i : i + 16]) for i in range(0, len(data), 16)]
     return "\n".join(
         [
-            "A 5-image payload over a 97-image pack, two classes, the `varint` codec, selection as in "
-            "tests/test_golden.py's V3_SELECTION (nearest order, target quotas with power 0.5, spread 32):",
+            "A 5-image payload over a 97-image pack, two classes, the `varint` codec, selection and release as in "
+            "tests/test_golden.py's V3_SELECTION (nearest order, target quotas with power 0.5, spread 32) and "
+            "V3_RELEASE (version 3, expiring 2030-01-01):",
             "",
             "```",
             *rows,
@@ -51,6 +52,30 @@ def example_v3() -> str:
             f"{len(data)} bytes: fixed header and meta {p.header_bytes}, body {p.body_bytes}, checksum "
             f"{p.trailer_bytes}; SHA-256 `{hashlib.sha256(data).hexdigest()}`. `tests/test_golden.py` holds "
             "every codec's version-3 bytes to their digests.",
+        ]
+    )
+
+
+def example_packet() -> str:
+    """docs/payload-format.md's packet bytes: the first packet of that payload, cut into 32-byte packets."""
+    from plada_edge.core.packets import make_packets
+    from plada_edge.core.payload import encode_payload
+
+    head = {"task": "demo", "class_names": ["cat", "dog"], "pack_fingerprint": "f" * 64, "n": 97, "image_size": 32}
+    head["selection"], head["release"] = _golden.V3_SELECTION, _golden.V3_RELEASE
+    data = encode_payload([3, 17, 40, 41, 90], [0, 1, 1, 0, 1], head, "varint", version=3)
+    packets = make_packets(data, size=32, overhead=0.5)
+    first = packets[0]
+    return "\n".join(
+        [
+            f"The same payload as {len(packets)} packets of 32 bytes (`make_packets(data, size=32, overhead=0.5)`); "
+            "the first:",
+            "",
+            "```",
+            " ".join(f"{b:02x}" for b in first[:15]) + "   # magic, version, length, digest, CRC-32",
+            " ".join(f"{b:02x}" for b in first[15:19]) + "   # RaptorQ payload id: source block, symbol id",
+            " ".join(f"{b:02x}" for b in first[19:]) + "   # the symbol",
+            "```",
         ]
     )
 
@@ -81,7 +106,9 @@ def main() -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's benchmarks package
         from benchmarks.kit import replace_section
 
-        replace_section("golden-v3", example_v3(), "python tools/make_golden.py --update-docs", doc="payload-format.md")
+        command = "python tools/make_golden.py --update-docs"
+        replace_section("golden-v3", example_v3(), command, doc="payload-format.md")
+        replace_section("golden-packet", example_packet(), command, doc="payload-format.md")
     print(json.dumps({"written": str(GOLDEN), "simd": native.simd_level()}))
 
 
