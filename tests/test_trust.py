@@ -170,3 +170,28 @@ def test_learn_url_holds_the_payload_to_the_signed_index(world, monkeypatch):
         one_line_refusal(learn_argv(world, f"{base}/v1/tasks/stripes"), "(expired index)")
     with Running(create_app(tasks)) as base:  # a server that signs nothing cannot vouch for freshness
         one_line_refusal(learn_argv(world, f"{base}/v1/tasks/stripes"), "(no index)")
+
+
+def test_build_numbers_releases_from_the_published_history(world, tiny, tmp_path):
+    from plada_edge.server.http import load_published
+    from plada_edge.server.tasks import build_tasks
+
+    def build(count: int) -> dict:
+        (tmp_path / "tasks.toml").write_text(
+            f'[server]\ncache = "cache"\nreference = "{tiny["pack"].path}"\n'
+            f'signing_key = "{world["root"] / "server.key"}"\nindex_ttl = "10m"\n\n'
+            f'[tasks.stripes]\ntarget = "{tiny["root"] / "stripes.npz"}"\narch = "tiny_cnn"\nsize = 16\n'
+            f'epochs = 1\nbatch_size = 32\ncount = {count}\nexpires = "30d"\n'
+        )
+        return build_tasks(tmp_path / "tasks.toml")["stripes"]
+
+    first = build(30)
+    assert first["version"] == 1 and first["expires"] > time.time() + 29 * 86400
+    assert build(30)["steps"]["payload"] == "cached" and build(30)["version"] == 1
+    assert build(40)["version"] == 2  # new content: the next release
+    again = build(30)  # the old settings again: its cached payload is older than what was published
+    assert again["version"] == 3 and again["steps"]["payload"] == "built"
+    tasks = load_published(tmp_path / "cache")
+    index = signed_index(tasks, SigningKey(world["root"] / "server.key"), 600)
+    assert index["signed"]["tasks"]["stripes"]["version"] == 3
+    assert TrustStore().admit_index(index, world["public"])["stripes"]["sha256"] == again["sha256"]
