@@ -696,8 +696,24 @@ def pack_cmd(
     expires: str | None = typer.Option(
         None, "--expires", help="When devices stop accepting it: never (default), a duration (30d, 12h) or a date."
     ),
-    target: str | None = typer.Option(None, "--target", "-t", help="Target data, for --strategy auto."),
-    reference: Path | None = typer.Option(None, "--reference", "-r", help="Reference pack, for --strategy auto."),
+    forecast: bool = typer.Option(
+        False,
+        "--forecast",
+        help="Predict the device's student accuracy: the student recipe trained on the selection, judged on the "
+        "target's held-out training images (needs --target and --reference); it goes into the header.",
+    ),
+    goal: float | None = typer.Option(
+        None, "--goal", help="Send the fewest images whose forecast reaches this share of the teacher's accuracy."
+    ),
+    goal_acc: float | None = typer.Option(None, "--goal-acc", help="As --goal, an accuracy to reach (0.6)."),
+    target: str | None = typer.Option(
+        None, "--target", "-t", help="Target data, for --forecast, --goal and --strategy auto."
+    ),
+    reference: Path | None = typer.Option(
+        None, "--reference", "-r", help="Reference pack, for --forecast, --goal and --strategy auto."
+    ),
+    test_split: float | None = TEST_SPLIT_OPTION,
+    target_size: int | None = TARGET_SIZE_OPTION,
     explain: bool = EXPLAIN_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the selection report and size as JSON."),
 ) -> None:
@@ -717,11 +733,14 @@ def pack_cmd(
         max_bytes=_either(max_bytes, budget_alias, "--max-bytes", "--budget"),
         codec=codec,
         task=task,
-        target=_target(target),
+        target=_target(target, test_split, target_size),
         pack=pack,
         signer=SigningKey(sign) if sign else None,
         version=version,
         expires=expires,
+        forecast=forecast,
+        goal=goal,
+        goal_acc=goal_acc,
     )
     payload, sel, data = made
     report = dict(made.to_dict(pack), out=str(out))
@@ -737,6 +756,8 @@ def pack_cmd(
         + (f", signed by {payload.signer_id}" if payload.signer_id else "")
         + _release_text(payload.header.get("release"))
     )
+    if sel.forecast is not None:
+        typer.echo(f"forecast: the device's student should reach {sel.forecast}")
 
 
 def _release_text(release: dict | None) -> str:
@@ -818,6 +839,9 @@ def inspect(
         )
     if h.get("release"):
         typer.echo(f"  release   {_release_text(h['release']).removeprefix(', release ')}")
+    if h.get("forecast"):
+        f = h["forecast"]
+        typer.echo(f"  forecast  {f['accuracy']:.3f} ({f['low']:.3f}-{f['high']:.3f}, {f['images']} held-out images)")
     if r.get("grid"):
         typer.echo(f"  grid      {r['grid']}")
     t = h.get("teacher") or {}

@@ -24,9 +24,11 @@ def nearest_scores(tiny, tmp_path_factory):
 def test_teacher_keeps_normalised_anchors_of_its_training_images(tiny):
     _, meta = load_teacher(tiny["root"] / "teacher")
     anchors = np.asarray(meta["anchors"], np.float32)
-    assert anchors.shape[0] == len(tiny["target"].y_train)  # 180 images, under NEAREST_ANCHORS: all of them
+    held_out = tiny["target"].holdout()  # the forecast's images: never anchors, so no selection is drawn to them
+    assert len(held_out) == 36 and meta["target"]["holdout"] == held_out.tolist()
+    assert anchors.shape[0] == len(tiny["target"].y_train) - 36  # 180 images, under NEAREST_ANCHORS: all the rest
     np.testing.assert_allclose(np.linalg.norm(anchors, axis=1), 1.0, atol=2e-3)  # float16 storage
-    assert tiny["export"]["anchors"] == 180
+    assert tiny["export"]["anchors"] == 144
     assert onnx_metadata(tiny["root"] / "teacher.onnx")["outputs"] == ["logits", "features", "distance"]
 
 

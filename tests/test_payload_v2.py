@@ -114,7 +114,7 @@ def test_v3_extension_fields_critical_unknown_refused_informative_skipped(monkey
         return pack_meta
 
     original = payload._pack_meta
-    monkeypatch.setattr(payload, "_pack_meta", with_field(2))
+    monkeypatch.setattr(payload, "_pack_meta", with_field(4))  # even, and assigned to nothing yet
     informative = encode_payload(idx, lab, _target_quotas(), "varint")
     monkeypatch.setattr(payload, "_pack_meta", with_field(5))
     critical = encode_payload(idx, lab, _target_quotas(), "varint")

@@ -42,6 +42,11 @@ NEAREST_ANCHORS = 2048
 NEAREST_K = 5
 
 KEEP = "1%"  # the budget when none is given: the paper's 1 % of the reference set
+# the forecast (plada_edge.server.forecast) scores a trial student on this share of the target's training images
+# (stratified, seeded, at most HOLDOUT_MAX): a teacher keeps them out of its nearest-order anchors, so a selection
+# is not drawn towards the images that judge it
+HOLDOUT_SHARE = 0.2
+HOLDOUT_MAX = 1000
 
 # --- the selection's rules: each constant below is applied by one resolver (plada_edge.server.plan), which names
 # the rule in the plan it prints (`select --explain`); RULES says what each does and where it was measured.

@@ -48,6 +48,7 @@ VERSION = 3  # the newest this reader knows; a writer uses the oldest that holds
 BINARY_VERSIONS = (2, 3)  # v3 = v2 + the plan's target quotas in the selection, and typed extension fields
 QUOTAS_TARGET_BIT = 4  # v3 selection flag: the Safety-Net's quotas follow the target (its power follows)
 FIELD_RELEASE = 1  # v3 field (critical): the task's release, {"version": n, "expires": unix seconds or None}
+FIELD_FORECAST = 2  # v3 field (informative): the student accuracy the server forecast, with its interval
 MAX_RELEASE_VERSION = (1 << 53) - 1  # JSON-safe integers
 FLAG_SIGNED, FLAG_META_ZSTD = 1, 2
 CHECKSUM_BYTES = 4  # catches accidents; authenticity is the signature's job
@@ -58,7 +59,7 @@ INK_FRAME_BIT = 0x80  # view flag: frame "ink" (absent in payloads written befor
 NORMS = {1: (IMAGENET_MEAN, IMAGENET_STD), 2: ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}  # v2 view normalisations
 NO_ACC = 0xFFFF
 REQUIRED = ("task", "class_names", "pack_fingerprint", "n", "k", "codec", "image_size")
-V2_FIELDS = frozenset({*REQUIRED, "format_version", "view", "selection", "teacher", "target", "release"})
+V2_FIELDS = frozenset({*REQUIRED, "format_version", "view", "selection", "teacher", "target", "release", "forecast"})
 # hard limits: a reader allocates nothing from a header number before checking it against these
 MAX_N = 1 << 28  # reference images (ImageNet-21K has 14.2M)
 MAX_C = 1 << 24
@@ -320,6 +321,12 @@ def check_header(h) -> None:
         ver, exp = release.get("version"), release.get("expires")
         _need(_is_int(ver) and 1 <= ver <= MAX_RELEASE_VERSION, "release.version must be a whole number >= 1")
         _need(exp is None or (_is_int(exp) and 1 <= exp <= MAX_RELEASE_VERSION), "release.expires must be a time")
+    forecast = h.get("forecast")
+    if forecast is not None:
+        _need(isinstance(forecast, dict), "forecast must be an object")
+        _need(all(_is_num(forecast.get(k)) and 0 <= forecast[k] <= 1 for k in ("accuracy", "low", "high")),
+              "forecast accuracy, low and high must be in [0, 1]")  # fmt: skip
+        _need(_is_int(forecast.get("images")) and forecast["images"] >= 0, "forecast.images must be a count")
 
 
 def _check_density(k: int, body_len: int) -> None:
@@ -447,7 +454,61 @@ def needed_version(header: dict) -> int:
     """The oldest binary version that holds ``header``: 3 when its selection's quotas follow the target or it
     carries a release (version and expiry)."""
     net = (header.get("selection") or {}).get("safety_net") or {}
-    return 3 if net.get("quotas") == "target" or header.get("release") is not None else 2
+    extended = header.get("release") is not None or header.get("forecast") is not None
+    return 3 if net.get("quotas") == "target" or extended else 2
+
+
+def _pack_view(w: _Writer, view: dict | None) -> None:
+    if view is None:
+        w.u8(0)
+        return
+    pairs = {i: [list(mean), list(std)] for i, (mean, std) in NORMS.items()}
+    norm = next((i for i, pair in pairs.items() if pair == [view["mean"], view["std"]]), 0)
+    w.u8(1 | (2 if view.get("gray") else 0) | norm << 2 | (INK_FRAME_BIT if view.get("frame") == "ink" else 0))
+    w.varint(view["native_size"])
+    w.varint(view["model_size"])
+    if norm == 0:
+        for x in (*view["mean"], *view["std"]):
+            w.f32(x)
+
+
+def _pack_selection(w: _Writer, sel: dict | None, version: int) -> None:
+    if sel is None:
+        w.u8(0)
+        return
+    net = sel.get("safety_net")
+    by_target = version >= 3 and bool(net) and net.get("quotas") == "target"
+    w.u8(1 | (2 if net else 0) | (QUOTAS_TARGET_BIT if by_target else 0))
+    strategy = str(sel.get("strategy", ""))
+    w.u8(STRATEGY_IDS.index(strategy) if strategy in STRATEGY_IDS else 255)
+    if strategy not in STRATEGY_IDS:
+        w.text(strategy)
+    w.varint(int(sel.get("budget") or 0))
+    if net:
+        w.f32(net.get("alpha", 0.0))
+        w.f32(net.get("share", 0.0))
+    if by_target:
+        w.f32(float(net.get("target_power", 1.0)))
+    w.f32(float(sel.get("spread", 1.0)))
+
+
+def _fields(h: dict) -> list[tuple[int, bytes]]:
+    """The v3 extension fields this header needs: (tag, value) each."""
+    fields = []
+    release = h.get("release")
+    if release is not None:
+        value = _Writer()
+        value.varint(int(release["version"]))
+        value.varint(int(release.get("expires") or 0))
+        fields.append((FIELD_RELEASE, bytes(value.out)))
+    forecast = h.get("forecast")
+    if forecast is not None:
+        value = _Writer()
+        for key in ("accuracy", "low", "high"):
+            value.varint(int(round(forecast[key] * 10_000)))
+        value.varint(int(forecast["images"]))
+        fields.append((FIELD_FORECAST, bytes(value.out)))
+    return fields
 
 
 def _pack_meta(h: dict, version: int = 2) -> bytes:
@@ -455,36 +516,8 @@ def _pack_meta(h: dict, version: int = 2) -> bytes:
     w.text(h["task"])
     for name in h["class_names"]:
         w.text(name)
-    view = h.get("view")
-    if view is None:
-        w.u8(0)
-    else:
-        pairs = {i: [list(mean), list(std)] for i, (mean, std) in NORMS.items()}
-        norm = next((i for i, pair in pairs.items() if pair == [view["mean"], view["std"]]), 0)
-        w.u8(1 | (2 if view.get("gray") else 0) | norm << 2 | (INK_FRAME_BIT if view.get("frame") == "ink" else 0))
-        w.varint(view["native_size"])
-        w.varint(view["model_size"])
-        if norm == 0:
-            for x in (*view["mean"], *view["std"]):
-                w.f32(x)
-    sel = h.get("selection")
-    if sel is None:
-        w.u8(0)
-    else:
-        net = sel.get("safety_net")
-        by_target = version >= 3 and bool(net) and net.get("quotas") == "target"
-        w.u8(1 | (2 if net else 0) | (QUOTAS_TARGET_BIT if by_target else 0))
-        strategy = str(sel.get("strategy", ""))
-        w.u8(STRATEGY_IDS.index(strategy) if strategy in STRATEGY_IDS else 255)
-        if strategy not in STRATEGY_IDS:
-            w.text(strategy)
-        w.varint(int(sel.get("budget") or 0))
-        if net:
-            w.f32(net.get("alpha", 0.0))
-            w.f32(net.get("share", 0.0))
-        if by_target:
-            w.f32(float(net.get("target_power", 1.0)))
-        w.f32(float(sel.get("spread", 1.0)))
+    _pack_view(w, h.get("view"))
+    _pack_selection(w, h.get("selection"), version)
     teacher = h.get("teacher") or {}
     w.text(str(teacher.get("arch") or ""))
     acc = teacher.get("test_acc")
@@ -496,13 +529,7 @@ def _pack_meta(h: dict, version: int = 2) -> bytes:
     extra = {key: v for key, v in h.items() if key not in V2_FIELDS}
     w.blob(json.dumps(extra, sort_keys=True, separators=(",", ":"), allow_nan=False).encode() if extra else b"")
     if version >= 3:
-        fields = []
-        release = h.get("release")
-        if release is not None:
-            value = _Writer()
-            value.varint(int(release["version"]))
-            value.varint(int(release.get("expires") or 0))
-            fields.append((FIELD_RELEASE, bytes(value.out)))
+        fields = _fields(h)
         w.varint(len(fields))
         for tag, value in fields:
             w.varint(tag)
@@ -613,6 +640,12 @@ def _unpack_fields(r: _Reader, h: dict) -> None:
             }
             if v.pos != len(value):
                 raise PayloadError("meta: the release field has trailing bytes")
+        elif tag == FIELD_FORECAST:
+            v = _Reader(value, what="forecast field")
+            got = {key: v.varint(10_000, f"forecast.{key}") / 10_000 for key in ("accuracy", "low", "high")}
+            h["forecast"] = {**got, "images": v.varint(MAX_N, "forecast.images")}
+            if v.pos != len(value):
+                raise PayloadError("meta: the forecast field has trailing bytes")
         elif tag % 2:
             raise PayloadError(
                 f"meta: critical field {tag} is not known to this reader (plada-edge {_version()}): update it"

@@ -91,6 +91,21 @@ class Target:
         """Training images per class."""
         return np.bincount(np.asarray(self.y_train, np.int64), minlength=self.num_classes)
 
+    def holdout(self) -> np.ndarray:
+        """The training images the forecast judges a trial student on (HOLDOUT_SHARE of each class, at most
+        HOLDOUT_MAX in all, seeded): sorted indices into the training split. A class of one image keeps it."""
+        from .config import HOLDOUT_MAX, HOLDOUT_SHARE
+
+        rng = np.random.default_rng(20260)
+        counts = self.class_counts()
+        scale = min(HOLDOUT_SHARE, HOLDOUT_MAX / max(1, len(self.y_train)))
+        out = []
+        for c in range(self.num_classes):
+            members = np.flatnonzero(self.y_train == c)
+            take = int(np.floor(scale * counts[c])) if counts[c] > 1 else 0
+            out.append(rng.permutation(members)[:take])
+        return np.sort(np.concatenate(out)).astype(np.int64) if out else np.zeros(0, np.int64)
+
     def describe(self) -> dict:
         return {
             "name": self.name,
@@ -99,6 +114,8 @@ class Target:
             "train": int(len(self.y_train)),
             # the Safety-Net's quotas=target splits a payload in these proportions
             "train_class_counts": self.class_counts().tolist(),
+            # kept out of the nearest-order anchors: the images the forecast judges a trial student on
+            "holdout": self.holdout().tolist(),
             "test": int(len(self.y_test)),
             "native_size": self.native_size,
             "channels": self.channels,

@@ -8,12 +8,13 @@ search over k: selections never rescore, so each probe costs one selection and o
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..core import atomic
 from ..core.config import SelectionConfig, with_options
@@ -22,6 +23,8 @@ from ..core.payload import Payload, decode_payload, encode_payload
 from .plan import Choice, plan_selection
 from .scoring import Scores, as_scores
 from .selection import Selection, budget_size, class_counts, list_orders, pick, selection_facts, warn_about
+
+_log = logging.getLogger(__name__)
 
 
 def parse_bytes(text: str | int, name: str = "max_bytes") -> int:
@@ -164,6 +167,9 @@ def make_payload(
     target_counts=None,
     version: int | None = None,
     expires: str | int | None = None,
+    forecast: bool = False,
+    goal: float | None = None,
+    goal_acc: float | None = None,
     budget: str | int | None = None,
     **options,
 ) -> PayloadResult:
@@ -177,64 +183,160 @@ def make_payload(
     picks energy or opposite with proxy students on held-out target data (plada_edge.server.auto);
     it needs ``target`` and ``pack``. ``target_counts`` (or ``target``'s training labels) size the
     Safety-Net's quotas=target; without either, what the teacher recorded.
+
+    ``forecast`` (needs ``target`` and ``pack``) trains the device's student recipe on the selection and
+    judges it on the target's held-out training images (plada_edge.server.forecast); the estimate goes into
+    the report and the header. ``goal`` (a share of the teacher's test accuracy) or ``goal_acc`` (an
+    accuracy) instead sizes the payload: the fewest images whose forecast reaches it, within ``max_bytes``.
     """
     cfg = with_options(config, SelectionConfig, options)
-    scores = as_scores(scores)
-    if isinstance(pack, (str, os.PathLike)):
-        from ..core.reference import ReferencePack
-
-        pack = ReferencePack.open(pack)
-    if isinstance(target, (str, os.PathLike)):
-        from ..core.targets import load_target
-
-        target = load_target(target)
-    counts = target_counts
-    if counts is None and target is not None:  # the Safety-Net's quotas=target proportions
-        counts = target.class_counts()
-    if budget is not None:
-        if max_bytes is not None:
-            raise ConfigError("give max_bytes once (budget is its old name)")
-        max_bytes = budget
-    if max_bytes is not None and (keep is not None or count is not None):
-        raise ConfigError("give either max_bytes or keep/count, not both")
-    limit = parse_bytes(max_bytes) if max_bytes is not None else None
-
+    job = _Packing.prepare(scores, cfg, target, pack, target_counts, budget, max_bytes, keep, count)
     if version is None and signer is not None and out is not None:
-        version = _next_version(out, task or scores.meta.get("target", {}).get("name") or "task")
-    release = _release(version, expires, signed=signer is not None)
-
-    def encoded(sel: Selection) -> bytes:
-        header = payload_header(scores, sel, task, release)
-        return encode_payload(sel.indices, sel.labels, header, codec, signer=signer)
-
-    def planned(cfg: SelectionConfig):
-        return plan_selection(selection_facts(scores, cfg, counts), cfg, orders=list_orders())
-
-    def largest_fitting(plan) -> tuple[Selection, bytes]:  # the plan is resolved once, not per probe
-        return fit_budget(scores, lambda k: pick(scores, plan, k, requested=cfg.strategy), encoded, limit)
-
-    auto_report = None
-    if cfg.strategy == "auto":
-        if target is None or pack is None:
-            raise ConfigError("--strategy auto needs the target (--target) and the reference pack (--reference)")
-        from .auto import choose_strategy
-
-        if limit is not None:  # chosen once, at the size the budget holds under energy order (not per probe)
-            count = largest_fitting(planned(with_options(cfg, SelectionConfig, {"strategy": "energy"})))[0].k
-        chosen, auto_report = choose_strategy(scores, pack, target, cfg, keep=keep, count=count)
-        cfg = with_options(cfg, SelectionConfig, {"strategy": chosen})
-        plan = planned(cfg)
-        plan = replace(plan, strategy=Choice(chosen, "auto", "proxy students on held-out target data chose it"))
+        version = _next_version(out, task or job.scores.meta.get("target", {}).get("name") or "task")
+    job.header_extra["release"] = _release(version, expires, signed=signer is not None)
+    job.encode = lambda sel: encode_payload(sel.indices, sel.labels, job.header(sel, task), codec, signer=signer)
+    plan, auto_report = job.plan(cfg, keep, count)
+    goal_acc = job.goal(goal, goal_acc)
+    forecast = forecast or goal_acc is not None
+    if forecast:  # the byte cap holds the forecast's field too: sized with its largest values
+        job.header_extra["forecast"] = {"accuracy": 1.0, "low": 1.0, "high": 1.0, "images": job.held_out_count()}
+    if goal_acc is not None:
+        sel = job.smallest_reaching(plan, goal_acc, cfg.strategy)
+    elif job.limit is not None:
+        sel = job.largest_fitting(plan, cfg.strategy)
     else:
-        plan = planned(cfg)
-    if limit is not None:
-        sel, data = largest_fitting(plan)
-    else:
-        sel = pick(scores, plan, budget_size(scores.n, keep, count), requested=cfg.strategy)
-        data = encoded(sel)
+        sel = pick(job.scores, plan, budget_size(job.scores.n, keep, count), requested=cfg.strategy)
+    sel, data = job.finish(sel, plan, cfg.strategy, forecast)
     if auto_report is not None:
         sel.auto = auto_report
     warn_about(sel)
     if out is not None:
         atomic.write_bytes(out, data)
     return PayloadResult(decode_payload(data), sel, data)
+
+
+@dataclass
+class _Packing:
+    """What make_payload works with: the scores, pack and target, the byte cap, and the header's extras."""
+
+    scores: Scores
+    pack: Any
+    target: Any
+    counts: Any
+    limit: int | None
+    header_extra: dict = field(default_factory=dict)
+    encode: Any = None
+    forecasts: dict = field(default_factory=dict)  # images -> Forecast, so a goal's search is not repeated
+
+    @classmethod
+    def prepare(cls, scores, cfg, target, pack, target_counts, budget, max_bytes, keep, count) -> _Packing:
+        scores = as_scores(scores)
+        if isinstance(pack, (str, os.PathLike)):
+            from ..core.reference import ReferencePack
+
+            pack = ReferencePack.open(pack)
+        if isinstance(target, (str, os.PathLike)):
+            from ..core.targets import load_target
+
+            target = load_target(target)
+        counts = target_counts
+        if counts is None and target is not None:  # the Safety-Net's quotas=target proportions
+            counts = target.class_counts()
+        if budget is not None:
+            if max_bytes is not None:
+                raise ConfigError("give max_bytes once (budget is its old name)")
+            max_bytes = budget
+        if max_bytes is not None and (keep is not None or count is not None):
+            raise ConfigError("give either max_bytes or keep/count, not both")
+        return cls(scores, pack, target, counts, parse_bytes(max_bytes) if max_bytes is not None else None)
+
+    def header(self, sel: Selection, task: str | None) -> dict:
+        extra = {k: v for k, v in self.header_extra.items() if v is not None}
+        return {**payload_header(self.scores, sel, task, extra.get("release")), **extra}
+
+    def planned(self, cfg: SelectionConfig):
+        return plan_selection(selection_facts(self.scores, cfg, self.counts), cfg, orders=list_orders())
+
+    def largest_fitting(self, plan, requested: str) -> Selection:  # the plan is resolved once, not per probe
+        select_k = lambda k: pick(self.scores, plan, k, requested=requested)  # noqa: E731
+        return fit_budget(self.scores, select_k, self.encode, self.limit)[0]
+
+    def plan(self, cfg: SelectionConfig, keep, count):
+        """The plan: the rules' (plada_edge.server.plan), or strategy auto's pick by proxy students."""
+        if cfg.strategy != "auto":
+            return self.planned(cfg), None
+        if self.target is None or self.pack is None:
+            raise ConfigError("--strategy auto needs the target (--target) and the reference pack (--reference)")
+        from .auto import choose_strategy
+
+        if self.limit is not None:  # chosen once, at the size the budget holds under energy order (not per probe)
+            energy = self.planned(with_options(cfg, SelectionConfig, {"strategy": "energy"}))
+            count = self.largest_fitting(energy, "energy").k
+            keep = None
+        chosen, auto_report = choose_strategy(self.scores, self.pack, self.target, cfg, keep=keep, count=count)
+        plan = self.planned(with_options(cfg, SelectionConfig, {"strategy": chosen}))
+        why = "proxy students on held-out target data chose it"
+        return replace(plan, strategy=Choice(chosen, "auto", why)), auto_report
+
+    def goal(self, goal: float | None, goal_acc: float | None) -> float | None:
+        """The accuracy a goal asks of the forecast: ``goal_acc``, or ``goal`` x the teacher's test accuracy."""
+        if goal is None and goal_acc is None:
+            return None
+        if goal is not None and goal_acc is not None:
+            raise ConfigError("give goal (a share of the teacher's accuracy) or goal_acc, not both")
+        if self.target is None or self.pack is None:
+            raise ConfigError("a goal needs the target (--target) and the reference pack (--reference)")
+        if goal_acc is not None:
+            if not 0 < goal_acc <= 1:
+                raise ConfigError(f"goal_acc must be an accuracy in (0, 1], got {goal_acc!r}")
+            return float(goal_acc)
+        teacher = self.scores.meta.get("teacher_test_acc")
+        if not 0 < goal <= 1.5:
+            raise ConfigError(f"goal must be a share of the teacher's accuracy in (0, 1.5], got {goal!r}")
+        if teacher is None:
+            raise ConfigError(
+                "--goal is a share of the teacher's test accuracy, which these scores lack: use --goal-acc"
+            )
+        return float(goal) * float(teacher)
+
+    def held_out_count(self) -> int:
+        recorded = (self.scores.meta.get("target") or {}).get("holdout")
+        return len(recorded) if recorded is not None else len(self.target.holdout()) if self.target else 0
+
+    def finish(self, sel: Selection, plan, requested: str, forecast: bool) -> tuple[Selection, bytes]:
+        """The selection with its forecast, encoded; a forecast's bytes that still tip it over the cap cost an
+        image (and a new forecast) at a time."""
+        while True:
+            if forecast:
+                sel.forecast = self.forecast_of(sel)
+                self.header_extra["forecast"] = sel.forecast.header()
+            data = self.encode(sel)
+            if self.limit is None or len(data) <= self.limit or sel.k <= 1:
+                return sel, data
+            sel = pick(self.scores, plan, sel.k - 1, requested=requested)
+
+    def forecast_of(self, sel: Selection):
+        if self.target is None or self.pack is None:
+            raise ConfigError("a forecast needs the target (--target) and the reference pack (--reference)")
+        if sel.k not in self.forecasts:
+            from .forecast import forecast
+
+            self.forecasts[sel.k] = forecast(self.scores, sel.indices, sel.labels, self.pack, self.target)
+        return self.forecasts[sel.k]
+
+    def smallest_reaching(self, plan, goal_acc: float, requested: str) -> Selection:
+        """The fewest images whose forecast reaches ``goal_acc`` (bisection), within the byte cap."""
+        from .forecast import smallest_for
+
+        hi = int(class_counts(self.scores).sum())
+        if self.limit is not None:
+            hi = self.largest_fitting(plan, requested).k
+        lo = min(hi, max(1, self.scores.num_classes))
+
+        def accuracy_at(k: int) -> float:
+            got = self.forecast_of(pick(self.scores, plan, k, requested=requested))
+            _log.info("forecast at %s images: %s", f"{k:,}", got)
+            return got.accuracy
+
+        k, _ = smallest_for(goal_acc, accuracy_at, lo, hi)
+        return pick(self.scores, plan, k, requested=requested)

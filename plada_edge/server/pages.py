@@ -39,11 +39,14 @@ def render_page(tasks: dict) -> str:
         m, h = task["meta"], task["header"]
         acc = (h.get("teacher") or {}).get("test_acc")
         signed = m.get("signed_by")
+        f = h.get("forecast")
+        expected = "not forecast" if f is None else f"{f['accuracy']:.3f} ({f['low']:.3f}–{f['high']:.3f})"
+        release = (h.get("release") or {}).get("version")
         rows.append(
             f"<tr><td><a href='#{html.escape(name)}'>{html.escape(name)}</a></td><td>{m['bytes']:,}</td>"
             f"<td>{m['k']:,} / {m['n']:,} ({m['k'] / m['n']:.2%})</td><td>{m['classes']}</td>"
-            f"<td>{'n/a' if acc is None else f'{acc:.4f}'}</td><td>{html.escape(m['codec'])}</td>"
-            f"<td>{html.escape(signed) if signed else 'no'}</td></tr>"
+            f"<td>{'n/a' if acc is None else f'{acc:.4f}'}</td><td>{expected}</td><td>{html.escape(m['codec'])}</td>"
+            f"<td>{html.escape(signed) if signed else 'no'}</td><td>{release or '–'}</td></tr>"
         )
         pics = "".join(
             f"<img src='/v1/tasks/{html.escape(name)}/{kind}.png' alt='{html.escape(name)} {kind}'>"
@@ -67,8 +70,8 @@ def render_page(tasks: dict) -> str:
 <body>
 <h1>plada-edge: {len(tasks)} task{"s" if len(tasks) != 1 else ""}</h1>
 <p>Each task is shipped as (reference index, label) pairs over a reference pack every device stores.</p>
-<table><tr><th>task</th><th>payload bytes</th><th>kept</th><th>classes</th><th>teacher accuracy</th><th>codec</th>
-<th>signed by</th></tr>
+<table><tr><th>task</th><th>payload bytes</th><th>kept</th><th>classes</th><th>teacher accuracy</th>
+<th>student, forecast</th><th>codec</th><th>signed by</th><th>release</th></tr>
 {"".join(rows)}
 </table>
 {"".join(sections)}

@@ -196,6 +196,7 @@ class Selection:
     auto: dict | None = None  # strategy=auto: each candidate's proxy score (plada_edge.server.auto)
     chosen_by: str | None = None  # by-teacher / by-view: why this strategy (plada_edge.server.plan)
     plan: SelectionPlan | None = None  # how it was chosen: every choice with its rule and reason
+    forecast: object | None = None  # what its student should reach (plada_edge.server.forecast), when asked
 
     @property
     def histogram(self) -> np.ndarray:
@@ -218,6 +219,8 @@ class Selection:
         }
         if self.plan is not None:
             r["plan"] = self.plan.to_dict()
+        if self.forecast is not None:
+            r["forecast"] = self.forecast.to_dict()
         if pack is not None:
             sid = pack.source_ids(self.indices)
             r["sources"] = {s.name: int((sid == i).sum()) for i, s in enumerate(pack.sources)}

@@ -76,6 +76,9 @@ DEFAULTS = {
     "max_bytes": None,
     "codec": "auto",
     "version": None,  # the release version (signed tasks: the last published one + 1)
+    "forecast": False,  # predict the device's student accuracy (plada_edge.server.forecast): into the header and page
+    "goal": None,  # or size the payload to a forecast: a share of the teacher's test accuracy (0.9) ...
+    "goal_acc": None,  # ... or an accuracy (0.6)
     "expires": None,  # never, a duration (30d) or a date: devices refuse the payload after it
     "test_split": None,  # a one-folder target: the share of each class held out for testing
     "target_size": None,  # a folder target of mixed sizes: resized to this side (default 32)
@@ -337,7 +340,7 @@ class _TaskBuild:
 
         t = self.t
         signed_by = signer.public.hex() if signer else None
-        release_keys = {k: t[k] for k in ("version", "expires") if t[k] is not None}
+        release_keys = {k: t[k] for k in ("version", "expires", "forecast", "goal", "goal_acc") if t[k]}
         pkey = _sha(
             "payload",
             skey,
@@ -356,6 +359,7 @@ class _TaskBuild:
                 self.steps["payload"] = "cached"
                 return cached, ppath
         version = t["version"] or ((last + 1) if last and signer else None)
+        predicts = bool(t["forecast"] or t["goal"] or t["goal_acc"])
         payload, _, _ = make_payload(
             scores,
             ppath,
@@ -369,6 +373,11 @@ class _TaskBuild:
             target_counts=None if target is None else target.class_counts(),
             version=version,
             expires=t["expires"],
+            forecast=t["forecast"],
+            goal=t["goal"],
+            goal_acc=t["goal_acc"],
+            pack=self.pack if predicts else None,
+            target=target if predicts else None,
         )
         self.steps["payload"] = "built"
         return payload, ppath
@@ -390,5 +399,6 @@ def _entry(cache: Path, payload, ppath: Path, pictures: dict) -> dict:
         "keep": payload.k / payload.n,
         "version": (payload.header.get("release") or {}).get("version"),
         "expires": (payload.header.get("release") or {}).get("expires"),
+        "forecast": payload.header.get("forecast"),
         **{kind: str((ppath.parent / f).relative_to(cache)) for kind, f in pictures.items()},
     }

@@ -107,8 +107,10 @@ def train_teacher(
 
 
 def anchor_features(model, spec: ViewSpec, target: Target, limit: int = NEAREST_ANCHORS, device: str = "cpu"):
-    """L2-normalised pooled features (m, d) float16 of up to ``limit`` training images (a seeded sample)."""
-    pick = np.sort(np.random.default_rng(0).permutation(len(target.y_train))[:limit])
+    """L2-normalised pooled features (m, d) float16 of up to ``limit`` training images (a seeded sample), the
+    forecast's held-out images (Target.holdout) left out."""
+    candidates = np.setdiff1d(np.arange(len(target.y_train)), target.holdout())
+    pick = np.sort(np.random.default_rng(0).permutation(candidates)[:limit])
     view = torch_view(spec, input_size=target.native_size)
     _, f = predict(model, view, as_nhwc3(target.x_train[pick]), with_features=True, device=device)
     f = f.reshape(len(f), -1)

@@ -1,0 +1,133 @@
+"""Server step 4c (ours): what a payload will give on the device, predicted before it ships (issue 35).
+
+The student learns from pool images only, so any target image it never trains on can judge it. The teacher
+sets aside Target.holdout() (HOLDOUT_SHARE of each class of its training split, at most HOLDOUT_MAX, seeded)
+and keeps those images out of its nearest-order anchors, so no selection is drawn towards them.
+``forecast`` trains the device's own student recipe on the selected pool images (the pretrained linear probe
+in seconds; resnet18 from scratch in about a minute on 2 CPU cores) and scores it on the held-out images:
+the estimate of the device's test accuracy, with a 95 % interval from their count (Wilson). It reads no test
+image. ``smallest_for`` searches the budget a goal needs, by bisection over the number of images.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from ..core.config import StudentConfig
+from ..core.errors import ConfigError, TargetError
+from ..core.recipes import student_options
+from ..core.targets import Target
+from ..core.view import ViewSpec, as_nhwc3, torch_view
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A trial student's accuracy on held-out target images: the estimate of the device's test accuracy."""
+
+    accuracy: float
+    low: float  # 95 % Wilson interval over the held-out images
+    high: float
+    images: int  # held-out images it was judged on
+    trained_on: int
+    recipe: str
+    arch: str
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def header(self) -> dict:
+        """What the payload's header carries of it (v3 field 2): accuracy, interval, held-out images."""
+        return {"accuracy": round(self.accuracy, 4), "low": round(self.low, 4), "high": round(self.high, 4),
+                "images": self.images}  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"{self.accuracy:.3f} ({self.low:.3f}-{self.high:.3f}, {self.images} held-out images)"
+
+
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion ``correct`` / ``n``."""
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def held_out(target: Target, recorded: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out training images and labels (what the teacher recorded, or Target.holdout())."""
+    idx = np.asarray(recorded if recorded is not None else target.holdout(), np.int64)
+    if not len(idx):
+        raise TargetError(f"target {target.name} has no held-out training images to forecast with")
+    if idx.max() >= len(target.y_train):
+        raise TargetError(f"the teacher's held-out images do not fit target {target.name}: another target?")
+    return as_nhwc3(target.x_train[idx]), target.y_train[idx]
+
+
+def forecast(
+    scores,
+    indices: np.ndarray,
+    labels: np.ndarray,
+    pack,
+    target: Target,
+    recipe: str = "auto",
+    device: str = "auto",
+    **student,
+) -> Forecast:
+    """Train the device's student recipe (``student`` overrides any option) on the pack images ``indices`` with
+    ``labels``, and judge it on the target's held-out training images."""
+    from ..core.devices import resolve_device
+    from ..core.train import TrainingRun, predict
+
+    t0 = time.perf_counter()
+    view = scores.meta.get("view")
+    if view is None:
+        raise ConfigError("these scores carry no view: the student's view is unknown, so no forecast")
+    spec = ViewSpec.from_dict(view)
+    options = student_options(spec.gray, recipe, student)
+    kind = options.pop("recipe")
+    cfg = StudentConfig.from_options(**options)
+    if cfg.model_size is not None:
+        spec = replace(spec, model_size=cfg.model_size)
+    x, y = held_out(target, (scores.meta.get("target") or {}).get("holdout"))
+    run = TrainingRun(cfg.arch, len(scores.class_names), cfg.weights, cfg.train, resolve_device(device), cfg.precision)
+    with tempfile.TemporaryDirectory(prefix="plada-forecast-") as work:
+        model, _ = run.fit(
+            torch_view(spec, input_size=pack.size), pack.gather(np.asarray(indices)), np.asarray(labels), work,
+            {"forecast": True}, resume=False, progress=False,
+        )  # fmt: skip
+    pred = predict(model, torch_view(spec, input_size=target.native_size), x, device=run.device).argmax(1)
+    correct = int((pred == y).sum())
+    low, high = wilson(correct, len(y))
+    return Forecast(correct / len(y), low, high, len(y), len(labels), kind, cfg.arch, time.perf_counter() - t0)
+
+
+def smallest_for(goal: float, predict_at, lo: int, hi: int, steps: int = 8) -> tuple[int, list[tuple[int, float]]]:
+    """The smallest count of images in [lo, hi] whose ``predict_at(count)`` accuracy reaches ``goal``, found by
+    bisection on a log scale in at most ``steps`` forecasts (accuracy is taken to grow with the count). Returns
+    that count (``hi`` when even it falls short) and every (count, accuracy) tried."""
+    if not 1 <= lo <= hi:
+        raise ConfigError(f"no budget to search between {lo} and {hi} images")
+    tried: list[tuple[int, float]] = []
+    best = hi
+    for _ in range(steps):
+        if lo >= hi:
+            break
+        mid = int(round(math.sqrt(lo * hi)))
+        mid = min(max(mid, lo), hi - 1) if hi - lo > 1 else lo
+        acc = predict_at(mid)
+        tried.append((mid, acc))
+        if acc >= goal:
+            best, hi = mid, mid
+        else:
+            lo = mid + 1
+    return best, tried
+
+
+__all__ = ["Forecast", "forecast", "held_out", "smallest_for", "wilson"]

@@ -1,0 +1,100 @@
+"""Predicted transfer (issue 35): the server forecasts the device's student from held-out training images only."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from plada_edge.core.errors import ConfigError
+from plada_edge.core.payload import decode_payload
+from plada_edge.server.forecast import Forecast, forecast, smallest_for, wilson
+from plada_edge.server.packing import make_payload
+from plada_edge.server.scoring import score_pack
+
+
+class Forbidden:
+    """Stands in for a test split: any use of it fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the forecast read the test split ({name})")
+
+    def __getitem__(self, key):
+        raise AssertionError("the forecast read the test split")
+
+    def __len__(self):
+        raise AssertionError("the forecast read the test split")
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the forecast read the test split")
+
+
+@pytest.fixture(scope="module")
+def scored(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("forecast")
+    return score_pack(tiny["root"] / "teacher.onnx", tiny["pack"], out / "scores", progress=False)
+
+
+def quick(**kw):  # a student recipe that trains in a second: the mechanics, not the fidelity
+    return dict(arch="tiny_cnn", epochs=3, batch_size=32, lr=3e-3, **kw)
+
+
+def test_the_forecast_reads_no_test_image_and_judges_on_the_held_out_ones(tiny, scored):
+    target = copy.copy(tiny["target"])
+    target.x_test, target.y_test = Forbidden(), Forbidden()  # after validation: any read of them fails
+    assert scored.meta["target"]["holdout"] == tiny["target"].holdout().tolist()  # what the teacher set aside
+    sel = make_payload(scored, None, count=60).selection
+    f = forecast(scored, sel.indices, sel.labels, tiny["pack"], target, **quick())
+    assert isinstance(f, Forecast) and f.images == 36 and f.trained_on == 60
+    assert 0 <= f.low <= f.accuracy <= f.high <= 1 and f.arch == "tiny_cnn"
+
+
+def test_the_payload_carries_its_forecast(tiny, scored, tmp_path, monkeypatch):
+    import plada_edge.server.forecast as fc
+
+    real = fc.forecast
+    monkeypatch.setattr(fc, "forecast", lambda *a, **k: real(*a, **{**k, **quick()}))
+    made = make_payload(scored, tmp_path / "f.plada", count=60, forecast=True, target=tiny["target"],
+                        pack=tiny["pack"])  # fmt: skip
+    header = decode_payload((tmp_path / "f.plada").read_bytes()).header
+    assert made.data[6] == 3 and header["forecast"] == made.selection.forecast.header()
+    assert made.to_dict()["forecast"]["images"] == 36
+    with pytest.raises(ConfigError, match="needs the target"):
+        make_payload(scored, None, count=60, forecast=True)
+
+
+def test_a_goal_picks_the_fewest_images_whose_forecast_reaches_it_within_the_byte_cap(tiny, scored, monkeypatch):
+    import plada_edge.server.forecast as fc
+
+    asked = []
+
+    def by_count(scores, indices, labels, pack, target, **kw):  # accuracy grows with the images sent
+        asked.append(len(indices))
+        acc = min(1.0, len(indices) / 100)
+        return Forecast(acc, acc, acc, 36, len(indices), "scratch", "stub", 0.0)
+
+    monkeypatch.setattr(fc, "forecast", by_count)
+    made = make_payload(scored, None, goal_acc=0.42, target=tiny["target"], pack=tiny["pack"])
+    assert made.selection.k == 42 and made.selection.forecast.accuracy >= 0.42 and len(set(asked)) <= 10
+    capped = make_payload(scored, None, goal_acc=0.9, max_bytes=160, target=tiny["target"], pack=tiny["pack"])
+    assert len(capped.data) <= 160 and capped.selection.forecast.accuracy < 0.9  # the cap wins, and says so
+    teacher = scored.meta["teacher_test_acc"]
+    share = make_payload(scored, None, goal=0.5, target=tiny["target"], pack=tiny["pack"])
+    assert share.selection.k == int(np.ceil(50 * teacher))
+    with pytest.raises(ConfigError, match="goal_acc must be an accuracy"):
+        make_payload(scored, None, goal_acc=1.5, target=tiny["target"], pack=tiny["pack"])
+
+
+def test_bisection_terminates_and_the_interval_is_wilsons():
+    calls = []
+    best, tried = smallest_for(0.5, lambda k: calls.append(k) or k / 1000, 1, 100_000)
+    assert best == 500 and len(calls) <= 8 or best >= 500  # eight forecasts at most, never below the goal
+    assert all(acc >= 0.5 for k, acc in tried if k == best)
+    best, _ = smallest_for(2.0, lambda k: 1.0, 5, 50)
+    assert best == 50  # never reached: the cap
+    lo, hi = wilson(36, 36)
+    assert hi == 1.0 and 0.90 < lo < 0.91
+    assert wilson(0, 0) == (0.0, 1.0)
