@@ -706,6 +706,15 @@ def pack_cmd(
         None, "--goal", help="Send the fewest images whose forecast reaches this share of the teacher's accuracy."
     ),
     goal_acc: float | None = typer.Option(None, "--goal-acc", help="As --goal, an accuracy to reach (0.6)."),
+    soft: int = typer.Option(
+        0,
+        "--soft",
+        min=0,
+        max=8,
+        help="Soft labels of this many bits (0 = off): per image the teacher's runner-up class and its quantised "
+        "confidence, which learn trains on beside the hard label (needs --teacher and --reference).",
+    ),
+    teacher: Path | None = typer.Option(None, "--teacher", help="The teacher .onnx the scores came from, for --soft."),
     target: str | None = typer.Option(
         None, "--target", "-t", help="Target data, for --forecast, --goal and --strategy auto."
     ),
@@ -741,6 +750,8 @@ def pack_cmd(
         forecast=forecast,
         goal=goal,
         goal_acc=goal_acc,
+        soft=soft,
+        teacher=teacher,
     )
     payload, sel, data = made
     report = dict(made.to_dict(pack), out=str(out))
@@ -839,6 +850,8 @@ def inspect(
         )
     if h.get("release"):
         typer.echo(f"  release   {_release_text(h['release']).removeprefix(', release ')}")
+    if h.get("soft"):
+        typer.echo(f"  soft      {h['soft']['bits']}-bit soft labels: the teacher's runner-up and confidence per image")
     if h.get("forecast"):
         f = h["forecast"]
         typer.echo(f"  forecast  {f['accuracy']:.3f} ({f['low']:.3f}-{f['high']:.3f}, {f['images']} held-out images)")
@@ -891,7 +904,7 @@ def assemble(
 
 STUDENT_OPTIONS = ("arch", "epochs", "batch_size", "lr", "backbone_lr", "augment", "label_smoothing", "weights")
 STUDENT_OPTIONS += ("seed", "hflip", "model_size", "expand", "expand_weight", "self_train", "self_train_confidence")
-STUDENT_OPTIONS += ("embedder", "device", "precision")
+STUDENT_OPTIONS += ("embedder", "soft_mix", "device", "precision")
 
 
 @app.command()

@@ -105,8 +105,8 @@ def test_v3_extension_fields_critical_unknown_refused_informative_skipped(monkey
     idx, lab = selection()
 
     def with_field(tag):  # the writer's meta with one extension field in place of the empty list
-        def pack_meta(h, version=2):
-            out = bytearray(original(h, version))
+        def pack_meta(h, version=2, extra_fields=None):
+            out = bytearray(original(h, version, extra_fields))
             assert out[-1] == 0  # the empty field list the writer ends the v3 meta with
             out[-1:] = bytes([1, tag, 3]) + b"abc"
             return bytes(out)
@@ -274,6 +274,10 @@ FUZZ = textwrap.dedent("""
     v3["release"] = {"version": 12, "expires": 1_893_456_000}  # the signed release's field, fuzzed too
     seeds.append((encode_payload(*selection(n=20_000, k=400, seed=9), v3, "model"), False))  # version 3
     seeds.append((encode_payload(*selection(n=20_000, k=400, seed=9), v3, "model", signer=signer), True))
+    from plada_edge.core.payload import SoftLabels
+    si, sl = selection(n=20_000, k=400, seed=11)
+    soft = SoftLabels.of((sl + 1) % 10, np.linspace(0.5, 1, 400), 3)
+    seeds.append((encode_payload(si, sl, v3, "model", soft=soft), False))  # soft labels, fuzzed too
 
     def seal(prefix, signed):
         return prefix + (signer.public + signer.sign(prefix) if signed else hashlib.sha256(prefix).digest()[:4])

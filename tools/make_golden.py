@@ -10,6 +10,7 @@ of the payload each codec writes for a fixed selection, and energy_stats of a fi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import sys
@@ -80,6 +81,27 @@ def example_packet() -> str:
     )
 
 
+def example_soft() -> str:
+    """docs/payload-format.md's soft-label bytes: the same payload with 3-bit soft labels."""
+    from plada_edge.core.payload import SoftLabels, decode_payload, encode_payload
+
+    head = {"task": "demo", "class_names": ["cat", "dog"], "pack_fingerprint": "f" * 64, "n": 97, "image_size": 32}
+    head["selection"], head["release"] = _golden.V3_SELECTION, _golden.V3_RELEASE
+    labels = [0, 1, 1, 0, 1]
+    soft = SoftLabels.of([1, 0, 0, 1, 0], [0.95, 0.6, 0.8, 1.0, 0.7], 3)
+    data = encode_payload([3, 17, 40, 41, 90], labels, head, "varint", version=3, soft=soft)
+    p = decode_payload(data)
+    blob = soft.pack(2)
+    return "\n".join(
+        [
+            "The same payload with 3-bit soft labels (runner-ups 1 0 0 1 0, confidences 0.95 0.6 0.8 1.0 0.7, read "
+            f"back as {' '.join(f'{c:.3f}' for c in p.soft.confidence)}): field 3 is "
+            f"`{blob.hex(' ')}` ({len(blob)} bytes), the payload {len(data)} bytes, SHA-256 "
+            f"`{hashlib.sha256(data).hexdigest()}`.",
+        ]
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument(
@@ -109,6 +131,7 @@ def main() -> None:
         command = "python tools/make_golden.py --update-docs"
         replace_section("golden-v3", example_v3(), command, doc="payload-format.md")
         replace_section("golden-packet", example_packet(), command, doc="payload-format.md")
+        replace_section("golden-soft", example_soft(), command, doc="payload-format.md")
     print(json.dumps({"written": str(GOLDEN), "simd": native.simd_level()}))
 
 

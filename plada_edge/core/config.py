@@ -266,6 +266,9 @@ class TrainConfig:
     label_smoothing: float = opt(0.0, "Label smoothing.")
     augment: str = opt("shift", "shift (random shifts) or trivial (+ TrivialAugmentWide).", choices=AUGMENTS)
     backbone_lr: float = opt(1.0, "Backbone learning rate as a share of --lr (the head gets --lr; 0 = a linear probe).")
+    # a payload's soft labels (its teacher's top two) enter the loss at this weight, the hard label's at 1 - it;
+    # temperature 1: the targets are the teacher's own softmax shares (plada_edge.core.payload.SoftLabels)
+    soft_mix: float = opt(0.5, "Weight of a payload's soft labels in the loss (the hard label gets the rest).")
     threads: int = 0  # torch intra-op threads (0 = all CPUs)
 
     def __post_init__(self) -> None:
@@ -290,6 +293,7 @@ class TrainConfig:
             f"backbone_lr must be in [0, 1] (a share of lr), got {self.backbone_lr!r}",
         )
         _check(_whole(self.threads) and self.threads >= 0, f"threads must be >= 0, got {self.threads!r}")
+        _check(_finite(self.soft_mix) and 0 <= self.soft_mix <= 1, f"soft_mix must be in [0, 1], got {self.soft_mix!r}")
 
 
 def _model_size_ok(size: Any) -> bool:

@@ -49,6 +49,7 @@ BINARY_VERSIONS = (2, 3)  # v3 = v2 + the plan's target quotas in the selection,
 QUOTAS_TARGET_BIT = 4  # v3 selection flag: the Safety-Net's quotas follow the target (its power follows)
 FIELD_RELEASE = 1  # v3 field (critical): the task's release, {"version": n, "expires": unix seconds or None}
 FIELD_FORECAST = 2  # v3 field (informative): the student accuracy the server forecast, with its interval
+FIELD_SOFT = 3  # v3 field (critical): per kept image, the teacher's runner-up class and quantised confidence
 MAX_RELEASE_VERSION = (1 << 53) - 1  # JSON-safe integers
 FLAG_SIGNED, FLAG_META_ZSTD = 1, 2
 CHECKSUM_BYTES = 4  # catches accidents; authenticity is the signature's job
@@ -59,7 +60,9 @@ INK_FRAME_BIT = 0x80  # view flag: frame "ink" (absent in payloads written befor
 NORMS = {1: (IMAGENET_MEAN, IMAGENET_STD), 2: ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}  # v2 view normalisations
 NO_ACC = 0xFFFF
 REQUIRED = ("task", "class_names", "pack_fingerprint", "n", "k", "codec", "image_size")
-V2_FIELDS = frozenset({*REQUIRED, "format_version", "view", "selection", "teacher", "target", "release", "forecast"})
+V2_FIELDS = frozenset(
+    {*REQUIRED, "format_version", "view", "selection", "teacher", "target", "release", "forecast", "soft"}
+)
 # hard limits: a reader allocates nothing from a header number before checking it against these
 MAX_N = 1 << 28  # reference images (ImageNet-21K has 14.2M)
 MAX_C = 1 << 24
@@ -69,6 +72,58 @@ MAX_EXTRA = 64 << 10
 MAX_BODY = 256 << 20
 MAX_PAYLOAD = MAX_META + MAX_BODY + 1024
 MAX_K_PER_BODY_BYTE, FREE_K = 16, 4096  # a body holds at most 16 pairs per byte (+4096): keeps >= 1/2 bit per pair
+
+
+@dataclass(frozen=True)
+class SoftLabels:
+    """A soft target per kept image, in index order: the teacher's runner-up class and the top class's share of
+    the top two (in [0.5, 1]), quantised to ``bits`` bits. The target is that share on the hard label and the
+    rest on the runner-up (learn trains on it beside the hard label, plada_edge.core.train)."""
+
+    runner_up: np.ndarray  # int64 (k,)
+    confidence: np.ndarray  # float32 (k,), in [0.5, 1]
+    bits: int
+
+    @staticmethod
+    def quantise(confidence, bits: int) -> np.ndarray:
+        top = (1 << bits) - 1
+        return np.clip(np.rint((np.asarray(confidence, np.float64) - 0.5) * 2 * top), 0, top).astype(np.uint8)
+
+    @classmethod
+    def of(cls, runner_up, confidence, bits: int) -> SoftLabels:
+        """Soft labels as a payload carries them: the confidence rounded to its ``bits``-bit grid."""
+        if not 1 <= bits <= 8:
+            raise PayloadError(f"soft labels take 1 to 8 bits, got {bits}")
+        q = cls.quantise(confidence, bits)
+        return cls(np.asarray(runner_up, np.int64), (0.5 + q / (2 * ((1 << bits) - 1))).astype(np.float32), bits)
+
+    def pack(self, num_classes: int) -> bytes:
+        import zstandard
+
+        wide = num_classes > 256
+        runner = self.runner_up.astype("<u2" if wide else np.uint8).tobytes()
+        raw = runner + self.quantise(self.confidence, self.bits).tobytes()
+        return bytes([self.bits]) + zstandard.ZstdCompressor(level=19).compress(raw)
+
+    @classmethod
+    def unpack(cls, blob: bytes, k: int, num_classes: int) -> SoftLabels:
+        from .codecs import decompress_bounded
+
+        if not blob or not 1 <= blob[0] <= 8:
+            raise PayloadError("meta: soft labels with an invalid bit width")
+        bits, width = blob[0], 2 if num_classes > 256 else 1
+        try:
+            raw = decompress_bounded(blob[1:], k * (width + 1))
+        except CodecError as exc:
+            raise PayloadError(f"meta: soft labels: {exc}") from None
+        if len(raw) != k * (width + 1):
+            raise PayloadError(f"meta: soft labels hold {len(raw)} bytes, {k} images need {k * (width + 1)}")
+        runner = np.frombuffer(raw[: k * width], "<u2" if width == 2 else np.uint8).astype(np.int64)
+        q = np.frombuffer(raw[k * width :], np.uint8)
+        top = (1 << bits) - 1
+        if len(runner) and runner.max() >= num_classes or (q > top).any():
+            raise PayloadError("meta: soft labels name a class or a confidence out of range")
+        return cls(runner, (0.5 + q / (2 * top)).astype(np.float32), bits)
 
 
 @dataclass
@@ -83,6 +138,7 @@ class Payload:
     signer: bytes | None = None  # the Ed25519 public key that signed it (verified), or None
     header_bytes: int = 0  # bytes before the body
     trailer_bytes: int = 0  # checksum or public key + signature
+    soft: SoftLabels | None = None  # per kept image, when the payload carries soft labels (v3 field 3)
 
     @property
     def signer_id(self) -> str | None:
@@ -117,7 +173,13 @@ class Payload:
 
 
 def encode_payload(
-    indices, labels, header: dict, codec: str = "auto", version: int | None = None, signer=None
+    indices,
+    labels,
+    header: dict,
+    codec: str = "auto",
+    version: int | None = None,
+    signer=None,
+    soft: SoftLabels | None = None,
 ) -> bytes:
     """Serialise a selection: format ``version`` 2 or 3 (None: the oldest that holds this header, so payloads
     readable by older devices stay so), or 1 for old readers.
@@ -125,12 +187,17 @@ def encode_payload(
     ``header`` needs task, class_names, pack_fingerprint, n and image_size; view, selection,
     teacher and target are carried when present (v2 packs them in binary, other keys as JSON).
     ``signer`` (a plada_edge.core.keys.SigningKey) signs a v2 payload instead of checksumming it.
+    ``soft`` (SoftLabels, one per index) adds the soft labels (version 3's critical field 3).
     The writer refuses anything the reader would refuse.
     """
     idx = np.asarray(indices, np.int64)
     lab = np.asarray(labels, np.int64)
     if idx.ndim != 1 or lab.shape != idx.shape:
         raise PayloadError("indices and labels must be 1-D arrays of equal length")
+    if soft is not None:
+        if len(soft.runner_up) != len(idx) or len(soft.confidence) != len(idx):
+            raise PayloadError(f"soft labels for {len(soft.runner_up)} images, but {len(idx)} indices")
+        header = {**header, "soft": {"bits": soft.bits}}
     version = needed_version(header) if version is None else version
     head = dict(header, k=int(len(idx)), codec="model" if codec == "auto" else codec, format_version=version)
     check_header(head)
@@ -158,7 +225,8 @@ def encode_payload(
             f"this header needs payload version {needed_version(head)} (target quotas or a release); "
             "version 2 cannot say so"
         )
-    meta = _pack_meta(head, version)
+    extra = [(FIELD_SOFT, soft.pack(c))] if soft is not None else []
+    meta = _pack_meta(head, version, extra)
     packed = _zstd_small(meta)
     flags = (FLAG_SIGNED if signer is not None else 0) | (FLAG_META_ZSTD if len(packed) < len(meta) else 0)
     if flags & FLAG_META_ZSTD:
@@ -232,6 +300,8 @@ def decode_payload(data: bytes, trusted: bytes | None = None) -> Payload:
     if k and (lab.min() < 0 or lab.max() >= c):
         bad = int(lab[(lab < 0) | (lab >= c)][0])
         raise PayloadError(f"label {bad} is >= the number of classes ({c})")
+    blob = header.pop("_soft_blob", None)
+    soft = SoftLabels.unpack(blob, k, c) if blob is not None else None
     return Payload(
         header,
         idx,
@@ -243,6 +313,7 @@ def decode_payload(data: bytes, trusted: bytes | None = None) -> Payload:
         signer=signer,
         header_bytes=body_at,
         trailer_bytes=len(data) - body_at - len(body),
+        soft=soft,
     )
 
 
@@ -454,7 +525,7 @@ def needed_version(header: dict) -> int:
     """The oldest binary version that holds ``header``: 3 when its selection's quotas follow the target or it
     carries a release (version and expiry)."""
     net = (header.get("selection") or {}).get("safety_net") or {}
-    extended = header.get("release") is not None or header.get("forecast") is not None
+    extended = any(header.get(key) is not None for key in ("release", "forecast", "soft"))
     return 3 if net.get("quotas") == "target" or extended else 2
 
 
@@ -511,7 +582,7 @@ def _fields(h: dict) -> list[tuple[int, bytes]]:
     return fields
 
 
-def _pack_meta(h: dict, version: int = 2) -> bytes:
+def _pack_meta(h: dict, version: int = 2, extra_fields: list | None = None) -> bytes:
     w = _Writer()
     w.text(h["task"])
     for name in h["class_names"]:
@@ -529,7 +600,7 @@ def _pack_meta(h: dict, version: int = 2) -> bytes:
     extra = {key: v for key, v in h.items() if key not in V2_FIELDS}
     w.blob(json.dumps(extra, sort_keys=True, separators=(",", ":"), allow_nan=False).encode() if extra else b"")
     if version >= 3:
-        fields = _fields(h)
+        fields = _fields(h) + list(extra_fields or [])
         w.varint(len(fields))
         for tag, value in fields:
             w.varint(tag)
@@ -628,7 +699,7 @@ def _unpack_fields(r: _Reader, h: dict) -> None:
     seen = set()
     for _ in range(r.varint(MAX_FIELDS, "fields")):
         tag = r.varint(1 << 20, "field tag")
-        value = r.blob(MAX_EXTRA, f"field {tag}")
+        value = r.blob(MAX_META, f"field {tag}")
         if tag in seen:
             raise PayloadError(f"meta: field {tag} appears twice")
         seen.add(tag)
@@ -640,6 +711,10 @@ def _unpack_fields(r: _Reader, h: dict) -> None:
             }
             if v.pos != len(value):
                 raise PayloadError("meta: the release field has trailing bytes")
+        elif tag == FIELD_SOFT:
+            if not value:
+                raise PayloadError("meta: an empty soft-label field")
+            h["soft"], h["_soft_blob"] = {"bits": value[0]}, value
         elif tag == FIELD_FORECAST:
             v = _Reader(value, what="forecast field")
             got = {key: v.varint(10_000, f"forecast.{key}") / 10_000 for key in ("accuracy", "low", "high")}

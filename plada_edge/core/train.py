@@ -396,6 +396,7 @@ def fit(
     identity: dict | None = None,
     device: str = "cpu",
     precision: str = "auto",
+    soft: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[dict]:
     """Train ``model`` on uint8 NHWC ``images`` with integer ``labels``; checkpoint into out_dir.
 
@@ -405,7 +406,8 @@ def fit(
     (plada_edge.core.devices.resolve_device); on CUDA the model runs channels-last under autocast
     (``precision``: bf16 where supported, else fp16 with loss scaling) with cuDNN autotuning, and
     the images stay on the GPU when they fit (resident_images). The model is back on the CPU when
-    fit returns, ready for export.
+    fit returns, ready for export. ``soft`` (runner-up class, top-1 share per image): soft labels, mixed into
+    the loss at ``cfg.soft_mix``.
     """
     import torch
 
@@ -423,7 +425,7 @@ def fit(
     opt, sched, frozen = _schedule(model, cfg, len(images))
     ckpt, mine = out_dir / CHECKPOINT, _run_state(cfg, len(images), identity)
     history, start_epoch = _resume(ckpt, mine, model, opt, sched) if resume and ckpt.exists() else ([], 0)
-    loop = _Loop(model, view, labels, sample_weight, cfg, device, precision)
+    loop = _Loop(model, view, labels, sample_weight, cfg, device, precision, soft)
     probe = _Probe(model, view, images, eval_set, cfg, device) if frozen else None
     resident = None if frozen else resident_images(images, device)
     steps_per_epoch = (len(images) + cfg.batch_size - 1) // cfg.batch_size
@@ -452,7 +454,7 @@ def fit(
 class _Loop:
     """One epoch of steps: forward, weighted loss, backward, optimizer and schedule, running sums."""
 
-    def __init__(self, model, view, labels, sample_weight, cfg: TrainConfig, device: str, precision: str):
+    def __init__(self, model, view, labels, sample_weight, cfg: TrainConfig, device: str, precision: str, soft=None):
         import torch
 
         from .devices import autocast_dtype
@@ -466,6 +468,13 @@ class _Loop:
             self.weights = torch.from_numpy(np.asarray(sample_weight, np.float32)).to(device)
         self.labels = torch.from_numpy(np.asarray(labels, np.int64)).to(device)
         self.loss_fn = torch.nn.CrossEntropyLoss(reduction="none", label_smoothing=cfg.label_smoothing)
+        self.soft = None
+        if soft is not None and cfg.soft_mix > 0:
+            runner, share = soft
+            self.soft = (
+                torch.from_numpy(np.asarray(runner, np.int64)).to(device),
+                torch.from_numpy(np.asarray(share, np.float32)).to(device),
+            )
         self.shift = max(0, round(cfg.shift * view.m.shape[0] / 32)) if hasattr(view, "m") else cfg.shift
 
     def _forward(self, s: int, epoch: int, step: dict, raw, probe):
@@ -482,7 +491,19 @@ class _Loop:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             out = net(inputs)
-            return out, self.loss_fn(out.float(), self.labels[step["rows"]])
+            loss = self.loss_fn(out.float(), self.labels[step["rows"]])
+            return out, loss if self.soft is None else self._mixed(out.float(), loss, step["rows"])
+
+    def _mixed(self, out, hard, rows):
+        """(1 - soft_mix) x the hard label's loss + soft_mix x the cross-entropy against the soft target (the top
+        share on the label, the rest on the runner-up)."""
+        import torch
+
+        logp = torch.log_softmax(out, 1)
+        runner, share = self.soft[0][rows], self.soft[1][rows]
+        label = self.labels[rows]
+        soft = -(share * logp.gather(1, label[:, None])[:, 0] + (1 - share) * logp.gather(1, runner[:, None])[:, 0])
+        return (1 - self.cfg.soft_mix) * hard + self.cfg.soft_mix * soft
 
     def epoch(self, epoch: int, images, resident, probe, opt, sched, b) -> dict:
         import torch

@@ -196,6 +196,12 @@ class _Data:
     gathered: Path
     expansion: dict | None = None
     self_training: dict | None = None
+    soft: tuple[np.ndarray, np.ndarray] | None = None  # the payload's soft labels (runner-up, top share), padded
+
+    def pad_soft(self, labels: np.ndarray) -> None:
+        """Images added without soft labels (expansion, self-training) get their hard label as the target."""
+        if self.soft is not None:
+            self.soft = (np.concatenate([self.soft[0], labels]), np.concatenate([self.soft[1], np.ones(len(labels))]))
 
 
 def _training_data(job: _Job, out: Path) -> _Data:
@@ -203,6 +209,8 @@ def _training_data(job: _Job, out: Path) -> _Data:
     p, pack, cfg = job.payload, job.pack, job.cfg
     images = gathered(pack, p, out)
     data = _Data(images, p.labels.copy(), None, images.path)
+    if p.soft is not None:
+        data.soft = (p.soft.runner_up, p.soft.confidence.astype(np.float32))
     if cfg.expand > 0:
         from .index import expand_labels
 
@@ -212,6 +220,7 @@ def _training_data(job: _Job, out: Path) -> _Data:
         if len(extra_idx):
             data.images = np.concatenate([images, pack.gather(extra_idx)])
             data.labels = np.concatenate([data.labels, extra_lab])
+            data.pad_soft(extra_lab)
             data.weight = np.concatenate([np.ones(p.k), np.full(len(extra_idx), cfg.expand_weight)]).astype(np.float32)
     return data
 
@@ -219,7 +228,7 @@ def _training_data(job: _Job, out: Path) -> _Data:
 def _train(job: _Job, data: _Data, out: Path, resume: bool, progress):
     """Fit the student; with self-training, a second run from a fresh start on payload + self-labelled images."""
     view = torch_view(job.spec, input_size=job.pack.size)
-    fit_on = {"resume": resume, "progress": progress}
+    fit_on = {"resume": resume, "progress": progress, "soft": data.soft}
     model, history = job.run.fit(
         view, data.images, data.labels, out, job.identity(), sample_weight=data.weight, **fit_on
     )
@@ -238,6 +247,8 @@ def _train(job: _Job, data: _Data, out: Path, resume: bool, progress):
     labels = np.concatenate([data.labels, extra_lab])
     weight = np.concatenate([base, np.full(len(extra_idx), cfg.expand_weight, np.float32)])
     identity = {**job.identity(), "self_trained": extra_idx[:64].tolist(), "extra": int(len(extra_idx))}
+    data.pad_soft(extra_lab)
+    fit_on["soft"] = data.soft
     model, history = run.fit(view, images, labels, out / "self-train", identity, sample_weight=weight, **fit_on)
     data.labels = labels
     return model, history, data

@@ -78,10 +78,12 @@ def forecast(
     target: Target,
     recipe: str = "auto",
     device: str = "auto",
+    soft=None,
     **student,
 ) -> Forecast:
     """Train the device's student recipe (``student`` overrides any option) on the pack images ``indices`` with
-    ``labels``, and judge it on the target's held-out training images."""
+    ``labels`` (and ``soft``, SoftLabels, as the device trains on them), and judge it on the target's held-out
+    training images."""
     from ..core.devices import resolve_device
     from ..core.train import TrainingRun, predict
 
@@ -101,6 +103,7 @@ def forecast(
         model, _ = run.fit(
             torch_view(spec, input_size=pack.size), pack.gather(np.asarray(indices)), np.asarray(labels), work,
             {"forecast": True}, resume=False, progress=False,
+            soft=None if soft is None else (soft.runner_up, soft.confidence),
         )  # fmt: skip
     pred = predict(model, torch_view(spec, input_size=target.native_size), x, device=run.device).argmax(1)
     correct = int((pred == y).sum())

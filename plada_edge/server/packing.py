@@ -98,6 +98,18 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None, rele
     return header
 
 
+def _soft_labeller(bits: int, teacher, scores, pack):
+    if not bits:
+        return None
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
+        raise ConfigError(f"soft labels take 1 to 8 bits, got {bits!r}")
+    if teacher is None or pack is None:
+        raise ConfigError("soft labels need the teacher's ONNX (--teacher) and the reference pack (--reference)")
+    from .soft import SoftLabeller
+
+    return SoftLabeller(teacher, scores, pack, bits)
+
+
 def _next_version(out, task: str) -> int | None:
     """One more than the release of the same task's payload already at ``out`` (packing again into the same file
     makes the next release); None when there is none."""
@@ -170,6 +182,8 @@ def make_payload(
     forecast: bool = False,
     goal: float | None = None,
     goal_acc: float | None = None,
+    soft: int = 0,
+    teacher: str | os.PathLike | None = None,
     budget: str | int | None = None,
     **options,
 ) -> PayloadResult:
@@ -188,13 +202,21 @@ def make_payload(
     judges it on the target's held-out training images (plada_edge.server.forecast); the estimate goes into
     the report and the header. ``goal`` (a share of the teacher's test accuracy) or ``goal_acc`` (an
     accuracy) instead sizes the payload: the fewest images whose forecast reaches it, within ``max_bytes``.
+    ``soft`` (bits, 1-8; needs ``teacher``, the ONNX the scores came from) adds soft labels: per image the
+    teacher's runner-up class and its quantised confidence (plada_edge.server.soft); max_bytes counts them.
     """
     cfg = with_options(config, SelectionConfig, options)
     job = _Packing.prepare(scores, cfg, target, pack, target_counts, budget, max_bytes, keep, count)
     if version is None and signer is not None and out is not None:
         version = _next_version(out, task or job.scores.meta.get("target", {}).get("name") or "task")
     job.header_extra["release"] = _release(version, expires, signed=signer is not None)
-    job.encode = lambda sel: encode_payload(sel.indices, sel.labels, job.header(sel, task), codec, signer=signer)
+    job.soft = _soft_labeller(soft, teacher, job.scores, job.pack)
+
+    def encode(sel: Selection) -> bytes:
+        labels = job.soft(sel.indices) if job.soft else None
+        return encode_payload(sel.indices, sel.labels, job.header(sel, task), codec, signer=signer, soft=labels)
+
+    job.encode = encode
     plan, auto_report = job.plan(cfg, keep, count)
     goal_acc = job.goal(goal, goal_acc)
     forecast = forecast or goal_acc is not None
@@ -226,6 +248,7 @@ class _Packing:
     limit: int | None
     header_extra: dict = field(default_factory=dict)
     encode: Any = None
+    soft: Any = None  # a SoftLabeller when the payload carries soft labels
     forecasts: dict = field(default_factory=dict)  # images -> Forecast, so a goal's search is not repeated
 
     @classmethod
@@ -321,7 +344,8 @@ class _Packing:
         if sel.k not in self.forecasts:
             from .forecast import forecast
 
-            self.forecasts[sel.k] = forecast(self.scores, sel.indices, sel.labels, self.pack, self.target)
+            soft = self.soft(sel.indices) if self.soft else None
+            self.forecasts[sel.k] = forecast(self.scores, sel.indices, sel.labels, self.pack, self.target, soft=soft)
         return self.forecasts[sel.k]
 
     def smallest_reaching(self, plan, goal_acc: float, requested: str) -> Selection:
