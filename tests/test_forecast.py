@@ -50,6 +50,9 @@ def test_the_forecast_reads_no_test_image_and_judges_on_the_held_out_ones(tiny, 
     f = forecast(scored, sel.indices, sel.labels, tiny["pack"], target, **quick())
     assert isinstance(f, Forecast) and f.images == 36 and f.trained_on == 60
     assert 0 <= f.low <= f.accuracy <= f.high <= 1 and f.arch == "tiny_cnn"
+    teacher, held = scored.meta["teacher_test_acc"], scored.meta["teacher_holdout_acc"]
+    assert held is not None and f.teacher_held_out == held  # the teacher's recipe without the held-out images
+    assert f.accuracy == pytest.approx(min(1.0, f.held_out * teacher / held))  # read as a share of the teacher
 
 
 def test_the_payload_carries_its_forecast(tiny, scored, tmp_path, monkeypatch):
@@ -74,7 +77,7 @@ def test_a_goal_picks_the_fewest_images_whose_forecast_reaches_it_within_the_byt
     def by_count(scores, indices, labels, pack, target, **kw):  # accuracy grows with the images sent
         asked.append(len(indices))
         acc = min(1.0, len(indices) / 100)
-        return Forecast(acc, acc, acc, 36, len(indices), "scratch", "stub", 0.0)
+        return Forecast(acc, acc, acc, 36, acc, None, len(indices), "scratch", "stub", 0.0)
 
     monkeypatch.setattr(fc, "forecast", by_count)
     made = make_payload(scored, None, goal_acc=0.42, target=tiny["target"], pack=tiny["pack"])

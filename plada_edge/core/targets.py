@@ -92,19 +92,58 @@ class Target:
         return np.bincount(np.asarray(self.y_train, np.int64), minlength=self.num_classes)
 
     def holdout(self) -> np.ndarray:
-        """The training images the forecast judges a trial student on (HOLDOUT_SHARE of each class, at most
-        HOLDOUT_MAX in all, seeded): sorted indices into the training split. A class of one image keeps it."""
+        """The training images the forecast judges a trial student on: about HOLDOUT_SHARE of each class (at most
+        HOLDOUT_MAX in all, seeded), taken as whole near-copy groups (copy_groups: one icon drawn at several
+        sizes is one group), so no near-copy of a held-out image stays among the anchors. Sorted indices."""
+        cached = self.__dict__.get("_holdout")
+        if cached is not None:
+            return cached
         from .config import HOLDOUT_MAX, HOLDOUT_SHARE
 
         rng = np.random.default_rng(20260)
-        counts = self.class_counts()
+        groups = self.copy_groups()
         scale = min(HOLDOUT_SHARE, HOLDOUT_MAX / max(1, len(self.y_train)))
         out = []
         for c in range(self.num_classes):
             members = np.flatnonzero(self.y_train == c)
-            take = int(np.floor(scale * counts[c])) if counts[c] > 1 else 0
-            out.append(rng.permutation(members)[:take])
-        return np.sort(np.concatenate(out)).astype(np.int64) if out else np.zeros(0, np.int64)
+            want = int(np.floor(scale * len(members)))
+            held = np.zeros(len(members), bool)
+            for g in rng.permutation(np.unique(groups[members])):
+                if held.sum() >= want:
+                    break
+                group = groups[members] == g
+                if held.sum() + group.sum() <= max(want, 1) * 1.5:  # a group too large would take the class
+                    held |= group
+            short = want - int(held.sum())
+            if short > 0:  # groups too large to take whole (a class of look-alikes): single images make up the rest
+                held[rng.permutation(np.flatnonzero(~held))[:short]] = True
+            out.append(members[held])
+        held = np.sort(np.concatenate(out)).astype(np.int64) if out else np.zeros(0, np.int64)
+        self.__dict__["_holdout"] = held
+        return held
+
+    def copy_groups(self, cosine: float = 0.95) -> np.ndarray:
+        """A group id per training image: images of one class whose 8x8 descriptors (plada_edge.core.dedup) agree
+        to ``cosine`` or more, joined transitively; a lone image is its own group."""
+        from .dedup import descriptors, flat_index
+        from .view import as_nhwc3
+
+        n = len(self.y_train)
+        parent = np.arange(n)
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        d = descriptors(as_nhwc3(self.x_train))
+        sims, nn = flat_index(d).search(d, min(8, n))
+        for i, j in zip(*np.nonzero(sims >= cosine)):
+            j = int(nn[i, j])
+            if j >= 0 and j != i and self.y_train[i] == self.y_train[j]:
+                parent[root(int(i))] = root(j)
+        return np.array([root(i) for i in range(n)])
 
     def describe(self) -> dict:
         return {

@@ -62,6 +62,7 @@ def prepare_scores(teacher, pack: ReferencePack, out: Path, config: ScoreConfig)
         "view": meta_t["view"],
         "target": meta_t["target"],
         "teacher_test_acc": meta_t["test_acc"],
+        "teacher_holdout_acc": meta_t.get("holdout_acc"),
         "arch": meta_t["arch"],
         "pretrained": meta_t["pretrained"],
         "chunk": chunk,

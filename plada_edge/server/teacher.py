@@ -74,6 +74,7 @@ def train_teacher(
         images = as_nhwc3(target.x_train)
         fit_on = {"eval_set": test, "resume": resume, "progress": progress}
         model, history = run.fit(view, images, target.y_train, out, identity, **fit_on)
+        holdout_acc = _holdout_accuracy(run, view, target, out / "proxy", identity, resume, progress)
         sha = save_model(
             out / TEACHER_FILE,
             model,
@@ -95,6 +96,7 @@ def train_teacher(
             "weights": cfg.weights,
             "frame": spec.frame,
             "test_acc": history[-1].get("test_acc"),
+            "holdout_acc": holdout_acc,
             "train_acc": history[-1]["train_acc"],
             "epochs": cfg.train.epochs,
             "history": history,
@@ -104,6 +106,21 @@ def train_teacher(
         }
         atomic.write_json(out / METRICS_FILE, metrics)
     return TeacherResult(metrics)
+
+
+def _holdout_accuracy(run, view, target: Target, out: Path, identity: dict, resume: bool, progress) -> float | None:
+    """How well the teacher's own recipe does on the held-out training images when they are kept out of its
+    training: a proxy teacher on the rest, judged on them. The forecast divides by it, so its student's
+    held-out accuracy becomes a share of the teacher that the teacher's test accuracy turns into an estimate
+    (held-out images can be easier or harder than the test split; the share travels, the level does not)."""
+    held = target.holdout()
+    if len(held) < 10 or len(held) >= len(target.y_train):
+        return None
+    rest = np.setdiff1d(np.arange(len(target.y_train)), held)
+    images = as_nhwc3(target.x_train)
+    proxy, _ = run.fit(view, images[rest], target.y_train[rest], out, {**identity, "proxy_of": "holdout"},
+                       resume=resume, progress=progress)  # fmt: skip
+    return accuracy(proxy, view, images[held], target.y_train[held], device=run.device)
 
 
 def anchor_features(model, spec: ViewSpec, target: Target, limit: int = NEAREST_ANCHORS, device: str = "cpu"):
@@ -218,6 +235,7 @@ def export_onnx(
         "plada.checkpoint_sha256": meta["checkpoint_sha256"],
         "plada.target": json.dumps(meta.get("target", {})),
         "plada.test_acc": _text(meta.get("metrics", {}).get("test_acc")),
+        "plada.holdout_acc": _text(meta.get("metrics", {}).get("holdout_acc")),
         "plada.anchors": json.dumps({"count": 0 if anchors is None else len(anchors), "k": NEAREST_K}),
         # whether its features came from ImageNet or from the target alone: strategy by-teacher reads it
         "plada.pretrained": json.dumps(is_pretrained(meta["arch"], meta.get("weights"))),
@@ -318,6 +336,7 @@ def onnx_metadata(path: str | os.PathLike) -> dict:
         "checkpoint_sha256": props["plada.checkpoint_sha256"],
         "target": json.loads(props.get("plada.target", "{}")),
         "test_acc": _number(props.get("plada.test_acc")),
+        "holdout_acc": _number(props.get("plada.holdout_acc")),
         "pretrained": {"true": True, "false": False}.get(props.get("plada.pretrained", "")),  # None: not said
         "sha256": hashlib.sha256(data).hexdigest(),
         "outputs": [o.name for o in proto.graph.output],

@@ -1,0 +1,282 @@
+"""Accuracy per byte (issue 35): the forecast against the device, sizing to a goal, and soft labels at equal bytes.
+
+    python -m benchmarks bytes                                  # every suite target (hours on 2 cores), then the page
+    python -m benchmarks bytes --targets tango,papirus --draws 1
+    python -m benchmarks bytes --report-only --update-docs      # the page from docs/results-bytes.json
+
+Per suite target, with the recipe auto picks and the suite's cached teachers and scores (runs/suite):
+
+- **frontier**: hard labels at each keep, and soft labels (``pack --soft 3``) in a payload of the same bytes, each
+  for ``--draws`` independent selection draws (selection seed s, student seed s): the device's student
+  (``learn``) measured on the target's test split.
+- **forecast**: for each hard payload, ``pack --forecast``'s estimate (the same student recipe, judged on the
+  target's held-out training images) against that test accuracy.
+- **goal**: ``pack --goal`` (a share of the teacher's test accuracy): the images it sends, the student's test
+  accuracy, and the bytes against those of the smallest hard keep above whose draws' mean reaches the goal.
+
+Every finished run is recorded in docs/results-bytes.json (committed), so ``--report-only`` rewrites the page
+and an interrupted pass resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from plada_edge.core import atomic
+from plada_edge.core.reference import ReferencePack
+from plada_edge.core.targets import data_dir, load_target
+from plada_edge.data.suite import SUITE
+from plada_edge.device.student import learn
+from plada_edge.server.packing import make_payload
+
+from . import suite
+from .goals import mean_of
+from .kit import machine, publish, read_record, record_targets
+
+ROOT = Path("runs/bytes")
+RECORD = Path(__file__).resolve().parent.parent / "docs" / "results-bytes.json"
+KEEPS = ("0.5%", "1%", "2%")
+SOFT_BITS = 3
+GOAL = 0.9  # the issue's example: 90 % of the teacher's test accuracy
+FIGURE = Path(__file__).resolve().parent.parent / "docs" / "figures" / "frontier.png"
+
+
+def _student(payload: Path, pack, target, out: Path, seed: int) -> dict:
+    """The device's student on ``payload`` (cached in ``out``): its test accuracy and time."""
+    done = out / "result.json"
+    if not done.exists():
+        m = learn(payload, pack, out, target=target, seed=seed, progress=False)
+        atomic.write_json(done, {k: m[k] for k in ("test_acc", "macro_acc", "seconds", "trained_on")})
+        (out / "checkpoint.pt").unlink(missing_ok=True)
+    return json.loads(done.read_text())
+
+
+def run_target(name: str, pack, draws: int, log) -> dict:
+    """Frontier, forecast and goal runs of one target (each cached under runs/bytes/TARGET)."""
+    recipe = suite.effective(name, "auto")
+    metrics, scores = suite.teacher(name, recipe, pack, log)
+    onnx = suite.teacher_dir(name, recipe) / "teacher.onnx"
+    target = load_target(name)
+    root = ROOT / name
+    out = {"recipe": recipe, "teacher": metrics["test_acc"], "machine": machine(), "rows": {}}
+    for keep in KEEPS:
+        for s in range(draws):
+            hard = root / f"hard-{keep}-s{s}.plada"
+            if not hard.exists():
+                made = make_payload(scores, hard, keep=keep, seed=s, forecast=True, target=target, pack=pack)
+                atomic.write_json(hard.with_suffix(".json"), made.selection.forecast.to_dict())
+            fc = json.loads(hard.with_suffix(".json").read_text())
+            soft = root / f"soft{SOFT_BITS}-{keep}-s{s}.plada"
+            if not soft.exists():  # as many bytes as the hard payload: soft labels take images' places
+                make_payload(scores, soft, max_bytes=hard.stat().st_size, seed=s, soft=SOFT_BITS, teacher=onnx,
+                             pack=pack)  # fmt: skip
+            log(f"[{name}] {keep} draw {s}: students")
+            for kind, path in (("hard", hard), (f"soft{SOFT_BITS}", soft)):
+                r = _student(path, pack, target, root / f"{kind}-{keep}-s{s}", s)
+                row = {**r, "bytes": path.stat().st_size, "seed": s}
+                if kind == "hard":
+                    row["forecast"] = fc
+                out["rows"].setdefault(f"{kind}@{keep}", []).append(row)
+    out["goal"] = _goal(name, scores, pack, target, root, log)
+    return out
+
+
+def _goal(name: str, scores, pack, target, root: Path, log) -> dict:
+    path = root / f"goal-{GOAL:g}.plada"
+    if not path.exists():
+        made = make_payload(scores, path, goal=GOAL, target=target, pack=pack)
+        atomic.write_json(path.with_suffix(".json"), {"k": made.selection.k, **made.selection.forecast.to_dict()})
+    chosen = json.loads(path.with_suffix(".json").read_text())
+    log(f"[{name}] goal {GOAL:g}: {chosen['k']:,} images; student")
+    r = _student(path, pack, target, root / f"goal-{GOAL:g}", 0)
+    return {**r, "k": chosen["k"], "forecast": chosen["accuracy"], "bytes": path.stat().st_size}
+
+
+def run(targets, draws: int, report_only: bool, log=print) -> dict:
+    pack = ReferencePack.open(data_dir() / "offline-mix")
+    record = read_record(RECORD, pack.fingerprint)
+    results = {"pack": pack.fingerprint, "machine": machine(), "draws": draws, "targets": {}}
+    for name in targets:
+        if report_only or (name in record.get("targets", {}) and record.get("draws") == draws):
+            if name in record.get("targets", {}):
+                results["targets"][name] = record["targets"][name]
+            continue
+        results["targets"][name] = run_target(name, pack, draws, log)
+        record_targets(RECORD, results)  # after each target: an interrupted pass keeps what it finished
+    return results
+
+
+def _rows(res: dict, kind: str, keep: str) -> list[dict]:
+    return res["rows"].get(f"{kind}@{keep}", [])
+
+
+def report(results: dict) -> str:
+    order = [t for t in SUITE if t in results["targets"]]
+    lines = [
+        f"Machines: {'; '.join(sorted({results['targets'][t]['machine'] for t in order}))}. Pool: offline-mix "
+        f"`{results['pack'][:12]}…`. Recipe: what auto picks per target; students are the device's (`learn`, "
+        f"default options), measured on each target's test split; {results['draws']} independent selection draws "
+        "per cell (selection seed s, student seed s). The teacher sets aside 20 % of each class of its training "
+        "split (at most 1,000 images) for the forecast and keeps it out of its nearest-order anchors.",
+        "",
+        "#### The forecast against the device (hard labels)",
+        "",
+        "| target | teacher | keep | forecast (held-out) | measured (test) | difference, points |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    close = []
+    for t in order:
+        res = results["targets"][t]
+        for keep in KEEPS:
+            rows = _rows(res, "hard", keep)
+            if not rows:
+                continue
+            f = float(np.mean([r["forecast"]["accuracy"] for r in rows]))
+            m = mean_of(rows)
+            lines.append(f"| {t} | {res['teacher']:.3f} | {keep} | {f:.3f} | {m:.3f} | {100 * (f - m):+.1f} |")
+            if keep == "1%":
+                close.append((t, abs(f - m) <= 0.03))
+    held = sum(ok for _, ok in close)
+    lines += [
+        "",
+        f"- Forecast within 3 points of the measured test accuracy at 1 %: {held} of {len(close)} targets "
+        f"({', '.join(t for t, ok in close if not ok) or 'none'} outside): "
+        f"{'**holds**' if held >= 5 else '**does not hold**'} (goal: 5 of 6).",
+    ]
+    lines += _frontier_lines(results, order)
+    lines += _goal_lines(results, order)
+    return "\n".join(lines)
+
+
+def _frontier_lines(results: dict, order: list[str]) -> list[str]:
+    soft = f"soft{SOFT_BITS}"
+    lines = [
+        "",
+        f"#### Hard labels against {SOFT_BITS}-bit soft labels in payloads of the same bytes",
+        "",
+        "| target | keep | bytes | hard: images, accuracy | soft: images, accuracy | soft − hard, points |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    gains = {}
+    for t in order:
+        res = results["targets"][t]
+        for keep in KEEPS:
+            h, s = _rows(res, "hard", keep), _rows(res, soft, keep)
+            if not (h and s):
+                continue
+            gap = mean_of(s) - mean_of(h)
+            gains.setdefault(keep, {})[t] = gap
+            lines.append(
+                f"| {t} | {keep} | {int(np.mean([r['bytes'] for r in h])):,} | "
+                f"{int(np.mean([r['trained_on'] for r in h])):,}, {mean_of(h):.3f} | "
+                f"{int(np.mean([r['trained_on'] for r in s])):,}, {mean_of(s):.3f} | {100 * gap:+.1f} |"
+            )
+    one = gains.get("1%", {})
+    if one:
+        mean, worst = float(np.mean(list(one.values()))), min(one.values())
+        wins = mean >= 0.02 and worst > -0.01
+        lines += [
+            "",
+            f"- At the 1 % payload's bytes, soft labels change the suite mean by {100 * mean:+.1f} points (worst "
+            f"{100 * worst:+.1f}, {min(one, key=one.get)}). The rule for a default (≥ +2 points mean, no target "
+            f"below −1): {'met: soft labels on' if wins else 'not met: soft labels stay off by default'} "
+            "(`pack --soft` is 0 unless given).",
+            "",
+            "![accuracy against payload bytes](figures/frontier.png)",
+        ]
+    return lines
+
+
+def _goal_lines(results: dict, order: list[str]) -> list[str]:
+    lines = [
+        "",
+        f"#### `pack --goal {GOAL:g}`: the fewest images whose forecast reaches {GOAL:.0%} of the teacher",
+        "",
+        "| target | goal (accuracy) | images sent | bytes | forecast | measured | reached | smallest hard keep "
+        "reaching it (mean of draws) | bytes / its bytes |",
+        "|---|---:|---:|---:|---:|---:|---|---|---:|",
+    ]
+    reached, tight = 0, 0
+    for t in order:
+        res = results["targets"][t]
+        g = res.get("goal")
+        if not g:
+            continue
+        want = GOAL * res["teacher"]
+        ok = g["test_acc"] >= want
+        reached += ok
+        smallest = next((k for k in KEEPS if _rows(res, "hard", k) and mean_of(_rows(res, "hard", k)) >= want), None)
+        ratio = None
+        if smallest:
+            ratio = g["bytes"] / np.mean([r["bytes"] for r in _rows(res, "hard", smallest)])
+            tight += ratio <= 1.5 and ok
+        lines.append(
+            f"| {t} | {want:.3f} | {g['k']:,} | {g['bytes']:,} | {g['forecast']:.3f} | {g['test_acc']:.3f} | "
+            f"{'yes' if ok else 'no'} | {smallest or 'none of ' + '/'.join(KEEPS)} | "
+            f"{'–' if ratio is None else f'{ratio:.2f}'} |"
+        )
+    n = sum(1 for t in order if results["targets"][t].get("goal"))
+    lines += [
+        "",
+        f"- The goal reached on the test split: {reached} of {n} targets; within 1.5x the bytes of the smallest hard "
+        f"keep measured to reach it: {tight} of {n} (the issue asks 5 of 6; the keeps above are the grid that "
+        "'smallest' is read from).",
+    ]
+    return lines
+
+
+def figure(results: dict, path: Path = FIGURE) -> None:
+    """Accuracy against payload bytes per target: hard labels at each keep, soft labels at the same bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = [t for t in SUITE if t in results["targets"]]
+    if not order:
+        return
+    fig, axes = plt.subplots(1, len(order), figsize=(2.6 * len(order), 2.8), dpi=110, squeeze=False)
+    for ax, t in zip(axes[0], order):
+        res = results["targets"][t]
+        for kind, colour, label in (
+            ("hard", "#1f77b4", "hard"),
+            (f"soft{SOFT_BITS}", "#e6a04c", f"soft {SOFT_BITS}-bit"),
+        ):
+            pts = [(np.mean([r["bytes"] for r in rs]), mean_of(rs)) for k in KEEPS if (rs := _rows(res, kind, k))]
+            if pts:
+                ax.plot(*zip(*pts), "o-", color=colour, label=label)
+        ax.axhline(res["teacher"], color="#4c4c4c", lw=0.8, ls="--")
+        ax.set_title(t, fontsize=9)
+        ax.set_xscale("log")
+        ax.set_xlabel("payload bytes", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("student test accuracy", fontsize=8)
+    axes[0][0].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--targets", default=",".join(SUITE))
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--report-only", action="store_true", help="write the page from the record; train nothing")
+    ap.add_argument("--update-docs", action="store_true", help="write the section into docs/results.md")
+    args = ap.parse_args()
+    suite.check_targets(args.targets.split(","), "bytes")
+    t0 = time.perf_counter()
+    results = run(args.targets.split(","), args.draws, args.report_only)
+    if args.update_docs:
+        figure(results)
+    publish("bytes", report(results), time.perf_counter() - t0, args.update_docs)
+
+
+if __name__ == "__main__":
+    main()
