@@ -256,8 +256,10 @@ def write_payload(
     codec: str = "auto",
     version: int | None = None,
     signer=None,
+    soft: SoftLabels | None = None,
 ) -> Payload:
-    data = encode_payload(indices, labels, header, codec, version, signer)
+    """``encode_payload`` written atomically to ``path``; the Payload as a reader sees it."""
+    data = encode_payload(indices, labels, header, codec, version, signer, soft)
     atomic.write_bytes(path, data)
     return decode_payload(data)
 
