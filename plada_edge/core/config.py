@@ -205,7 +205,8 @@ class SelectionConfig:
         "pool holds near-copies of the target's images) | by-view (nearest for a colour teacher, energy for a "
         "grayscale one) | nearest (closest to the target's own training images in the teacher's features) | "
         "energy (lowest energy first, the paper's) | opposite | entropy | random | auto (pack: energy or opposite, "
-        "picked by proxy students on held-out target data; needs --target and --reference). "
+        "picked by proxy students on held-out target data) | by-forecast (pack: the candidate plans, each "
+        "forecast, the best kept; both need --target and --reference). "
         "select --explain shows what the rules chose, and why.",
     )
     safety_net: bool = opt(

@@ -98,6 +98,19 @@ def payload_header(scores: Scores, sel: Selection, task: str | None = None, rele
     return header
 
 
+BY_FORECAST = "by-forecast"  # a strategy of its own: candidate plans judged by their forecasts
+
+
+def _spread_number(change: dict, k: int, valid: int) -> dict:
+    """A candidate's "spread=gray|colour" as the number that band gives at ``k`` images (the config takes numbers)."""
+    band = change.get("spread")
+    if band not in ("gray", "colour"):
+        return change
+    from .plan import resolve_spread
+
+    return {**change, "spread": resolve_spread("auto", k, valid, colour=band == "colour")}
+
+
 def _soft_labeller(bits: int, teacher, scores, pack):
     if not bits:
         return None
@@ -285,11 +298,16 @@ class _Packing:
         return fit_budget(self.scores, select_k, self.encode, self.limit)[0]
 
     def plan(self, cfg: SelectionConfig, keep, count):
-        """The plan: the rules' (plada_edge.server.plan), or strategy auto's pick by proxy students."""
-        if cfg.strategy != "auto":
+        """The plan: the rules' (plada_edge.server.plan), strategy auto's pick by proxy students, or by-forecast's
+        best forecast among candidate plans."""
+        if cfg.strategy not in ("auto", BY_FORECAST):
             return self.planned(cfg), None
         if self.target is None or self.pack is None:
-            raise ConfigError("--strategy auto needs the target (--target) and the reference pack (--reference)")
+            raise ConfigError(
+                f"--strategy {cfg.strategy} needs the target (--target) and the reference pack (--reference)"
+            )
+        if cfg.strategy == BY_FORECAST:
+            return self.best_forecast(cfg, keep, count)
         from .auto import choose_strategy
 
         if self.limit is not None:  # chosen once, at the size the budget holds under energy order (not per probe)
@@ -300,6 +318,35 @@ class _Packing:
         plan = self.planned(with_options(cfg, SelectionConfig, {"strategy": chosen}))
         why = "proxy students on held-out target data chose it"
         return replace(plan, strategy=Choice(chosen, "auto", why)), auto_report
+
+    def best_forecast(self, cfg: SelectionConfig, keep, count):
+        """Strategy by-forecast: the candidate plans (the rules' default, each order, each quota sizing, the other
+        spread band) picked at the same budget, each forecast; the best estimate wins, ties to the default."""
+        default = self.planned(with_options(cfg, SelectionConfig, {"strategy": "by-teacher"}))
+        k = self.largest_fitting(default, "by-teacher").k if self.limit else budget_size(self.scores.n, keep, count)
+        variants = {"default": {"strategy": "by-teacher"}, "energy": {"strategy": "energy"}}
+        variants |= {"nearest": {"strategy": "nearest"}, "quotas=pool": {"quotas": "pool"}}
+        variants |= {"quotas=target": {"quotas": "target"}}
+        variants |= {"spread=" + band: {"spread": band} for band in ("gray", "colour")}
+        report, seen, best = {"images": k, "candidates": {}}, {}, None
+        valid = int(class_counts(self.scores).sum())
+        for name, change in variants.items():
+            change = {"strategy": "by-teacher", **_spread_number(change, k, valid)}
+            plan = self.planned(with_options(cfg, SelectionConfig, change))
+            key = (plan.strategy.value, plan.quotas.value, plan.spread_at(k, valid))
+            if key in seen:  # the rules already resolve to it
+                report["candidates"][name] = {"same_as": seen[key]}
+                continue
+            seen[key] = name
+            f = self.forecast_of(pick(self.scores, plan, k))
+            chosen = {"strategy": plan.strategy.value, "quotas": plan.quotas.value, "spread": plan.spread_at(k, valid)}
+            report["candidates"][name] = {**chosen, **f.to_dict()}
+            if best is None or f.accuracy > best[1].accuracy:
+                best = (name, f, plan)
+        name, f, plan = best
+        report["chosen"] = name
+        why = f"the best forecast of {len(seen)} candidate plans ({name}: {f.accuracy:.3f})"
+        return replace(plan, strategy=Choice(plan.strategy.value, BY_FORECAST, why)), report
 
     def goal(self, goal: float | None, goal_acc: float | None) -> float | None:
         """The accuracy a goal asks of the forecast: ``goal_acc``, or ``goal`` x the teacher's test accuracy."""
