@@ -1,7 +1,8 @@
 """The ``plada-edge`` command line: a thin Typer layer, one library call per command.
 
-Server side: teacher / score / select / pack / serve. Device side: learn / evaluate.
-Shared: reference, inspect, doctor. Every command has ``--help``; reporting commands take ``--json``.
+Server side: teacher / score / select / pack / build / serve / keys. Device side: learn / evaluate / predict /
+trust. Links: packets / assemble. Shared: reference, inspect, doctor. Every command has ``--help``; reporting
+commands take ``--json``.
 """
 
 from __future__ import annotations
