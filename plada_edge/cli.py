@@ -704,7 +704,10 @@ def pack_cmd(
         "target's held-out training images (needs --target and --reference); it goes into the header.",
     ),
     goal: float | None = typer.Option(
-        None, "--goal", help="Send the fewest images whose forecast reaches this share of the teacher's accuracy."
+        None,
+        "--goal",
+        help="Send the fewest images whose forecast reaches this share of the teacher's accuracy (0.9), searched "
+        "up to --max-bytes or GOAL_MAX_KEEP of the pack; a goal out of reach warns and sends that bound.",
     ),
     goal_acc: float | None = typer.Option(None, "--goal-acc", help="As --goal, an accuracy to reach (0.6)."),
     soft: int = typer.Option(

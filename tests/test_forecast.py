@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from plada_edge.core.errors import ConfigError
+from plada_edge.core.errors import ConfigError, PladaWarning
 from plada_edge.core.payload import decode_payload
 from plada_edge.server.forecast import Forecast, forecast, smallest_for, wilson
 from plada_edge.server.packing import make_payload
@@ -82,8 +82,13 @@ def test_a_goal_picks_the_fewest_images_whose_forecast_reaches_it_within_the_byt
     monkeypatch.setattr(fc, "forecast", by_count)
     made = make_payload(scored, None, goal_acc=0.42, target=tiny["target"], pack=tiny["pack"])
     assert made.selection.k == 42 and made.selection.forecast.accuracy >= 0.42 and len(set(asked)) <= 10
-    capped = make_payload(scored, None, goal_acc=0.9, max_bytes=160, target=tiny["target"], pack=tiny["pack"])
+    with pytest.warns(PladaWarning, match="stays under the goal 0.900.*max_bytes"):
+        capped = make_payload(scored, None, goal_acc=0.9, max_bytes=160, target=tiny["target"], pack=tiny["pack"])
     assert len(capped.data) <= 160 and capped.selection.forecast.accuracy < 0.9  # the cap wins, and says so
+    asked.clear()
+    with pytest.warns(PladaWarning, match="GOAL_MAX_KEEP"):  # out of reach, no cap: a tenth of the pool, not all
+        bounded = make_payload(scored, None, goal_acc=0.99, target=tiny["target"], pack=tiny["pack"])
+    assert bounded.selection.k == 50 == max(asked) and scored.n == 500
     teacher = scored.meta["teacher_test_acc"]
     share = make_payload(scored, None, goal=0.5, target=tiny["target"], pack=tiny["pack"])
     assert share.selection.k == int(np.ceil(50 * teacher))

@@ -47,6 +47,9 @@ KEEP = "1%"  # the budget when none is given: the paper's 1 % of the reference s
 # is not drawn towards the images that judge it
 HOLDOUT_SHARE = 0.2
 HOLDOUT_MAX = 1000
+# a goal's search (pack --goal) goes no further than this share of the pack unless max_bytes says how far: each
+# step trains a student, so a goal the forecast never reaches must not end in one trained on the whole pack
+GOAL_MAX_KEEP = "10%"
 
 # --- the selection's rules: each constant below is applied by one resolver (plada_edge.server.plan), which names
 # the rule in the plan it prints (`select --explain`); RULES says what each does and where it was measured.

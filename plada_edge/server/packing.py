@@ -242,6 +242,7 @@ def make_payload(
     else:
         sel = pick(job.scores, plan, budget_size(job.scores.n, keep, count), requested=cfg.strategy)
     sel, data = job.finish(sel, plan, cfg.strategy, forecast)
+    job.short_of(sel, goal_acc)
     if auto_report is not None:
         sel.auto = auto_report
     warn_about(sel)
@@ -396,10 +397,12 @@ class _Packing:
         return self.forecasts[sel.k]
 
     def smallest_reaching(self, plan, goal_acc: float, requested: str) -> Selection:
-        """The fewest images whose forecast reaches ``goal_acc`` (bisection), within the byte cap."""
+        """The fewest images whose forecast reaches ``goal_acc`` (bisection), within the byte cap (or, without
+        one, GOAL_MAX_KEEP of the pack); a goal not reached there is a warning, and the payload is the bound."""
+        from ..core.config import GOAL_MAX_KEEP
         from .forecast import smallest_for
 
-        hi = int(class_counts(self.scores).sum())
+        hi = min(int(class_counts(self.scores).sum()), budget_size(self.scores.n, GOAL_MAX_KEEP, None))
         if self.limit is not None:
             hi = self.largest_fitting(plan, requested).k
         lo = min(hi, max(1, self.scores.num_classes))
@@ -411,3 +414,13 @@ class _Packing:
 
         k, _ = smallest_for(goal_acc, accuracy_at, lo, hi)
         return pick(self.scores, plan, k, requested=requested)
+
+    def short_of(self, sel: Selection, goal_acc: float | None) -> None:
+        """Warn (in ``sel.warnings``) when the payload's forecast stays under the goal: the search hit its bound."""
+        from ..core.config import GOAL_MAX_KEEP
+
+        if goal_acc is not None and sel.forecast is not None and sel.forecast.accuracy < goal_acc:
+            bound = "max_bytes" if self.limit is not None else f"GOAL_MAX_KEEP, {GOAL_MAX_KEEP} of the pack"
+            sel.warnings.append(f"the forecast stays under the goal {goal_acc:.3f} up to {sel.k:,} images "
+                                f"({sel.forecast.accuracy:.3f}), the search's bound ({bound}): the payload is that "
+                                "bound")  # fmt: skip
