@@ -772,7 +772,7 @@ def pack_cmd(
         + _release_text(payload.header.get("release"))
     )
     if sel.forecast is not None:
-        typer.echo(f"forecast: the device's student should reach {sel.forecast}")
+        typer.echo(f"forecast: the device's student, estimated: {sel.forecast} (a rough guide: README, --forecast)")
 
 
 def _release_text(release: dict | None) -> str:
