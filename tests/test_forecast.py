@@ -111,8 +111,11 @@ def test_bisection_terminates_and_the_interval_is_wilsons():
 def test_by_forecast_keeps_the_candidate_plan_with_the_best_forecast(tiny, scored, monkeypatch):
     import plada_edge.server.forecast as fc
 
+    calls = []
+
     def by_indices(scores, indices, labels, pack, target, **kw):  # any deterministic judgement of a selection
         acc = float(np.mean(np.asarray(indices) % 7 == 0))
+        calls.append(acc)
         return Forecast(acc, acc, acc, 36, acc, None, len(indices), "scratch", "stub", 0.0)
 
     monkeypatch.setattr(fc, "forecast", by_indices)
@@ -120,6 +123,7 @@ def test_by_forecast_keeps_the_candidate_plan_with_the_best_forecast(tiny, score
     report = made.selection.auto
     judged = {n: c["accuracy"] for n, c in report["candidates"].items() if "accuracy" in c}
     assert len(judged) >= 2 and report["chosen"] == max(judged, key=judged.get)
+    assert list(judged.values()) == calls[: len(judged)]  # each candidate judged on its own images, same size or not
     assert made.selection.plan.strategy.rule == "by-forecast" and made.selection.k == 60
     assert all(c["same_as"] in judged for c in report["candidates"].values() if "same_as" in c)  # no plan twice
     with pytest.raises(ConfigError, match="by-forecast needs the target"):

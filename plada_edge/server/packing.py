@@ -263,7 +263,7 @@ class _Packing:
     header_extra: dict = field(default_factory=dict)
     encode: Any = None
     soft: Any = None  # a SoftLabeller when the payload carries soft labels
-    forecasts: dict = field(default_factory=dict)  # images -> Forecast, so a goal's search is not repeated
+    forecasts: dict = field(default_factory=dict)  # selection digest -> Forecast: no selection is judged twice
 
     @classmethod
     def prepare(cls, scores, cfg, target, pack, target_counts, budget, max_bytes, keep, count) -> _Packing:
@@ -389,12 +389,19 @@ class _Packing:
     def forecast_of(self, sel: Selection):
         if self.target is None or self.pack is None:
             raise ConfigError("a forecast needs the target (--target) and the reference pack (--reference)")
-        if sel.k not in self.forecasts:
+        import hashlib
+
+        import numpy as np
+
+        # keyed by the images and labels: by-forecast's candidates share a size, not a selection
+        key = hashlib.sha256(np.ascontiguousarray(sel.indices, np.int64).tobytes()
+                             + np.ascontiguousarray(sel.labels, np.int64).tobytes()).hexdigest()  # fmt: skip
+        if key not in self.forecasts:
             from .forecast import forecast
 
             soft = self.soft(sel.indices) if self.soft else None
-            self.forecasts[sel.k] = forecast(self.scores, sel.indices, sel.labels, self.pack, self.target, soft=soft)
-        return self.forecasts[sel.k]
+            self.forecasts[key] = forecast(self.scores, sel.indices, sel.labels, self.pack, self.target, soft=soft)
+        return self.forecasts[key]
 
     def smallest_reaching(self, plan, goal_acc: float, requested: str) -> Selection:
         """The fewest images whose forecast reaches ``goal_acc`` (bisection), within the byte cap (or, without
