@@ -40,8 +40,8 @@ KEEP = "1%"
 VARIANTS = ("groups", "random", "proxy labels")
 
 
-def _teacher_run(name: str, recipe: str, target):
-    """The teacher's recipe as the suite trained it: (TrainingRun, view spec)."""
+def _teacher_run(recipe: str, target, meta: dict):
+    """The teacher's recipe as the suite trained it (``meta``: its teacher.pt): (TrainingRun, view spec)."""
     from plada_edge.core.config import TeacherConfig, with_options
     from plada_edge.core.recipes import TargetFacts, teacher_options
     from plada_edge.core.train import TrainingRun
@@ -50,7 +50,7 @@ def _teacher_run(name: str, recipe: str, target):
     options = teacher_options(TargetFacts.of(target), recipe, {})
     options.pop("recipe")
     cfg = with_options(None, TeacherConfig, options)
-    spec = ViewSpec.from_dict(_teacher_meta(name, recipe)["view"])
+    spec = ViewSpec.from_dict(meta["view"])
     return TrainingRun(cfg.arch, target.num_classes, cfg.weights, cfg.train, "cpu", cfg.precision), spec
 
 
@@ -61,22 +61,15 @@ def _teacher_meta(name: str, recipe: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def random_holdout(target, size: int, seed: int = 7) -> np.ndarray:
-    """A stratified random sample of ``size`` training images (each class in proportion), sorted."""
-    rng = np.random.default_rng(seed)
-    share = size / len(target.y_train)
-    picks = [rng.permutation(np.flatnonzero(target.y_train == c))[: round(share * int((target.y_train == c).sum()))]
-             for c in range(target.num_classes)]  # fmt: skip
-    return np.sort(np.concatenate(picks)).astype(np.int64)
-
-
-def _random_scale(name: str, recipe: str, target) -> tuple[np.ndarray, float]:
-    """The random holdout and the teacher's recipe's accuracy on it, trained on the rest."""
+def _random_scale(recipe: str, target, meta: dict) -> tuple[np.ndarray, float]:
+    """A stratified random holdout as large as the shipped one, and the teacher's recipe's accuracy on it,
+    trained on the rest."""
     from plada_edge.core.train import accuracy
     from plada_edge.core.view import as_nhwc3, torch_view
+    from plada_edge.server.auto import holdout_split
 
-    run, spec = _teacher_run(name, recipe, target)
-    held = random_holdout(target, len(target.holdout()))
+    run, spec = _teacher_run(recipe, target, meta)
+    held, _ = holdout_split(target, share=len(target.holdout()) / len(target.y_train), seed=7)
     rest = np.setdiff1d(np.arange(len(target.y_train)), held)
     view = torch_view(spec, input_size=target.native_size)
     images = as_nhwc3(target.x_train)
@@ -86,13 +79,12 @@ def _random_scale(name: str, recipe: str, target) -> tuple[np.ndarray, float]:
     return held, accuracy(proxy, view, images[held], target.y_train[held])
 
 
-def _proxy_labeller(name: str, recipe: str, pack: ReferencePack):
+def _proxy_labeller(name: str, recipe: str, pack: ReferencePack, meta: dict):
     """labels(indices): the proxy teacher's (trained without the shipped holdout) classes for pack images."""
     from plada_edge.core.models import create_model
     from plada_edge.core.train import load_checkpoint, predict
     from plada_edge.core.view import ViewSpec, torch_view
 
-    meta = _teacher_meta(name, recipe)
     model = create_model(meta["arch"], meta["num_classes"], None)
     proxy = suite.teacher_dir(name, recipe) / "teacher" / "proxy" / "checkpoint.pt"  # written by train_teacher
     model.load_state_dict(load_checkpoint(proxy)["model"])
@@ -107,9 +99,10 @@ def run_target(name: str, pack: ReferencePack, measured: list[dict], log) -> dic
     recipe = suite.effective(name, "auto")
     _, scores = suite.teacher(name, recipe, pack, log)
     target = load_target(name)
+    meta = _teacher_meta(name, recipe)
     log(f"[{name}] the teacher's recipe without a random holdout")
-    held, teacher_held = _random_scale(name, recipe, target)
-    relabel = _proxy_labeller(name, recipe, pack)
+    held, teacher_held = _random_scale(recipe, target, meta)
+    relabel = _proxy_labeller(name, recipe, pack, meta)
     shipped_meta = dict(scores.meta)
     rows = []
     for row in measured:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..core import atomic
-from ..core.config import SelectionConfig, with_options
+from ..core.config import GOAL_MAX_KEEP, SelectionConfig, with_options
 from ..core.errors import ConfigError
 from ..core.payload import Payload, decode_payload, encode_payload
 from .plan import Choice, plan_selection
@@ -406,7 +406,6 @@ class _Packing:
     def smallest_reaching(self, plan, goal_acc: float, requested: str) -> Selection:
         """The fewest images whose forecast reaches ``goal_acc`` (bisection), within the byte cap (or, without
         one, GOAL_MAX_KEEP of the pack); a goal not reached there is a warning, and the payload is the bound."""
-        from ..core.config import GOAL_MAX_KEEP
         from .forecast import smallest_for
 
         hi = min(int(class_counts(self.scores).sum()), budget_size(self.scores.n, GOAL_MAX_KEEP, None))
@@ -424,8 +423,6 @@ class _Packing:
 
     def short_of(self, sel: Selection, goal_acc: float | None) -> None:
         """Warn (in ``sel.warnings``) when the payload's forecast stays under the goal: the search hit its bound."""
-        from ..core.config import GOAL_MAX_KEEP
-
         if goal_acc is not None and sel.forecast is not None and sel.forecast.accuracy < goal_acc:
             bound = "max_bytes" if self.limit is not None else f"GOAL_MAX_KEEP, {GOAL_MAX_KEEP} of the pack"
             sel.warnings.append(f"the forecast stays under the goal {goal_acc:.3f} up to {sel.k:,} images "
