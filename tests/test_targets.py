@@ -58,3 +58,26 @@ def test_bad_targets_are_refused():
         Target("bad", x, np.array([0, 5]), x, np.array([0, 1]), ["a", "b"])
     with pytest.raises(ValueError, match="uint8"):
         Target("bad", x.astype(np.float32), np.array([0, 1]), x, np.array([0, 1]), ["a", "b"])
+
+
+def test_the_holdout_is_drawn_as_the_test_split_was(tmp_path):
+    """Whole groups (an icon's every size) when the target records them; single images otherwise."""
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(2), 40)
+    groups = np.arange(80) // 4  # twenty "icons" of four sizes, ten per class
+    x = rng.integers(0, 256, (80, 8, 8), dtype=np.uint8)
+    grouped = Target("icons", x, y, x[:4], y[:4], ["a", "b"], groups)
+    held = grouped.holdout()
+    assert len(held) == 16 and len(np.unique(groups[held])) == 4  # four whole icons
+    for g in np.unique(groups[held]):  # every held-out icon is held out at every size
+        assert set(np.flatnonzero(groups == g)) <= set(held.tolist())
+    assert np.bincount(y[held]).tolist() == [8, 8]  # HOLDOUT_SHARE of each class
+    plain = Target("plain", x, y, x[:4], y[:4], ["a", "b"])
+    assert len(plain.holdout()) == 16 and not np.array_equal(plain.holdout(), held)
+    save_target(tmp_path / "icons.npz", grouped)
+    back = load_target(tmp_path / "icons.npz")
+    np.testing.assert_array_equal(back.groups, groups)
+    np.testing.assert_array_equal(back.holdout(), held)
+    assert back.sha256() != plain.sha256()  # other groups, another holdout: a teacher trained under them is another
+    with pytest.raises(ValueError, match="groups_train must be one whole-number id per training image"):
+        Target("bad", x, y, x[:4], y[:4], ["a", "b"], groups[:10])

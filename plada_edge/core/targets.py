@@ -2,7 +2,8 @@
 
 A target is stored either as
 - an ``.npz`` with ``x_train, y_train, x_test, y_test, class_names`` (images uint8, (n, h, w) for
-  grayscale or (n, h, w, 3) for RGB, at the task's native resolution), or
+  grayscale or (n, h, w, 3) for RGB, at the task's native resolution) and, optionally, ``groups_train``: the
+  unit its test split was drawn by, one id per training image (an icon's name, all its sizes one group), or
 - an ImageFolder tree ``root/{train,test}/<class name>/<image>`` (class order = sorted names).
 
 ``native_size`` is the task's own resolution (8 for scikit-learn's 8x8 digits). The pipeline views
@@ -42,6 +43,7 @@ class Target:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list[str]
+    groups: np.ndarray | None = None  # per training image: the unit the test split was drawn by (None: each image)
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
@@ -59,6 +61,13 @@ class Target:
                 raise TargetError(f"target {self.name}: {len(x)} {split} images but {len(y)} labels")
             if len(y) and (y.min() < 0 or y.max() >= len(self.class_names)):
                 raise TargetError(f"target {self.name}: {split} labels outside 0..{len(self.class_names) - 1}")
+        if self.groups is not None:
+            g = self.groups
+            if not isinstance(g, np.ndarray) or g.shape != self.y_train.shape or not np.issubdtype(g.dtype, np.integer):
+                raise TargetError(
+                    f"target {self.name}: groups_train must be one whole-number id per training image, "
+                    f"got {getattr(g, 'dtype', type(g).__name__)} {getattr(g, 'shape', '')}"
+                )
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise TargetError(
                 f"target {self.name}: train images {self.x_train.shape[1:]} differ from test {self.x_test.shape[1:]}"
@@ -85,6 +94,8 @@ class Target:
             h.update(str(a.shape).encode())
             h.update(np.ascontiguousarray(a).tobytes())
         h.update("\0".join(self.class_names).encode())
+        if self.groups is not None:  # they decide the holdout, so a teacher trained under other groups is another
+            h.update(b"groups" + np.ascontiguousarray(self.groups.astype(np.int64)).tobytes())
         return h.hexdigest()
 
     def class_counts(self) -> np.ndarray:
@@ -92,16 +103,17 @@ class Target:
         return np.bincount(np.asarray(self.y_train, np.int64), minlength=self.num_classes)
 
     def holdout(self) -> np.ndarray:
-        """The training images the forecast judges a trial student on: about HOLDOUT_SHARE of each class (at most
-        HOLDOUT_MAX in all, seeded), taken as whole near-copy groups (copy_groups: one icon drawn at several
-        sizes is one group), so no near-copy of a held-out image stays among the anchors. Sorted indices."""
+        """The training images the forecast judges a trial student on, drawn as the test split was: about
+        HOLDOUT_SHARE of each class (at most HOLDOUT_MAX in all, seeded) in whole ``groups`` (an icon's every
+        size, when the target records them), single images otherwise. The held-out images then stand to the
+        rest as the test split stands to the whole. Sorted indices."""
         cached = self.__dict__.get("_holdout")
         if cached is not None:
             return cached
         from .config import HOLDOUT_MAX, HOLDOUT_SHARE
 
         rng = np.random.default_rng(20260)
-        groups = self.copy_groups()
+        groups = self.groups if self.groups is not None else np.arange(len(self.y_train))
         scale = min(HOLDOUT_SHARE, HOLDOUT_MAX / max(1, len(self.y_train)))
         out = []
         for c in range(self.num_classes):
@@ -114,36 +126,10 @@ class Target:
                 group = groups[members] == g
                 if held.sum() + group.sum() <= max(want, 1) * 1.5:  # a group too large would take the class
                     held |= group
-            short = want - int(held.sum())
-            if short > 0:  # groups too large to take whole (a class of look-alikes): single images make up the rest
-                held[rng.permutation(np.flatnonzero(~held))[:short]] = True
             out.append(members[held])
         held = np.sort(np.concatenate(out)).astype(np.int64) if out else np.zeros(0, np.int64)
         self.__dict__["_holdout"] = held
         return held
-
-    def copy_groups(self, cosine: float = 0.95) -> np.ndarray:
-        """A group id per training image: images of one class whose 8x8 descriptors (plada_edge.core.dedup) agree
-        to ``cosine`` or more, joined transitively; a lone image is its own group."""
-        from .dedup import descriptors, flat_index
-        from .view import as_nhwc3
-
-        n = len(self.y_train)
-        parent = np.arange(n)
-
-        def root(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        d = descriptors(as_nhwc3(self.x_train))
-        sims, nn = flat_index(d).search(d, min(8, n))
-        for i, j in zip(*np.nonzero(sims >= cosine)):
-            j = int(nn[i, j])
-            if j >= 0 and j != i and self.y_train[i] == self.y_train[j]:
-                parent[root(int(i))] = root(j)
-        return np.array([root(i) for i in range(n)])
 
     def describe(self) -> dict:
         return {
@@ -173,6 +159,7 @@ def save_target(path: str | os.PathLike, target: Target) -> Path:
         y_test=target.y_test.astype(np.int64),
         class_names=np.array(target.class_names),
         name=np.array(target.name),
+        **({} if target.groups is None else {"groups_train": target.groups.astype(np.int64)}),
     )
     return atomic.write_bytes(path, buf.getvalue())
 
@@ -380,10 +367,11 @@ def load_target(
             if missing:
                 raise TargetError(f"{path}: target .npz lacks {sorted(missing)}")
             arrays = {key: z[key] for key in ("x_train", "y_train", "x_test", "y_test", "class_names")}
+            groups = z["groups_train"] if "groups_train" in z.files else None
             name = str(z["name"]) if "name" in z.files else path.stem
     except TargetError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # truncated, empty or not an archive
         raise TargetError(f"{path}: not a readable target archive ({type(exc).__name__}: {exc})") from None
     names = [str(c) for c in np.atleast_1d(arrays.pop("class_names"))]
-    return Target(name, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], names)
+    return Target(name, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], names, groups)

@@ -148,6 +148,7 @@ def icon_target(name: str, seed: int = 0, test_share: float = 0.3, workers: int 
     rng = np.random.default_rng(seed)
     files = {"train": [], "test": []}
     labels = {"train": [], "test": []}
+    groups = {"train": [], "test": []}  # the icon's name as an id: the unit of the split (and of the holdout)
     for label, context in enumerate(classes):
         names = sorted(by_class[context])
         names = [names[i] for i in np.sort(rng.permutation(len(names))[: theme.max_names])]
@@ -158,12 +159,13 @@ def icon_target(name: str, seed: int = 0, test_share: float = 0.3, workers: int 
             for f in icons[(context, names[i])]:
                 files[split].append(f)
                 labels[split].append(label)
+                groups[split].append(len(classes) * rank + label)  # one id per (context, name)
     workers = workers or native.hardware_threads()
     x = {s: _render_all(files[s], workers) for s in files}
     y = {s: np.asarray(labels[s], np.int64) for s in labels}
     keep = ~near_duplicate_mask(x["test"], x["train"])  # the same drawing under two names
     x["test"], y["test"] = x["test"][keep], y["test"][keep]
-    return Target(name, x["train"], y["train"], x["test"], y["test"], list(classes))
+    return Target(name, x["train"], y["train"], x["test"], y["test"], list(classes), np.asarray(groups["train"]))
 
 
 def drop_pack_duplicates(target: Target, pack, chunk: int = 16384) -> tuple[Target, dict]:
@@ -185,6 +187,7 @@ def drop_pack_duplicates(target: Target, pack, chunk: int = 16384) -> tuple[Targ
         *(a[~leak["train"]] for a in splits["train"]),
         *(a[~leak["test"]] for a in splits["test"]),
         target.class_names,
+        None if target.groups is None else target.groups[~leak["train"]],
     )
     return clean, {s: int(m.sum()) for s, m in leak.items()}
 
