@@ -46,7 +46,7 @@ from plada_edge.server.packing import payload_header
 from plada_edge.server.plan import resolve_spread
 from plada_edge.server.scoring import Scores, score_pack
 from plada_edge.server.selection import budget_size, class_counts, near_copy_ratio, select
-from plada_edge.server.teacher import export_onnx, onnx_metadata, train_teacher
+from plada_edge.server.teacher import blind_path, export_onnx, onnx_metadata, train_teacher
 
 from .goals import DRAWS_RECORD, gaps
 from .goals import mean_of as _mean
@@ -113,8 +113,19 @@ def teacher_dir(target: str, recipe: str, frame: str | None = None) -> Path:
     return ROOT / (f"{target}-{recipe}" + ("" if frame == "none" else f"-frame={frame}"))
 
 
+def _other_holdout(d: Path, target: str) -> bool:
+    """Whether the teacher cached in ``d`` set aside other held-out images than the target's holdout now."""
+    import torch
+
+    meta = torch.load(d / "teacher" / "teacher.pt", map_location="cpu", weights_only=False)
+    return (meta.get("target") or {}).get("holdout") != load_target(target).holdout().tolist()
+
+
 def teacher(target: str, recipe: str, pack: ReferencePack, log, frame: str | None = None) -> tuple[dict, Scores] | None:
     d = teacher_dir(target, recipe, frame)
+    if not REPORT_ONLY and (d / "teacher" / "teacher.pt").exists() and _other_holdout(d, target):
+        log(f"[{target}] the cached teacher held out other images than the target's holdout now: trained again")
+        shutil.rmtree(d)
     if not (d / "teacher" / "teacher.pt").exists():
         if REPORT_ONLY:
             return None
@@ -126,7 +137,8 @@ def teacher(target: str, recipe: str, pack: ReferencePack, log, frame: str | Non
     metrics["seconds"] = json.loads((d / "teacher-seconds.json").read_text())["seconds"]
     onnx = d / "teacher.onnx"
     graph = onnx_metadata(onnx) if onnx.exists() else None
-    if not REPORT_ONLY and (graph is None or "distance" not in graph["outputs"] or graph["pretrained"] is None):
+    stale = graph is None or "distance" not in graph["outputs"] or graph["pretrained"] is None
+    if not REPORT_ONLY and (stale or not blind_path(onnx).exists()):
         # graphs from before anchors (or the pretrained flag) are exported again; anchors from the target
         export_onnx(d / "teacher", onnx, input_size=pack.size, target=target)
         graph = onnx_metadata(onnx)

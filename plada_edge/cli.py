@@ -505,6 +505,7 @@ def teacher_export(
     _print_json(r) if as_json else typer.echo(
         f"wrote {out} ({r['bytes'] / 2**20:.1f} MiB), max |logit diff| vs torch {r['max_abs_logit_diff']:.2e}, "
         + (f"{r['anchors']:,} anchors" if r["anchors"] else "no anchors (strategy nearest will use energy)")
+        + (f"; its blind twin for --forecast: {r['blind']}" if r.get("blind") else "")
     )
 
 
@@ -700,8 +701,9 @@ def pack_cmd(
     forecast: bool = typer.Option(
         False,
         "--forecast",
-        help="Predict the device's student accuracy: the student recipe trained on the selection, judged on the "
-        "target's held-out training images (needs --target and --reference); it goes into the header.",
+        help="Predict the device's student accuracy: the student recipe trained on the same plan picked by the "
+        "teacher's blind twin (NAME.blind.onnx, trained without the held-out images; it scores the pool once), "
+        "judged on those images (needs --target and --reference); it goes into the header.",
     ),
     goal: float | None = typer.Option(
         None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -128,3 +129,39 @@ def test_by_forecast_keeps_the_candidate_plan_with_the_best_forecast(tiny, score
     assert all(c["same_as"] in judged for c in report["candidates"].values() if "same_as" in c)  # no plan twice
     with pytest.raises(ConfigError, match="by-forecast needs the target"):
         make_payload(scored, None, count=60, strategy="by-forecast")
+
+
+def test_the_trial_payload_is_picked_and_labelled_by_the_blind_teacher(tiny, scored, monkeypatch, tmp_path):
+    """The held-out images judge a student whose teacher never saw them, as the test split judges the device's."""
+    import shutil
+
+    import plada_edge.server.forecast as fc
+    from plada_edge.core.train import load_checkpoint
+    from plada_edge.server.teacher import blind_path, onnx_metadata
+
+    twin = blind_path(tiny["root"] / "teacher.onnx")
+    assert twin == tiny["root"] / "teacher.blind.onnx" and twin.is_file()
+    assert onnx_metadata(twin)["blind_of"] == scored.meta["checkpoint_sha256"]  # exported beside its teacher
+    blind_ckpt = load_checkpoint(tiny["root"] / "teacher" / "blind" / "teacher.pt")
+    assert blind_ckpt["target"]["holdout"] == tiny["target"].holdout().tolist()
+    trials = []
+
+    def record(scores, indices, labels, pack, target, **kw):
+        trials.append((np.asarray(indices), np.asarray(labels)))
+        return Forecast(0.5, 0.4, 0.6, 36, 0.5, None, len(indices), "scratch", "stub", 0.0)
+
+    monkeypatch.setattr(fc, "forecast", record)
+    made = make_payload(scored, None, count=60, forecast=True, target=tiny["target"], pack=tiny["pack"])
+    blind = fc.blind_scores(scored, tiny["pack"])
+    assert blind.path == scored.path / "blind" and blind.meta["blind_of"] == scored.meta["checkpoint_sha256"]
+    ((idx, labels),) = trials
+    assert len(idx) == made.selection.k == 60
+    assert len(np.setdiff1d(idx, made.selection.indices)) > 0  # not the shipped images: the blind teacher's pick
+    np.testing.assert_array_equal(labels, np.asarray(blind.label)[idx])  # with the blind teacher's labels
+    # scores whose teacher has no blind twin get a one-line error, not a flattering forecast
+    moved = tmp_path / "scores"
+    shutil.copytree(scored.path, moved, ignore=shutil.ignore_patterns("blind"))
+    meta = json.loads((moved / "meta.json").read_text())
+    (moved / "meta.json").write_text(json.dumps({**meta, "teacher_path": str(tmp_path / "gone.onnx")}))
+    with pytest.raises(ConfigError, match="blind twin"):
+        make_payload(moved, None, count=60, forecast=True, target=tiny["target"], pack=tiny["pack"])

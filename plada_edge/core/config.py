@@ -43,8 +43,8 @@ NEAREST_K = 5
 
 KEEP = "1%"  # the budget when none is given: the paper's 1 % of the reference set
 # the forecast (plada_edge.server.forecast) scores a trial student on this share of the target's training images
-# (stratified, seeded, at most HOLDOUT_MAX): a teacher keeps them out of its nearest-order anchors, so a selection
-# is not drawn towards the images that judge it
+# (stratified, seeded, at most HOLDOUT_MAX, drawn as the test split was): a teacher keeps them out of its
+# nearest-order anchors and trains a blind twin without them, so nothing it learned from them reaches the trial
 HOLDOUT_SHARE = 0.2
 HOLDOUT_MAX = 1000
 # a goal's search (pack --goal) goes no further than this share of the pack unless max_bytes says how far: each

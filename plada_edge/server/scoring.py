@@ -56,6 +56,7 @@ def prepare_scores(teacher, pack: ReferencePack, out: Path, config: ScoreConfig)
         "pack_fingerprint": pack.fingerprint,
         "pack_n": pack.n,
         "teacher_sha256": meta_t["sha256"],
+        "teacher_path": str(Path(teacher).resolve()),  # where a forecast looks for its blind twin first
         "checkpoint_sha256": meta_t["checkpoint_sha256"],
         "num_classes": len(meta_t["class_names"]),
         "class_names": meta_t["class_names"],
@@ -63,6 +64,7 @@ def prepare_scores(teacher, pack: ReferencePack, out: Path, config: ScoreConfig)
         "target": meta_t["target"],
         "teacher_test_acc": meta_t["test_acc"],
         "teacher_holdout_acc": meta_t.get("holdout_acc"),
+        "blind_of": meta_t.get("blind_of"),  # a blind teacher's scores: whose twin it is (forecasts)
         "arch": meta_t["arch"],
         "pretrained": meta_t["pretrained"],
         "chunk": chunk,

@@ -8,6 +8,11 @@ Outputs: ``logits``, (optionally) ``features``, the pooled input of the last lin
 training images, kept at training time. An image's distance is 1 - the mean cosine similarity of
 its NEAREST_K most similar anchors: how far it lies from the target's own images as the teacher
 sees them (strategy ``nearest``, plada_edge.server.selection; ours, not the paper's).
+
+Beside it, the **blind teacher**: the same recipe trained without the target's held-out images
+(Target.holdout), kept in ``TEACHER/blind`` and exported to ``NAME.blind.onnx``. The forecast
+(plada_edge.server.forecast) lets it select and label a trial payload, so the held-out images judge a
+student that learned nothing from them, as the device's student learned nothing from the test split.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ from ..core.train import TrainingRun, accuracy, load_checkpoint, predict, save_m
 from ..core.view import ViewSpec, as_nhwc3, torch_view
 
 TEACHER_FILE, METRICS_FILE = "teacher.pt", "metrics.json"
+BLIND_DIR = "blind"  # the blind teacher's folder inside a teacher's
+
+
+def blind_path(onnx_path: str | os.PathLike) -> Path:
+    """Where a teacher exported to ``onnx_path`` keeps its blind twin's graph: NAME.blind.onnx beside it."""
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(onnx_path.stem + ".blind.onnx")
 
 
 def train_teacher(
@@ -74,20 +86,12 @@ def train_teacher(
         images = as_nhwc3(target.x_train)
         fit_on = {"eval_set": test, "resume": resume, "progress": progress}
         model, history = run.fit(view, images, target.y_train, out, identity, **fit_on)
-        holdout_acc = _holdout_accuracy(run, view, target, out / "proxy", identity, resume, progress)
-        sha = save_model(
-            out / TEACHER_FILE,
-            model,
-            arch=cfg.arch,
-            num_classes=target.num_classes,
-            class_names=target.class_names,
-            view=spec.to_dict(),
-            target=target.describe(),
-            train=asdict(cfg.train),
-            weights=cfg.weights,
-            recipe=recipe,
-            anchors=anchor_features(model, spec, target, device=device),
-        )
+        fields = {"arch": cfg.arch, "num_classes": target.num_classes, "class_names": target.class_names,
+                  "view": spec.to_dict(), "target": target.describe(), "train": asdict(cfg.train),
+                  "weights": cfg.weights, "recipe": recipe}  # fmt: skip
+        anchors = anchor_features(model, spec, target, device=device)
+        sha = save_model(out / TEACHER_FILE, model, **fields, anchors=anchors)
+        holdout_acc = _blind_teacher(run, view, spec, target, out / BLIND_DIR, identity, fields, sha, resume, progress)
         metrics = {
             "target": target.name,
             "arch": cfg.arch,
@@ -108,19 +112,26 @@ def train_teacher(
     return TeacherResult(metrics)
 
 
-def _holdout_accuracy(run, view, target: Target, out: Path, identity: dict, resume: bool, progress) -> float | None:
-    """How well the teacher's own recipe does on the held-out training images when they are kept out of its
-    training: a proxy teacher on the rest, judged on them. The forecast divides by it, so its student's
-    held-out accuracy becomes a share of the teacher that the teacher's test accuracy turns into an estimate
-    (held-out images can be easier or harder than the test split; the share travels, the level does not)."""
+def _blind_teacher(
+    run, view, spec, target: Target, out: Path, identity: dict, fields: dict, teacher_sha: str, resume: bool, progress
+) -> float | None:
+    """The blind teacher: the teacher's recipe trained without the held-out images, saved as a teacher of its own
+    in ``out`` (the forecast's trial payloads come from it); its accuracy on them (None: too few to hold out).
+    The forecast divides by it: a trial student's held-out accuracy becomes a share of its teacher, and that
+    share times the teacher's test accuracy is the estimate."""
     held = target.holdout()
     if len(held) < 10 or len(held) >= len(target.y_train):
         return None
     rest = np.setdiff1d(np.arange(len(target.y_train)), held)
     images = as_nhwc3(target.x_train)
-    proxy, _ = run.fit(view, images[rest], target.y_train[rest], out, {**identity, "proxy_of": "holdout"},
+    held_sha = hashlib.sha256(held.astype(np.int64).tobytes()).hexdigest()  # resumes only the same holdout's
+    blind, _ = run.fit(view, images[rest], target.y_train[rest], out, {**identity, "blind_to": held_sha},
                        resume=resume, progress=progress)  # fmt: skip
-    return accuracy(proxy, view, images[held], target.y_train[held], device=run.device)
+    acc = accuracy(blind, view, images[held], target.y_train[held], device=run.device)
+    save_model(out / TEACHER_FILE, blind, **fields, blind_of=teacher_sha,
+               anchors=anchor_features(blind, spec, target, device=run.device))  # fmt: skip
+    atomic.write_json(out / METRICS_FILE, {"target": target.name, "holdout_acc": acc, "blind_of": teacher_sha})
+    return acc
 
 
 def anchor_features(model, spec: ViewSpec, target: Target, limit: int = NEAREST_ANCHORS, device: str = "cpu"):
@@ -206,15 +217,16 @@ def export_onnx(
     *,
     nearest: bool = True,
     target: Target | str | None = None,
+    blind: bool = True,
 ) -> ExportResult:
     """Export teacher.pt to ONNX (uint8 NHWC in; logits [+ features] [+ distance] out), check and verify it.
 
     ``nearest``: add the ``distance`` output from the teacher's anchors. A teacher trained before
     anchors were kept gets them from ``target``'s training images when given, else no distance.
+    ``blind``: export the blind teacher too, when there is one, to blind_path(``out``) (for forecasts).
     Raises ModelError when onnxruntime's outputs differ from torch's by more than ``tolerance``.
     """
     import onnx
-    import torch
 
     model, meta = load_teacher(teacher)
     spec = ViewSpec.from_dict(meta["view"])
@@ -236,6 +248,7 @@ def export_onnx(
         "plada.target": json.dumps(meta.get("target", {})),
         "plada.test_acc": _text(meta.get("metrics", {}).get("test_acc")),
         "plada.holdout_acc": _text(meta.get("metrics", {}).get("holdout_acc")),
+        "plada.blind_of": meta.get("blind_of") or "",  # a blind teacher names the teacher it stands beside
         "plada.anchors": json.dumps({"count": 0 if anchors is None else len(anchors), "k": NEAREST_K}),
         # whether its features came from ImageNet or from the target alone: strategy by-teacher reads it
         "plada.pretrained": json.dumps(is_pretrained(meta["arch"], meta.get("weights"))),
@@ -245,21 +258,13 @@ def export_onnx(
         entry.key, entry.value = k, v
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
-    # parity: onnxruntime against torch on random pack-like images, every output
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).integers(0, 256, (parity_batch, input_size, input_size, 3), dtype=np.uint8)
-    with torch.inference_mode():
-        want = wrapped(torch.from_numpy(x))
-    want = want if isinstance(want, tuple) else (want,)
-    got = sess.run(outputs, {"images": x})
-    diffs = {name: float(np.abs(g - w.numpy()).max()) for name, g, w in zip(outputs, got, want)}
-    diff = diffs["logits"]
-    for name, d in diffs.items():
-        if name != "features" and not d <= tolerance:
-            raise ModelError(f"ONNX export disagrees with torch: max |{name} diff| {d:.3g} > {tolerance:g}")
+    diff = _parity(wrapped, data, outputs, input_size, parity_batch, tolerance)
     atomic.write_bytes(out, data)
+    twin = Path(teacher if Path(teacher).is_dir() else Path(teacher).parent) / BLIND_DIR
+    twin_out = None
+    if blind and (twin / TEACHER_FILE).is_file():
+        twin_out = str(export_onnx(twin, blind_path(out), input_size, with_features, opset, parity_batch, tolerance,
+                                   nearest=nearest, target=target, blind=False)["onnx"])  # fmt: skip
     return ExportResult(
         {
             "onnx": str(out),
@@ -271,8 +276,28 @@ def export_onnx(
             "anchors": 0 if anchors is None else len(anchors),
             "checkpoint_sha256": meta["checkpoint_sha256"],
             "test_acc": meta.get("metrics", {}).get("test_acc"),
+            "blind": twin_out,  # the blind twin's graph (forecasts), when the teacher has one
         }
     )
+
+
+def _parity(wrapped, data: bytes, outputs: list[str], input_size: int, batch: int, tolerance: float) -> float:
+    """onnxruntime against torch on random pack-like images, every output; the max |logit diff|. Raises
+    ModelError past ``tolerance`` (features aside: they only feed the distance, which is checked)."""
+    import onnxruntime as ort
+    import torch
+
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).integers(0, 256, (batch, input_size, input_size, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        want = wrapped(torch.from_numpy(x))
+    want = want if isinstance(want, tuple) else (want,)
+    got = sess.run(outputs, {"images": x})
+    diffs = {name: float(np.abs(g - w.numpy()).max()) for name, g, w in zip(outputs, got, want)}
+    for name, d in diffs.items():
+        if name != "features" and not d <= tolerance:
+            raise ModelError(f"ONNX export disagrees with torch: max |{name} diff| {d:.3g} > {tolerance:g}")
+    return diffs["logits"]
 
 
 def export_int8(
@@ -337,6 +362,7 @@ def onnx_metadata(path: str | os.PathLike) -> dict:
         "target": json.loads(props.get("plada.target", "{}")),
         "test_acc": _number(props.get("plada.test_acc")),
         "holdout_acc": _number(props.get("plada.holdout_acc")),
+        "blind_of": props.get("plada.blind_of") or None,
         "pretrained": {"true": True, "false": False}.get(props.get("plada.pretrained", "")),  # None: not said
         "sha256": hashlib.sha256(data).hexdigest(),
         "outputs": [o.name for o in proto.graph.output],
