@@ -720,7 +720,12 @@ def pack_cmd(
         help="Soft labels of this many bits (0 = off): per image the teacher's runner-up class and its quantised "
         "confidence, which learn trains on beside the hard label (needs --teacher and --reference).",
     ),
-    teacher: Path | None = typer.Option(None, "--teacher", help="The teacher .onnx the scores came from, for --soft."),
+    teacher: Path | None = typer.Option(
+        None,
+        "--teacher",
+        help="The teacher .onnx the scores came from, for --soft; for --forecast and --goal, where its blind "
+        "twin lies (default: where the scores were made from).",
+    ),
     target: str | None = typer.Option(
         None, "--target", "-t", help="Target data, for --forecast, --goal and --strategy auto."
     ),

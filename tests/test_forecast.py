@@ -165,3 +165,34 @@ def test_the_trial_payload_is_picked_and_labelled_by_the_blind_teacher(tiny, sco
     (moved / "meta.json").write_text(json.dumps({**meta, "teacher_path": str(tmp_path / "gone.onnx")}))
     with pytest.raises(ConfigError, match="blind twin"):
         make_payload(moved, None, count=60, forecast=True, target=tiny["target"], pack=tiny["pack"])
+
+
+def test_pack_forecast_on_the_command_line(tiny, scored, monkeypatch, tmp_path):
+    """`pack --forecast` prints the estimate and writes it into the header; a teacher without a blind twin is a
+    one-line error and no payload."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    import plada_edge.server.forecast as fc
+    from plada_edge.cli import app
+
+    real = fc.forecast
+    monkeypatch.setattr(fc, "forecast", lambda *a, **k: real(*a, **{**k, **quick()}))
+    where = ["-t", str(tiny["root"] / "stripes.npz"), "-r", str(tiny["pack"].path)]
+    out = tmp_path / "f.plada"
+    got = CliRunner().invoke(app, ["pack", str(scored.path), "--count", "60", "--forecast", "-o", str(out), *where])
+    assert got.exit_code == 0, got.output
+    assert "forecast: the device's student, estimated: " in got.output and out.is_file()
+    shown = CliRunner().invoke(app, ["inspect", str(out)])
+    assert "forecast" in shown.output and "36 held-out images" in shown.output
+    lone = tmp_path / "lone.onnx"  # the teacher's graph without its twin
+    shutil.copy(tiny["root"] / "teacher.onnx", lone)
+    moved = tmp_path / "scores"
+    shutil.copytree(scored.path, moved, ignore=shutil.ignore_patterns("blind"))
+    bad = tmp_path / "bad.plada"
+    got = CliRunner().invoke(
+        app, ["pack", str(moved), "--count", "60", "--forecast", "--teacher", str(lone), "-o", str(bad), *where]
+    )
+    assert got.exit_code != 0 and "blind twin" in got.output and not bad.exists()
+    assert len([ln for ln in got.output.splitlines() if ln.strip()]) == 1, got.output
