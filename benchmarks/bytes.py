@@ -9,8 +9,9 @@ Per suite target, with the recipe auto picks and the suite's cached teachers and
 - **frontier**: hard labels at each keep, and soft labels (``pack --soft 3``) in a payload of the same bytes, each
   for ``--draws`` independent selection draws (selection seed s, student seed s): the device's student
   (``learn``) measured on the target's test split.
-- **forecast**: for each hard payload, ``pack --forecast``'s estimate (the same student recipe, judged on the
-  target's held-out training images) against that test accuracy.
+- **forecast**: for each hard payload, ``pack --forecast``'s estimate (the same student recipe on the trial
+  payload the teacher's blind twin picks, judged on the target's held-out training images) against that test
+  accuracy.
 - **goal**: ``pack --goal`` (a share of the teacher's test accuracy): the images it sends, the student's test
   accuracy, and the bytes against those of the smallest hard keep above whose draws' mean reaches the goal.
 
@@ -44,8 +45,10 @@ RECORD = Path(__file__).resolve().parent.parent / "docs" / "results-bytes.json"
 KEEPS = ("0.5%", "1%", "2%")
 SOFT_BITS = 3
 GOAL = 0.9  # the issue's example: 90 % of the teacher's test accuracy
+TIGHT = 1.5  # the issue's bound: a goal's payload at most this many times the smallest that reaches the goal
 UNBOUNDED = "the whole pool"  # how far goal runs searched before GOAL_MAX_KEEP bounded the search
 FIGURE = Path(__file__).resolve().parent.parent / "docs" / "figures" / "frontier.png"
+FORECAST_FIGURE = FIGURE.with_name("forecast.png")
 
 
 def _student(payload: Path, pack, target, out: Path, seed: int) -> dict:
@@ -86,6 +89,7 @@ def run_target(name: str, pack, draws: int, log, by_forecast: int = 0, goal: boo
                 out["rows"].setdefault(f"{kind}@{keep}", []).append(row)
     if goal:  # its search trains a student per step, up to GOAL_MAX_KEEP of the pool where the goal is out of reach
         out["goal"] = _goal(name, scores, pack, target, root, log)
+        out["goal"]["fewer"] = _fewer(name, out["goal"]["k"], draws, scores, pack, target, root, log)
     for s in range(by_forecast):  # strategy by-forecast at 1 %, against the default's hard@1% rows above
         path = root / f"by-forecast-1%-s{s}.plada"
         if not path.exists():
@@ -97,6 +101,21 @@ def run_target(name: str, pack, draws: int, log, by_forecast: int = 0, goal: boo
         out["rows"].setdefault("by-forecast@1%", []).append({**r, "bytes": path.stat().st_size, "seed": s,
                                                              "chosen": chosen})  # fmt: skip
     return out
+
+
+def _fewer(name: str, k: int, draws: int, scores, pack, target, root: Path, log) -> list[dict]:
+    """Hard payloads of k / TIGHT images (``draws`` selection draws) and their students: whether a payload that
+    much smaller would have reached the goal too, which decides "within TIGHT x the smallest" between the keeps."""
+    count = max(1, int(k / TIGHT))
+    rows = []
+    for s in range(draws):
+        path = root / f"hard-{count}-s{s}.plada"
+        if not path.exists():
+            make_payload(scores, path, count=count, seed=s)
+        log(f"[{name}] {count:,} images (goal / {TIGHT:g}) draw {s}: student")
+        r = _student(path, pack, target, root / f"hard-{count}-s{s}", s)
+        rows.append({**r, "bytes": path.stat().st_size, "seed": s})
+    return rows
 
 
 def _goal(name: str, scores, pack, target, root: Path, log) -> dict:
@@ -120,7 +139,7 @@ def run(targets, draws: int, report_only: bool, log=print, by_forecast: int = 0,
         recorded = record.get("targets", {}).get(name)
         forecast_rows = len((recorded or {}).get("rows", {}).get("by-forecast@1%", []))
         done = recorded and record.get("draws") == draws and forecast_rows >= by_forecast
-        done = done and ("goal" in recorded or not goal)
+        done = done and ("fewer" in recorded.get("goal", {}) or not goal)
         if report_only or done:
             if recorded:
                 results["targets"][name] = recorded
@@ -146,7 +165,9 @@ def report(results: dict) -> str:
         f"`{results['pack'][:12]}…`. Recipe: what auto picks per target; students are the device's (`learn`, "
         f"default options), measured on each target's test split; {results['draws']} independent selection draws "
         "per cell (selection seed s, student seed s). The teacher sets aside 20 % of each class of its training "
-        "split (at most 1,000 images) for the forecast and keeps it out of its nearest-order anchors.",
+        "split (at most 1,000 images; whole icons on the icon targets, as their test splits are drawn) for the "
+        "forecast, keeps it out of its nearest-order anchors and trains a blind twin without it, which picks and "
+        "labels each forecast's trial payload.",
         *_table(
             "The forecast against the device (hard labels)",
             "| target | teacher | keep | forecast (held-out) | measured (test) | difference, points |",
@@ -171,6 +192,8 @@ def report(results: dict) -> str:
         f"- Forecast within 3 points of the measured test accuracy at 1 %: {held} of {len(close)} targets "
         f"({', '.join(t for t, ok in close if not ok) or 'none'} outside): "
         f"{'**holds**' if held >= 5 else '**does not hold**'} (goal: 5 of 6).",
+        "",
+        "![forecast against measured accuracy](figures/forecast.png)",
     ]
     lines += _anchor_lines(results, order)
     lines += _frontier_lines(results, order)
@@ -274,8 +297,8 @@ def _goal_lines(results: dict, order: list[str]) -> list[str]:
     lines = _table(
         f"`pack --goal {GOAL:g}`: the fewest images whose forecast reaches {GOAL:.0%} of the teacher",
         "| target | goal (accuracy) | images sent | bytes | forecast | measured | reached | smallest hard keep "
-        "reaching it (mean of draws) | bytes / its bytes |",
-        "|---|---:|---:|---:|---:|---:|---|---|---:|",
+        f"reaching it (mean of draws) | bytes / its bytes | {TIGHT:g}x fewer images: measured (mean of draws) |",
+        "|---|---:|---:|---:|---:|---:|---|---|---:|---:|",
     )
     reached, tight = 0, 0
     for t in order:
@@ -290,19 +313,25 @@ def _goal_lines(results: dict, order: list[str]) -> list[str]:
         ratio = None
         if smallest:
             ratio = g["bytes"] / np.mean([r["bytes"] for r in _rows(res, "hard", smallest)])
-            tight += ratio <= 1.5 and ok
+        fewer = mean_of(g["fewer"]) if g.get("fewer") else None
+        # within TIGHT x: a payload TIGHT times smaller misses the goal (else the keeps' grid decides)
+        tight += ok and (fewer < want if fewer is not None else ratio is not None and ratio <= TIGHT)
         lines.append(
             f"| {t} | {want:.3f} | {g['k']:,} | {g['bytes']:,} | {g['forecast']:.3f} | {g['test_acc']:.3f} | "
             f"{'yes' if ok else 'no'} | {smallest or 'none of ' + '/'.join(KEEPS)} | "
-            f"{'–' if ratio is None else f'{ratio:.2f}'} |"
+            f"{'–' if ratio is None else f'{ratio:.2f}'} | "
+            + ("–" if fewer is None else f"{int(g['k'] / TIGHT):,}: {fewer:.3f}")
+            + " |"
         )
     n = sum(1 for t in order if results["targets"][t].get("goal"))
     missing = [t for t in order if not results["targets"][t].get("goal")]
     lines += [
         "",
-        f"- The goal reached on the test split: {reached} of {n} targets; within 1.5x the bytes of the smallest hard "
-        f"keep measured to reach it: {tight} of {n} (the issue asks 5 of 6; the keeps above are the grid that "
-        "'smallest' is read from).",
+        f"- The goal reached on the test split: {reached} of {n} targets; reached and within {TIGHT:g}x the smallest "
+        f"payload that reaches it: {tight} of {n} (the issue asks 5 of 6). Within {TIGHT:g}x: a payload of "
+        f"{TIGHT:g}x fewer images (same rules) misses the goal on the test split, mean of its draws (bytes grow "
+        f"slower than images, so that payload holds more than 1/{TIGHT:g} of the bytes: the bound holds in bytes "
+        "too); the smallest hard keep on the grid is shown beside it.",
     ]
     bounds = sorted({results["targets"][t]["goal"].get("bound", UNBOUNDED) for t in order
                      if results["targets"][t].get("goal")})  # fmt: skip
@@ -346,6 +375,35 @@ def figure(results: dict, path: Path = FIGURE) -> None:
     plt.close(fig)
 
 
+def forecast_figure(results: dict, path: Path = FORECAST_FIGURE) -> None:
+    """Each hard payload's forecast against its student's test accuracy, per target, with the ±3-point band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = [t for t in SUITE if t in results["targets"]]
+    if not order:
+        return
+    fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=110)
+    for i, t in enumerate(order):
+        rows = [r for k in KEEPS for r in _rows(results["targets"][t], "hard", k)]
+        ax.scatter([r["test_acc"] for r in rows], [r["forecast"]["accuracy"] for r in rows], s=14,
+                   color=plt.cm.tab10(i), label=t)  # fmt: skip
+    lo, hi = ax.get_xlim()[0], ax.get_xlim()[1]
+    ax.plot([lo, hi], [lo, hi], color="#4c4c4c", lw=0.8)
+    ax.fill_between([lo, hi], [lo - 0.03, hi - 0.03], [lo + 0.03, hi + 0.03], color="#4c4c4c", alpha=0.12, lw=0)
+    ax.set_xlabel("device student, test accuracy", fontsize=8)
+    ax.set_ylabel("forecast (blind trial, held-out images)", fontsize=8)
+    ax.set_title(f"every hard payload ({'/'.join(KEEPS)}, all draws); band: ±3 points", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", default=",".join(SUITE))
@@ -361,6 +419,7 @@ def main() -> None:
                   goal=not args.no_goal)  # fmt: skip
     if args.update_docs:
         figure(results)
+        forecast_figure(results)
     publish("bytes", report(results), time.perf_counter() - t0, args.update_docs)
 
 

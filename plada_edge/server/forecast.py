@@ -12,7 +12,7 @@ test accuracy is the estimate, with a 95 % interval from the held-out count (Wil
 ``smallest_for`` searches the budget a goal needs, by bisection over the number of images.
 
 Why blind: a student taught by a teacher that saw the held-out images beats that teacher's blind twin on them
-by 10-20 points on the icon targets, so any forecast judged on them overshoots (docs/results.md, "bytes").
+by 10-20 points on the icon targets, so any forecast judged on them overshoots (docs/results.md, "holdouts").
 """
 
 from __future__ import annotations
