@@ -115,9 +115,9 @@ def teacher_dir(target: str, recipe: str, frame: str | None = None) -> Path:
 
 def _other_holdout(d: Path, target: str) -> bool:
     """Whether the teacher cached in ``d`` set aside other held-out images than the target's holdout now."""
-    import torch
+    from plada_edge.core.train import load_checkpoint
 
-    meta = torch.load(d / "teacher" / "teacher.pt", map_location="cpu", weights_only=False)
+    meta = load_checkpoint(d / "teacher" / "teacher.pt")
     return (meta.get("target") or {}).get("holdout") != load_target(target).holdout().tolist()
 
 

@@ -224,7 +224,7 @@ def make_payload(
         version = _next_version(out, task or job.scores.meta.get("target", {}).get("name") or "task")
     job.header_extra["release"] = _release(version, expires, signed=signer is not None)
     job.soft = _soft_labeller(soft, teacher, job.scores, job.pack)
-    job.teacher, job.soft_bits = teacher, soft
+    job.teacher = teacher
 
     def encode(sel: Selection) -> bytes:
         labels = job.soft(sel.indices) if job.soft else None
@@ -266,7 +266,6 @@ class _Packing:
     soft: Any = None  # a SoftLabeller when the payload carries soft labels
     forecasts: dict = field(default_factory=dict)  # trial selection digest -> Forecast: none is judged twice
     teacher: Any = None  # the teacher's ONNX, where the forecast looks for its blind twin first
-    soft_bits: int = 0
     blind: Any = None  # (Scores, SoftLabeller or None) of the blind teacher, once a forecast needs them
 
     @classmethod
@@ -343,7 +342,7 @@ class _Packing:
                 report["candidates"][name] = {"same_as": seen[key]}
                 continue
             seen[key] = name
-            f = self.forecast_of(pick(self.scores, plan, k), plan)
+            f = self.forecast_of(plan, min(k, valid))
             chosen = {"strategy": plan.strategy.value, "quotas": plan.quotas.value, "spread": plan.spread_at(k, valid)}
             report["candidates"][name] = {**chosen, **f.to_dict()}
             if best is None or f.accuracy > best[1].accuracy:
@@ -383,16 +382,16 @@ class _Packing:
         image (and a new forecast) at a time."""
         while True:
             if forecast:
-                sel.forecast = self.forecast_of(sel, plan, requested)
+                sel.forecast = self.forecast_of(plan, sel.k, requested)
                 self.header_extra["forecast"] = sel.forecast.header()
             data = self.encode(sel)
             if self.limit is None or len(data) <= self.limit or sel.k <= 1:
                 return sel, data
             sel = pick(self.scores, plan, sel.k - 1, requested=requested)
 
-    def forecast_of(self, sel: Selection, plan, requested: str | None = None):
-        """The forecast of ``sel``: its plan at its size picked from the blind teacher's scores (the trial
-        payload), the device's student trained on it and judged on the held-out images."""
+    def forecast_of(self, plan, k: int, requested: str | None = None):
+        """The forecast of ``plan`` at ``k`` images: the plan at that size picked from the blind teacher's scores
+        (the trial payload), the device's student trained on it and judged on the held-out images."""
         if self.target is None or self.pack is None:
             raise ConfigError("a forecast needs the target (--target) and the reference pack (--reference)")
         import hashlib
@@ -404,11 +403,11 @@ class _Packing:
         if self.blind is None:
             scores = blind_scores(self.scores, self.pack, self.teacher)
             soft = None
-            if self.soft_bits:  # the blind teacher's own soft labels, as the device gets the teacher's
-                soft = _soft_labeller(self.soft_bits, scores.meta["teacher_path"], scores, self.pack)
+            if self.soft:  # the blind teacher's own soft labels, as the device gets the teacher's
+                soft = _soft_labeller(self.soft.bits, scores.meta["teacher_path"], scores, self.pack)
             self.blind = (scores, soft)
         scores, soft = self.blind
-        trial = pick(scores, plan, sel.k, requested=requested)
+        trial = pick(scores, plan, k, requested=requested)
         # keyed by the images and labels: by-forecast's candidates share a size, not a selection
         key = hashlib.sha256(np.ascontiguousarray(trial.indices, np.int64).tobytes()
                              + np.ascontiguousarray(trial.labels, np.int64).tobytes()).hexdigest()  # fmt: skip
@@ -428,7 +427,7 @@ class _Packing:
         lo = min(hi, max(1, self.scores.num_classes))
 
         def accuracy_at(k: int) -> float:
-            got = self.forecast_of(pick(self.scores, plan, k, requested=requested), plan, requested)
+            got = self.forecast_of(plan, k, requested)
             _log.info("forecast at %s images: %s", f"{k:,}", got)
             return got.accuracy
 
