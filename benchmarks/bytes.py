@@ -30,6 +30,7 @@ import numpy as np
 
 from plada_edge.core import atomic
 from plada_edge.core.config import GOAL_MAX_KEEP
+from plada_edge.core.payload import read_payload
 from plada_edge.core.reference import ReferencePack
 from plada_edge.core.targets import data_dir, load_target
 from plada_edge.data.suite import SUITE
@@ -61,8 +62,15 @@ def _student(payload: Path, pack, target, out: Path, seed: int) -> dict:
     return json.loads(done.read_text())
 
 
-def run_target(name: str, pack, draws: int, log, by_forecast: int = 0, goal: bool = True, keeps=KEEPS) -> dict:
-    """Frontier, forecast and goal runs of one target (each cached under runs/bytes/TARGET)."""
+def _folds(name: str) -> int:
+    """How many held-out folds the forecast pools on ``name`` now (a recorded forecast with fewer is stale)."""
+    return len(load_target(name).holdout_folds())
+
+
+def run_target(name: str, pack, draws: int, log, by_forecast: int = 0, goal: bool = True, keeps=KEEPS,
+               forecast_keeps=KEEPS) -> dict:  # fmt: skip
+    """Frontier, forecast and goal runs of one target (each cached under runs/bytes/TARGET); a stale forecast is
+    made again at ``forecast_keeps`` only (a scratch recipe's trial students take a minute a fold)."""
     recipe = suite.effective(name, "auto")
     metrics, scores = suite.teacher(name, recipe, pack, log)
     onnx = suite.teacher_dir(name, recipe) / "teacher.onnx"
@@ -76,6 +84,13 @@ def run_target(name: str, pack, draws: int, log, by_forecast: int = 0, goal: boo
                 made = make_payload(scores, hard, keep=keep, seed=s, forecast=True, target=target, pack=pack)
                 atomic.write_json(hard.with_suffix(".json"), made.selection.forecast.to_dict())
             fc = json.loads(hard.with_suffix(".json").read_text())
+            if fc.get("folds", 1) != _folds(name) and keep in forecast_keeps:
+                log(f"[{name}] {keep} draw {s}: the forecast again, over {_folds(name)} held-out folds")
+                made = make_payload(scores, None, keep=keep, seed=s, forecast=True, target=target, pack=pack)
+                if not np.array_equal(read_payload(hard).indices, made.selection.indices):
+                    raise SystemExit(f"{hard} is not what the same rules pick now: remove {root} and run again")
+                fc = made.selection.forecast.to_dict()
+                atomic.write_json(hard.with_suffix(".json"), fc)
             soft = root / f"soft{SOFT_BITS}-{keep}-s{s}.plada"
             if not soft.exists():  # as many bytes as the hard payload: soft labels take images' places
                 make_payload(scores, soft, max_bytes=hard.stat().st_size, seed=s, soft=SOFT_BITS, teacher=onnx,
@@ -120,6 +135,12 @@ def _fewer(name: str, k: int, draws: int, scores, pack, target, root: Path, log)
 
 def _goal(name: str, scores, pack, target, root: Path, log) -> dict:
     path = root / f"goal-{GOAL:g}.plada"
+    made_with = json.loads(path.with_suffix(".json").read_text()).get("folds", 1) if path.exists() else None
+    if made_with is not None and made_with != _folds(name):  # sized by an earlier forecast: search again
+        import shutil
+
+        path.unlink()
+        shutil.rmtree(root / f"goal-{GOAL:g}", ignore_errors=True)
     if not path.exists():
         made = make_payload(scores, path, goal=GOAL, target=target, pack=pack)
         atomic.write_json(path.with_suffix(".json"), {"k": made.selection.k, **made.selection.forecast.to_dict(),
@@ -128,11 +149,19 @@ def _goal(name: str, scores, pack, target, root: Path, log) -> dict:
     log(f"[{name}] goal {GOAL:g}: {chosen['k']:,} images; student")
     r = _student(path, pack, target, root / f"goal-{GOAL:g}", 0)
     bound = chosen.get("bound", UNBOUNDED)
-    return {**r, "k": chosen["k"], "forecast": chosen["accuracy"], "bytes": path.stat().st_size, "bound": bound}
+    return {**r, "k": chosen["k"], "forecast": chosen["accuracy"], "bytes": path.stat().st_size, "bound": bound,
+            "folds": chosen.get("folds", 1)}  # fmt: skip
+
+
+def _current(recorded: dict, name: str, keeps, goal: bool) -> bool:
+    """Whether a recorded target's forecasts (at ``keeps``, and its goal run's) pool today's held-out folds."""
+    rows = [r for k in keeps for r in recorded["rows"].get(f"hard@{k}", [])]
+    stale = any(r["forecast"].get("folds", 1) != _folds(name) for r in rows)
+    return not stale and (not goal or recorded.get("goal", {}).get("folds", 1) == _folds(name))
 
 
 def run(targets, draws: int, report_only: bool, log=print, by_forecast: int = 0, goal: bool = True,
-        keeps=KEEPS) -> dict:  # fmt: skip
+        keeps=KEEPS, forecast_keeps=KEEPS) -> dict:  # fmt: skip
     pack = ReferencePack.open(data_dir() / "offline-mix")
     record = read_record(RECORD, pack.fingerprint)
     results = {"pack": pack.fingerprint, "machine": machine(), "draws": draws, "targets": {}}
@@ -142,11 +171,12 @@ def run(targets, draws: int, report_only: bool, log=print, by_forecast: int = 0,
         done = recorded and record.get("draws") == draws and forecast_rows >= by_forecast
         done = done and ("fewer" in recorded.get("goal", {}) or not goal)
         done = done and all(f"hard@{k}" in recorded["rows"] for k in keeps)
+        done = done and _current(recorded, name, forecast_keeps, goal)
         if report_only or done:
             if recorded:
                 results["targets"][name] = recorded
             continue
-        results["targets"][name] = run_target(name, pack, draws, log, by_forecast, goal, keeps)
+        results["targets"][name] = run_target(name, pack, draws, log, by_forecast, goal, keeps, forecast_keeps)
         record_targets(RECORD, results)  # after each target: an interrupted pass keeps what it finished
     return results
 
@@ -166,14 +196,15 @@ def report(results: dict) -> str:
         f"Machines: {'; '.join(sorted({results['targets'][t]['machine'] for t in order}))}. Pool: offline-mix "
         f"`{results['pack'][:12]}…`. Recipe: what auto picks per target; students are the device's (`learn`, "
         f"default options), measured on each target's test split; {results['draws']} independent selection draws "
-        "per cell (selection seed s, student seed s). The teacher sets aside 20 % of each class of its training "
-        "split (at most 1,000 images; whole icons on the icon targets, as their test splits are drawn) for the "
-        "forecast, keeps it out of its nearest-order anchors and trains a blind twin without it, which picks and "
-        "labels each forecast's trial payload.",
+        "per cell (selection seed s, student seed s). The forecast holds out 20 % of each class of the training "
+        "split at a time (whole icons on the icon targets, as their test splits are drawn), fold after fold until "
+        "1,000 images or the whole split are held out, and trains a blind teacher without each fold, which picks "
+        "and labels that fold's trial payload; the teacher keeps fold 0 out of its nearest-order anchors.",
         *_table(
             "The forecast against the device (hard labels)",
-            "| target | teacher | keep | forecast (held-out) | measured (test) | difference, points |",
-            "|---|---:|---|---:|---:|---:|",
+            "| target | teacher | keep | held-out images (folds) | forecast (held-out) | measured (test) | "
+            "difference, points |",
+            "|---|---:|---|---:|---:|---:|---:|",
         ),
     ]
     close = []
@@ -185,7 +216,8 @@ def report(results: dict) -> str:
                 continue
             f = float(np.mean([r["forecast"]["accuracy"] for r in rows]))
             m = mean_of(rows)
-            lines.append(f"| {t} | {res['teacher']:.3f} | {keep} | {f:.3f} | {m:.3f} | {100 * (f - m):+.1f} |")
+            held = f"{rows[0]['forecast']['images']:,} ({rows[0]['forecast'].get('folds', 1)})"
+            lines.append(f"| {t} | {res['teacher']:.3f} | {keep} | {held} | {f:.3f} | {m:.3f} | {100 * (f - m):+.1f} |")
             if keep == "1%":
                 close.append((t, abs(f - m) <= 0.03))
     held = sum(ok for _, ok in close)
@@ -414,12 +446,18 @@ def main() -> None:
     ap.add_argument("--by-forecast", type=int, default=0, help="also this many draws of strategy by-forecast at 1 %%")
     ap.add_argument("--no-goal", action="store_true", help="skip the goal run (hours for scratch recipes)")
     ap.add_argument("--keeps", default=",".join(KEEPS), help="the frontier's keeps (a scratch target's 2 %% is slow)")
+    ap.add_argument(
+        "--forecast-keeps",
+        default=",".join(KEEPS),
+        help="where a stale forecast is made again (each trial student trains once per held-out fold)",
+    )
     ap.add_argument("--update-docs", action="store_true", help="write the section into docs/results.md")
     args = ap.parse_args()
     suite.check_targets(args.targets.split(","), "bytes")
     t0 = time.perf_counter()
     results = run(args.targets.split(","), args.draws, args.report_only, by_forecast=args.by_forecast,
-                  goal=not args.no_goal, keeps=tuple(args.keeps.split(",")))  # fmt: skip
+                  goal=not args.no_goal, keeps=tuple(args.keeps.split(",")),
+                  forecast_keeps=tuple(args.forecast_keeps.split(",")))  # fmt: skip
     if args.update_docs:
         figure(results)
         forecast_figure(results)

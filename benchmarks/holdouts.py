@@ -1,18 +1,18 @@
-"""Why the forecast lets a blind teacher pick its trial payload: the shipped forecast against two others (issue 35).
+"""Why the forecast pools held-out folds, each with a blind teacher: the shipped forecast against others (issue 35).
 
     python -m benchmarks holdouts                              # after `python -m benchmarks bytes`; minutes
     python -m benchmarks holdouts --report-only --update-docs  # the page from docs/results-holdouts.json
 
 On the bytes benchmark's own 1 % hard payloads (runs/bytes) and device students (docs/results-bytes.json), each
-estimate against the device student's test accuracy, all judged on the same held-out images (Target.holdout,
-drawn as the test split was):
+estimate against the device student's test accuracy (held-out images drawn as the test split was):
 
-- **blind** (shipped, plada_edge.server.forecast): the trial payload is the same plan picked and labelled by the
-  blind teacher (trained without the held-out images); its share of the blind teacher times the teacher's test
-  accuracy. Read from the bytes record: the forecast each hard payload shipped with.
-- **blind, unscaled**: the same trial student's held-out accuracy as it is, without the share.
+- **folds** (shipped, plada_edge.server.forecast): per held-out fold, the trial payload is the same plan picked
+  and labelled by that fold's blind teacher (trained without the fold); the trial students' pooled share of
+  their blind teachers times the teacher's test accuracy. Read from the bytes record.
+- **one fold**: the same on fold 0 alone (Target.holdout(), what the forecast did before folds).
+- **folds, unscaled**: the pooled trial students' held-out accuracy as it is, without the share.
 - **seen**: the shipped payload itself as the trial (selected and labelled by the teacher, which trained on the
-  held-out images), read as the same share. What the forecast did before the blind teacher.
+  held-out images), judged on fold 0 and read as the same share. What the forecast did before the blind teacher.
 """
 
 from __future__ import annotations
@@ -34,37 +34,46 @@ from .kit import machine, publish, read_record, record_targets
 
 RECORD = Path(__file__).resolve().parent.parent / "docs" / "results-holdouts.json"
 KEEP = "1%"
-VARIANTS = ("blind", "blind, unscaled", "seen")
+VARIANTS = ("folds", "one fold", "folds, unscaled", "seen")
 
 
 def run_target(name: str, pack: ReferencePack, measured: list[dict], log) -> dict:
-    """The three estimates for each recorded 1 % draw of ``name``."""
-    from plada_edge.server.forecast import forecast
+    """The estimates for each recorded 1 % draw of ``name``."""
+    from unittest import mock
+
+    import plada_edge.server.forecast as fc
+    from plada_edge.server.packing import make_payload
 
     recipe = suite.effective(name, "auto")
     metrics, scores = suite.teacher(name, recipe, pack, log)
     target = load_target(name)
+    fold0 = fc.blind_scores(scores, pack)
+    every_fold = fc.blind_folds
     rows = []
     for row in measured:
         payload = bytes_bench.ROOT / name / f"hard-{KEEP}-s{row['seed']}.plada"
         if not payload.exists():
             raise SystemExit(f"{payload} is missing: run `python -m benchmarks bytes --targets {name}` first")
-        p = read_payload(payload)
+        log(f"[{name}] draw {row['seed']}: fold 0 alone")
+        with mock.patch.object(fc, "blind_folds", lambda *a, **k: every_fold(*a, **k)[:1]):  # the forecast's own path
+            one = make_payload(scores, None, keep=KEEP, seed=row["seed"], forecast=True, target=target, pack=pack)
         log(f"[{name}] draw {row['seed']}: the shipped payload as the trial")
-        seen = forecast(scores, np.asarray(p.indices), np.asarray(p.labels), pack, target)
-        blind = row["forecast"]
-        rows.append({"seed": row["seed"], "measured": row["test_acc"], "blind": blind["accuracy"],
-                     "blind, unscaled": blind["held_out"], "seen": seen.accuracy,
-                     "held out: blind, seen": [blind["held_out"], seen.held_out]})  # fmt: skip
-    teacher = {"test": metrics["test_acc"], "blind, held out": metrics.get("holdout_acc")}
-    return {"recipe": recipe, "machine": machine(), "held_out": len(target.holdout()), "teacher": teacher,
-            "rows": rows}  # fmt: skip
+        p = read_payload(payload)
+        seen = fc.forecast(scores, [fc.Trial(fold0, np.asarray(p.indices), np.asarray(p.labels))], pack, target)
+        shipped = row["forecast"]
+        rows.append({"seed": row["seed"], "measured": row["test_acc"], "folds": shipped["accuracy"],
+                     "one fold": one.selection.forecast.accuracy, "folds, unscaled": shipped["held_out"],
+                     "seen": seen.accuracy, "held out: folds, seen": [shipped["held_out"], seen.held_out]})  # fmt: skip
+    teacher = {"test": metrics["test_acc"], "blind, held out": row["forecast"]["teacher_held_out"]}
+    held = sum(len(f) for f in target.holdout_folds())
+    return {"recipe": recipe, "machine": machine(), "held_out": held, "folds": len(target.holdout_folds()),
+            "teacher": teacher, "rows": rows}  # fmt: skip
 
 
 def _same_draws(mine: list[dict], measured: list[dict]) -> bool:
     """Whether recorded rows were measured on the bytes record's payloads now (their forecasts agree)."""
     pairs = list(zip(mine, measured))
-    return len(mine) == len(measured) and all(a["blind"] == b["forecast"]["accuracy"] for a, b in pairs)
+    return len(mine) == len(measured) and all(a.get("folds") == b["forecast"]["accuracy"] for a, b in pairs)
 
 
 def run(targets, report_only: bool, log=print) -> dict:
@@ -97,12 +106,12 @@ def report(results: dict) -> str:
         f"Machines: {'; '.join(sorted({results['targets'][t]['machine'] for t in order}))}. The bytes benchmark's "
         f"{KEEP} hard payloads and device students; each cell is the mean over its draws of estimate − measured "
         "test accuracy, in points (mean |error| in the last row). The trial students' accuracy on the held-out "
-        "images (blind trial, seen trial) against the blind teacher's shows what the teacher's sight of them "
+        "images (blind trials, seen trial) against the blind teachers' shows what the teacher's sight of them "
         "passes on.",
         "",
-        "| target | held-out images | teacher: test, blind on held-out | "
+        "| target | held-out images (folds) | teacher: test, blind on held-out | "
         + " | ".join(VARIANTS)
-        + " | held-out accuracy: blind trial, seen trial |",
+        + " | held-out accuracy: blind trials, seen trial |",
         "|---|---:|---|" + "---:|" * len(VARIANTS) + "---|",
     ]
     errors = {v: [] for v in VARIANTS}
@@ -113,8 +122,8 @@ def report(results: dict) -> str:
         for v, g in zip(VARIANTS, gaps):
             errors[v].append(g)
         te = res["teacher"]
-        held = np.mean([r["held out: blind, seen"] for r in rows], axis=0)
-        lines.append(f"| {t} | {res['held_out']} | {te['test']:.3f}, {te['blind, held out']:.3f} | "
+        held = np.mean([r["held out: folds, seen"] for r in rows], axis=0)
+        lines.append(f"| {t} | {res['held_out']} ({res['folds']}) | {te['test']:.3f}, {te['blind, held out']:.3f} | "
                      + " | ".join(f"{g:+.1f}" for g in gaps) + f" | {held[0]:.3f}, {held[1]:.3f} |")  # fmt: skip
     mean_abs = " | ".join(f"{float(np.mean(np.abs(errors[v]))):.1f}" for v in VARIANTS)
     lines.append(f"| mean \\|error\\| | | | {mean_abs} | |")

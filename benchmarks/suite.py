@@ -46,7 +46,7 @@ from plada_edge.server.packing import payload_header
 from plada_edge.server.plan import resolve_spread
 from plada_edge.server.scoring import Scores, score_pack
 from plada_edge.server.selection import budget_size, class_counts, near_copy_ratio, select
-from plada_edge.server.teacher import blind_path, export_onnx, onnx_metadata, train_teacher
+from plada_edge.server.teacher import blind_name, blind_path, export_onnx, onnx_metadata, train_teacher
 
 from .goals import DRAWS_RECORD, gaps
 from .goals import mean_of as _mean
@@ -134,6 +134,14 @@ def teacher(target: str, recipe: str, pack: ReferencePack, log, frame: str | Non
         train_teacher(target, d / "teacher", recipe=recipe, progress=False, frame=view_frame(target, frame))
         atomic.write_json(d / "teacher-seconds.json", {"seconds": time.perf_counter() - t0})
     metrics = json.loads((d / "teacher" / "metrics.json").read_text())
+    folds = len(load_target(target).holdout_folds())
+    if not REPORT_ONLY and len(metrics.get("holdout_folds") or [None]) < folds:
+        log(f"[{target}] the cached teacher has blind teachers for fewer than {folds} held-out folds: the rest")
+        sha = metrics["checkpoint_sha256"]  # the teacher itself resumes as it was; only the new folds train
+        train_teacher(target, d / "teacher", recipe=recipe, progress=False, frame=view_frame(target, frame))
+        metrics = json.loads((d / "teacher" / "metrics.json").read_text())
+        if metrics["checkpoint_sha256"] != sha:
+            raise SystemExit(f"[{target}] the teacher changed when it resumed: remove {d} and run again")
     metrics["seconds"] = json.loads((d / "teacher-seconds.json").read_text())["seconds"]
     onnx = d / "teacher.onnx"
     graph = onnx_metadata(onnx) if onnx.exists() else None
@@ -142,6 +150,10 @@ def teacher(target: str, recipe: str, pack: ReferencePack, log, frame: str | Non
         # graphs from before anchors (or the pretrained flag) are exported again; anchors from the target
         export_onnx(d / "teacher", onnx, input_size=pack.size, target=target)
         graph = onnx_metadata(onnx)
+    for fold in range(folds):  # the blind teachers of held-out folds added since the last export
+        if not REPORT_ONLY and not blind_path(onnx, fold).exists():
+            export_onnx(d / "teacher" / blind_name(fold), blind_path(onnx, fold), input_size=pack.size, target=target,
+                        blind=False)  # fmt: skip
     try:
         scores = Scores.open(d / "scores", pack)
     except ValueError:

@@ -505,7 +505,13 @@ def teacher_export(
     _print_json(r) if as_json else typer.echo(
         f"wrote {out} ({r['bytes'] / 2**20:.1f} MiB), max |logit diff| vs torch {r['max_abs_logit_diff']:.2e}, "
         + (f"{r['anchors']:,} anchors" if r["anchors"] else "no anchors (strategy nearest will use energy)")
-        + (f"; its blind twin for --forecast: {r['blind']}" if r.get("blind") else "")
+        + (
+            f"; {len(r['blind'])} blind teachers for --forecast: {r['blind'][0]}, ..."
+            if len(r.get("blind") or []) > 1
+            else f"; its blind teacher for --forecast: {r['blind'][0]}"
+            if r.get("blind")
+            else ""
+        )
     )
 
 
@@ -701,9 +707,9 @@ def pack_cmd(
     forecast: bool = typer.Option(
         False,
         "--forecast",
-        help="Predict the device's student accuracy: the student recipe trained on the same plan picked by the "
-        "teacher's blind twin (NAME.blind.onnx, trained without the held-out images; it scores the pool once), "
-        "judged on those images (needs --target and --reference); it goes into the header.",
+        help="Predict the device's student accuracy: per held-out fold, the student recipe trained on the same "
+        "plan picked by the teacher's blind twin (NAME.blind.onnx, NAME.blind-1.onnx, ...: trained without the "
+        "fold; each scores the pool once), judged on the fold (needs --target and --reference); into the header.",
     ),
     goal: float | None = typer.Option(
         None,

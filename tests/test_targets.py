@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import write_png
 
+from plada_edge.core.errors import TargetError
 from plada_edge.core.targets import Target, load_target, save_target
 
 
@@ -81,3 +82,27 @@ def test_the_holdout_is_drawn_as_the_test_split_was(tmp_path):
     assert back.sha256() != plain.sha256()  # other groups, another holdout: a teacher trained under them is another
     with pytest.raises(ValueError, match="groups_train must be one whole-number id per training image"):
         Target("bad", x, y, x[:4], y[:4], ["a", "b"], groups[:10])
+
+
+def test_held_out_folds_are_disjoint_whole_groups_that_cover_a_small_target():
+    """A small target holds out fold after fold (each with a blind teacher of its own): together every training
+    image once, fold 0 the holdout a teacher records, each fold whole icons and its share of each class."""
+    from plada_edge.core.config import HOLDOUT_FOLDS
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(2), 40)
+    groups = np.arange(80) // 4
+    x = rng.integers(0, 256, (80, 8, 8), dtype=np.uint8)
+    grouped = Target("icons", x, y, x[:4], y[:4], ["a", "b"], groups)
+    folds = grouped.holdout_folds()
+    assert len(folds) == HOLDOUT_FOLDS and np.array_equal(folds[0], grouped.holdout())
+    assert sorted(np.concatenate(folds).tolist()) == list(range(80))  # disjoint, and every image once
+    for i, fold in enumerate(folds):
+        np.testing.assert_array_equal(grouped.holdout(i), fold)
+        assert np.bincount(y[fold], minlength=2).tolist() == [8, 8]
+        assert all(set(np.flatnonzero(groups == g)) <= set(fold.tolist()) for g in np.unique(groups[fold]))
+    with pytest.raises(TargetError, match="holds out 5 folds, not fold 5"):
+        grouped.holdout(5)
+    big = np.repeat(np.arange(2), 2500)  # HOLDOUT_MAX images in one fold already: no second
+    xb = np.zeros((5000, 2, 2), np.uint8)
+    assert [len(f) for f in Target("big", xb, big, xb[:2], big[:2], ["a", "b"]).holdout_folds()] == [1000]

@@ -47,6 +47,10 @@ KEEP = "1%"  # the budget when none is given: the paper's 1 % of the reference s
 # nearest-order anchors and trains a blind twin without them, so nothing it learned from them reaches the trial
 HOLDOUT_SHARE = 0.2
 HOLDOUT_MAX = 1000
+# a fold of HOLDOUT_SHARE held out once is few images on a small target (116 on tango), too few to judge by: the
+# forecast holds out further folds, each with a blind teacher of its own, until HOLDOUT_MAX images are held out,
+# at most HOLDOUT_FOLDS (every training image once); each fold costs a teacher and a scoring pass, once
+HOLDOUT_FOLDS = 5
 # a goal's search (pack --goal) goes no further than this share of the pack unless max_bytes says how far: each
 # step trains a student, so a goal the forecast never reaches must not end in one trained on the whole pack
 GOAL_MAX_KEEP = "10%"

@@ -102,34 +102,53 @@ class Target:
         """Training images per class."""
         return np.bincount(np.asarray(self.y_train, np.int64), minlength=self.num_classes)
 
-    def holdout(self) -> np.ndarray:
+    def holdout(self, fold: int = 0) -> np.ndarray:
         """The training images the forecast judges a trial student on, drawn as the test split was: about
         HOLDOUT_SHARE of each class (at most HOLDOUT_MAX in all, seeded) in whole ``groups`` (an icon's every
         size, when the target records them), single images otherwise. The held-out images then stand to the
-        rest as the test split stands to the whole. Sorted indices."""
-        cached = self.__dict__.get("_holdout")
+        rest as the test split stands to the whole. ``fold`` > 0: a further such draw from the images no
+        earlier fold holds (holdout_folds). Sorted indices."""
+        folds = self.holdout_folds()
+        if not 0 <= fold < len(folds):
+            raise TargetError(f"target {self.name} holds out {len(folds)} folds, not fold {fold}")
+        return folds[fold]
+
+    def holdout_folds(self) -> list[np.ndarray]:
+        """Disjoint held-out folds, each drawn as holdout() describes: further folds while fewer than HOLDOUT_MAX
+        images are held out, at most HOLDOUT_FOLDS (the forecast trains a blind teacher per fold)."""
+        cached = self.__dict__.get("_holdout_folds")
         if cached is not None:
             return cached
-        from .config import HOLDOUT_MAX, HOLDOUT_SHARE
+        from .config import HOLDOUT_FOLDS, HOLDOUT_MAX, HOLDOUT_SHARE
 
-        rng = np.random.default_rng(20260)
         groups = self.groups if self.groups is not None else np.arange(len(self.y_train))
         scale = min(HOLDOUT_SHARE, HOLDOUT_MAX / max(1, len(self.y_train)))
+        taken = np.zeros(len(self.y_train), bool)
+        folds: list[np.ndarray] = []
+        while len(folds) < HOLDOUT_FOLDS and (not folds or taken.sum() < HOLDOUT_MAX):
+            fold = self._draw_fold(groups, scale, taken, np.random.default_rng(20260 + len(folds)))
+            if folds and len(fold) < 10:  # the last images left over: too few to judge a fold by
+                break
+            folds.append(fold)
+            taken[fold] = True
+        self.__dict__["_holdout_folds"] = folds
+        return folds
+
+    def _draw_fold(self, groups: np.ndarray, scale: float, taken: np.ndarray, rng) -> np.ndarray:
         out = []
         for c in range(self.num_classes):
             members = np.flatnonzero(self.y_train == c)
             want = int(np.floor(scale * len(members)))
-            held = np.zeros(len(members), bool)
-            for g in rng.permutation(np.unique(groups[members])):
+            free = members[~taken[members]]
+            held = np.zeros(len(free), bool)
+            for g in rng.permutation(np.unique(groups[free])):
                 if held.sum() >= want:
                     break
-                group = groups[members] == g
+                group = groups[free] == g
                 if held.sum() + group.sum() <= max(want, 1) * 1.5:  # a group too large would take the class
                     held |= group
-            out.append(members[held])
-        held = np.sort(np.concatenate(out)).astype(np.int64) if out else np.zeros(0, np.int64)
-        self.__dict__["_holdout"] = held
-        return held
+            out.append(free[held])
+        return np.sort(np.concatenate(out)).astype(np.int64) if out else np.zeros(0, np.int64)
 
     def describe(self) -> dict:
         return {

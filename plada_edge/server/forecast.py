@@ -1,19 +1,21 @@
 """Server step 4c (ours): what a payload will give on the device, predicted before it ships (issue 35).
 
 The device's student is judged on the target's test split, which neither it nor its teacher ever saw. The
-forecast rebuilds that situation inside the training split. Target.holdout() sets aside HOLDOUT_SHARE of each
-class, drawn as the test split was (whole icons when the target records its split groups), and the **blind
-teacher** (plada_edge.server.teacher) is the teacher's recipe trained without those images. ``blind_scores``
-scores the pool with it (once, cached beside the teacher's scores); the trial payload is the same plan at the
-same budget picked from them, so the blind teacher selects and labels it; the device's own student recipe
-trains on it (the pretrained linear probe in seconds; resnet18 from scratch in about a minute on 2 CPU cores)
-and the held-out images judge it. Its accuracy there, as a share of the blind teacher's, times the teacher's
-test accuracy is the estimate, with a 95 % interval from the held-out count (Wilson). No test image is read.
+forecast rebuilds that situation inside the training split, once per held-out fold. Target.holdout_folds()
+sets aside HOLDOUT_SHARE of each class at a time, drawn as the test split was (whole icons when the target
+records its split groups), and each fold's **blind teacher** (plada_edge.server.teacher) is the teacher's
+recipe trained without it. ``blind_scores`` scores the pool with each (once, cached beside the teacher's
+scores); a fold's trial payload is the same plan at the same budget picked from its blind scores, so its blind
+teacher selects and labels it; the device's own student recipe trains on it (the pretrained linear probe in
+seconds; resnet18 from scratch in about a minute on 2 CPU cores) and the fold's held-out images judge it.
+Pooled over the folds, the trial students' accuracy as a share of their blind teachers', times the teacher's
+test accuracy, is the estimate, with a 95 % interval from the held-out count (Wilson). No test image is read.
 ``smallest_for`` searches the budget a goal needs, by bisection over the number of images.
 
 Why blind: on the icon targets a student taught by the teacher, which saw the held-out images, scores 12-21
-points higher on them than one the blind twin taught, so a forecast judged on them overshoots by as much
-(docs/results.md, "holdouts").
+points higher on them than one the blind twin taught, so a forecast judged on them overshoots by as much.
+Why folds: one fold of a small target is a hundred-odd images (116 on tango), whose sampling error alone is
+several points; every fold judged once holds out the whole training split (docs/results.md, "holdouts").
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +51,7 @@ class Forecast:
     recipe: str
     arch: str
     seconds: float
+    folds: int = 1  # held-out folds pooled, each with its blind teacher and trial student
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,7 +62,8 @@ class Forecast:
                 "images": self.images}  # fmt: skip
 
     def __str__(self) -> str:
-        return f"{self.accuracy:.3f} ({self.low:.3f}-{self.high:.3f}, {self.images} held-out images)"
+        folds = f" in {self.folds} folds" if self.folds > 1 else ""
+        return f"{self.accuracy:.3f} ({self.low:.3f}-{self.high:.3f}, {self.images} held-out images{folds})"
 
 
 def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -81,13 +86,25 @@ def held_out(target: Target, recorded: list[int] | None = None) -> tuple[np.ndar
     return as_nhwc3(target.x_train[idx]), target.y_train[idx]
 
 
-def blind_scores(scores, pack, teacher=None, progress: bool | None = False):
-    """The pool scored by the blind twin of the teacher behind ``scores`` (blind_path of ``teacher``, the ONNX
-    the scores came from, or of the path they recorded), cached in ``scores``' folder under ``blind``."""
-    from .scoring import Scores, score_pack
-    from .teacher import blind_path, onnx_metadata
+@dataclass(frozen=True)
+class Trial:
+    """One fold's trial payload: picked and labelled by that fold's blind teacher, whose scores ``blind``
+    record the held-out images it never saw and its accuracy on them."""
 
-    cache = Path(scores.path) / "blind"
+    blind: Any  # Scores of the fold's blind teacher
+    indices: np.ndarray
+    labels: np.ndarray
+    soft: Any = None  # SoftLabels, as the device trains on them
+
+
+def blind_scores(scores, pack, teacher=None, fold: int = 0, progress: bool | None = False):
+    """The pool scored by the blind teacher of held-out ``fold`` of the teacher behind ``scores`` (blind_path of
+    ``teacher``, the ONNX the scores came from, or of the path they recorded), cached in ``scores``' folder
+    under blind_name(fold)."""
+    from .scoring import Scores, score_pack
+    from .teacher import blind_name, blind_path, onnx_metadata
+
+    cache = Path(scores.path) / blind_name(fold)
     try:
         cached = Scores.open(cache, pack)
         if cached.meta.get("blind_of") == scores.meta.get("checkpoint_sha256"):
@@ -95,15 +112,16 @@ def blind_scores(scores, pack, teacher=None, progress: bool | None = False):
     except ScoresError:
         pass
     onnx = teacher or scores.meta.get("teacher_path")
-    twin = blind_path(onnx) if onnx else None
+    twin = blind_path(onnx, fold) if onnx else None
     if twin is None or not twin.is_file():
         raise ConfigError(
-            f"a forecast needs the teacher's blind twin ({twin or 'NAME.blind.onnx beside the teacher'}): "
-            "export the teacher again (plada-edge teacher export) and give its ONNX (--teacher)"
+            f"a forecast needs the teacher's blind twin for held-out fold {fold} "
+            f"({twin or 'NAME.' + blind_name(fold) + '.onnx beside the teacher'}): train the teacher again (it "
+            "resumes) and export it (plada-edge teacher export), and give its ONNX (--teacher)"
         )
     meta = onnx_metadata(twin)
     if meta.get("blind_of") != scores.meta.get("checkpoint_sha256"):
-        raise ConfigError(f"{twin} is not the blind twin of the teacher these scores came from: export it again")
+        raise ConfigError(f"{twin} is not a blind twin of the teacher these scores came from: export it again")
     previous = cache / "meta.json"
     if previous.is_file() and json.loads(previous.read_text()).get("teacher_sha256") != meta["sha256"]:
         import shutil
@@ -112,20 +130,23 @@ def blind_scores(scores, pack, teacher=None, progress: bool | None = False):
     return score_pack(twin, pack, cache, progress=progress)
 
 
-def forecast(
-    scores,
-    indices: np.ndarray,
-    labels: np.ndarray,
-    pack,
-    target: Target,
-    recipe: str = "auto",
-    device: str = "auto",
-    soft=None,
-    **student,
-) -> Forecast:
-    """Train the device's student recipe (``student`` overrides any option) on the pack images ``indices`` with
-    ``labels`` (and ``soft``, SoftLabels, as the device trains on them): a trial payload, picked from
-    ``blind_scores`` for an honest estimate; judge it on the target's held-out training images."""
+def blind_folds(scores, pack, target: Target, teacher=None, progress: bool | None = False) -> list:
+    """Every held-out fold's blind scores (blind_scores), checked against the target's folds."""
+    out = []
+    for fold, held in enumerate(target.holdout_folds()):
+        got = blind_scores(scores, pack, teacher, fold, progress)
+        if (got.meta.get("target") or {}).get("holdout") != held.tolist():
+            raise ConfigError(f"the blind teacher of fold {fold} held out other images than target {target.name}'s"
+                              " fold: another target, or drawn under other rules? Train the teacher again")  # fmt: skip
+        out.append(got)
+    return out
+
+
+def forecast(scores, trials: list[Trial], pack, target: Target, recipe: str = "auto", device: str = "auto",
+             **student) -> Forecast:  # fmt: skip
+    """Train the device's student recipe (``student`` overrides any option) on each fold's trial payload, as the
+    device trains on a payload, and judge it on that fold's held-out training images; pooled over the folds,
+    scaled by the teacher behind ``scores``."""
     from ..core.devices import resolve_device
     from ..core.train import TrainingRun, predict
 
@@ -133,41 +154,56 @@ def forecast(
     view = scores.meta.get("view")
     if view is None:
         raise ConfigError("these scores carry no view: the student's view is unknown, so no forecast")
+    if not trials:
+        raise ConfigError("a forecast needs at least one trial payload")
     spec = ViewSpec.from_dict(view)
     options = student_options(spec.gray, recipe, student)
     kind = options.pop("recipe")
     cfg = StudentConfig.from_options(**options)
     if cfg.model_size is not None:
         spec = replace(spec, model_size=cfg.model_size)
-    x, y = held_out(target, (scores.meta.get("target") or {}).get("holdout"))
     run = TrainingRun(cfg.arch, len(scores.class_names), cfg.weights, cfg.train, resolve_device(device), cfg.precision)
-    with tempfile.TemporaryDirectory(prefix="plada-forecast-") as work:
-        model, _ = run.fit(
-            torch_view(spec, input_size=pack.size), pack.gather(np.asarray(indices)), np.asarray(labels), work,
-            {"forecast": True}, resume=False, progress=False,
-            soft=None if soft is None else (soft.runner_up, soft.confidence),
-        )  # fmt: skip
-    pred = predict(model, torch_view(spec, input_size=target.native_size), x, device=run.device).argmax(1)
-    correct = int((pred == y).sum())
-    low, high = wilson(correct, len(y))
-    test, held = scores.meta.get("teacher_test_acc"), scores.meta.get("teacher_holdout_acc")
+    correct = judged = 0
+    blind_correct: float | None = 0.0
+    for trial in trials:
+        recorded = (trial.blind.meta.get("target") or {}).get("holdout")
+        x, y = held_out(target, recorded)
+        with tempfile.TemporaryDirectory(prefix="plada-forecast-") as work:
+            model, _ = run.fit(
+                torch_view(spec, input_size=pack.size), pack.gather(np.asarray(trial.indices)),
+                np.asarray(trial.labels), work, {"forecast": True}, resume=False, progress=False,
+                soft=None if trial.soft is None else (trial.soft.runner_up, trial.soft.confidence),
+            )  # fmt: skip
+        pred = predict(model, torch_view(spec, input_size=target.native_size), x, device=run.device).argmax(1)
+        correct += int((pred == y).sum())
+        judged += len(y)
+        held = trial.blind.meta.get("teacher_holdout_acc")  # the blind teacher on the images it never saw
+        blind_correct = None if held is None or blind_correct is None else blind_correct + held * len(y)
+    low, high = wilson(correct, judged)
+    test = scores.meta.get("teacher_test_acc")
+    held = blind_correct / judged if blind_correct is not None else None
     scale = test / held if test and held else 1.0  # the held-out images' difficulty, measured on the teacher
-    share = correct / len(y)
+    share = correct / judged
     estimate = [min(1.0, v * scale) for v in (share, low, high)]
     seconds = time.perf_counter() - t0
-    return Forecast(*estimate, len(y), share, held, len(labels), kind, cfg.arch, seconds)
+    trained_on = int(np.mean([len(t.labels) for t in trials]))
+    return Forecast(*estimate, judged, share, held, trained_on, kind, cfg.arch, seconds, len(trials))
 
 
-def smallest_for(goal: float, predict_at, lo: int, hi: int, steps: int = 8) -> tuple[int, list[tuple[int, float]]]:
+def smallest_for(
+    goal: float, predict_at, lo: int, hi: int, steps: int = 8, resolution: float = 1.1
+) -> tuple[int, list[tuple[int, float]]]:
     """The smallest count of images in [lo, hi] whose ``predict_at(count)`` accuracy reaches ``goal``, found by
-    bisection on a log scale in at most ``steps`` forecasts (accuracy is taken to grow with the count). Returns
-    that count (``hi`` when even it falls short) and every (count, accuracy) tried."""
+    bisection on a log scale in at most ``steps`` forecasts (accuracy is taken to grow with the count), stopping
+    once the bracket is within ``resolution`` x (a forecast's few points of noise cannot tell closer sizes
+    apart, and each step trains a student per fold). Returns that count (``hi`` when even it falls short) and
+    every (count, accuracy) tried."""
     if not 1 <= lo <= hi:
         raise ConfigError(f"no budget to search between {lo} and {hi} images")
     tried: list[tuple[int, float]] = []
     best = hi
     for _ in range(steps):
-        if lo >= hi:
+        if lo >= hi or (tried and hi <= lo * resolution):
             break
         mid = int(round(math.sqrt(lo * hi)))
         mid = min(max(mid, lo), hi - 1) if hi - lo > 1 else lo
@@ -180,4 +216,4 @@ def smallest_for(goal: float, predict_at, lo: int, hi: int, steps: int = 8) -> t
     return best, tried
 
 
-__all__ = ["Forecast", "blind_scores", "forecast", "held_out", "smallest_for", "wilson"]
+__all__ = ["Forecast", "Trial", "blind_folds", "blind_scores", "forecast", "held_out", "smallest_for", "wilson"]

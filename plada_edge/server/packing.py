@@ -266,7 +266,7 @@ class _Packing:
     soft: Any = None  # a SoftLabeller when the payload carries soft labels
     forecasts: dict = field(default_factory=dict)  # trial selection digest -> Forecast: none is judged twice
     teacher: Any = None  # the teacher's ONNX, where the forecast looks for its blind twin first
-    blind: Any = None  # (Scores, SoftLabeller or None) of the blind teacher, once a forecast needs them
+    blind: Any = None  # per held-out fold, (Scores, SoftLabeller or None) of its blind teacher, once needed
 
     @classmethod
     def prepare(cls, scores, cfg, target, pack, target_counts, budget, max_bytes, keep, count) -> _Packing:
@@ -374,8 +374,7 @@ class _Packing:
         return float(goal) * float(teacher)
 
     def held_out_count(self) -> int:
-        recorded = (self.scores.meta.get("target") or {}).get("holdout")
-        return len(recorded) if recorded is not None else len(self.target.holdout()) if self.target else 0
+        return sum(len(fold) for fold in self.target.holdout_folds()) if self.target else 0
 
     def finish(self, sel: Selection, plan, requested: str, forecast: bool) -> tuple[Selection, bytes]:
         """The selection with its forecast, encoded; a forecast's bytes that still tip it over the cap cost an
@@ -390,30 +389,33 @@ class _Packing:
             sel = pick(self.scores, plan, sel.k - 1, requested=requested)
 
     def forecast_of(self, plan, k: int, requested: str | None = None):
-        """The forecast of ``plan`` at ``k`` images: the plan at that size picked from the blind teacher's scores
-        (the trial payload), the device's student trained on it and judged on the held-out images."""
+        """The forecast of ``plan`` at ``k`` images: per held-out fold, the plan at that size picked from the fold's
+        blind teacher's scores (its trial payload), the device's student trained on it and judged on the fold."""
         if self.target is None or self.pack is None:
             raise ConfigError("a forecast needs the target (--target) and the reference pack (--reference)")
         import hashlib
 
         import numpy as np
 
-        from .forecast import blind_scores, forecast
+        from .forecast import Trial, blind_folds, forecast
 
         if self.blind is None:
-            scores = blind_scores(self.scores, self.pack, self.teacher)
-            soft = None
-            if self.soft:  # the blind teacher's own soft labels, as the device gets the teacher's
-                soft = _soft_labeller(self.soft.bits, scores.meta["teacher_path"], scores, self.pack)
-            self.blind = (scores, soft)
-        scores, soft = self.blind
-        trial = pick(scores, plan, k, requested=requested)
+            self.blind = []
+            for scores in blind_folds(self.scores, self.pack, self.target, self.teacher):
+                soft = None
+                if self.soft:  # the blind teacher's own soft labels, as the device gets the teacher's
+                    soft = _soft_labeller(self.soft.bits, scores.meta["teacher_path"], scores, self.pack)
+                self.blind.append((scores, soft))
+        picks = [(scores, soft, pick(scores, plan, k, requested=requested)) for scores, soft in self.blind]
         # keyed by the images and labels: by-forecast's candidates share a size, not a selection
-        key = hashlib.sha256(np.ascontiguousarray(trial.indices, np.int64).tobytes()
-                             + np.ascontiguousarray(trial.labels, np.int64).tobytes()).hexdigest()  # fmt: skip
+        digest = hashlib.sha256()
+        for _, _, trial in picks:
+            digest.update(np.ascontiguousarray(trial.indices, np.int64).tobytes())
+            digest.update(np.ascontiguousarray(trial.labels, np.int64).tobytes())
+        key = digest.hexdigest()
         if key not in self.forecasts:
-            extra = soft(trial.indices) if soft else None
-            self.forecasts[key] = forecast(self.scores, trial.indices, trial.labels, self.pack, self.target, soft=extra)
+            trials = [Trial(b, t.indices, t.labels, soft(t.indices) if soft else None) for b, soft, t in picks]
+            self.forecasts[key] = forecast(self.scores, trials, self.pack, self.target)
         return self.forecasts[key]
 
     def smallest_reaching(self, plan, goal_acc: float, requested: str) -> Selection:

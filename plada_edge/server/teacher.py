@@ -9,15 +9,17 @@ training images, kept at training time. An image's distance is 1 - the mean cosi
 its NEAREST_K most similar anchors: how far it lies from the target's own images as the teacher
 sees them (strategy ``nearest``, plada_edge.server.selection; ours, not the paper's).
 
-Beside it, the **blind teacher**: the same recipe trained without the target's held-out images
-(Target.holdout), kept in ``TEACHER/blind`` and exported to ``NAME.blind.onnx``. The forecast
-(plada_edge.server.forecast) lets it select and label a trial payload, so the held-out images judge a
-student that learned nothing from them, as the device's student learned nothing from the test split.
+Beside it, the **blind teachers**: the same recipe trained without the target's held-out images, one per
+held-out fold (Target.holdout_folds), kept in ``TEACHER/blind`` (fold 0), ``TEACHER/blind-1``, ... and
+exported to ``NAME.blind.onnx``, ``NAME.blind-1.onnx``, ... The forecast (plada_edge.server.forecast) lets
+each select and label a trial payload, so its fold's held-out images judge a student that learned nothing
+from them, as the device's student learned nothing from the test split.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -39,13 +41,18 @@ from ..core.train import TrainingRun, accuracy, load_checkpoint, predict, save_m
 from ..core.view import ViewSpec, as_nhwc3, torch_view
 
 TEACHER_FILE, METRICS_FILE = "teacher.pt", "metrics.json"
-BLIND_DIR = "blind"  # the blind teacher's folder inside a teacher's
 
 
-def blind_path(onnx_path: str | os.PathLike) -> Path:
-    """Where a teacher exported to ``onnx_path`` keeps its blind twin's graph: NAME.blind.onnx beside it."""
+def blind_name(fold: int = 0) -> str:
+    """The blind teacher of held-out fold ``fold``: its folder inside a teacher's, and its graph's infix."""
+    return "blind" if fold == 0 else f"blind-{fold}"
+
+
+def blind_path(onnx_path: str | os.PathLike, fold: int = 0) -> Path:
+    """Where a teacher exported to ``onnx_path`` keeps its blind twin's graph for ``fold``: NAME.blind.onnx
+    (fold 0), NAME.blind-1.onnx, ... beside it."""
     onnx_path = Path(onnx_path)
-    return onnx_path.with_name(onnx_path.stem + ".blind.onnx")
+    return onnx_path.with_name(f"{onnx_path.stem}.{blind_name(fold)}.onnx")
 
 
 def train_teacher(
@@ -91,7 +98,10 @@ def train_teacher(
                   "weights": cfg.weights, "recipe": recipe}  # fmt: skip
         anchors = anchor_features(model, spec, target, device=device)
         sha = save_model(out / TEACHER_FILE, model, **fields, anchors=anchors)
-        holdout_acc = _blind_teacher(run, view, spec, target, out / BLIND_DIR, identity, fields, sha, resume, progress)
+        held_out = [
+            _blind_teacher(run, view, spec, target, fold, out, identity, fields, sha, resume, progress)
+            for fold in range(len(target.holdout_folds()))
+        ]
         metrics = {
             "target": target.name,
             "arch": cfg.arch,
@@ -100,7 +110,8 @@ def train_teacher(
             "weights": cfg.weights,
             "frame": spec.frame,
             "test_acc": history[-1].get("test_acc"),
-            "holdout_acc": holdout_acc,
+            "holdout_acc": held_out[0] if held_out else None,  # fold 0's, the teacher's recorded holdout
+            "holdout_folds": held_out,  # each fold's blind teacher on its held-out images
             "train_acc": history[-1]["train_acc"],
             "epochs": cfg.train.epochs,
             "history": history,
@@ -113,31 +124,37 @@ def train_teacher(
 
 
 def _blind_teacher(
-    run, view, spec, target: Target, out: Path, identity: dict, fields: dict, teacher_sha: str, resume: bool, progress
+    run, view, spec, target: Target, fold: int, out: Path, identity, fields, teacher_sha, resume, progress
 ) -> float | None:
-    """The blind teacher: the teacher's recipe trained without the held-out images, saved as a teacher of its own
-    in ``out`` (the forecast's trial payloads come from it); its accuracy on them (None: too few to hold out).
-    The forecast divides by it: a trial student's held-out accuracy becomes a share of its teacher, and that
-    share times the teacher's test accuracy is the estimate."""
-    held = target.holdout()
+    """The blind teacher of ``fold``: the teacher's recipe trained without that fold's held-out images, saved as
+    a teacher of its own in ``out``/blind_name(fold) (it picks and labels the fold's trial payloads); its accuracy
+    on them (None: too few to hold out). The forecast divides by it: a trial student's held-out accuracy
+    becomes a share of its teacher, and that share times the teacher's test accuracy is the estimate."""
+    held = target.holdout(fold)
     if len(held) < 10 or len(held) >= len(target.y_train):
         return None
+    out = out / blind_name(fold)
     rest = np.setdiff1d(np.arange(len(target.y_train)), held)
     images = as_nhwc3(target.x_train)
     held_sha = hashlib.sha256(held.astype(np.int64).tobytes()).hexdigest()  # resumes only the same holdout's
     blind, _ = run.fit(view, images[rest], target.y_train[rest], out, {**identity, "blind_to": held_sha},
                        resume=resume, progress=progress)  # fmt: skip
     acc = accuracy(blind, view, images[held], target.y_train[held], device=run.device)
-    save_model(out / TEACHER_FILE, blind, **fields, blind_of=teacher_sha,
-               anchors=anchor_features(blind, spec, target, device=run.device))  # fmt: skip
-    atomic.write_json(out / METRICS_FILE, {"target": target.name, "holdout_acc": acc, "blind_of": teacher_sha})
+    described = {**fields["target"], "holdout": held.tolist()}  # the images this one never saw
+    save_model(out / TEACHER_FILE, blind, **{**fields, "target": described}, blind_of=teacher_sha,
+               anchors=anchor_features(blind, spec, target, device=run.device, held_out=held))  # fmt: skip
+    atomic.write_json(out / METRICS_FILE, {"target": target.name, "holdout_acc": acc, "blind_of": teacher_sha,
+                                           "fold": fold})  # fmt: skip
     return acc
 
 
-def anchor_features(model, spec: ViewSpec, target: Target, limit: int = NEAREST_ANCHORS, device: str = "cpu"):
+def anchor_features(
+    model, spec: ViewSpec, target: Target, limit: int = NEAREST_ANCHORS, device: str = "cpu", held_out=None
+):
     """L2-normalised pooled features (m, d) float16 of up to ``limit`` training images (a seeded sample), the
-    forecast's held-out images (Target.holdout) left out."""
-    candidates = np.setdiff1d(np.arange(len(target.y_train)), target.holdout())
+    forecast's held-out images (``held_out``, Target.holdout() unless given) left out."""
+    held_out = target.holdout() if held_out is None else held_out
+    candidates = np.setdiff1d(np.arange(len(target.y_train)), held_out)
     pick = np.sort(np.random.default_rng(0).permutation(candidates)[:limit])
     view = torch_view(spec, input_size=target.native_size)
     _, f = predict(model, view, as_nhwc3(target.x_train[pick]), with_features=True, device=device)
@@ -223,7 +240,7 @@ def export_onnx(
 
     ``nearest``: add the ``distance`` output from the teacher's anchors. A teacher trained before
     anchors were kept gets them from ``target``'s training images when given, else no distance.
-    ``blind``: export the blind teacher too, when there is one, to blind_path(``out``) (for forecasts).
+    ``blind``: export its blind teachers too, where it has them, to blind_path(``out``, fold) (for forecasts).
     Raises ModelError when onnxruntime's outputs differ from torch's by more than ``tolerance``.
     """
     import onnx
@@ -260,11 +277,14 @@ def export_onnx(
     data = proto.SerializeToString()
     diff = _parity(wrapped, data, outputs, input_size, parity_batch, tolerance)
     atomic.write_bytes(out, data)
-    twin = Path(teacher if Path(teacher).is_dir() else Path(teacher).parent) / BLIND_DIR
-    twin_out = None
-    if blind and (twin / TEACHER_FILE).is_file():
-        twin_out = str(export_onnx(twin, blind_path(out), input_size, with_features, opset, parity_batch, tolerance,
-                                   nearest=nearest, target=target, blind=False)["onnx"])  # fmt: skip
+    folder = Path(teacher if Path(teacher).is_dir() else Path(teacher).parent)
+    twins = []
+    for fold in itertools.count() if blind else ():
+        if not (folder / blind_name(fold) / TEACHER_FILE).is_file():
+            break
+        twins.append(str(export_onnx(folder / blind_name(fold), blind_path(out, fold), input_size, with_features,
+                                     opset, parity_batch, tolerance, nearest=nearest, target=target,
+                                     blind=False)["onnx"]))  # fmt: skip
     return ExportResult(
         {
             "onnx": str(out),
@@ -276,7 +296,7 @@ def export_onnx(
             "anchors": 0 if anchors is None else len(anchors),
             "checkpoint_sha256": meta["checkpoint_sha256"],
             "test_acc": meta.get("metrics", {}).get("test_acc"),
-            "blind": twin_out,  # the blind twin's graph (forecasts), when the teacher has one
+            "blind": twins,  # the blind teachers' graphs, fold by fold (forecasts)
         }
     )
 
