@@ -12,7 +12,15 @@ pytest.importorskip("onnxruntime")
 
 from plada_edge.core.errors import ConfigError, PladaWarning
 from plada_edge.core.payload import decode_payload
-from plada_edge.server.forecast import Forecast, Trial, blind_folds, forecast, smallest_for, wilson
+from plada_edge.server.forecast import (
+    Forecast,
+    Trial,
+    _prediction_reach,
+    blind_folds,
+    forecast,
+    smallest_for,
+    wilson,
+)
 from plada_edge.server.packing import make_payload
 from plada_edge.server.scoring import score_pack
 
@@ -62,6 +70,9 @@ def test_the_forecast_reads_no_test_image_and_judges_on_the_held_out_ones(tiny, 
     assert f.teacher_held_out == pytest.approx(held)  # the teacher's recipe, each fold without its images
     assert scored.meta["teacher_holdout_acc"] == folds[0].meta["teacher_holdout_acc"]  # fold 0: the recorded one
     assert f.accuracy == pytest.approx(min(1.0, f.held_out * teacher / held))  # read as a share of the teacher
+    assert len(f.fold_estimates) == 5 and min(f.fold_estimates) <= f.accuracy + 1e-9  # each fold on its own too
+    reach = _prediction_reach(list(f.fold_estimates))  # the interval holds where one more teacher may land
+    assert f.low <= max(0.0, f.accuracy - reach) + 1e-9 and f.high >= min(1.0, f.accuracy + reach) - 1e-9
 
 
 def test_the_payload_carries_its_forecast(tiny, scored, tmp_path, monkeypatch):
@@ -117,6 +128,8 @@ def test_bisection_terminates_and_the_interval_is_wilsons():
     assert best == 500 and len(calls) <= 40  # to the image, given the steps
     best, _ = smallest_for(2.0, lambda k: 1.0, 5, 50)
     assert best == 50  # never reached: the cap
+    assert _prediction_reach([0.4, 0.6]) == pytest.approx(12.706 * 0.1414214 * 1.2247449, rel=1e-5)
+    assert _prediction_reach([0.5, 0.5, 0.5]) == 0.0
     lo, hi = wilson(36, 36)
     assert hi == 1.0 and 0.90 < lo < 0.91
     assert wilson(0, 0) == (0.0, 1.0)

@@ -9,7 +9,10 @@ scores); a fold's trial payload is the same plan at the same budget picked from 
 teacher selects and labels it; the device's own student recipe trains on it (the pretrained linear probe in
 seconds; resnet18 from scratch in about a minute on 2 CPU cores) and the fold's held-out images judge it.
 Pooled over the folds, the trial students' accuracy as a share of their blind teachers', times the teacher's
-test accuracy, is the estimate, with a 95 % interval from the held-out count (Wilson). No test image is read.
+test accuracy, is the estimate. Its 95 % interval is Wilson's over the held-out images, widened with several
+folds to a prediction interval from the folds' own estimates: teachers of one recipe, trained on slightly
+different images, label the pool differently and transfer unequally, and the device's teacher is one more
+such draw. No test image is read.
 ``smallest_for`` searches the budget a goal needs, by bisection over the number of images.
 
 Why blind: on the icon targets a student taught by the teacher, which saw the held-out images, scores 12-21
@@ -42,7 +45,9 @@ class Forecast:
     """A trial student's accuracy on held-out target images: the estimate of the device's test accuracy."""
 
     accuracy: float  # the estimate of the device student's test accuracy
-    low: float  # 95 % Wilson interval over the held-out images, scaled as the estimate is
+    # 95 %: Wilson's over the held-out images, scaled as the estimate is, widened with several folds to where one
+    # more teacher's student may land (the folds' spread: teachers of one recipe transfer unequally)
+    low: float
     high: float
     images: int  # held-out images it was judged on
     held_out: float  # its accuracy on them, as is
@@ -52,6 +57,7 @@ class Forecast:
     arch: str
     seconds: float
     folds: int = 1  # held-out folds pooled, each with its blind teacher and trial student
+    fold_estimates: tuple[float, ...] = ()  # each fold's estimate on its own
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,6 +171,8 @@ def forecast(scores, trials: list[Trial], pack, target: Target, recipe: str = "a
     run = TrainingRun(cfg.arch, len(scores.class_names), cfg.weights, cfg.train, resolve_device(device), cfg.precision)
     correct = judged = 0
     blind_correct: float | None = 0.0
+    test = scores.meta.get("teacher_test_acc")
+    per_fold = []
     for trial in trials:
         recorded = (trial.blind.meta.get("target") or {}).get("holdout")
         x, y = held_out(target, recorded)
@@ -175,19 +183,33 @@ def forecast(scores, trials: list[Trial], pack, target: Target, recipe: str = "a
                 soft=None if trial.soft is None else (trial.soft.runner_up, trial.soft.confidence),
             )  # fmt: skip
         pred = predict(model, torch_view(spec, input_size=target.native_size), x, device=run.device).argmax(1)
-        correct += int((pred == y).sum())
+        right = int((pred == y).sum())
+        correct += right
         judged += len(y)
         held = trial.blind.meta.get("teacher_holdout_acc")  # the blind teacher on the images it never saw
         blind_correct = None if held is None or blind_correct is None else blind_correct + held * len(y)
+        per_fold.append(min(1.0, right / len(y) * (test / held if test and held else 1.0)))
     low, high = wilson(correct, judged)
-    test = scores.meta.get("teacher_test_acc")
     held = blind_correct / judged if blind_correct is not None else None
     scale = test / held if test and held else 1.0  # the held-out images' difficulty, measured on the teacher
     share = correct / judged
-    estimate = [min(1.0, v * scale) for v in (share, low, high)]
+    estimate, low, high = (min(1.0, v * scale) for v in (share, low, high))
+    if len(per_fold) > 1:  # where the device's own teacher may land among its recipe's teachers
+        reach = _prediction_reach(per_fold)
+        low, high = max(0.0, min(low, estimate - reach)), min(1.0, max(high, estimate + reach))
     seconds = time.perf_counter() - t0
     trained_on = int(np.mean([len(t.labels) for t in trials]))
-    return Forecast(*estimate, judged, share, held, trained_on, kind, cfg.arch, seconds, len(trials))
+    return Forecast(estimate, low, high, judged, share, held, trained_on, kind, cfg.arch, seconds, len(trials),
+                    tuple(per_fold))  # fmt: skip
+
+
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262)  # Student's t, 97.5 %, 1-9 d.o.f.
+
+
+def _prediction_reach(estimates: list[float]) -> float:
+    """Half the 95 % prediction interval of one more draw beside ``estimates`` (t, sample sd, sqrt(1 + 1/k))."""
+    k = len(estimates)
+    return _T975[min(k - 1, len(_T975)) - 1] * float(np.std(estimates, ddof=1)) * math.sqrt(1 + 1 / k)
 
 
 def smallest_for(
