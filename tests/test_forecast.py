@@ -231,3 +231,24 @@ def test_pack_forecast_on_the_command_line(tiny, scored, monkeypatch, tmp_path):
     )
     assert got.exit_code != 0 and "blind twin" in got.output and not bad.exists()
     assert len([ln for ln in got.output.splitlines() if ln.strip()]) == 1, got.output
+
+
+def test_teacher_export_writes_a_blind_teacher_per_held_out_fold(tiny, tmp_path):
+    """`teacher export` writes the teacher's blind twins beside its graph, one per fold, and says where."""
+    from typer.testing import CliRunner
+
+    from plada_edge.cli import app
+    from plada_edge.server.teacher import blind_path, onnx_metadata
+
+    out = tmp_path / "t.onnx"
+    got = CliRunner().invoke(
+        app, ["teacher", "export", str(tiny["root"] / "teacher"), "-o", str(out), "--input-size", "16"]
+    )
+    assert got.exit_code == 0, got.output
+    folds = len(tiny["target"].holdout_folds())
+    assert f"{folds} blind teachers for --forecast: {blind_path(out)}" in got.output
+    sha = onnx_metadata(out)["checkpoint_sha256"]
+    for f in range(folds):
+        graph = onnx_metadata(blind_path(out, f))
+        assert graph["blind_of"] == sha and graph["target"]["holdout"] == tiny["target"].holdout(f).tolist()
+    assert not blind_path(out, folds).exists()
