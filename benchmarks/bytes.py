@@ -76,6 +76,7 @@ def run_target(name: str, pack, draws: int, log, by_forecast: int = 0, goal: boo
     onnx = suite.teacher_dir(name, recipe) / "teacher.onnx"
     target = load_target(name)
     root = ROOT / name
+    folds = len(target.holdout_folds())  # a recorded forecast over other folds is stale
     out = {"recipe": recipe, "teacher": metrics["test_acc"], "machine": machine(), "rows": {}}
     for keep in keeps:
         for s in range(draws):
@@ -84,8 +85,8 @@ def run_target(name: str, pack, draws: int, log, by_forecast: int = 0, goal: boo
                 made = make_payload(scores, hard, keep=keep, seed=s, forecast=True, target=target, pack=pack)
                 atomic.write_json(hard.with_suffix(".json"), made.selection.forecast.to_dict())
             fc = json.loads(hard.with_suffix(".json").read_text())
-            if fc.get("folds", 1) != _folds(name) and keep in forecast_keeps:
-                log(f"[{name}] {keep} draw {s}: the forecast again, over {_folds(name)} held-out folds")
+            if fc.get("folds", 1) != folds and keep in forecast_keeps:
+                log(f"[{name}] {keep} draw {s}: the forecast again, over {folds} held-out folds")
                 made = make_payload(scores, None, keep=keep, seed=s, forecast=True, target=target, pack=pack)
                 if not np.array_equal(read_payload(hard).indices, made.selection.indices):
                     raise SystemExit(f"{hard} is not what the same rules pick now: remove {root} and run again")
@@ -103,7 +104,7 @@ def run_target(name: str, pack, draws: int, log, by_forecast: int = 0, goal: boo
                     row["forecast"] = fc
                 out["rows"].setdefault(f"{kind}@{keep}", []).append(row)
     if goal:  # its search trains a student per step, up to GOAL_MAX_KEEP of the pool where the goal is out of reach
-        out["goal"] = _goal(name, scores, pack, target, root, log, draws)
+        out["goal"] = _goal(name, scores, pack, target, root, log, draws, folds)
         out["goal"]["fewer"] = _fewer(name, out["goal"]["k"], draws, scores, pack, target, root, log)
     for s in range(by_forecast):  # strategy by-forecast at 1 %, against the default's hard@1% rows above
         path = root / f"by-forecast-1%-s{s}.plada"
@@ -133,12 +134,12 @@ def _fewer(name: str, k: int, draws: int, scores, pack, target, root: Path, log)
     return rows
 
 
-def _goal(name: str, scores, pack, target, root: Path, log, draws: int) -> dict:
+def _goal(name: str, scores, pack, target, root: Path, log, draws: int, folds: int) -> dict:
     """The goal's payload and its device students, ``draws`` student seeds (judged, as the 1.5x-fewer payloads
     are, by the mean of their draws: one device student is a few points of noise either way)."""
     path = root / f"goal-{GOAL:g}.plada"
     made_with = json.loads(path.with_suffix(".json").read_text()).get("folds", 1) if path.exists() else None
-    if made_with is not None and made_with != _folds(name):  # sized by an earlier forecast: search again
+    if made_with is not None and made_with != folds:  # sized by an earlier forecast: search again
         import shutil
 
         path.unlink()
@@ -159,10 +160,11 @@ def _goal(name: str, scores, pack, target, root: Path, log, draws: int) -> dict:
 
 def _current(recorded: dict, name: str, keeps, goal: bool) -> bool:
     """Whether a recorded target's forecasts (at ``keeps``, and its goal run's) pool today's held-out folds."""
+    folds = _folds(name)
     rows = [r for k in keeps for r in recorded["rows"].get(f"hard@{k}", [])]
-    stale = any(r["forecast"].get("folds", 1) != _folds(name) for r in rows)
+    stale = any(r["forecast"].get("folds", 1) != folds for r in rows)
     made = recorded.get("goal", {})
-    return not stale and (not goal or made.get("folds", 1) == _folds(name) and "students" in made)
+    return not stale and (not goal or made.get("folds", 1) == folds and "students" in made)
 
 
 def run(targets, draws: int, report_only: bool, log=print, by_forecast: int = 0, goal: bool = True,

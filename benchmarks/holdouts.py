@@ -67,7 +67,7 @@ def run_target(name: str, pack: ReferencePack, measured: list[dict], log) -> dic
         rows.append({"seed": row["seed"], "measured": row["test_acc"], "folds": shipped["accuracy"],
                      "one fold": one, "folds, unscaled": shipped["held_out"],
                      "seen": seen.accuracy, "held out: folds, seen": [shipped["held_out"], seen.held_out]})  # fmt: skip
-    teacher = {"test": metrics["test_acc"], "blind, held out": row["forecast"]["teacher_held_out"]}
+    teacher = {"test": metrics["test_acc"], "blind, held out": measured[0]["forecast"]["teacher_held_out"]}
     held = sum(len(f) for f in target.holdout_folds())
     return {"recipe": recipe, "machine": machine(), "held_out": held, "folds": len(target.holdout_folds()),
             "teacher": teacher, "rows": rows}  # fmt: skip

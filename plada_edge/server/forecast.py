@@ -188,12 +188,11 @@ def forecast(scores, trials: list[Trial], pack, target: Target, recipe: str = "a
         judged += len(y)
         held = trial.blind.meta.get("teacher_holdout_acc")  # the blind teacher on the images it never saw
         blind_correct = None if held is None or blind_correct is None else blind_correct + held * len(y)
-        per_fold.append(min(1.0, right / len(y) * (test / held if test and held else 1.0)))
+        per_fold.append(min(1.0, right / len(y) * _scale(test, held)))
     low, high = wilson(correct, judged)
     held = blind_correct / judged if blind_correct is not None else None
-    scale = test / held if test and held else 1.0  # the held-out images' difficulty, measured on the teacher
     share = correct / judged
-    estimate, low, high = (min(1.0, v * scale) for v in (share, low, high))
+    estimate, low, high = (min(1.0, v * _scale(test, held)) for v in (share, low, high))
     if len(per_fold) > 1:  # where the device's own teacher may land among its recipe's teachers
         reach = _prediction_reach(per_fold)
         low, high = max(0.0, min(low, estimate - reach)), min(1.0, max(high, estimate + reach))
@@ -201,6 +200,12 @@ def forecast(scores, trials: list[Trial], pack, target: Target, recipe: str = "a
     trained_on = int(np.mean([len(t.labels) for t in trials]))
     return Forecast(estimate, low, high, judged, share, held, trained_on, kind, cfg.arch, seconds, len(trials),
                     tuple(per_fold))  # fmt: skip
+
+
+def _scale(test: float | None, held: float | None) -> float:
+    """A held-out accuracy to the test split's: the teacher's test accuracy over the blind teacher's held-out one
+    (the held-out images' difficulty, measured on the teacher); 1 where either is unknown."""
+    return test / held if test and held else 1.0
 
 
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262)  # Student's t, 97.5 %, 1-9 d.o.f.

@@ -99,7 +99,7 @@ def train_teacher(
         anchors = anchor_features(model, spec, target, device=device)
         sha = save_model(out / TEACHER_FILE, model, **fields, anchors=anchors)
         held_out = [
-            _blind_teacher(run, view, spec, target, fold, out, identity, fields, sha, resume, progress)
+            _blind_teacher(run, view, spec, target, images, fold, out, identity, fields, sha, resume, progress)
             for fold in range(len(target.holdout_folds()))
         ]
         metrics = {
@@ -124,7 +124,7 @@ def train_teacher(
 
 
 def _blind_teacher(
-    run, view, spec, target: Target, fold: int, out: Path, identity, fields, teacher_sha, resume, progress
+    run, view, spec, target: Target, images, fold: int, out: Path, identity, fields, teacher_sha, resume, progress
 ) -> float | None:
     """The blind teacher of ``fold``: the teacher's recipe trained without that fold's held-out images, saved as
     a teacher of its own in ``out``/blind_name(fold) (it picks and labels the fold's trial payloads); its accuracy
@@ -135,7 +135,6 @@ def _blind_teacher(
         return None
     out = out / blind_name(fold)
     rest = np.setdiff1d(np.arange(len(target.y_train)), held)
-    images = as_nhwc3(target.x_train)
     held_sha = hashlib.sha256(held.astype(np.int64).tobytes()).hexdigest()  # resumes only the same holdout's
     blind, _ = run.fit(view, images[rest], target.y_train[rest], out, {**identity, "blind_to": held_sha},
                        resume=resume, progress=progress)  # fmt: skip
