@@ -60,6 +60,10 @@ else
     *) PINS=(torch torchvision) ;;
   esac
   if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
+    free_gb=$(df -Pk .venv | awk 'NR==2 {print int($4 / 1048576)}')
+    if [[ "$(uname -m)" == x86_64 && ${free_gb:-0} -lt 7 ]]; then  # PyPI's x86_64 torch is a CUDA build: ~6 GB
+      log "warning: ${free_gb} GB free where .venv lies; torch and its CUDA libraries take about 6 GB there (pip would stop with 'No space left on device')"
+    fi
     log "installing ${PINS[*]} (several minutes; pip takes them from the local wheel cache when present)"
     "${PIP[@]}" install "${PINS[@]}"
   fi
