@@ -252,3 +252,17 @@ def test_teacher_export_writes_a_blind_teacher_per_held_out_fold(tiny, tmp_path)
         graph = onnx_metadata(blind_path(out, f))
         assert graph["blind_of"] == sha and graph["target"]["holdout"] == tiny["target"].holdout(f).tolist()
     assert not blind_path(out, folds).exists()
+
+
+def test_the_interval_counts_an_icon_once_however_many_sizes_it_is_drawn_at():
+    from plada_edge.server.forecast import held_out_interval
+
+    rng = np.random.default_rng(1)
+    icons = rng.random(40) < 0.6  # 40 icons, each right or wrong at all of its 5 sizes
+    right, groups = np.repeat(icons, 5), np.repeat(np.arange(40), 5)
+    assert held_out_interval(right) == wilson(int(right.sum()), 200)  # no groups: 200 independent images
+    assert held_out_interval(right, np.arange(200)) == wilson(int(right.sum()), 200)  # one image a group
+    low, high = held_out_interval(right, groups)
+    wide, narrow = high - low, np.subtract(*wilson(int(right.sum()), 200)[::-1])
+    assert wide > 1.8 * narrow  # 40 draws of the task, not 200: about sqrt(5) wider
+    assert low <= right.mean() <= high and held_out_interval(right, groups) == (low, high)  # and repeatable

@@ -51,6 +51,8 @@ HOLDOUT_MAX = 1000
 # forecast holds out further folds, each with a blind teacher of its own, until HOLDOUT_MAX images are held out,
 # at most HOLDOUT_FOLDS (every training image once); each fold costs a teacher and a scoring pass, once
 HOLDOUT_FOLDS = 5
+# resamples of the held-out images' groups (icons) behind the forecast's interval, where a target records groups
+HOLDOUT_BOOTSTRAP = 2000
 # a goal's search (pack --goal) goes no further than this share of the pack unless max_bytes says how far: each
 # step trains a student, so a goal the forecast never reaches must not end in one trained on the whole pack
 GOAL_MAX_KEEP = "10%"

@@ -9,7 +9,8 @@ scores); a fold's trial payload is the same plan at the same budget picked from 
 teacher selects and labels it; the device's own student recipe trains on it (the pretrained linear probe in
 seconds; resnet18 from scratch in about a minute on 2 CPU cores) and the fold's held-out images judge it.
 Pooled over the folds, the trial students' accuracy as a share of their blind teachers', times the teacher's
-test accuracy, is the estimate. Its 95 % interval is Wilson's over the held-out images, widened with several
+test accuracy, is the estimate. Its 95 % interval is Wilson's over the held-out images (a bootstrap over the
+images' groups where wider: an icon drawn at five sizes is one draw of the task, not five), widened with several
 folds to a prediction interval from the folds' own estimates: teachers of one recipe, trained on slightly
 different images, label the pool differently and transfer unequally, and the device's teacher is one more
 such draw. No test image is read.
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.config import StudentConfig
+from ..core.config import HOLDOUT_BOOTSTRAP, StudentConfig
 from ..core.errors import ConfigError, ScoresError, TargetError
 from ..core.recipes import student_options
 from ..core.targets import Target
@@ -45,8 +46,9 @@ class Forecast:
     """A trial student's accuracy on held-out target images: the estimate of the device's test accuracy."""
 
     accuracy: float  # the estimate of the device student's test accuracy
-    # 95 %: Wilson's over the held-out images, scaled as the estimate is, widened with several folds to where one
-    # more teacher's student may land (the folds' spread: teachers of one recipe transfer unequally)
+    # 95 %: Wilson's over the held-out images (a bootstrap over their icons where wider), scaled as the estimate
+    # is, widened with several folds to where one more teacher's student may land (the folds' spread: teachers of
+    # one recipe transfer unequally)
     low: float
     high: float
     images: int  # held-out images it was judged on
@@ -80,6 +82,23 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def held_out_interval(right: np.ndarray, groups: np.ndarray | None = None, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % interval of the share of ``right`` (one bool per held-out image): Wilson's, widened where the
+    images come in ``groups`` (an icon drawn at several sizes) to a bootstrap over the groups, since images of
+    one icon are right or wrong together and count for less than as many independent ones."""
+    right = np.asarray(right, bool)
+    low, high = wilson(int(right.sum()), len(right), z)
+    if groups is None or len(right) == 0:
+        return low, high
+    ids, member = np.unique(np.asarray(groups), return_inverse=True)
+    if len(ids) == len(right):  # one image a group: Wilson's already
+        return low, high
+    per_group = np.stack([np.bincount(member, right, len(ids)), np.bincount(member, minlength=len(ids))], 1)
+    draws = per_group[np.random.default_rng(0).integers(0, len(ids), (HOLDOUT_BOOTSTRAP, len(ids)))].sum(1)
+    shares = draws[:, 0] / draws[:, 1]
+    return min(low, float(np.quantile(shares, 0.025))), max(high, float(np.quantile(shares, 0.975)))
 
 
 def held_out(target: Target, recorded: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -172,10 +191,12 @@ def forecast(scores, trials: list[Trial], pack, target: Target, recipe: str = "a
     correct = judged = 0
     blind_correct: float | None = 0.0
     test = scores.meta.get("teacher_test_acc")
-    per_fold = []
+    per_fold, rights, groups = [], [], []
     for trial in trials:
         recorded = (trial.blind.meta.get("target") or {}).get("holdout")
         x, y = held_out(target, recorded)
+        if target.groups is not None:  # validated by held_out: the images' icons, for the interval
+            groups.append(target.groups[np.asarray(recorded if recorded is not None else target.holdout())])
         with tempfile.TemporaryDirectory(prefix="plada-forecast-") as work:
             model, _ = run.fit(
                 torch_view(spec, input_size=pack.size), pack.gather(np.asarray(trial.indices)),
@@ -183,13 +204,14 @@ def forecast(scores, trials: list[Trial], pack, target: Target, recipe: str = "a
                 soft=None if trial.soft is None else (trial.soft.runner_up, trial.soft.confidence),
             )  # fmt: skip
         pred = predict(model, torch_view(spec, input_size=target.native_size), x, device=run.device).argmax(1)
-        right = int((pred == y).sum())
+        rights.append(pred == y)
+        right = int(rights[-1].sum())
         correct += right
         judged += len(y)
         held = trial.blind.meta.get("teacher_holdout_acc")  # the blind teacher on the images it never saw
         blind_correct = None if held is None or blind_correct is None else blind_correct + held * len(y)
         per_fold.append(min(1.0, right / len(y) * _scale(test, held)))
-    low, high = wilson(correct, judged)
+    low, high = held_out_interval(np.concatenate(rights), np.concatenate(groups) if groups else None)
     held = blind_correct / judged if blind_correct is not None else None
     share = correct / judged
     estimate, low, high = (min(1.0, v * _scale(test, held)) for v in (share, low, high))
@@ -243,4 +265,5 @@ def smallest_for(
     return best, tried
 
 
-__all__ = ["Forecast", "Trial", "blind_folds", "blind_scores", "forecast", "held_out", "smallest_for", "wilson"]
+__all__ = ["Forecast", "Trial", "blind_folds", "blind_scores", "forecast", "held_out", "held_out_interval",
+           "smallest_for", "wilson"]  # fmt: skip
