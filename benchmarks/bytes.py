@@ -108,6 +108,12 @@ def run_target(name: str, pack, draws: int, log, by_forecast: int = 0, goal: boo
         out["goal"]["fewer"] = _fewer(name, out["goal"]["k"], draws, scores, pack, target, root, log)
     for s in range(by_forecast):  # strategy by-forecast at 1 %, against the default's hard@1% rows above
         path = root / f"by-forecast-1%-s{s}.plada"
+        if path.exists() and _chosen_with(path) != folds:  # chosen by an earlier forecast: choose again
+            import shutil
+
+            log(f"[{name}] by-forecast draw {s}: chosen over other folds before; chosen again")
+            path.unlink()
+            shutil.rmtree(root / f"by-forecast-1%-s{s}", ignore_errors=True)
         if not path.exists():
             made = make_payload(scores, path, keep="1%", seed=s, strategy="by-forecast", target=target, pack=pack)
             atomic.write_json(path.with_suffix(".json"), made.selection.auto)
@@ -115,8 +121,14 @@ def run_target(name: str, pack, draws: int, log, by_forecast: int = 0, goal: boo
         r = _student(path, pack, target, root / f"by-forecast-1%-s{s}", s)
         chosen = json.loads(path.with_suffix(".json").read_text())["chosen"]
         out["rows"].setdefault("by-forecast@1%", []).append({**r, "bytes": path.stat().st_size, "seed": s,
-                                                             "chosen": chosen})  # fmt: skip
+                                                             "chosen": chosen, "folds": folds})  # fmt: skip
     return out
+
+
+def _chosen_with(path: Path) -> int:
+    """How many held-out folds the forecasts pooled that chose the by-forecast payload at ``path``."""
+    candidates = json.loads(path.with_suffix(".json").read_text())["candidates"].values()
+    return next(c.get("folds", 1) for c in candidates if "accuracy" in c)
 
 
 def _fewer(name: str, k: int, draws: int, scores, pack, target, root: Path, log) -> list[dict]:
@@ -174,7 +186,8 @@ def run(targets, draws: int, report_only: bool, log=print, by_forecast: int = 0,
     results = {"pack": pack.fingerprint, "machine": machine(), "draws": draws, "targets": {}}
     for name in targets:
         recorded = record.get("targets", {}).get(name)
-        forecast_rows = len((recorded or {}).get("rows", {}).get("by-forecast@1%", []))
+        chosen = (recorded or {}).get("rows", {}).get("by-forecast@1%", [])
+        forecast_rows = sum(r.get("folds", 1) == _folds(name) for r in chosen) if by_forecast else 0
         done = recorded and record.get("draws") == draws and forecast_rows >= by_forecast
         done = done and ("fewer" in recorded.get("goal", {}) or not goal)
         done = done and all(f"hard@{k}" in recorded["rows"] for k in keeps)
