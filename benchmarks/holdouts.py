@@ -92,6 +92,7 @@ def sources(name: str, recipe: str, scores, pack: ReferencePack, target, seed: i
 
     import plada_edge.core.train as train
     from plada_edge.core.view import ViewSpec, as_nhwc3, torch_view
+    from plada_edge.server.forecast import group_resamples
     from plada_edge.server.packing import make_payload
     from plada_edge.server.teacher import blind_name, load_teacher
 
@@ -130,13 +131,10 @@ def sources(name: str, recipe: str, scores, pack: ReferencePack, target, seed: i
     test = scores.meta["teacher_test_acc"]
     trial, blind, held = (np.concatenate(a) for a in (trial_right, blind_right, held))
     groups = target.groups[held] if target.groups is not None else np.arange(len(held))
-    ids, member = np.unique(groups, return_inverse=True)
-    per_group = np.stack([np.bincount(member, trial, len(ids)), np.bincount(member, blind, len(ids))], 1)
-    rng = np.random.default_rng(seed)
-    draws = per_group[rng.integers(0, len(ids), (BOOTSTRAP, len(ids)))].sum(1)  # (BOOTSTRAP, 2)
+    draws = group_resamples(np.stack([trial, blind], 1), groups, BOOTSTRAP, seed)
     spread = float(np.std(draws[:, 0] / np.maximum(draws[:, 1], 1), ddof=1) * test)
     return {"forecast again": made.selection.forecast.accuracy, "trials on test": on_test["trial"] / on_test["blind"]
-            * test, "held-out sd": spread, "groups": int(len(ids))}  # fmt: skip
+            * test, "held-out sd": spread, "groups": len(np.unique(groups))}  # fmt: skip
 
 
 def _same_draws(mine: list[dict], measured: list[dict]) -> bool:

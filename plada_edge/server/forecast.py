@@ -84,6 +84,14 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def group_resamples(columns: np.ndarray, groups: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """A bootstrap over ``groups``: ``count`` draws of as many groups, with replacement, each the sums of
+    ``columns`` ((images, m), a row per image) over the groups it drew; (count, m)."""
+    ids, member = np.unique(np.asarray(groups), return_inverse=True)
+    per_group = np.stack([np.bincount(member, c, len(ids)) for c in np.asarray(columns, float).T], 1)
+    return per_group[np.random.default_rng(seed).integers(0, len(ids), (count, len(ids)))].sum(1)
+
+
 def held_out_interval(right: np.ndarray, groups: np.ndarray | None = None, z: float = 1.96) -> tuple[float, float]:
     """The 95 % interval of the share of ``right`` (one bool per held-out image): Wilson's, widened where the
     images come in ``groups`` (an icon drawn at several sizes) to a bootstrap over the groups, since images of
@@ -92,11 +100,9 @@ def held_out_interval(right: np.ndarray, groups: np.ndarray | None = None, z: fl
     low, high = wilson(int(right.sum()), len(right), z)
     if groups is None or len(right) == 0:
         return low, high
-    ids, member = np.unique(np.asarray(groups), return_inverse=True)
-    if len(ids) == len(right):  # one image a group: Wilson's already
+    if len(np.unique(groups)) == len(right):  # one image a group: Wilson's already
         return low, high
-    per_group = np.stack([np.bincount(member, right, len(ids)), np.bincount(member, minlength=len(ids))], 1)
-    draws = per_group[np.random.default_rng(0).integers(0, len(ids), (HOLDOUT_BOOTSTRAP, len(ids)))].sum(1)
+    draws = group_resamples(np.stack([right, np.ones(len(right))], 1), groups, HOLDOUT_BOOTSTRAP)
     shares = draws[:, 0] / draws[:, 1]
     return min(low, float(np.quantile(shares, 0.025))), max(high, float(np.quantile(shares, 0.975)))
 
@@ -265,5 +271,5 @@ def smallest_for(
     return best, tried
 
 
-__all__ = ["Forecast", "Trial", "blind_folds", "blind_scores", "forecast", "held_out", "held_out_interval",
-           "smallest_for", "wilson"]  # fmt: skip
+__all__ = ["Forecast", "Trial", "blind_folds", "blind_scores", "forecast", "group_resamples", "held_out",
+           "held_out_interval", "smallest_for", "wilson"]  # fmt: skip
