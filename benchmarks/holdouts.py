@@ -105,10 +105,11 @@ def sources(name: str, recipe: str, scores, pack: ReferencePack, target, seed: i
             fitted.append(model)
         return model, history
 
-    def predict(model, view, *args, **options):  # and the view the forecast judged it through
-        if any(model is m for m in fitted) and not any(model is m for m, _ in judged):
-            judged.append((model, view))
-        return real_predict(model, view, *args, **options)
+    def predict(model, view, *args, **options):  # and the view and held-out logits the forecast judged it by
+        logits = real_predict(model, view, *args, **options)
+        if any(model is m for m in fitted) and not any(model is m for m, _, _ in judged):
+            judged.append((model, view, logits))
+        return logits
 
     with mock.patch.object(train.TrainingRun, "fit", fit), mock.patch.object(train, "predict", predict):
         made = make_payload(scores, None, keep=KEEP, seed=seed, forecast=True, target=target, pack=pack)
@@ -119,13 +120,13 @@ def sources(name: str, recipe: str, scores, pack: ReferencePack, target, seed: i
     teachers = suite.teacher_dir(name, recipe) / "teacher"
     on_test = {"trial": 0.0, "blind": 0.0}
     trial_right, blind_right, held = [], [], []
-    for f, ((model, view), fold) in enumerate(zip(judged, folds)):
+    for f, ((model, view, logits), fold) in enumerate(zip(judged, folds)):
         x, y = as_nhwc3(target.x_train[fold]), target.y_train[fold]
         blind, meta = load_teacher(teachers / blind_name(f) / "teacher.pt")
         blind_view = torch_view(ViewSpec.from_dict(meta["view"]), input_size=target.native_size)
         on_test["trial"] += float((real_predict(model, view, x_test).argmax(1) == target.y_test).mean())
         on_test["blind"] += float((real_predict(blind, blind_view, x_test).argmax(1) == target.y_test).mean())
-        trial_right.append(real_predict(model, view, x).argmax(1) == y)
+        trial_right.append(logits.argmax(1) == y)
         blind_right.append(real_predict(blind, blind_view, x).argmax(1) == y)
         held.append(fold)
     test = scores.meta["teacher_test_acc"]
@@ -152,6 +153,7 @@ def run(targets, report_only: bool, log=print) -> dict:
         rows = measured.get(name, {}).get("rows", {}).get(f"hard@{KEEP}")
         mine = record.get("targets", {}).get(name)
         if mine and rows and _same_draws(mine["rows"], rows):
+            results["targets"][name] = mine
             if not report_only and any("sources" not in r for r in mine["rows"]):  # recorded before them
                 recipe = suite.effective(name, "auto")
                 _, scores = suite.teacher(name, recipe, pack, log)
@@ -159,10 +161,7 @@ def run(targets, report_only: bool, log=print) -> dict:
                 for r in mine["rows"]:
                     log(f"[{name}] draw {r['seed']}: the trial students on the test split")
                     r["sources"] = sources(name, recipe, scores, pack, target, r["seed"])
-                results["targets"][name] = mine
                 record_targets(RECORD, results)
-                continue
-            results["targets"][name] = mine
             continue
         if report_only or not rows:
             if mine and report_only:

@@ -107,14 +107,15 @@ def held_out_interval(right: np.ndarray, groups: np.ndarray | None = None, z: fl
     return min(low, float(np.quantile(shares, 0.025))), max(high, float(np.quantile(shares, 0.975)))
 
 
-def held_out(target: Target, recorded: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out training images and labels (what the teacher recorded, or Target.holdout())."""
+def held_out(target: Target, recorded: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The held-out training images, labels and groups (None where the target records none): what the teacher
+    recorded, or Target.holdout()."""
     idx = np.asarray(recorded if recorded is not None else target.holdout(), np.int64)
     if not len(idx):
         raise TargetError(f"target {target.name} has no held-out training images to forecast with")
     if idx.max() >= len(target.y_train):
         raise TargetError(f"the teacher's held-out images do not fit target {target.name}: another target?")
-    return as_nhwc3(target.x_train[idx]), target.y_train[idx]
+    return as_nhwc3(target.x_train[idx]), target.y_train[idx], None if target.groups is None else target.groups[idx]
 
 
 @dataclass(frozen=True)
@@ -194,15 +195,12 @@ def forecast(scores, trials: list[Trial], pack, target: Target, recipe: str = "a
     if cfg.model_size is not None:
         spec = replace(spec, model_size=cfg.model_size)
     run = TrainingRun(cfg.arch, len(scores.class_names), cfg.weights, cfg.train, resolve_device(device), cfg.precision)
-    correct = judged = 0
     blind_correct: float | None = 0.0
     test = scores.meta.get("teacher_test_acc")
     per_fold, rights, groups = [], [], []
     for trial in trials:
-        recorded = (trial.blind.meta.get("target") or {}).get("holdout")
-        x, y = held_out(target, recorded)
-        if target.groups is not None:  # validated by held_out: the images' icons, for the interval
-            groups.append(target.groups[np.asarray(recorded if recorded is not None else target.holdout())])
+        x, y, icons = held_out(target, (trial.blind.meta.get("target") or {}).get("holdout"))
+        groups.append(icons)
         with tempfile.TemporaryDirectory(prefix="plada-forecast-") as work:
             model, _ = run.fit(
                 torch_view(spec, input_size=pack.size), pack.gather(np.asarray(trial.indices)),
@@ -211,15 +209,14 @@ def forecast(scores, trials: list[Trial], pack, target: Target, recipe: str = "a
             )  # fmt: skip
         pred = predict(model, torch_view(spec, input_size=target.native_size), x, device=run.device).argmax(1)
         rights.append(pred == y)
-        right = int(rights[-1].sum())
-        correct += right
-        judged += len(y)
         held = trial.blind.meta.get("teacher_holdout_acc")  # the blind teacher on the images it never saw
         blind_correct = None if held is None or blind_correct is None else blind_correct + held * len(y)
-        per_fold.append(min(1.0, right / len(y) * _scale(test, held)))
-    low, high = held_out_interval(np.concatenate(rights), np.concatenate(groups) if groups else None)
+        per_fold.append(min(1.0, float(rights[-1].mean()) * _scale(test, held)))
+    right = np.concatenate(rights)
+    judged = len(right)
+    low, high = held_out_interval(right, None if groups[0] is None else np.concatenate(groups))
     held = blind_correct / judged if blind_correct is not None else None
-    share = correct / judged
+    share = int(right.sum()) / judged
     estimate, low, high = (min(1.0, v * _scale(test, held)) for v in (share, low, high))
     if len(per_fold) > 1:  # where the device's own teacher may land among its recipe's teachers
         reach = _prediction_reach(per_fold)
